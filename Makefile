@@ -1,0 +1,100 @@
+# hsm-audit developer tasks. Everything runs on a fresh clone: Python tools are
+# installed into .venv/ (pinned in scripts/requirements*.txt), the local
+# DynamoDB is a moto server on 127.0.0.1 (scripts/local-dynamodb.sh).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+LDB := scripts/local-dynamodb.sh
+WITH_DB := scripts/with-local-dynamodb.sh
+
+# Tools installed into the venv (cfn-lint, cargo-lambda, zig, sam) must be on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+# `make build LAMBDA_ARCH=--x86-64` builds for x86_64 where the aarch64 Rust
+# target cannot be installed (the template deploys arm64).
+LAMBDA_ARCH ?= --arm64
+DEMO_TABLE ?= hsm-audit-demo
+
+.PHONY: help deps deps-build deps-sam test test-steps demo build validate deploy invoke-local clean bench
+
+help:
+	@echo "make deps          create .venv with moto[server], cfn-lint (pinned)"
+	@echo "make test          fmt, template checks, clippy, cargo test against a local DynamoDB"
+	@echo "make demo          ingest events/ into a local DynamoDB and print the views"
+	@echo "make build         cargo lambda build --release $(LAMBDA_ARCH) --bin bootstrap"
+	@echo "make validate      sam validate --lint"
+	@echo "make deploy        sam build && sam deploy --guided"
+	@echo "make invoke-local  cargo lambda watch + invoke each events/*.json and a Kinesis batch against a local DynamoDB, check sessions, EMF, JSON logs"
+	@echo "make bench         stage throughput vs the gunzip floor, DynamoDB cost per record, memory, size"
+	@echo "make fuzz          decode/parse property fuzzing, HSM_AUDIT_FUZZ_CASES cases per property"
+	@echo "make clean         stop the local DynamoDB, remove .local/"
+
+deps:
+	$(LDB) deps
+
+deps-build: deps
+	$(LDB) deps scripts/requirements-build.txt
+
+deps-sam: deps
+	$(LDB) deps scripts/requirements-sam.txt
+
+# The wrapper starts moto, exports AWS_ENDPOINT_URL, AWS_* test credentials and
+# HSM_AUDIT_TEST_ENDPOINT, runs the steps, and always stops moto again.
+test: deps
+	$(WITH_DB) $(MAKE) --no-print-directory test-steps
+
+# Internal: the steps of `make test`, run with the local DynamoDB's environment.
+test-steps:
+	@echo "== cargo fmt --check"
+	cargo fmt --all -- --check
+	@echo "== events/ up to date"
+	$(PY) events/generate.py --check
+	@echo "== cfn-lint template.yaml"
+	$(VENV)/bin/cfn-lint template.yaml
+	@echo "== template policy checks"
+	$(PY) scripts/check_template.py
+	$(PY) scripts/test_check_template.py
+	@echo "== cargo clippy"
+	cargo clippy --all-targets -- -D warnings
+	@echo "== cargo test (AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-unset})"
+	cargo test --all-targets
+
+demo: deps
+	DEMO_TABLE=$(DEMO_TABLE) $(WITH_DB) scripts/demo.sh
+
+build: deps-build
+	cargo lambda build --release $(LAMBDA_ARCH) --bin bootstrap
+	@echo "artifact: target/lambda/bootstrap/bootstrap ($$(stat -c %s target/lambda/bootstrap/bootstrap) bytes)"
+
+validate: deps-sam
+	AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 sam validate --lint --template template.yaml
+
+deploy: deps-sam deps-build
+	sam build --beta-features
+	sam deploy --guided
+
+invoke-local: deps-build
+	$(WITH_DB) scripts/invoke-local.sh
+
+clean:
+	$(LDB) stop
+	rm -rf .local
+
+# Throughput of each stage as a ratio to the gunzip floor, DynamoDB requests and write
+# units per record, peak memory, binary size, start-up (numbers in README.md).
+bench: deps
+	$(WITH_DB) scripts/bench.sh
+
+# Property-based fuzzing of decode and parse (tests/fuzz_decode.rs): `make test` runs
+# 256 cases per property; this runs many more (80,000 take ~15 min on 2 cores).
+# Needs no DynamoDB. A failure is written to tests/proptest-regressions/ and replayed
+# by every later run; keep it (and the input, in tests/fixtures/fuzz/).
+HSM_AUDIT_FUZZ_CASES ?= 20000
+.PHONY: fuzz
+fuzz:
+	HSM_AUDIT_FUZZ_CASES=$(HSM_AUDIT_FUZZ_CASES) cargo test --test fuzz_decode -- --test-threads=2

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make bench`: the stage throughputs and DynamoDB cost (benches/pipeline.rs), then
+# peak memory on the largest payload, binary size and start-up time of the release
+# binaries. Run through scripts/with-local-dynamodb.sh (AWS_ENDPOINT_URL set).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+mkdir -p .local
+PY="$ROOT/.venv/bin/python"
+LARGEST=.local/largest-payload.json
+
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
+echo "== stages and DynamoDB cost (cargo bench --bench pipeline)"
+BENCH_LARGEST_PAYLOAD="$LARGEST" cargo bench --bench pipeline
+
+echo
+echo "== release binaries"
+cargo build --release --bin bootstrap --bin hsm-audit 2>&1 | tail -1
+mib() { awk -v bytes="$(stat -c %s "$1")" 'BEGIN { printf "%.2f", bytes / 1048576 }'; }
+for binary in bootstrap hsm-audit; do
+    echo "$binary: $(mib target/release/$binary) MiB (stripped, $(uname -m))"
+done
+if [[ -f target/lambda/bootstrap/bootstrap ]]; then
+    echo "bootstrap: $(mib target/lambda/bootstrap/bootstrap) MiB (the arm64 Lambda artifact of make build)"
+fi
+
+echo
+echo "== peak memory and start-up (child processes, measured by the OS)"
+export TABLE_NAME="hsm-audit-bench-memory"
+target/release/hsm-audit setup >/dev/null
+"$PY" - "$LARGEST" <<'PY'
+import resource, statistics, subprocess, sys, time, json, tempfile, os
+
+largest = sys.argv[1]
+def peak_of(args):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+# ru_maxrss of children is the maximum over all children so far: measure the smaller first.
+print(f"parse  the largest payload: peak RSS {peak_of(['target/release/hsm-audit', 'parse', largest]):.1f} MiB")
+print(f"ingest the largest payload into DynamoDB (the Lambda's path): peak RSS {peak_of(['target/release/hsm-audit', 'ingest', largest]):.1f} MiB")
+
+record = open("tests/fixtures/seed-000/06-login-and-logout-events-0x0-login.txt").read()
+with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+    handle.write(record)
+runs = []
+for _ in range(21):
+    started = time.perf_counter()
+    subprocess.run(["target/release/hsm-audit", "parse", "--log-group", "/aws/cloudhsm/c", "--log-stream", "h", handle.name],
+                   check=True, stdout=subprocess.DEVNULL)
+    runs.append(time.perf_counter() - started)
+os.unlink(handle.name)
+print(f"process start to first record parsed (hsm-audit parse, one record): median {statistics.median(runs) * 1000:.1f} ms over {len(runs)} runs")
+PY

@@ -1,0 +1,24 @@
+//! The Lambda function: configuration and client built once, then the runtime loop.
+
+// The handler's future nests the pipeline's (store, lease, derive) deeply enough to pass
+// the compiler's default query depth when its layout is computed.
+#![recursion_limit = "256"]
+
+use hsm_audit::config::{Config, Logging};
+use hsm_audit::lambda::invoke;
+use hsm_audit::store::dynamodb::{DynamoStore, connect};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    // JSON lines under the template's LoggingConfig (AWS_LAMBDA_LOG_FORMAT=JSON).
+    Logging::from_env().init();
+    let config = Config::from_env(None)?;
+    let store = DynamoStore::new(connect().await, &config.table_name);
+    let (store, config) = (&store, &config);
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        invoke(event.payload, &event.context.request_id, store, config).await
+    }))
+    .await
+}

@@ -1,0 +1,59 @@
+//! Which files the CLI reads, and reading one.
+
+use std::path::{Path, PathBuf};
+
+use crate::decode::{Decoded, RawTextSource, decode_document};
+
+/// What a directory contributes: data files, not the READMEs and scripts beside them.
+const DATA_EXTENSIONS: [&str; 5] = ["json", "gz", "txt", "log", "zip"];
+
+/// Files named on the command line, and data files inside named directories (sorted,
+/// recursively). A path that does not exist is a usage error.
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            collect_dir(path, &mut files)?;
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", path.display()));
+        }
+    }
+    Ok(files)
+}
+
+fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            collect_dir(&path, files)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| DATA_EXTENSIONS.contains(&e))
+        {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads and decodes one file. Undecodable content is quarantined, not an error; only a
+/// file that cannot be read, or raw text without its group and stream, is.
+pub fn decode_file(
+    path: &Path,
+    source: &RawTextSource,
+    max_inflated_bytes: usize,
+) -> Result<Vec<Decoded>, String> {
+    let bytes = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    decode_document(&bytes, &name, source, max_inflated_bytes)
+}

@@ -1,0 +1,415 @@
+//! `hsm-audit`: the same pipeline as the Lambda, from files, and the queries on what it
+//! stored. Exit codes: 0 success, 1 processing error, 2 bad usage.
+
+pub mod backfill;
+mod files;
+mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::decode::RawTextSource;
+use crate::model::Timestamp;
+use crate::pipeline::{Report, derive_clusters, is_failed_login, parse_decoded, store_parsed};
+use crate::store::dynamodb::{DynamoStore, connect, create_table};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hsm-audit",
+    version,
+    about = "HSM audit logs (AWS CloudHSM, Thales Luna) as a queryable compliance trail in DynamoDB"
+)]
+struct Cli {
+    /// DynamoDB table [env: TABLE_NAME]. The endpoint, region and credentials come from
+    /// the standard AWS environment (AWS_ENDPOINT_URL for a local DynamoDB).
+    #[arg(long, global = true)]
+    table: Option<String>,
+    /// Output format: a readable table, or stable JSON for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the table as template.yaml defines it (for a local DynamoDB).
+    Setup,
+    /// Process files as the Lambda would: subscription events (the Lambda input), Kinesis and
+    /// Firehose events, the failure queue's records (`aws sqs receive-message` output),
+    /// gzipped or plain subscription payloads, `aws logs filter-log-events` output, raw audit
+    /// text, Thales DPoD audit files. Directories are read recursively for *.json, *.gz,
+    /// *.zip, *.txt and *.log files.
+    Ingest(InputArgs),
+    /// Decode and parse files only, without any AWS call, and count what they hold.
+    Parse(InputArgs),
+    /// Read history that predates the subscription from CloudWatch Logs (FilterLogEvents
+    /// per log stream) and process it as the Lambda would. Resumes from a checkpoint per
+    /// stream kept in the table; running it again is a no-op.
+    Backfill {
+        /// The CloudHSM log group: `/aws/cloudhsm/<cluster-id>`.
+        #[arg(long)]
+        log_group: String,
+        /// Events at or after this time (RFC 3339 or YYYY-MM-DD, UTC); default: all.
+        #[arg(long, value_parser = parse_time)]
+        start: Option<Timestamp>,
+        /// Events at or before this time; default: up to now.
+        #[arg(long, value_parser = parse_time)]
+        end: Option<Timestamp>,
+        /// Ignore the checkpoints and read the whole range again.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// The stored audit records of a cluster (or one HSM), in sequence order.
+    Trail {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        hsm: Option<String>,
+    },
+    /// Cluster sessions: login through logout, finalize, close or reboot.
+    Sessions {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        user: Option<String>,
+        /// Sessions whose login is at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Timestamp>,
+        /// Sessions whose login is at or before this time.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Timestamp>,
+    },
+    /// The lifecycle of one key handle (or Luna object): every generation, with its events.
+    Key {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long, required_unless_present = "object", conflicts_with = "object")]
+        handle: Option<u64>,
+        /// A Thales Luna object id (`ouid`), verbatim.
+        #[arg(long)]
+        object: Option<String>,
+    },
+    /// Every key, certificate and Luna object lifecycle of a cluster.
+    Keys {
+        #[arg(long)]
+        cluster: String,
+    },
+    /// Failed logins, flagged when part of a brute-force burst.
+    FailedLogins {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Timestamp>,
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Timestamp>,
+    },
+    /// Brute force, sequence gaps, conflicting duplicates, sensitive operations, reboots,
+    /// certificate-storage errors.
+    Alerts {
+        #[arg(long)]
+        cluster: String,
+    },
+    /// What could not be processed, with the reason.
+    Quarantine,
+}
+
+#[derive(Debug, Args)]
+struct InputArgs {
+    /// Files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Log group of raw text and of filter-log-events output (they do not name it):
+    /// `/aws/cloudhsm/<cluster-id>`.
+    #[arg(long)]
+    log_group: Option<String>,
+    /// Log stream (the HSM id) of raw audit text.
+    #[arg(long)]
+    log_stream: Option<String>,
+    /// `luna`: Thales DPoD audit files (the Audit Query API's ZIP of a JSON array, a
+    /// JSON array, JSON lines; gzipped or not), placed by each record's service id, or
+    /// by --log-group. `auto` recognises those and reads everything else as before.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    format: InputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum InputFormat {
+    Auto,
+    Luna,
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_user(text)
+        .ok_or_else(|| format!("`{text}` is not a time: use RFC 3339 or YYYY-MM-DD (UTC)"))
+}
+
+/// Failures, by exit code.
+enum Failure {
+    Usage(String),
+    Processing(String),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Processing(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn processing(error: impl std::fmt::Display) -> Failure {
+    Failure::Processing(error.to_string())
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Parse(input) = &cli.command {
+        return parse_only(input, cli.output);
+    }
+    let config = Config::from_env(cli.table.clone())
+        .map_err(|error| Failure::Usage(format!("{error} (or pass --table)")))?;
+    let store = DynamoStore::new(connect().await, &config.table_name);
+    let output = cli.output;
+    match cli.command {
+        Command::Parse(_) => Ok(()),
+        Command::Setup => {
+            let created = create_table(store.client(), store.table())
+                .await
+                .map_err(processing)?;
+            let state = if created { "created" } else { "already exists" };
+            render::emit(
+                output,
+                &serde_json::json!({"table": store.table(), "state": state}),
+                || format!("table {} {state}\n", store.table()),
+            )
+        }
+        Command::Ingest(input) => ingest_files(&store, &config, &input, output).await,
+        Command::Backfill {
+            log_group,
+            start,
+            end,
+            restart,
+        } => {
+            let aws = aws_config::from_env().load().await;
+            let logs = aws_sdk_cloudwatchlogs::Client::new(&aws);
+            let request = backfill::Request {
+                log_group,
+                start_ms: start.map(|time| time.micros().div_euclid(1000)),
+                end_ms: end.map(|time| time.micros().div_euclid(1000)),
+                restart,
+            };
+            let report = backfill::backfill(&store, &config, &logs, &request)
+                .await
+                .map_err(Failure::Processing)?;
+            render::emit(output, &report, || render::report_text(&report))
+        }
+        Command::Trail { cluster, hsm } => {
+            let trail = store
+                .trail(&cluster, hsm.as_deref())
+                .await
+                .map_err(processing)?;
+            render::emit(output, &render::trail_json(&trail), || {
+                render::trail_table(&trail)
+            })
+        }
+        Command::Sessions {
+            cluster,
+            user,
+            from,
+            to,
+        } => {
+            let sessions = store
+                .sessions(&cluster, user.as_deref(), from, to)
+                .await
+                .map_err(processing)?;
+            render::emit(output, &sessions, || render::sessions_table(&sessions))
+        }
+        Command::Key {
+            cluster,
+            handle,
+            object,
+        } => {
+            let mut keys = store
+                .keys(&cluster, if object.is_some() { None } else { handle })
+                .await
+                .map_err(processing)?;
+            if let Some(object) = &object {
+                keys.retain(|key| key.object_id.as_ref() == Some(object));
+            }
+            render::emit(output, &keys, || render::keys_table(&keys))
+        }
+        Command::Keys { cluster } => {
+            let keys = store.keys(&cluster, None).await.map_err(processing)?;
+            render::emit(output, &keys, || render::keys_table(&keys))
+        }
+        Command::FailedLogins { cluster, from, to } => {
+            let logins = store
+                .failed_logins(&cluster, from, to)
+                .await
+                .map_err(processing)?;
+            render::emit(output, &logins, || render::failed_logins_table(&logins))
+        }
+        Command::Alerts { cluster } => {
+            let alerts = store.alerts(&cluster).await.map_err(processing)?;
+            render::emit(output, &alerts, || render::alerts_table(&alerts))
+        }
+        Command::Quarantine => {
+            let items = store.quarantined().await.map_err(processing)?;
+            render::emit(output, &items, || render::quarantine_table(&items))
+        }
+    }
+}
+
+/// Reads one file as `--format` says.
+fn decode_input(
+    file: &std::path::Path,
+    input: &InputArgs,
+    source: &RawTextSource,
+    max_inflated_bytes: usize,
+) -> Result<Vec<crate::decode::Decoded>, String> {
+    let bytes = std::fs::read(file).map_err(|error| format!("{}: {error}", file.display()))?;
+    let luna = match input.format {
+        InputFormat::Luna => true,
+        InputFormat::Auto => crate::decode::looks_like_luna_file(&bytes, max_inflated_bytes),
+    };
+    if !luna {
+        return files::decode_file(file, source, max_inflated_bytes);
+    }
+    let name = file
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(crate::decode::decode_luna_file(
+        &bytes,
+        &name,
+        input.log_group.as_deref(),
+        max_inflated_bytes,
+    ))
+}
+
+fn source_of(input: &InputArgs) -> RawTextSource {
+    RawTextSource {
+        log_group: input.log_group.clone(),
+        log_stream: input.log_stream.clone(),
+    }
+}
+
+fn progress(len: usize, what: &str) -> ProgressBar {
+    // indicatif draws on stderr only when it is a terminal: scripts see clean output.
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} files {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_owned());
+    bar
+}
+
+async fn ingest_files(
+    store: &DynamoStore,
+    config: &Config,
+    input: &InputArgs,
+    output: Output,
+) -> Result<(), Failure> {
+    let files = files::collect(&input.paths).map_err(Failure::Usage)?;
+    let source = source_of(input);
+    let bar = progress(files.len(), "ingest");
+    let mut report = Report::default();
+    for file in &files {
+        let decoded = decode_input(file, input, &source, config.max_inflated_bytes)
+            .map_err(Failure::Usage)?;
+        let stored = store_parsed(store, parse_decoded(decoded))
+            .await
+            .map_err(processing)?;
+        report.add(stored);
+        bar.set_message(format!("{} records", report.records));
+        bar.inc(1);
+    }
+    bar.set_message("deriving views");
+    derive_clusters(store, config, &mut report)
+        .await
+        .map_err(processing)?;
+    bar.finish_and_clear();
+    render::emit(output, &report, || render::report_text(&report))
+}
+
+/// The `parse --output json` contract: counts that the benchmark and scripts rely on.
+#[derive(Debug, Serialize)]
+struct ParseSummary {
+    events: usize,
+    quarantined: usize,
+    failed_logins: usize,
+    control_messages: usize,
+    by_opcode: BTreeMap<String, usize>,
+    clusters: BTreeSet<String>,
+}
+
+fn parse_only(input: &InputArgs, output: Output) -> Result<(), Failure> {
+    let max_inflated_bytes = crate::config::max_inflated_bytes_from_env()
+        .map_err(|error| Failure::Usage(error.to_string()))?;
+    let files = files::collect(&input.paths).map_err(Failure::Usage)?;
+    let source = source_of(input);
+    let bar = progress(files.len(), "parse");
+    let mut summary = ParseSummary {
+        events: 0,
+        quarantined: 0,
+        failed_logins: 0,
+        control_messages: 0,
+        by_opcode: BTreeMap::new(),
+        clusters: BTreeSet::new(),
+    };
+    for file in &files {
+        let parsed = parse_decoded(
+            decode_input(file, input, &source, max_inflated_bytes).map_err(Failure::Usage)?,
+        );
+        for entry in parsed.records() {
+            summary.events += 1;
+            summary.failed_logins += usize::from(is_failed_login(entry));
+            *summary
+                .by_opcode
+                .entry(render::opcode_name(&entry.record).to_owned())
+                .or_default() += 1;
+        }
+        summary.quarantined += parsed.quarantined.len();
+        summary.control_messages += parsed.control_messages;
+        summary.clusters.extend(parsed.entries.keys().cloned());
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    render::emit(output, &summary, || {
+        render::parse_text(
+            summary.events,
+            summary.quarantined,
+            summary.failed_logins,
+            &summary.by_opcode,
+        )
+    })
+}

@@ -1,0 +1,406 @@
+//! Output: stable JSON for scripts, readable tables for people.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::{Failure, Output};
+use crate::decode::Quarantined;
+use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration};
+use crate::model::{AuditRecord, TrailEntry};
+use crate::pipeline::Report;
+
+pub(super) fn emit<T: Serialize + ?Sized>(
+    output: Output,
+    value: &T,
+    table: impl FnOnce() -> String,
+) -> Result<(), Failure> {
+    let text = match output {
+        Output::Json => serde_json::to_string_pretty(value)
+            .map(|json| json + "\n")
+            .map_err(super::processing)?,
+        Output::Table => table(),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// Left-aligned columns sized to their widest cell.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
+        let padded: Vec<String> = cells
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
+    };
+    line(&mut headers.iter().copied(), &mut out);
+    for row in rows {
+        line(&mut row.iter().map(String::as_str), &mut out);
+    }
+    if rows.is_empty() {
+        out.push_str("(none)\n");
+    }
+    out
+}
+
+fn or_dash<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// The name of what a record logs: the opcode, or the certificate-storage operation.
+pub(super) fn opcode_name(record: &AuditRecord) -> &str {
+    match record {
+        AuditRecord::CloudHsm(record) => record.opcode.as_str(),
+        AuditRecord::Certificate(record) => &record.op_code,
+        AuditRecord::Luna(record) => &record.action,
+    }
+}
+
+/// The trail in the JSON contract: handles, sequence numbers and counters as numbers.
+pub(super) fn trail_json(trail: &[TrailEntry]) -> serde_json::Value {
+    serde_json::Value::Array(trail.iter().map(entry_json).collect())
+}
+
+fn entry_json(entry: &TrailEntry) -> serde_json::Value {
+    let origin = serde_json::json!({
+        "cluster": entry.stream.cluster,
+        "log_stream": entry.stream.hsm,
+        "log_event_id": entry.log_event_id,
+        "log_event_time": entry.log_event_time,
+    });
+    let record = match &entry.record {
+        AuditRecord::CloudHsm(record) => serde_json::json!({
+            "kind": "cloudhsm",
+            "hsm": entry.stream.hsm,
+            "reboot_counter": record.reboot_counter,
+            "seq": record.sequence_no,
+            "time": record.time,
+            "opcode": record.opcode,
+            "opcode_code": record.opcode_code,
+            "command_type": record.command_type.name,
+            "session_handle": record.session_handle,
+            "success": record.succeeded(),
+            "response_code": record.response_code,
+            "response": record.response_text,
+            "log_type": record.log_type.name,
+            "user_name": record.user_name,
+            "user_type": record.user_type.as_ref().map(|t| &t.name),
+            "key_handle": record.key_handle,
+            "public_key_handle": record.public_key_handle,
+        }),
+        AuditRecord::Certificate(record) => serde_json::json!({
+            "kind": "certificate",
+            "time": record.time,
+            "opcode": record.op_code,
+            "object_handle": record.object_handle,
+            "success": record.succeeded(),
+            "response": record.response,
+            "attributes": record.attributes,
+        }),
+        AuditRecord::Luna(record) => serde_json::json!({
+            "kind": "luna",
+            "time": record.time,
+            "opcode": record.action,
+            "success": record.succeeded(),
+            "response": record.status,
+            "source": record.source,
+            "resource_id": record.resource_id,
+            "actor_id": record.actor_id,
+            "tenant_id": record.tenant_id,
+            "partition_id": record.partition_id,
+            "hsm_id": record.hsm_id,
+            "client_ip": record.client_ip,
+            "role": record.role,
+            "object_ids": record.object_ids,
+            "record_id": record.record_id,
+        }),
+    };
+    let mut merged = origin;
+    if let (Some(target), serde_json::Value::Object(fields)) = (merged.as_object_mut(), record) {
+        target.extend(fields);
+    }
+    merged
+}
+
+pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
+    let rows: Vec<Vec<String>> = trail
+        .iter()
+        .map(|entry| match &entry.record {
+            AuditRecord::CloudHsm(r) => vec![
+                entry.stream.hsm.clone(),
+                format!("0x{:x}", r.reboot_counter),
+                format!("0x{:x}", r.sequence_no),
+                r.time.iso(),
+                r.opcode.to_string(),
+                format!("{}:{}", r.response_code, r.response_text),
+                or_dash(r.user_name.as_deref()),
+                or_dash(r.key_handle),
+            ],
+            AuditRecord::Certificate(r) => vec![
+                entry.stream.hsm.clone(),
+                "-".to_owned(),
+                format!("event {}", entry.log_event_id),
+                r.time.iso(),
+                r.op_code.clone(),
+                r.response.clone(),
+                "-".to_owned(),
+                or_dash(r.object_handle),
+            ],
+            AuditRecord::Luna(r) => vec![
+                format!(
+                    "{} (hsm {})",
+                    entry.stream.hsm,
+                    or_dash(r.hsm_id.as_deref())
+                ),
+                "-".to_owned(),
+                format!("event {}", entry.log_event_id),
+                r.time.iso(),
+                r.action.clone(),
+                r.status.clone(),
+                format!(
+                    "{} ({})",
+                    or_dash(r.actor_id.as_deref()),
+                    or_dash(r.role.as_deref())
+                ),
+                if r.object_ids.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.object_ids.join(",")
+                },
+            ],
+        })
+        .collect();
+    table(
+        &[
+            "STREAM", "REBOOT", "SEQ", "TIME", "OPCODE", "RESPONSE", "USER", "KEY",
+        ],
+        &rows,
+    )
+}
+
+pub(super) fn sessions_table(sessions: &[ClusterSession]) -> String {
+    let mut out = String::new();
+    for session in sessions {
+        let _ = writeln!(
+            out,
+            "{} ({}) {} -> {}  ended by {}  origin {}  mirrors [{}]",
+            session.user,
+            or_dash(session.user_type.as_deref()),
+            session.login_time,
+            or_dash(session.end_time),
+            session.ended_by.as_deref().unwrap_or("- (open)"),
+            session.origin_hsm,
+            session.mirror_hsms.join(", ")
+        );
+        for event in &session.events {
+            let mut handles: Vec<String> = event.key_handles.iter().map(u64::to_string).collect();
+            handles.extend(event.object_ids.iter().cloned());
+            let _ = writeln!(
+                out,
+                "    {}  {}  0x{:<4x} {:<32} {:<6} {}{}",
+                event.time,
+                event.hsm,
+                event.seq,
+                event.opcode.as_str(),
+                if event.success { "ok" } else { "FAILED" },
+                event
+                    .target_user
+                    .as_deref()
+                    .map(|u| format!("user {u} "))
+                    .unwrap_or_default(),
+                if handles.is_empty() {
+                    String::new()
+                } else {
+                    format!("keys {}", handles.join(","))
+                }
+            );
+        }
+    }
+    if sessions.is_empty() {
+        out.push_str("(no sessions)\n");
+    }
+    out
+}
+
+pub(super) fn keys_table(keys: &[KeyGeneration]) -> String {
+    let mut out = String::new();
+    for key in keys {
+        let _ = writeln!(
+            out,
+            "key {} gen {}: {:?} {}  created {} by {} ({})  pair {}  hsms [{}]{}",
+            key.object_id
+                .as_ref()
+                .map_or_else(|| key.handle.to_string(), |id| format!("luna:{id}")),
+            key.generation,
+            key.state,
+            key.kind,
+            or_dash(key.created_time),
+            or_dash(key.created_by.as_deref()),
+            or_dash(key.created_opcode.as_ref()),
+            or_dash(key.pair_handle),
+            key.hsms.join(", "),
+            if key.exported { "  EXPORTED" } else { "" }
+        );
+        for event in &key.events {
+            let position = match (event.seq, &event.log_event_id) {
+                (Some(seq), _) => format!("0x{seq:x}"),
+                (None, Some(id)) => format!("event {id}"),
+                (None, None) => "-".to_owned(),
+            };
+            let outcome = match (&event.response, event.success) {
+                (Some(response), false) => response.clone(),
+                (_, true) => "ok".to_owned(),
+                (None, false) => "FAILED".to_owned(),
+            };
+            let attributes = event
+                .attributes
+                .as_ref()
+                .map(|names| format!(" [{}]", names.join(", ")))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    {}  {}  {:<6} {:<32} {:<6} {}{}",
+                event.time,
+                event.hsm,
+                position,
+                event.opcode.as_str(),
+                outcome,
+                or_dash(event.user.as_deref()),
+                attributes
+            );
+        }
+    }
+    if keys.is_empty() {
+        out.push_str("(no keys)\n");
+    }
+    out
+}
+
+pub(super) fn failed_logins_table(logins: &[FailedLogin]) -> String {
+    let rows: Vec<Vec<String>> = logins
+        .iter()
+        .map(|login| {
+            vec![
+                login.time.iso(),
+                login.hsm.clone(),
+                match &login.log_event_id {
+                    Some(id) => format!("event {id}"),
+                    None => format!("0x{:x}", login.seq),
+                },
+                login.user.clone(),
+                or_dash(login.user_type.as_deref()),
+                match login.log_event_id {
+                    Some(_) => login.response.clone(),
+                    None => format!("{}:{}", login.response_code, login.response),
+                },
+                if login.brute_force {
+                    "BRUTE FORCE".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    table(
+        &["TIME", "HSM", "SEQ", "USER", "USER TYPE", "RESPONSE", ""],
+        &rows,
+    )
+}
+
+pub(super) fn alerts_table(alerts: &[Alert]) -> String {
+    let rows: Vec<Vec<String>> = alerts
+        .iter()
+        .map(|alert| {
+            let range = match (alert.from, alert.to) {
+                (Some(from), Some(to)) => format!("0x{from:x}..0x{to:x}"),
+                _ => alert
+                    .seq
+                    .map(|seq| format!("0x{seq:x}"))
+                    .unwrap_or_else(|| "-".into()),
+            };
+            vec![
+                alert.time.iso(),
+                alert.kind.as_str().to_owned(),
+                or_dash(alert.hsm.as_deref()),
+                range,
+                or_dash(alert.user.as_deref()),
+                or_dash(alert.opcode.as_ref()),
+                or_dash(alert.detail.as_deref()),
+            ]
+        })
+        .collect();
+    table(
+        &["TIME", "KIND", "HSM", "SEQ", "USER", "OPCODE", "DETAIL"],
+        &rows,
+    )
+}
+
+pub(super) fn quarantine_table(items: &[Quarantined]) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| {
+            let mut raw: String = item
+                .raw
+                .chars()
+                .take(40)
+                .collect::<String>()
+                .replace(['\n', '\r'], " ");
+            if item.raw.chars().count() > 40 || item.raw_truncated {
+                raw.push('…');
+            }
+            vec![
+                item.reason.clone(),
+                or_dash(item.log_group.as_deref()),
+                or_dash(item.log_stream.as_deref()),
+                or_dash(item.log_event_id.as_deref()),
+                raw,
+            ]
+        })
+        .collect();
+    table(
+        &["REASON", "LOG GROUP", "LOG STREAM", "EVENT ID", "RAW"],
+        &rows,
+    )
+}
+
+pub(super) fn report_text(report: &Report) -> String {
+    format!(
+        "{} log events: {} records ({} new, {} duplicates, {} conflicting), {} quarantined, {} control messages; clusters: {}\n",
+        report.log_events,
+        report.records,
+        report.stored,
+        report.duplicates,
+        report.conflicts,
+        report.quarantined,
+        report.control_messages,
+        report
+            .clusters
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+pub(super) fn parse_text(
+    events: usize,
+    quarantined: usize,
+    failed_logins: usize,
+    by_opcode: &BTreeMap<String, usize>,
+) -> String {
+    let mut out =
+        format!("{events} records, {quarantined} quarantined, {failed_logins} failed logins\n");
+    for (opcode, count) in by_opcode {
+        let _ = writeln!(out, "  {opcode:<32} {count}");
+    }
+    out
+}

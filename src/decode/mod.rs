@@ -1,0 +1,17 @@
+//! From what arrives (a Lambda event, a file) to CloudWatch Logs payloads: base64,
+//! capped gunzip, JSON. Nothing here fails a whole batch: what cannot be decoded becomes
+//! a [`Quarantined`] item with its reason, beside the payloads that could.
+
+mod awslogs;
+mod input;
+mod kinesis;
+mod luna_files;
+mod quarantine;
+
+pub use awslogs::{
+    DecodeError, LogEvent, LogsPayload, MessageType, decode_awslogs_data, inflate_capped,
+};
+pub use input::{Decoded, RawTextSource, decode_document, decode_lambda_event, split_raw_text};
+pub use kinesis::{EventShape, StreamRecord, event_shape, firehose_records, kinesis_records};
+pub use luna_files::{decode_luna_file, looks_like_luna_file};
+pub use quarantine::Quarantined;

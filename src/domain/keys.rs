@@ -1,0 +1,351 @@
+//! Key lifecycles: per handle, the generations from creation to destruction.
+//!
+//! Decisions:
+//! - A handle's records across the cluster are taken in time order (ties by hsm, boot,
+//!   seq); every record naming a non-zero handle is an event of that handle.
+//! - Every successful creation starts a new generation, numbered 1, 2, … . Events seen
+//!   before any creation form generation 0, kind `unknown`. Events after a generation
+//!   ended (destroyed or tombstoned) and before the next creation stay in the ended
+//!   generation and change nothing.
+//! - Replication may be logged before the creation it copies: a successful insert
+//!   while the handle has no live generation is held for the next successful creation
+//!   of that handle if one follows within the mirror window, and becomes part of it.
+//! - Failed records are events with `success = false` and change no state.
+
+use std::collections::BTreeMap;
+
+use super::records::Rec;
+use super::{KeyEvent, KeyGeneration, KeyState};
+use crate::model::Opcode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Create {
+        kind: &'static str,
+        pair: Option<u64>,
+    },
+    Destroy,
+    Tombstone,
+    Export,
+    Extract,
+    Insert,
+    Use,
+}
+
+/// What a record does to each handle it names.
+fn roles(rec: Rec<'_>) -> Vec<(u64, Role)> {
+    let handles = rec.key_handles();
+    let private = rec.record.key_handle.filter(|&h| h != 0);
+    let public = rec.record.public_key_handle.filter(|&h| h != 0);
+    handles
+        .into_iter()
+        .map(|handle| {
+            let is_private = Some(handle) == private;
+            let role = match rec.op() {
+                Opcode::GenerateKeyPair if is_private => Role::Create {
+                    kind: "private",
+                    pair: public,
+                },
+                Opcode::GenerateKeyPair => Role::Create {
+                    kind: "public",
+                    pair: private,
+                },
+                Opcode::GenerateKey | Opcode::UnwrapKey | Opcode::DeriveKey if is_private => {
+                    Role::Create {
+                        kind: "secret",
+                        pair: None,
+                    }
+                }
+                Opcode::CreateObject if is_private => Role::Create {
+                    kind: "object",
+                    pair: None,
+                },
+                Opcode::DestroyObject => Role::Destroy,
+                Opcode::TombstoneObject => Role::Tombstone,
+                Opcode::WrapKey if is_private => Role::Export,
+                Opcode::ExtractMaskedObjectUser => Role::Extract,
+                Opcode::InsertMaskedObjectUser => Role::Insert,
+                _ => Role::Use,
+            };
+            (handle, role)
+        })
+        .collect()
+}
+
+pub(crate) fn derive(
+    recs: &[Rec<'_>],
+    actors: &[Option<String>],
+    mirror_window_micros: i64,
+) -> Vec<KeyGeneration> {
+    let mut touches: BTreeMap<u64, Vec<(usize, Role)>> = BTreeMap::new();
+    for (index, rec) in recs.iter().enumerate() {
+        for (handle, role) in roles(*rec) {
+            touches.entry(handle).or_default().push((index, role));
+        }
+    }
+    let mut keys = Vec::new();
+    for (handle, mut list) in touches {
+        list.sort_by_key(|&(index, _)| recs[index].time_key());
+        keys.extend(lifecycle(handle, &list, recs, actors, mirror_window_micros));
+    }
+    keys
+}
+
+fn lifecycle(
+    handle: u64,
+    touches: &[(usize, Role)],
+    recs: &[Rec<'_>],
+    actors: &[Option<String>],
+    window: i64,
+) -> Vec<KeyGeneration> {
+    let mut generations: Vec<KeyGeneration> = Vec::new();
+    let mut held: Vec<usize> = Vec::new();
+    let event = |index: usize| {
+        let rec = recs[index];
+        KeyEvent {
+            time: rec.time(),
+            hsm: rec.hsm.to_owned(),
+            seq: Some(rec.seq()),
+            opcode: rec.op().clone(),
+            success: rec.ok(),
+            response_code: Some(rec.record.response_code),
+            response: None,
+            user: actors.get(index).cloned().flatten(),
+            attributes: None,
+            log_event_id: None,
+        }
+    };
+    for (position, &(index, role)) in touches.iter().enumerate() {
+        let rec = recs[index];
+        let live = generations
+            .last()
+            .is_some_and(|g| g.state == KeyState::Active);
+        match role {
+            Role::Create { kind, pair } if rec.ok() => {
+                let number = generations.iter().filter(|g| g.generation > 0).count() + 1;
+                let mut hsms = vec![rec.hsm.to_owned()];
+                let mut events: Vec<KeyEvent> = Vec::new();
+                for held_index in held.drain(..) {
+                    hsms.push(recs[held_index].hsm.to_owned());
+                    events.push(event(held_index));
+                }
+                events.push(event(index));
+                generations.push(KeyGeneration {
+                    handle,
+                    object_id: None,
+                    generation: u32::try_from(number).unwrap_or(u32::MAX),
+                    state: KeyState::Active,
+                    kind: kind.to_owned(),
+                    pair_handle: pair,
+                    created_time: Some(rec.time()),
+                    created_by: actors.get(index).cloned().flatten(),
+                    created_opcode: Some(rec.op().clone()),
+                    hsms,
+                    exported: false,
+                    events,
+                });
+            }
+            Role::Insert
+                if rec.ok()
+                    && !live
+                    && creation_follows(&touches[position + 1..], recs, rec, window) =>
+            {
+                held.push(index);
+            }
+            _ => {
+                if generations.is_empty() {
+                    generations.push(unknown_generation(handle));
+                }
+                let Some(current) = generations.last_mut() else {
+                    continue;
+                };
+                current.events.push(event(index));
+                if !rec.ok() || current.state != KeyState::Active {
+                    continue;
+                }
+                match role {
+                    Role::Destroy => current.state = KeyState::Destroyed,
+                    Role::Tombstone => current.state = KeyState::Tombstoned,
+                    Role::Export => current.exported = true,
+                    Role::Extract | Role::Insert => current.hsms.push(rec.hsm.to_owned()),
+                    Role::Create { .. } | Role::Use => {}
+                }
+            }
+        }
+    }
+    for generation in &mut generations {
+        generation.hsms.sort();
+        generation.hsms.dedup();
+    }
+    generations
+}
+
+fn creation_follows(
+    later: &[(usize, Role)],
+    recs: &[Rec<'_>],
+    insert: Rec<'_>,
+    window: i64,
+) -> bool {
+    later
+        .iter()
+        .take_while(|&&(index, _)| {
+            recs[index]
+                .time()
+                .micros()
+                .saturating_sub(insert.time().micros())
+                <= window
+        })
+        .any(|&(index, role)| matches!(role, Role::Create { .. }) && recs[index].ok())
+}
+
+fn unknown_generation(handle: u64) -> KeyGeneration {
+    KeyGeneration::blank(handle, None, 0, "unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::records::prepare;
+    use crate::domain::testkit::rec;
+    use crate::model::TrailEntry;
+
+    const WINDOW: i64 = 5_000_000;
+
+    fn run(entries: &[TrailEntry]) -> Vec<KeyGeneration> {
+        let recs = prepare(entries);
+        let actors = vec![Some("crypto_user".to_owned()); recs.len()];
+        derive(&recs, &actors, WINDOW)
+    }
+
+    #[test]
+    fn given_a_pair_generated_and_both_destroyed_when_derived_then_two_linked_destroyed_keys() {
+        let keys = run(&[
+            rec("a", 1, 1, 10, Opcode::GenerateKeyPair)
+                .key(131079)
+                .public(131078)
+                .build(),
+            rec("a", 1, 2, 20, Opcode::DestroyObject)
+                .key(131078)
+                .build(),
+            rec("a", 1, 3, 30, Opcode::DestroyObject)
+                .key(131079)
+                .build(),
+        ]);
+        assert_eq!(keys.len(), 2);
+        let (public, private) = (&keys[0], &keys[1]);
+        assert_eq!((public.handle, public.kind.as_str()), (131078, "public"));
+        assert_eq!((private.handle, private.kind.as_str()), (131079, "private"));
+        assert_eq!(public.pair_handle, Some(131079));
+        assert_eq!(private.pair_handle, Some(131078));
+        assert!(
+            keys.iter()
+                .all(|k| k.state == KeyState::Destroyed && k.generation == 1)
+        );
+        assert_eq!(private.created_by.as_deref(), Some("crypto_user"));
+    }
+
+    #[test]
+    fn given_a_handle_created_again_after_destruction_when_derived_then_generation_two() {
+        let keys = run(&[
+            rec("a", 1, 1, 10, Opcode::GenerateKey).key(7).build(),
+            rec("a", 1, 2, 20, Opcode::DestroyObject).key(7).build(),
+            rec("a", 1, 3, 30, Opcode::CreateObject).key(7).build(),
+        ]);
+        let summary: Vec<_> = keys
+            .iter()
+            .map(|k| (k.generation, k.state, k.kind.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, KeyState::Destroyed, "secret"),
+                (2, KeyState::Active, "object")
+            ]
+        );
+    }
+
+    #[test]
+    fn given_use_before_any_creation_when_derived_then_generation_zero_of_unknown_kind() {
+        let keys = run(&[
+            rec("a", 1, 1, 10, Opcode::NistAesWrap).key(6).build(),
+            rec("a", 1, 2, 20, Opcode::UnwrapKey).key(6).build(),
+        ]);
+        assert_eq!(keys.len(), 2);
+        assert_eq!((keys[0].generation, keys[0].kind.as_str()), (0, "unknown"));
+        assert_eq!(keys[0].state, KeyState::Active);
+        assert_eq!(keys[0].created_time, None);
+        assert_eq!((keys[1].generation, keys[1].kind.as_str()), (1, "secret"));
+    }
+
+    #[test]
+    fn given_an_insert_just_before_the_creation_when_derived_then_it_belongs_to_the_new_generation()
+    {
+        let keys = run(&[
+            rec("b", 1, 1, 1_000, Opcode::InsertMaskedObjectUser)
+                .key(11)
+                .build(),
+            rec("a", 1, 1, 1_500, Opcode::UnwrapKey).key(11).build(),
+        ]);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].generation, 1);
+        assert_eq!(keys[0].hsms, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(keys[0].events.len(), 2);
+    }
+
+    #[test]
+    fn given_an_insert_long_before_the_creation_when_derived_then_it_stays_in_generation_zero() {
+        let keys = run(&[
+            rec("b", 1, 1, 1_000, Opcode::InsertMaskedObjectUser)
+                .key(11)
+                .build(),
+            rec("a", 1, 1, 1_000 + WINDOW + 1, Opcode::UnwrapKey)
+                .key(11)
+                .build(),
+        ]);
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].hsms, vec!["b".to_owned()]);
+        assert_eq!(keys[1].hsms, vec!["a".to_owned()]);
+    }
+
+    #[test]
+    fn given_failed_commands_when_derived_then_they_are_events_that_change_nothing() {
+        let keys = run(&[
+            rec("a", 1, 1, 10, Opcode::GenerateKey).key(7).build(),
+            rec("a", 1, 2, 20, Opcode::WrapKey)
+                .key(7)
+                .fail(1, "denied")
+                .build(),
+            rec("a", 1, 3, 30, Opcode::DestroyObject)
+                .key(7)
+                .fail(1, "denied")
+                .build(),
+        ]);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].state, KeyState::Active);
+        assert!(!keys[0].exported);
+        assert_eq!(keys[0].events.iter().filter(|e| !e.success).count(), 2);
+    }
+
+    #[test]
+    fn given_a_wrap_and_replication_when_derived_then_exported_and_held_on_both_hsms() {
+        let keys = run(&[
+            rec("a", 1, 1, 10, Opcode::GenerateKey).key(7).build(),
+            rec("a", 1, 2, 20, Opcode::ExtractMaskedObjectUser)
+                .key(7)
+                .build(),
+            rec("b", 1, 1, 30, Opcode::InsertMaskedObjectUser)
+                .key(7)
+                .build(),
+            rec("a", 1, 3, 40, Opcode::WrapKey).key(7).build(),
+            rec("a", 1, 4, 50, Opcode::TombstoneObject).key(7).build(),
+        ]);
+        assert!(keys[0].exported);
+        assert_eq!(keys[0].state, KeyState::Tombstoned);
+        assert_eq!(keys[0].hsms, vec!["a".to_owned(), "b".to_owned()]);
+    }
+
+    #[test]
+    fn given_a_share_without_handles_when_derived_then_no_key_is_touched() {
+        assert!(run(&[rec("a", 1, 1, 10, Opcode::ShareObject).build()]).is_empty());
+    }
+}

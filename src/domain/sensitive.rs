@@ -1,0 +1,156 @@
+//! Sensitive operations: commands an auditor wants to see individually.
+//!
+//! Decisions:
+//! - Failed attempts are alerted too (an attempt to zeroize or export is itself worth a
+//!   look); their detail ends with `failed: <code>: <response>`.
+//! - `CN_CHANGE_PSWD` counts only for crypto officers (`CN_CRYPTO_OFFICER`,
+//!   `CN_CRYPTO_PRE_OFFICER`), where the record's user type is the target's.
+//! - `CN_INIT_TOKEN` counts when it initialises an HSM that is not new: it is not
+//!   sequence 0 of its stream, or the cluster holds a record with an earlier time on
+//!   another HSM, or the same HSM logged an earlier boot. Initialising the first HSM of
+//!   a new cluster is routine.
+
+use std::collections::BTreeMap;
+
+use super::records::Rec;
+use super::sessions::target_user;
+use super::{Alert, AlertKind};
+use crate::model::{Opcode, Timestamp};
+
+fn is_sensitive(rec: Rec<'_>) -> bool {
+    match rec.op() {
+        Opcode::Zeroize
+        | Opcode::DeleteUser
+        | Opcode::CreateCo
+        | Opcode::SetMValue
+        | Opcode::WrapKey
+        | Opcode::CloneSourceStage1
+        | Opcode::CloneTargetInit
+        | Opcode::CloneTargetStage1
+        | Opcode::BackupBegin
+        | Opcode::BackupEnd
+        | Opcode::RestoreBegin
+        | Opcode::RestoreEnd => true,
+        Opcode::ChangePswd => matches!(
+            rec.user_type_name(),
+            Some("CN_CRYPTO_OFFICER" | "CN_CRYPTO_PRE_OFFICER")
+        ),
+        _ => false,
+    }
+}
+
+pub(crate) fn derive(recs: &[Rec<'_>], actors: &[Option<String>]) -> Vec<Alert> {
+    // Earliest time and lowest boot per HSM, to tell a re-initialisation from a new HSM.
+    let mut earliest: BTreeMap<&str, (Timestamp, u32)> = BTreeMap::new();
+    for rec in recs {
+        let entry = earliest.entry(rec.hsm).or_insert((rec.time(), rec.boot()));
+        entry.0 = entry.0.min(rec.time());
+        entry.1 = entry.1.min(rec.boot());
+    }
+    let reinitialises = |rec: Rec<'_>| {
+        rec.seq() != 0
+            || earliest.iter().any(|(&hsm, &(time, boot))| {
+                if hsm == rec.hsm {
+                    boot < rec.boot()
+                } else {
+                    time < rec.time()
+                }
+            })
+    };
+
+    recs.iter()
+        .enumerate()
+        .filter(|&(_, &rec)| {
+            is_sensitive(rec) || (*rec.op() == Opcode::InitToken && reinitialises(rec))
+        })
+        .map(|(index, &rec)| {
+            let mut detail: Vec<String> = target_user(rec).into_iter().collect();
+            if !rec.ok() {
+                detail.push(format!(
+                    "failed: {}: {}",
+                    rec.record.response_code, rec.record.response_text
+                ));
+            }
+            Alert {
+                kind: AlertKind::SensitiveOperation,
+                time: rec.time(),
+                hsm: Some(rec.hsm.to_owned()),
+                reboot_counter: Some(rec.boot()),
+                from: None,
+                to: None,
+                seq: Some(rec.seq()),
+                user: actors.get(index).cloned().flatten(),
+                opcode: Some(rec.op().clone()),
+                detail: (!detail.is_empty()).then(|| detail.join("; ")),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::records::prepare;
+    use crate::domain::testkit::rec;
+    use crate::model::TrailEntry;
+
+    fn run(entries: &[TrailEntry]) -> Vec<Alert> {
+        let recs = prepare(entries);
+        let actors = vec![Some("admin".to_owned()); recs.len()];
+        derive(&recs, &actors)
+    }
+
+    #[test]
+    fn given_password_changes_when_derived_then_only_officers_alert() {
+        let alerts = run(&[
+            rec("a", 1, 1, 10, Opcode::ChangePswd)
+                .user("admin", "CN_CRYPTO_PRE_OFFICER")
+                .build(),
+            rec("a", 1, 2, 20, Opcode::ChangePswd)
+                .user("bob", "CN_CRYPTO_USER")
+                .build(),
+        ]);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].detail.as_deref(), Some("admin"));
+        assert_eq!(alerts[0].user.as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn given_init_token_on_a_new_hsm_when_derived_then_no_alert() {
+        let alerts = run(&[
+            rec("a", 1, 0, 10, Opcode::InitToken).build(),
+            rec("b", 1, 0, 20, Opcode::InitToken).build(),
+        ]);
+        assert_eq!(
+            alerts.len(),
+            1,
+            "hsm b is initialised after hsm a already logged"
+        );
+        assert_eq!(alerts[0].hsm.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn given_init_token_later_in_a_stream_or_boot_when_derived_then_it_alerts() {
+        let alerts = run(&[
+            rec("a", 1, 0, 10, Opcode::FipsRand).build(),
+            rec("a", 1, 1, 20, Opcode::InitToken).build(),
+            rec("a", 2, 0, 5, Opcode::InitToken).build(),
+        ]);
+        assert_eq!(alerts.len(), 2);
+    }
+
+    #[test]
+    fn given_a_failed_wrap_when_derived_then_the_alert_notes_the_failure() {
+        let alerts = run(&[rec("a", 1, 1, 10, Opcode::WrapKey)
+            .key(7)
+            .fail(1, "denied")
+            .build()]);
+        assert_eq!(alerts[0].detail.as_deref(), Some("failed: 1: denied"));
+        assert_eq!(alerts[0].opcode, Some(Opcode::WrapKey));
+    }
+
+    #[test]
+    fn given_routine_commands_when_derived_then_no_alert() {
+        assert!(run(&[rec("a", 1, 0, 10, Opcode::GenerateKey).key(3).build()]).is_empty());
+    }
+}

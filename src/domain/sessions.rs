@@ -1,0 +1,646 @@
+//! Cluster sessions, and which session each command belongs to.
+//!
+//! Decision: one deterministic time-ordered sweep across the cluster, after grouping.
+//!
+//! 1. Grouping looks at successful logins only, so it is fixed before anything else:
+//!    a user's logins sorted by (time, hsm, boot, seq) each join the earliest group
+//!    whose first login is within the mirror window and that has no member on the same
+//!    HSM yet, or start a new group. The group's first login is the origin.
+//! 2. The sweep merges the HSM streams: each stream is consumed in (boot, seq) order,
+//!    which is the HSM's true order, and among the stream heads the smallest
+//!    (time, hsm) goes next. Per-HSM order is therefore never violated, and across HSMs
+//!    the merge follows time, which is all that cluster-level ends need.
+//! 3. The first explicit end of any member (logout, app finalize, close session, close
+//!    partition sessions) ends the group, and the group's other open members are cut at
+//!    that moment: later commands on their HSMs are no longer attributed to them. A
+//!    member whose mirrored login is swept after the group ended starts out cut. A
+//!    member ended by a reboot ends alone; the group ends by `REBOOT` only when every
+//!    member did (at the last such end), since the session lives on elsewhere otherwise.
+//! 4. A login under the handle of a session still open on its HSM supersedes it there
+//!    (one handle names one live session): the older one stops absorbing commands.
+//!    Matching never guesses: a command goes to the one open session on its HSM whose
+//!    login handle shares all but the low 4 bits with it, else to the only open session
+//!    there, else to none. Two sessions matching equally well leave it unattributed.
+//!    An ending record is matched by handle, then by its user name, then (only without a
+//!    user name) to the single open session; it may also match a member already cut by
+//!    the group's end (a logout mirrored late), which then records it without stealing
+//!    another session's end.
+//! 5. A cluster session's events are the origin login, every member's attributed
+//!    commands and matched ending records; mirrored logins show as `mirror_hsms` only.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use super::records::Rec;
+use super::{ClusterSession, SessionEvent};
+use crate::model::{Opcode, Timestamp};
+
+pub(crate) struct SessionView {
+    pub sessions: Vec<ClusterSession>,
+    /// Per prepared record: the user of the session the record is attributed to.
+    pub actors: Vec<Option<String>>,
+}
+
+const REBOOT: &str = "REBOOT";
+
+struct Group<'a> {
+    user: &'a str,
+    first_time: Timestamp,
+    /// In grouping order, so the first is the origin.
+    members: Vec<usize>,
+    end: Option<(Timestamp, String)>,
+    /// Attributed commands and matched ending records of every member.
+    events: Vec<usize>,
+}
+
+struct Member<'a> {
+    group: usize,
+    hsm: usize,
+    login: usize,
+    handle: u64,
+    user: &'a str,
+    end: Option<(Timestamp, String)>,
+}
+
+#[derive(Default)]
+struct HsmState {
+    boot: Option<u32>,
+    open: Vec<usize>,
+    /// Members closed by their group's end elsewhere that have not seen their own end.
+    cut: Vec<usize>,
+}
+
+fn is_session_end(opcode: &Opcode) -> bool {
+    matches!(
+        opcode,
+        Opcode::Logout | Opcode::AppFinalize | Opcode::CloseSession | Opcode::SessionClose
+    )
+}
+
+/// CloudHSM numbers a session's handles alike except for the low 4 bits.
+fn same_session(a: u64, b: u64) -> bool {
+    (a >> 4) == (b >> 4)
+}
+
+pub(crate) fn derive(recs: &[Rec<'_>], mirror_window_micros: i64) -> SessionView {
+    let mut hsm_names: Vec<&str> = Vec::new();
+    let mut hsm_of = Vec::with_capacity(recs.len());
+    for rec in recs {
+        if hsm_names.last() != Some(&rec.hsm) {
+            hsm_names.push(rec.hsm);
+        }
+        hsm_of.push(hsm_names.len() - 1);
+    }
+
+    let mut sweep = Sweep {
+        recs,
+        groups: Vec::new(),
+        members: Vec::new(),
+        member_of_login: vec![None; recs.len()],
+        hsms: (0..hsm_names.len()).map(|_| HsmState::default()).collect(),
+        actor: vec![None; recs.len()],
+    };
+    sweep.group_logins(&hsm_of, mirror_window_micros);
+
+    // Stream heads by (time, hsm): records of one HSM are contiguous in `recs`.
+    let mut heads = BinaryHeap::new();
+    for (index, &hsm) in hsm_of.iter().enumerate() {
+        if index == 0 || hsm_of[index - 1] != hsm {
+            heads.push(Reverse((recs[index].time(), hsm, index)));
+        }
+    }
+    while let Some(Reverse((_, hsm, index))) = heads.pop() {
+        sweep.process(index, hsm);
+        if hsm_of.get(index + 1) == Some(&hsm) {
+            heads.push(Reverse((recs[index + 1].time(), hsm, index + 1)));
+        }
+    }
+    sweep.finish()
+}
+
+struct Sweep<'r, 'a> {
+    recs: &'r [Rec<'a>],
+    groups: Vec<Group<'a>>,
+    members: Vec<Member<'a>>,
+    member_of_login: Vec<Option<usize>>,
+    hsms: Vec<HsmState>,
+    actor: Vec<Option<usize>>,
+}
+
+impl<'a> Sweep<'_, 'a> {
+    fn group_logins(&mut self, hsm_of: &[usize], window: i64) {
+        let mut logins: Vec<usize> = (0..self.recs.len())
+            .filter(|&i| *self.recs[i].op() == Opcode::Login && self.recs[i].ok())
+            .collect();
+        logins.sort_by_key(|&i| self.recs[i].time_key());
+        let mut groups_of_user: HashMap<&str, Vec<usize>> = HashMap::new();
+        for login in logins {
+            let rec = self.recs[login];
+            let user = rec.user_name().unwrap_or("");
+            let candidates = groups_of_user.entry(user).or_default();
+            let mut chosen = None;
+            // Groups are created in time order: walking back, the first one too old ends
+            // the search, and the last eligible one seen is the earliest.
+            for &group in candidates.iter().rev() {
+                let age = rec
+                    .time()
+                    .micros()
+                    .saturating_sub(self.groups[group].first_time.micros());
+                if age > window {
+                    break;
+                }
+                let taken = self.groups[group]
+                    .members
+                    .iter()
+                    .any(|&m| self.members[m].hsm == hsm_of[login]);
+                if !taken {
+                    chosen = Some(group);
+                }
+            }
+            let group = match chosen {
+                Some(group) => group,
+                None => {
+                    self.groups.push(Group {
+                        user,
+                        first_time: rec.time(),
+                        members: Vec::new(),
+                        end: None,
+                        events: Vec::new(),
+                    });
+                    candidates.push(self.groups.len() - 1);
+                    self.groups.len() - 1
+                }
+            };
+            let member = self.members.len();
+            self.members.push(Member {
+                group,
+                hsm: hsm_of[login],
+                login,
+                handle: rec.record.session_handle,
+                user,
+                end: None,
+            });
+            self.groups[group].members.push(member);
+            self.member_of_login[login] = Some(member);
+        }
+    }
+
+    fn process(&mut self, index: usize, hsm: usize) {
+        let rec = self.recs[index];
+        let state = &mut self.hsms[hsm];
+        if state.boot.is_some_and(|boot| boot != rec.boot()) {
+            for member in std::mem::take(&mut state.open) {
+                self.members[member].end = Some((rec.time(), REBOOT.to_owned()));
+            }
+            state.cut.clear();
+        }
+        state.boot = Some(rec.boot());
+
+        match rec.op() {
+            Opcode::Login => {
+                // Failed logins open nothing and belong to no session.
+                if let Some(member) = self.member_of_login[index] {
+                    self.supersede_same_handle(hsm, member);
+                    let group = self.members[member].group;
+                    if let Some(end) = self.groups[group].end.clone() {
+                        self.members[member].end = Some(end);
+                        self.hsms[hsm].cut.push(member);
+                    } else {
+                        self.hsms[hsm].open.push(member);
+                    }
+                }
+            }
+            Opcode::ClosePartitionSessions if rec.ok() => {
+                let closing = std::mem::take(&mut self.hsms[hsm].open);
+                for member in closing {
+                    self.end_member(member, index);
+                }
+            }
+            opcode if is_session_end(opcode) && rec.ok() => {
+                if let Some(member) = self.match_end(hsm, index) {
+                    if let Some(pos) = self.hsms[hsm].open.iter().position(|&m| m == member) {
+                        self.hsms[hsm].open.remove(pos);
+                        self.end_member(member, index);
+                        self.actor[index] = Some(self.members[member].group);
+                    } else {
+                        self.hsms[hsm].cut.retain(|&m| m != member);
+                        let group = self.members[member].group;
+                        self.groups[group].events.push(index);
+                        self.actor[index] = Some(group);
+                    }
+                }
+            }
+            _ => {
+                if let Some(member) = self.attribute(hsm, index) {
+                    let group = self.members[member].group;
+                    self.groups[group].events.push(index);
+                    self.actor[index] = Some(group);
+                }
+            }
+        }
+    }
+
+    /// A session handle names one live session on an HSM, so a new login under the
+    /// handle of an open session means that session is gone there, though its end was
+    /// logged elsewhere or not at all (a mirrored login whose logout ran on another HSM).
+    /// It stops absorbing this HSM's commands; its end, if ever logged, still matches.
+    fn supersede_same_handle(&mut self, hsm: usize, new_member: usize) {
+        let handle = self.members[new_member].handle;
+        let (gone, still_open): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.hsms[hsm].open)
+            .into_iter()
+            .partition(|&m| same_session(self.members[m].handle, handle));
+        self.hsms[hsm].open = still_open;
+        self.hsms[hsm].cut.extend(gone);
+    }
+
+    fn attribute(&self, hsm: usize, index: usize) -> Option<usize> {
+        let open = &self.hsms[hsm].open;
+        let handle = self.recs[index].record.session_handle;
+        let by_handle: Vec<usize> = open
+            .iter()
+            .copied()
+            .filter(|&m| same_session(self.members[m].handle, handle))
+            .collect();
+        match (by_handle.as_slice(), open.as_slice()) {
+            ([only], _) => Some(*only),
+            ([], [only]) => Some(*only),
+            _ => None,
+        }
+    }
+
+    fn match_end(&self, hsm: usize, index: usize) -> Option<usize> {
+        let rec = self.recs[index];
+        let state = &self.hsms[hsm];
+        let candidates: Vec<usize> = state.open.iter().chain(&state.cut).copied().collect();
+        let of_user = |members: &[usize], user: &str| -> Vec<usize> {
+            members
+                .iter()
+                .copied()
+                .filter(|&m| self.members[m].user == user)
+                .collect()
+        };
+        let by_handle: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&m| same_session(self.members[m].handle, rec.record.session_handle))
+            .collect();
+        let narrowed = match (by_handle.len(), rec.user_name()) {
+            (0, _) => None,
+            (1, _) => Some(by_handle),
+            (_, Some(user)) => Some(of_user(&by_handle, user)),
+            (_, None) => Some(by_handle),
+        };
+        let chosen = match (narrowed, rec.user_name()) {
+            (Some(found), _) => found,
+            (None, Some(user)) => of_user(&candidates, user),
+            (None, None) => state.open.clone(),
+        };
+        match chosen.as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        }
+    }
+
+    /// Ends `member` with the record at `index`; if it is the first explicit end of its
+    /// group, the group ends there and its other open members are cut.
+    fn end_member(&mut self, member: usize, index: usize) {
+        let rec = self.recs[index];
+        let end = (rec.time(), rec.op().as_str().to_owned());
+        self.members[member].end = Some(end.clone());
+        let group = self.members[member].group;
+        self.groups[group].events.push(index);
+        if self.groups[group].end.is_some() {
+            return;
+        }
+        self.groups[group].end = Some(end.clone());
+        for position in 0..self.groups[group].members.len() {
+            let other = self.groups[group].members[position];
+            let state = &mut self.hsms[self.members[other].hsm];
+            if let Some(pos) = state.open.iter().position(|&m| m == other) {
+                state.open.remove(pos);
+                state.cut.push(other);
+                self.members[other].end = Some(end.clone());
+            }
+        }
+    }
+
+    fn finish(self) -> SessionView {
+        let recs = self.recs;
+        let mut sessions: Vec<ClusterSession> = self
+            .groups
+            .iter()
+            .filter_map(|group| {
+                let origin = &self.members[*group.members.first()?];
+                let login = recs[origin.login];
+                let end = group.end.clone().or_else(|| {
+                    let ends: Option<Vec<Timestamp>> = group
+                        .members
+                        .iter()
+                        .map(|&m| self.members[m].end.as_ref().map(|(time, _)| *time))
+                        .collect();
+                    Some((ends?.into_iter().max()?, REBOOT.to_owned()))
+                });
+                let mut mirror_hsms: Vec<String> = group.members[1..]
+                    .iter()
+                    .map(|&m| recs[self.members[m].login].hsm.to_owned())
+                    .collect();
+                mirror_hsms.sort();
+                mirror_hsms.dedup();
+                let mut events = group.events.clone();
+                events.push(origin.login);
+                events.sort_by_key(|&i| recs[i].time_key());
+                events.dedup();
+                Some(ClusterSession {
+                    user: group.user.to_owned(),
+                    user_type: login.user_type_name().map(str::to_owned),
+                    login_time: login.time(),
+                    end_time: end.as_ref().map(|(time, _)| *time),
+                    ended_by: end.map(|(_, by)| by),
+                    origin_hsm: login.hsm.to_owned(),
+                    origin_seq: login.seq(),
+                    mirror_hsms,
+                    events: events.into_iter().map(|i| session_event(recs[i])).collect(),
+                })
+            })
+            .collect();
+        sessions.sort_by(ClusterSession::listing_order);
+        let actors = self
+            .actor
+            .iter()
+            .map(|group| group.map(|g| self.groups[g].user.to_owned()))
+            .collect();
+        SessionView { sessions, actors }
+    }
+}
+
+/// In user-management records `User Name` is the user acted on, not the actor.
+pub(crate) fn target_user(rec: Rec<'_>) -> Option<String> {
+    match rec.op() {
+        Opcode::CreateUser
+        | Opcode::CreateCo
+        | Opcode::DeleteUser
+        | Opcode::ChangePswd
+        | Opcode::CreateApplianceUser => rec.user_name().map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn session_event(rec: Rec<'_>) -> SessionEvent {
+    SessionEvent {
+        time: rec.time(),
+        hsm: rec.hsm.to_owned(),
+        seq: rec.seq(),
+        opcode: rec.op().clone(),
+        success: rec.ok(),
+        target_user: target_user(rec),
+        key_handles: rec.key_handles(),
+        object_ids: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::records::prepare;
+    use crate::domain::testkit::{login, rec};
+    use crate::model::TrailEntry;
+
+    const MS: i64 = 1_000;
+    const WINDOW: i64 = 5_000 * MS;
+
+    fn run(entries: &[TrailEntry]) -> (SessionView, Vec<(String, u64)>) {
+        let recs = prepare(entries);
+        let ids = recs.iter().map(|r| (r.hsm.to_owned(), r.seq())).collect();
+        (derive(&recs, WINDOW), ids)
+    }
+
+    fn actor_of(view: &(SessionView, Vec<(String, u64)>), hsm: &str, seq: u64) -> Option<String> {
+        let position = view.1.iter().position(|(h, s)| h == hsm && *s == seq)?;
+        view.0.actors[position].clone()
+    }
+
+    #[test]
+    fn given_login_command_logout_when_derived_then_one_closed_session_with_all_events() {
+        let entries = vec![
+            login("a", 0, 1_000, 0x7014006, "admin").build(),
+            rec("a", 1, 1, 2_000, Opcode::CreateUser)
+                .handle(0x7014006)
+                .user("bob", "CN_CRYPTO_USER")
+                .build(),
+            rec("a", 1, 2, 3_000, Opcode::Logout)
+                .handle(0x7014000)
+                .user("admin", "CN_CRYPTO_OFFICER")
+                .build(),
+        ];
+        let view = run(&entries);
+        let session = &view.0.sessions[0];
+        assert_eq!(view.0.sessions.len(), 1);
+        assert_eq!(session.user, "admin");
+        assert_eq!(session.ended_by.as_deref(), Some("CN_LOGOUT"));
+        assert_eq!(session.end_time, Some(Timestamp(3_000)));
+        let seqs: Vec<u64> = session.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![0, 1, 2]);
+        assert_eq!(session.events[1].target_user.as_deref(), Some("bob"));
+        assert_eq!(actor_of(&view, "a", 1).as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn given_a_new_login_under_an_open_sessions_handle_when_a_command_follows_then_the_new_session_owns_it()
+     {
+        // The seed's export example: testuser's login mirrored on zyxwv (0x7004004) never
+        // sees its logout there, and a later login on zyxwv reuses handle 0x7004004.
+        let entries = vec![
+            login("zyxwv", 0xd, 1_000, 0x7004004, "testuser").build(),
+            login("zyxwv", 0x26, 9_000_000_000, 0x7004004, "testuser").build(),
+            rec("zyxwv", 1, 0x27, 9_100_000_000, Opcode::WrapKey)
+                .handle(0x7004003)
+                .key(7)
+                .build(),
+        ];
+        let view = run(&entries);
+        assert_eq!(actor_of(&view, "zyxwv", 0x27).as_deref(), Some("testuser"));
+        let owner = view
+            .0
+            .sessions
+            .iter()
+            .find(|s| s.events.iter().any(|e| e.seq == 0x27))
+            .unwrap();
+        assert_eq!(
+            owner.origin_seq, 0x26,
+            "the later login's session owns the command"
+        );
+    }
+
+    #[test]
+    fn given_two_open_sessions_when_a_command_matches_neither_handle_then_it_stays_unattributed() {
+        let entries = vec![
+            login("a", 0, 1_000, 0x100, "u1").build(),
+            login("a", 1, 2_000, 0x200, "u2").build(),
+            rec("a", 1, 2, 3_000, Opcode::GenerateKey)
+                .handle(0x300)
+                .key(9)
+                .build(),
+            rec("a", 1, 3, 4_000, Opcode::GenerateKey)
+                .handle(0x204)
+                .key(10)
+                .build(),
+        ];
+        let view = run(&entries);
+        assert_eq!(actor_of(&view, "a", 2), None);
+        assert_eq!(actor_of(&view, "a", 3).as_deref(), Some("u2"));
+    }
+
+    #[test]
+    fn given_one_open_session_when_a_command_matches_no_handle_then_it_goes_to_that_session() {
+        let entries = vec![
+            login("a", 0, 1_000, 0x100, "u1").build(),
+            rec("a", 1, 1, 3_000, Opcode::GenerateKey)
+                .handle(0x300)
+                .key(9)
+                .build(),
+        ];
+        assert_eq!(actor_of(&run(&entries), "a", 1).as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn given_a_reboot_when_derived_then_open_sessions_end_at_the_new_boots_first_record() {
+        let entries = vec![
+            login("a", 0, 1_000, 0x100, "u1").build(),
+            rec("a", 2, 0, 9_000, Opcode::InitToken).build(),
+            login("a", 1, 10_000, 0x200, "u1").boot(2).build(),
+        ];
+        let sessions = run(&entries).0.sessions;
+        assert_eq!(sessions.len(), 2);
+        assert_eq!(sessions[0].ended_by.as_deref(), Some("REBOOT"));
+        assert_eq!(sessions[0].end_time, Some(Timestamp(9_000)));
+        assert_eq!(sessions[1].ended_by, None);
+    }
+
+    #[test]
+    fn given_a_login_mirrored_within_the_window_when_derived_then_one_cluster_session() {
+        let entries = vec![
+            login("hsm-b", 13, 1_027 * MS, 0x7004004, "testuser").build(),
+            login("hsm-a", 0, 1_000 * MS, 0xc008002, "testuser").build(),
+            login("hsm-c", 4, 7_000 * MS, 0x5004004, "testuser").build(),
+        ];
+        let sessions = run(&entries).0.sessions;
+        assert_eq!(sessions.len(), 2, "hsm-c logged in outside the window");
+        assert_eq!(sessions[0].origin_hsm, "hsm-a");
+        assert_eq!(sessions[0].origin_seq, 0);
+        assert_eq!(sessions[0].mirror_hsms, vec!["hsm-b".to_owned()]);
+        assert_eq!(sessions[1].origin_hsm, "hsm-c");
+    }
+
+    #[test]
+    fn given_the_origin_logs_out_when_a_mirror_runs_a_command_later_then_the_mirror_does_not_absorb_it()
+     {
+        let entries = vec![
+            login("a", 0, 1_000 * MS, 0x100, "u1").build(),
+            login("b", 0, 1_010 * MS, 0x500, "u1").build(),
+            rec("a", 1, 1, 2_000 * MS, Opcode::Logout)
+                .handle(0x101)
+                .user("u1", "CN_CRYPTO_USER")
+                .build(),
+            rec("b", 1, 1, 3_000 * MS, Opcode::GenerateKey)
+                .handle(0x501)
+                .key(5)
+                .build(),
+        ];
+        let view = run(&entries);
+        let session = &view.0.sessions[0];
+        assert_eq!(session.ended_by.as_deref(), Some("CN_LOGOUT"));
+        assert_eq!(session.end_time, Some(Timestamp(2_000 * MS)));
+        assert!(session.events.iter().all(|e| e.hsm == "a"));
+        assert_eq!(actor_of(&view, "b", 1), None);
+    }
+
+    #[test]
+    fn given_a_mirrored_logout_after_the_cut_when_another_session_is_open_then_it_does_not_end_that_one()
+     {
+        let entries = vec![
+            login("a", 0, 1_000 * MS, 0x100, "u1").build(),
+            login("b", 0, 1_010 * MS, 0x500, "u1").build(),
+            login("b", 1, 1_500 * MS, 0x900, "u2").build(),
+            rec("a", 1, 1, 2_000 * MS, Opcode::Logout)
+                .handle(0x101)
+                .build(),
+            rec("b", 1, 2, 2_001 * MS, Opcode::Logout)
+                .handle(0x501)
+                .user("u1", "CN_CRYPTO_USER")
+                .build(),
+        ];
+        let sessions = run(&entries).0.sessions;
+        let u1 = &sessions[0];
+        assert_eq!(
+            u1.events.len(),
+            3,
+            "login, logout on a, mirrored logout on b"
+        );
+        let u2 = &sessions[1];
+        assert_eq!(u2.user, "u2");
+        assert_eq!(u2.ended_by, None);
+    }
+
+    #[test]
+    fn given_a_second_login_of_the_same_user_when_derived_then_both_sessions_are_open() {
+        let entries = vec![
+            login("a", 0, 1_000, 0x100, "u1").build(),
+            login("a", 1, 2_000, 0x200, "u1").build(),
+        ];
+        let sessions = run(&entries).0.sessions;
+        assert_eq!(sessions.len(), 2);
+        assert!(sessions.iter().all(|s| s.end_time.is_none()));
+    }
+
+    #[test]
+    fn given_close_partition_sessions_when_derived_then_every_open_session_there_ends() {
+        let entries = vec![
+            login("a", 0, 1_000, 0x100, "u1").build(),
+            login("a", 1, 20_000_000, 0x200, "u2").build(),
+            rec("a", 1, 2, 30_000_000, Opcode::ClosePartitionSessions).build(),
+        ];
+        let sessions = run(&entries).0.sessions;
+        assert!(
+            sessions
+                .iter()
+                .all(|s| s.ended_by.as_deref() == Some("CN_CLOSE_PARTITION_SESSIONS"))
+        );
+    }
+
+    #[test]
+    fn given_a_failed_login_when_derived_then_no_session_opens() {
+        let entries = vec![login("a", 0, 1_000, 0x100, "u1").fail(163, "x").build()];
+        assert!(run(&entries).0.sessions.is_empty());
+    }
+
+    #[test]
+    fn given_a_logout_without_user_and_two_open_sessions_when_no_handle_matches_then_nothing_ends()
+    {
+        let entries = vec![
+            login("a", 0, 1_000, 0x100, "u1").build(),
+            login("a", 1, 2_000, 0x200, "u2").build(),
+            rec("a", 1, 2, 3_000, Opcode::Logout).handle(0x300).build(),
+        ];
+        assert!(
+            run(&entries)
+                .0
+                .sessions
+                .iter()
+                .all(|s| s.end_time.is_none())
+        );
+    }
+
+    #[test]
+    fn given_every_member_rebooted_when_derived_then_the_cluster_session_ends_by_reboot_at_the_last()
+     {
+        let entries = vec![
+            login("a", 0, 1_000 * MS, 0x100, "u1").build(),
+            login("b", 0, 1_010 * MS, 0x500, "u1").build(),
+            rec("a", 2, 0, 5_000 * MS, Opcode::InitToken).build(),
+            rec("b", 2, 0, 6_000 * MS, Opcode::InitToken).build(),
+        ];
+        let sessions = run(&entries).0.sessions;
+        assert_eq!(sessions[0].ended_by.as_deref(), Some("REBOOT"));
+        assert_eq!(sessions[0].end_time, Some(Timestamp(6_000 * MS)));
+    }
+}

@@ -1,0 +1,104 @@
+//! Builds trail entries directly for unit tests, so the domain can be tested without
+//! the parser (written separately) and with only the fields a test cares about.
+
+use crate::model::{AuditRecord, HsmRecord, Labeled, Opcode, StreamId, Timestamp, TrailEntry};
+
+pub(crate) struct Builder {
+    entry: TrailEntry,
+}
+
+/// A successful record with no user or key fields; add what the test needs.
+pub(crate) fn rec(hsm: &str, boot: u32, seq: u64, micros: i64, opcode: Opcode) -> Builder {
+    Builder {
+        entry: TrailEntry {
+            stream: StreamId {
+                cluster: "cluster-test".into(),
+                hsm: hsm.into(),
+            },
+            record: AuditRecord::CloudHsm(HsmRecord {
+                time: Timestamp::from_micros(micros),
+                sequence_no: seq,
+                reboot_counter: boot,
+                command_type: Labeled {
+                    name: "CN_MGMT_CMD".into(),
+                    code: Some(0),
+                },
+                opcode,
+                opcode_code: None,
+                session_handle: 0,
+                response_code: 0,
+                response_text: "HSM Return: SUCCESS".into(),
+                log_type: Labeled {
+                    name: "MINIMAL_LOG_ENTRY".into(),
+                    code: Some(0),
+                },
+                user_name: None,
+                user_type: None,
+                key_handle: None,
+                public_key_handle: None,
+            }),
+            log_group: "/aws/cloudhsm/cluster-test".into(),
+            log_event_id: format!("{hsm}-{boot}-{seq}"),
+            log_event_time: Timestamp::from_micros(micros),
+            raw: String::new(),
+        },
+    }
+}
+
+/// A login of `user` (a crypto user unless `user_type` says otherwise).
+pub(crate) fn login(hsm: &str, seq: u64, micros: i64, handle: u64, user: &str) -> Builder {
+    rec(hsm, 1, seq, micros, Opcode::Login)
+        .handle(handle)
+        .user(user, "CN_CRYPTO_USER")
+}
+
+impl Builder {
+    fn record_mut(&mut self) -> &mut HsmRecord {
+        match &mut self.entry.record {
+            AuditRecord::CloudHsm(record) => record,
+            AuditRecord::Certificate(_) | AuditRecord::Luna(_) => {
+                unreachable!("the builder makes CloudHSM records only")
+            }
+        }
+    }
+
+    pub fn handle(mut self, handle: u64) -> Self {
+        self.record_mut().session_handle = handle;
+        self
+    }
+
+    pub fn user(mut self, name: &str, user_type: &str) -> Self {
+        self.record_mut().user_name = Some(name.into());
+        self.record_mut().user_type = Some(Labeled {
+            name: user_type.into(),
+            code: None,
+        });
+        self
+    }
+
+    pub fn key(mut self, handle: u64) -> Self {
+        self.record_mut().key_handle = Some(handle);
+        self.record_mut().public_key_handle.get_or_insert(0);
+        self
+    }
+
+    pub fn public(mut self, handle: u64) -> Self {
+        self.record_mut().public_key_handle = Some(handle);
+        self
+    }
+
+    pub fn fail(mut self, code: u32, text: &str) -> Self {
+        self.record_mut().response_code = code;
+        self.record_mut().response_text = text.into();
+        self
+    }
+
+    pub fn boot(mut self, boot: u32) -> Self {
+        self.record_mut().reboot_counter = boot;
+        self
+    }
+
+    pub fn build(self) -> TrailEntry {
+        self.entry
+    }
+}

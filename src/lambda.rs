@@ -1,0 +1,282 @@
+//! The Lambda handler: a thin edge over [`crate::pipeline`]. One function serves every
+//! delivery of the subscription, told apart by the event's shape: a direct subscription
+//! event, a Kinesis Data Streams batch, a Firehose data-transformation batch.
+
+use std::collections::BTreeMap;
+
+use lambda_runtime::Diagnostic;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::Config;
+use crate::decode::{
+    EventShape, StreamRecord, decode_lambda_event, event_shape, firehose_records, kinesis_records,
+};
+use crate::pipeline::{Report, ingest, parse_decoded, rederive, store_parsed};
+use crate::store::{AuditStore, StoreError};
+
+/// Why an invocation failed. Bad input never is a reason (it is quarantined and the
+/// invocation succeeds, since retrying cannot fix it); only a failing dependency is.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        Diagnostic {
+            // Lambda retries the event, then hands it to the on-failure destination;
+            // the type tells an operator reading either that a retry can succeed.
+            error_type: "Retryable".to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// Handles one direct-subscription invocation: decode, parse, store, derive. (Any other
+/// shape is decoded whole, as one batch; [`handle_event`] answers it per record.)
+pub async fn handle<S: AuditStore>(
+    event: Value,
+    store: &S,
+    config: &Config,
+) -> Result<Report, HandlerError> {
+    let parsed = parse_decoded(decode_lambda_event(&event, config.max_inflated_bytes));
+    let report = ingest(store, config, parsed).await?;
+    Ok(report)
+}
+
+/// What the function returns, in the shape its event source expects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// CloudWatch Logs ignores the result; it is there for people invoking by hand.
+    Subscription(Report),
+    Kinesis(KinesisResponse),
+    Firehose(FirehoseResponse),
+}
+
+/// `ReportBatchItemFailures`: Lambda retries the batch from the lowest reported
+/// sequence number; an empty list is a complete success.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KinesisResponse {
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FirehoseResponse {
+    pub records: Vec<FirehoseRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FirehoseRecord {
+    #[serde(rename = "recordId")]
+    pub record_id: String,
+    pub result: String,
+    pub data: String,
+}
+
+/// An invocation's answer and what it did (for metrics and the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handled {
+    pub response: Response,
+    pub report: Report,
+}
+
+/// Handles an event of any shape the function is subscribed with.
+pub async fn handle_event<S: AuditStore>(
+    event: Value,
+    store: &S,
+    config: &Config,
+) -> Result<Handled, HandlerError> {
+    match event_shape(&event) {
+        EventShape::Kinesis => {
+            let records = kinesis_records(&event, config.max_inflated_bytes);
+            handle_kinesis(records, store, config).await
+        }
+        EventShape::Firehose => {
+            let records = firehose_records(&event, config.max_inflated_bytes);
+            handle_firehose(records, store, config).await
+        }
+        EventShape::Subscription | EventShape::Unknown => {
+            let report = handle(event, store, config).await?;
+            Ok(Handled {
+                response: Response::Subscription(report.clone()),
+                report,
+            })
+        }
+    }
+}
+
+/// Kinesis: records are stored one by one in shard order. The first record whose store
+/// write fails, and every record after it, are reported failed (nothing after it is
+/// attempted, so that per-shard order holds when Lambda retries from there). A record
+/// that cannot be decoded is quarantined and counts as processed: a retry cannot fix it,
+/// and reporting it would block the shard behind it.
+async fn handle_kinesis<S: AuditStore>(
+    records: Vec<StreamRecord>,
+    store: &S,
+    config: &Config,
+) -> Result<Handled, HandlerError> {
+    let ids: Vec<Option<String>> = records.iter().map(|record| record.id.clone()).collect();
+    let mut report = Report::default();
+    let mut failed_from: Option<usize> = None;
+    let mut first_record_of: BTreeMap<String, usize> = BTreeMap::new();
+    let mut last_error = None;
+    for (index, record) in records.into_iter().enumerate() {
+        match store_parsed(store, parse_decoded(record.decoded)).await {
+            Ok(stored) => {
+                for cluster in &stored.clusters {
+                    first_record_of.entry(cluster.clone()).or_insert(index);
+                }
+                report.add(stored);
+            }
+            Err(error) => {
+                warn!(record = index, %error, "storing a Kinesis record failed; it and the rest of the batch are reported failed");
+                failed_from = Some(index);
+                last_error = Some(error);
+                break;
+            }
+        }
+    }
+    for cluster in report.clusters.clone() {
+        match rederive(store, config, &cluster).await {
+            Ok(rederived) => report.add_derivation(&cluster, &rederived),
+            Err(error) => {
+                // The records are in the trail, but the views lag: retrying from the
+                // cluster's first record of the batch re-derives it (idempotently).
+                warn!(%cluster, %error, "re-deriving failed; the cluster's records are reported failed");
+                let first = first_record_of.get(&cluster).copied().unwrap_or(0);
+                failed_from = Some(failed_from.map_or(first, |failed| failed.min(first)));
+                last_error = Some(error);
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    if let Some(from) = failed_from {
+        for id in &ids[from..] {
+            match id {
+                Some(id) => failures.push(BatchItemFailure {
+                    item_identifier: id.clone(),
+                }),
+                // A failed record that cannot be named: only failing the whole batch
+                // makes Lambda retry it.
+                None => {
+                    if let Some(error) = last_error.take() {
+                        return Err(error.into());
+                    }
+                }
+            }
+        }
+    }
+    Ok(Handled {
+        response: Response::Kinesis(KinesisResponse {
+            batch_item_failures: failures,
+        }),
+        report,
+    })
+}
+
+/// Firehose: every record is stored, then passed through unchanged (`Ok`), so the
+/// delivery stream still archives the raw payloads. Undecodable records are quarantined
+/// and passed through too. A store failure fails the invocation: Firehose retries the
+/// whole batch, and every write is idempotent.
+async fn handle_firehose<S: AuditStore>(
+    records: Vec<StreamRecord>,
+    store: &S,
+    config: &Config,
+) -> Result<Handled, HandlerError> {
+    let mut report = Report::default();
+    let mut response = FirehoseResponse::default();
+    for record in records {
+        response.records.push(FirehoseRecord {
+            record_id: record.id.unwrap_or_default(),
+            result: "Ok".to_owned(),
+            data: record.data.unwrap_or_default(),
+        });
+        report.add(store_parsed(store, parse_decoded(record.decoded)).await?);
+    }
+    for cluster in report.clusters.clone() {
+        let rederived = rederive(store, config, &cluster).await?;
+        report.add_derivation(&cluster, &rederived);
+    }
+    Ok(Handled {
+        response: Response::Firehose(response),
+        report,
+    })
+}
+
+/// One invocation as the runtime sees it: a span naming its sources, the handler, one
+/// summary log line and the EMF metrics lines.
+pub async fn invoke<S: AuditStore>(
+    event: Value,
+    request_id: &str,
+    store: &S,
+    config: &Config,
+) -> Result<Response, HandlerError> {
+    let shape = event_shape(&event);
+    // The sources are known once the event is decoded; they are recorded on the span
+    // then, so the summary line (and any later one) carries them.
+    let span = info_span!(
+        "invocation",
+        request_id,
+        shape = ?shape,
+        log_groups = tracing::field::Empty,
+        log_streams = tracing::field::Empty,
+    );
+    let retries_before = crate::store::dynamodb::retries::sdk_retries();
+    let result = handle_event(event, store, config)
+        .instrument(span.clone())
+        .await;
+    let retries = crate::store::dynamodb::retries::sdk_retries().saturating_sub(retries_before);
+    let _entered = span.enter();
+    match result {
+        Ok(handled) => {
+            let report = &handled.report;
+            span.record("log_groups", join(&report.log_groups).as_str());
+            span.record("log_streams", join(&report.log_streams).as_str());
+            let failed = match &handled.response {
+                Response::Kinesis(response) => response.batch_item_failures.len(),
+                _ => 0,
+            };
+            info!(
+                log_events = report.log_events,
+                records = report.records,
+                stored = report.stored,
+                duplicates = report.duplicates,
+                conflicts = report.conflicts,
+                quarantined = report.quarantined,
+                failed_logins = report.failed_logins,
+                batch_item_failures = failed,
+                dynamodb_retries = retries,
+                clusters = ?report.clusters,
+                "invocation processed"
+            );
+            crate::metrics::emit(report, retries);
+            Ok(handled.response)
+        }
+        Err(error) => {
+            warn!(%error, dynamodb_retries = retries, "invocation failed; it will be retried");
+            crate::metrics::emit(&Report::default(), retries);
+            Err(error)
+        }
+    }
+}
+
+/// A set as one comma-separated string: searchable in CloudWatch Logs Insights
+/// (`filter span.log_groups like /cluster-demo/`) without JSON-in-JSON quoting.
+fn join(names: &std::collections::BTreeSet<String>) -> String {
+    names
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,19 @@
+//! hsm-audit: CloudHSM audit logs, delivered by a CloudWatch Logs subscription, turned
+//! into a queryable compliance trail.
+//!
+//! The flow shows in the modules: [`decode`] (subscription payloads, capped inflation)
+//! → [`parse`] (audit records) → [`domain`] (sessions, key lifecycles, failed logins,
+//! alerts; pure) → [`store`] (the trail and the derived views). [`pipeline`] ties them
+//! together for both the Lambda handler and the CLI.
+
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod domain;
+pub mod lambda;
+pub mod metrics;
+pub mod model;
+pub mod parse;
+pub mod pipeline;
+pub mod store;
+pub mod workload;

@@ -1,0 +1,12 @@
+//! The typed values every stage shares: audit records, where they came from, and time.
+
+mod opcode;
+mod record;
+mod time;
+
+pub use opcode::Opcode;
+pub use record::{
+    AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, RecordIdentity, StreamId,
+    TrailEntry,
+};
+pub use time::Timestamp;

@@ -1,0 +1,247 @@
+//! One CloudHSM audit record, and the trail entry that ties it to where it was read.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Opcode, Timestamp};
+
+/// A name logged together with its number, as in `CN_CRYPTO_USER (1)`. The number is
+/// absent where the HSM logs none (`GENERIC_LOG`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Labeled {
+    pub name: String,
+    pub code: Option<u64>,
+}
+
+/// A parsed CloudHSM audit record. Every field the HSM logs is here, typed; fields that
+/// only some log types carry are `None` where absent. Key handles of 0 mean "no key".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HsmRecord {
+    /// From `usecs:`, which is authoritative; the human-readable time is not kept
+    /// separately because it is the same instant at a lower resolution.
+    pub time: Timestamp,
+    pub sequence_no: u64,
+    pub reboot_counter: u32,
+    pub command_type: Labeled,
+    pub opcode: Opcode,
+    pub opcode_code: Option<u64>,
+    pub session_handle: u64,
+    pub response_code: u32,
+    pub response_text: String,
+    pub log_type: Labeled,
+    pub user_name: Option<String>,
+    pub user_type: Option<Labeled>,
+    pub key_handle: Option<u64>,
+    pub public_key_handle: Option<u64>,
+}
+
+impl HsmRecord {
+    pub fn succeeded(&self) -> bool {
+        self.response_code == 0
+    }
+
+    /// A digest of the parsed content, so that the same record in another layout (CRLF,
+    /// flattened) is recognised as the same, and different content under the same
+    /// identity as a conflict.
+    pub fn content_sha256(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(&canonical))
+    }
+}
+
+/// The log stream a record was read from: CloudHSM writes one stream per HSM into a log
+/// group per cluster, and the HSM id is not inside the records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamId {
+    pub cluster: String,
+    pub hsm: String,
+}
+
+impl StreamId {
+    /// `/aws/cloudhsm/cluster-abc` names cluster `cluster-abc`; any other group is used whole.
+    pub fn from_log(log_group: &str, log_stream: &str) -> Self {
+        let cluster = log_group
+            .strip_prefix("/aws/cloudhsm/")
+            .filter(|rest| !rest.is_empty())
+            .unwrap_or(log_group);
+        Self {
+            cluster: cluster.to_owned(),
+            hsm: log_stream.to_owned(),
+        }
+    }
+}
+
+/// A certificate-storage audit record (PKCS #11 certificate storage, Client SDK 5): one
+/// JSON object a message in the stream named for the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateRecord {
+    /// From `timestamp` (Unix milliseconds).
+    pub time: Timestamp,
+    /// 64-bit and often above 2^53, so never read through a float; null on failures.
+    pub object_handle: Option<u64>,
+    /// `CreateObject`, `DestroyObject`, `SetAttributeValues`, or another name verbatim.
+    pub op_code: String,
+    /// `OK`, or the error (`MaxObjectsReached`, `ObjectNotFound`, …).
+    pub response: String,
+    pub attributes: Option<Vec<String>>,
+}
+
+impl CertificateRecord {
+    pub fn succeeded(&self) -> bool {
+        self.response == "OK"
+    }
+}
+
+/// A Thales Luna Cloud HSM (DPoD) service audit record. Names and codes are kept
+/// verbatim (`LUNA_*` actions, `LUNA_RET_*` statuses), including ones this version does
+/// not know, because the vendor's list grows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LunaRecord {
+    /// One-second resolution: the vendor logs per second.
+    pub time: Timestamp,
+    pub action: String,
+    /// `LUNA_RET_OK` on success, else the return code's name.
+    pub status: String,
+    /// `thales/cloudhsm/<partitionID>`.
+    pub source: Option<String>,
+    /// The DPoD service id.
+    pub resource_id: Option<String>,
+    /// The client id of the Luna client that acted.
+    pub actor_id: Option<String>,
+    pub tenant_id: Option<String>,
+    /// `meta.partid`, else the partition id of `source`.
+    pub partition_id: Option<String>,
+    /// `meta.hsmid`: the serial number of the HSM that ran the action.
+    pub hsm_id: Option<String>,
+    pub client_ip: Option<String>,
+    /// `PO`, `CO`, `CU`, or `public` when the action needed no login.
+    pub role: Option<String>,
+    /// `meta.ouids`: Luna object ids, verbatim (they are not CloudHSM handles).
+    pub object_ids: Vec<String>,
+    /// The record's own `id`, where DPoD gives one.
+    pub record_id: Option<String>,
+}
+
+impl LunaRecord {
+    pub fn succeeded(&self) -> bool {
+        self.status == "LUNA_RET_OK"
+    }
+}
+
+/// Any audit record the trail holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum AuditRecord {
+    CloudHsm(HsmRecord),
+    Certificate(CertificateRecord),
+    Luna(LunaRecord),
+}
+
+impl AuditRecord {
+    pub fn time(&self) -> Timestamp {
+        match self {
+            AuditRecord::CloudHsm(record) => record.time,
+            AuditRecord::Certificate(record) => record.time,
+            AuditRecord::Luna(record) => record.time,
+        }
+    }
+
+    /// A digest of the parsed content: the same record in another layout is the same
+    /// record, and different content under one identity is a conflict.
+    pub fn content_sha256(&self) -> String {
+        match self {
+            AuditRecord::CloudHsm(record) => record.content_sha256(),
+            AuditRecord::Certificate(record) => hex::encode(Sha256::digest(
+                serde_json::to_vec(record).unwrap_or_default(),
+            )),
+            AuditRecord::Luna(record) => hex::encode(Sha256::digest(
+                serde_json::to_vec(record).unwrap_or_default(),
+            )),
+        }
+    }
+}
+
+/// What makes an audit record unique: re-delivery of the same identity is a no-op.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordIdentity {
+    /// CloudHSM records: the HSM's own numbering, unique per HSM and boot.
+    Sequence {
+        hsm: String,
+        reboot_counter: u32,
+        sequence_no: u64,
+    },
+    /// Records without a sequence number: the CloudWatch log event id, which CloudWatch
+    /// keeps unique and stable across deliveries (subscription and `FilterLogEvents`).
+    LogEvent {
+        stream: String,
+        log_event_id: String,
+    },
+}
+
+/// A record as stored in the trail: the parsed record, where it came from in CloudWatch
+/// (so an auditor can find the original), and the original text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrailEntry {
+    pub stream: StreamId,
+    pub record: AuditRecord,
+    pub log_group: String,
+    pub log_event_id: String,
+    pub log_event_time: Timestamp,
+    pub raw: String,
+}
+
+impl TrailEntry {
+    pub fn identity(&self) -> RecordIdentity {
+        match &self.record {
+            AuditRecord::CloudHsm(record) => RecordIdentity::Sequence {
+                hsm: self.stream.hsm.clone(),
+                reboot_counter: record.reboot_counter,
+                sequence_no: record.sequence_no,
+            },
+            // Luna records have no sequence number either; whoever builds the entry
+            // chooses the event id (see `decode::luna_files`).
+            AuditRecord::Certificate(_) | AuditRecord::Luna(_) => RecordIdentity::LogEvent {
+                stream: self.stream.hsm.clone(),
+                log_event_id: self.log_event_id.clone(),
+            },
+        }
+    }
+
+    pub fn cloudhsm(&self) -> Option<&HsmRecord> {
+        match &self.record {
+            AuditRecord::CloudHsm(record) => Some(record),
+            _ => None,
+        }
+    }
+
+    pub fn certificate(&self) -> Option<&CertificateRecord> {
+        match &self.record {
+            AuditRecord::Certificate(record) => Some(record),
+            _ => None,
+        }
+    }
+
+    pub fn luna(&self) -> Option<&LunaRecord> {
+        match &self.record {
+            AuditRecord::Luna(record) => Some(record),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_comes_from_the_cloudhsm_log_group() {
+        let stream = StreamId::from_log("/aws/cloudhsm/cluster-abc", "hsm-1");
+        assert_eq!(stream.cluster, "cluster-abc");
+        assert_eq!(stream.hsm, "hsm-1");
+        assert_eq!(StreamId::from_log("my-group", "h").cluster, "my-group");
+        assert_eq!(
+            StreamId::from_log("/aws/cloudhsm/", "h").cluster,
+            "/aws/cloudhsm/"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Audit time: Unix microseconds inside, ISO-8601 UTC with microseconds outside.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A point in time with microsecond resolution, as CloudHSM's `usecs:` field gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn from_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    pub fn from_millis(millis: i64) -> Self {
+        Self(millis.saturating_mul(1000))
+    }
+
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// `2018-01-16T01:48:49.824999Z`: fixed width, so that string order is time order
+    /// in DynamoDB sort keys.
+    pub fn iso(self) -> String {
+        match DateTime::<Utc>::from_timestamp_micros(self.0) {
+            Some(time) => time.to_rfc3339_opts(SecondsFormat::Micros, true),
+            // Out of chrono's range only for absurd inputs; keep them visible, not lost.
+            None => format!("usecs:{}", self.0),
+        }
+    }
+
+    /// Reads what users type on the command line: a full RFC 3339 time, a date-time
+    /// without zone (taken as UTC) or a bare date (its midnight, UTC).
+    pub fn parse_user(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+            return Some(Self(time.with_timezone(&Utc).timestamp_micros()));
+        }
+        for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+            if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
+                return Some(Self(time.and_utc().timestamp_micros()));
+            }
+        }
+        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+        Some(Self(
+            date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros(),
+        ))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.iso())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.iso())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if let Some(micros) = text.strip_prefix("usecs:") {
+            return micros.parse().map(Self).map_err(serde::de::Error::custom);
+        }
+        DateTime::parse_from_rfc3339(&text)
+            .map(|time| Self(time.timestamp_micros()))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_has_microseconds_and_z() {
+        assert_eq!(
+            Timestamp(1516067329824999).iso(),
+            "2018-01-16T01:48:49.824999Z"
+        );
+        assert_eq!(
+            Timestamp(1516067329000000).iso(),
+            "2018-01-16T01:48:49.000000Z"
+        );
+    }
+
+    #[test]
+    fn serde_round_trips_through_iso() {
+        let time = Timestamp(1513717276962174);
+        let json = serde_json::to_string(&time).unwrap();
+        assert_eq!(json, "\"2017-12-19T21:01:16.962174Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), time);
+    }
+
+    #[test]
+    fn user_times_accept_dates_and_zoneless_times() {
+        assert_eq!(
+            Timestamp::parse_user("2018-01-16")
+                .map(Timestamp::iso)
+                .as_deref(),
+            Some("2018-01-16T00:00:00.000000Z")
+        );
+        assert_eq!(
+            Timestamp::parse_user("2018-01-16T01:48:49.5").map(Timestamp::micros),
+            Some(1516067329500000)
+        );
+        assert_eq!(
+            Timestamp::parse_user("2018-01-16T02:48:49+01:00").map(Timestamp::micros),
+            Some(1516067329000000)
+        );
+        assert_eq!(Timestamp::parse_user("yesterday"), None);
+    }
+}

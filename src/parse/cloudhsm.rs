@@ -1,0 +1,1105 @@
+//! The CloudHSM audit record parser, for every layout a record reaches us in.
+//!
+//! Two layouts exist in the wild: one `Key : value` line per field (with ` : `, `: ` or
+//! `\t: ` between key and value, LF or CRLF), and the whole record flattened onto one
+//! line. A multi-line record is split at line ends, so a value may hold anything but a
+//! line break; a flattened record can only be split where a known field name followed by
+//! `:` begins, so there a value must not contain ` <known field name>:`. Neither the
+//! vendor's response texts nor its user names do.
+//!
+//! Parsing borrows from the input until the record is built, so the only allocations are
+//! the owned strings the record keeps.
+
+use crate::model::{HsmRecord, Labeled, Opcode, Timestamp};
+
+/// Why a text is not a usable CloudHSM audit record. Values quoted in messages are cut
+/// short, because the input may be arbitrarily large and ends up in logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The text has no `Time:` field, which every CloudHSM audit record starts with.
+    #[error("not a CloudHSM audit record: no `Time:` field")]
+    NotARecord,
+    /// A field every record carries is absent.
+    #[error("missing field `{field}`")]
+    MissingField { field: &'static str },
+    /// A field occurs twice, so it is ambiguous which one the HSM meant.
+    #[error("field `{field}` appears more than once")]
+    DuplicateField { field: &'static str },
+    /// A field is present with nothing after its `:`.
+    #[error("field `{field}` is empty")]
+    EmptyField { field: &'static str },
+    /// A field's value breaks the rule its type follows.
+    #[error("field `{field}`: `{value}` {rule}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        rule: &'static str,
+    },
+}
+
+/// Parses one CloudHSM audit record in any of the layouts the module documentation lists.
+pub fn parse_cloudhsm_record(text: &str) -> Result<HsmRecord, ParseError> {
+    let text = text.trim();
+    // A record with CR-only line ends takes the flattened path, which splits at any
+    // whitespace before a field name and so reads it too.
+    let fields = if text.contains('\n') {
+        collect_lines(text)?
+    } else {
+        collect_flat(text)?
+    };
+    build_record(&fields)
+}
+
+/// Cheap test of whether `text` is worth handing to [`parse_cloudhsm_record`].
+pub fn looks_like_cloudhsm_record(text: &str) -> bool {
+    let text = text.trim_start();
+    text.strip_prefix("Time")
+        .is_some_and(|rest| rest.trim_start_matches([' ', '\t']).starts_with(':'))
+        && text.contains("Sequence No")
+}
+
+/// The fields this parser reads, one slot each in [`Fields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Time,
+    SequenceNo,
+    RebootCounter,
+    CommandType,
+    Opcode,
+    SessionHandle,
+    Response,
+    LogType,
+    UserName,
+    UserType,
+    KeyHandle,
+    PublicKeyHandle,
+}
+
+/// Every [`Field`], in the order the HSM logs them.
+const ALL_FIELDS: [Field; 12] = [
+    Field::Time,
+    Field::SequenceNo,
+    Field::RebootCounter,
+    Field::CommandType,
+    Field::Opcode,
+    Field::SessionHandle,
+    Field::Response,
+    Field::LogType,
+    Field::UserName,
+    Field::UserType,
+    Field::KeyHandle,
+    Field::PublicKeyHandle,
+];
+
+impl Field {
+    /// The key exactly as the HSM logs it; matching is case-sensitive on purpose.
+    const fn name(self) -> &'static str {
+        match self {
+            Field::Time => "Time",
+            Field::SequenceNo => "Sequence No",
+            Field::RebootCounter => "Reboot counter",
+            Field::CommandType => "Command Type(hex)",
+            Field::Opcode => "Opcode",
+            Field::SessionHandle => "Session Handle",
+            Field::Response => "Response",
+            Field::LogType => "Log type",
+            Field::UserName => "User Name",
+            Field::UserType => "User Type",
+            Field::KeyHandle => "Priv/Secret Key Handle",
+            Field::PublicKeyHandle => "Public Key Handle",
+        }
+    }
+
+    /// The field a multi-line key names; `None` for keys this parser does not read.
+    fn from_key(key: &str) -> Option<Self> {
+        Self::starting_with(*key.as_bytes().first()?)
+            .iter()
+            .copied()
+            .find(|field| field.name() == key)
+    }
+
+    /// The fields whose name starts with `byte`, so that most words need no comparison.
+    fn starting_with(byte: u8) -> &'static [Field] {
+        match byte {
+            b'T' => &[Field::Time],
+            b'S' => &[Field::SequenceNo, Field::SessionHandle],
+            b'R' => &[Field::RebootCounter, Field::Response],
+            b'C' => &[Field::CommandType],
+            b'O' => &[Field::Opcode],
+            b'L' => &[Field::LogType],
+            b'U' => &[Field::UserName, Field::UserType],
+            b'P' => &[Field::KeyHandle, Field::PublicKeyHandle],
+            _ => &[],
+        }
+    }
+}
+
+/// The trimmed raw value of each field, borrowed from the input.
+#[derive(Debug, Default)]
+struct Fields<'a> {
+    values: [Option<&'a str>; ALL_FIELDS.len()],
+}
+
+impl<'a> Fields<'a> {
+    /// Records a field's value, refusing a second one for the same field.
+    fn set(&mut self, field: Field, value: &'a str) -> Result<(), ParseError> {
+        let slot = &mut self.values[field as usize];
+        if slot.is_some() {
+            return Err(ParseError::DuplicateField {
+                field: field.name(),
+            });
+        }
+        *slot = Some(value.trim());
+        Ok(())
+    }
+
+    /// The value of an optional field; an empty value counts as absent.
+    fn optional(&self, field: Field) -> Option<&'a str> {
+        self.values[field as usize].filter(|value| !value.is_empty())
+    }
+
+    /// The value of a field every record carries.
+    fn required(&self, field: Field) -> Result<&'a str, ParseError> {
+        match self.values[field as usize] {
+            None => Err(ParseError::MissingField {
+                field: field.name(),
+            }),
+            Some("") => Err(ParseError::EmptyField {
+                field: field.name(),
+            }),
+            Some(value) => Ok(value),
+        }
+    }
+}
+
+/// Splits a multi-line record at line ends and each line at its first `:`.
+fn collect_lines(text: &str) -> Result<Fields<'_>, ParseError> {
+    let mut fields = Fields::default();
+    for line in text.split('\n') {
+        // Lines that are not `Key: value`, or whose key is not ours, carry nothing the
+        // record keeps; newer firmware may add such lines, and they must not cost the record.
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        if let Some(field) = Field::from_key(key.trim()) {
+            fields.set(field, value)?;
+        }
+    }
+    Ok(fields)
+}
+
+/// Splits a one-line record where a known field name, then optional blanks and `:`, starts
+/// a word.
+fn collect_flat(text: &str) -> Result<Fields<'_>, ParseError> {
+    let mut fields = Fields::default();
+    let bytes = text.as_bytes();
+    let mut open: Option<(Field, usize)> = None;
+    // Only the start of the text and bytes right after ASCII whitespace can start a name.
+    let mut candidate = Some(0);
+    while let Some(at) = candidate {
+        let resume = match field_at(text, at) {
+            Some((field, value_start)) => {
+                if let Some((previous, start)) = open.replace((field, value_start)) {
+                    fields.set(previous, text.get(start..at).unwrap_or_default())?;
+                }
+                value_start
+            }
+            None => at,
+        };
+        candidate = bytes
+            .get(resume..)
+            .and_then(|rest| rest.iter().position(u8::is_ascii_whitespace))
+            .map(|offset| resume + offset + 1);
+    }
+    if let Some((last, start)) = open {
+        fields.set(last, text.get(start..).unwrap_or_default())?;
+    }
+    Ok(fields)
+}
+
+/// The field whose name, optional blanks and `:` start at byte `at`, and where its value
+/// starts.
+fn field_at(text: &str, at: usize) -> Option<(Field, usize)> {
+    // `at` always follows an ASCII byte, so `get` never fails at a char boundary here.
+    let rest = text.get(at..)?;
+    let first = *rest.as_bytes().first()?;
+    Field::starting_with(first).iter().find_map(|&field| {
+        let after_name = rest.strip_prefix(field.name())?;
+        let after_blanks = after_name.trim_start_matches(|c: char| c.is_ascii_whitespace());
+        after_blanks.strip_prefix(':')?;
+        Some((field, at + (rest.len() - after_blanks.len()) + 1))
+    })
+}
+
+/// Types every field, failing on the first one that is missing or malformed.
+fn build_record(fields: &Fields<'_>) -> Result<HsmRecord, ParseError> {
+    let time = match fields.required(Field::Time) {
+        Err(ParseError::MissingField { .. }) => return Err(ParseError::NotARecord),
+        other => parse_time(other?)?,
+    };
+    let (opcode_name, opcode_code) = parse_label(Field::Opcode, fields.required(Field::Opcode)?)?;
+    let (response_code, response_text) = parse_response(fields.required(Field::Response)?)?;
+    Ok(HsmRecord {
+        time,
+        sequence_no: parse_hex(Field::SequenceNo, fields.required(Field::SequenceNo)?)?,
+        reboot_counter: parse_hex32(Field::RebootCounter, fields.required(Field::RebootCounter)?)?,
+        command_type: labeled(Field::CommandType, fields.required(Field::CommandType)?)?,
+        opcode: Opcode::from_name(opcode_name),
+        opcode_code,
+        session_handle: parse_hex(Field::SessionHandle, fields.required(Field::SessionHandle)?)?,
+        response_code,
+        response_text: response_text.to_owned(),
+        log_type: labeled(Field::LogType, fields.required(Field::LogType)?)?,
+        user_name: fields.optional(Field::UserName).map(str::to_owned),
+        user_type: fields
+            .optional(Field::UserType)
+            .map(|value| labeled(Field::UserType, value))
+            .transpose()?,
+        key_handle: parse_key_handle(Field::KeyHandle, fields.optional(Field::KeyHandle))?,
+        public_key_handle: parse_key_handle(
+            Field::PublicKeyHandle,
+            fields.optional(Field::PublicKeyHandle),
+        )?,
+    })
+}
+
+/// Reads the instant from `usecs:`, ignoring the human-readable time in front of it:
+/// `usecs` is authoritative and carries the same instant at a higher resolution.
+fn parse_time(value: &str) -> Result<Timestamp, ParseError> {
+    let invalid = |rule| invalid(Field::Time, value, rule);
+    let (_, after) = value
+        .split_once("usecs")
+        .ok_or_else(|| invalid("has no `usecs:` value"))?;
+    let digits = after
+        .trim_start()
+        .strip_prefix(':')
+        .ok_or_else(|| invalid("has no `usecs:` value"))?
+        .trim();
+    match parse_digits(digits, 10) {
+        Ok(micros) => i64::try_from(micros)
+            .map(Timestamp::from_micros)
+            .map_err(|_| invalid("has a `usecs:` value that does not fit in 63 bits")),
+        Err(NumberError::Syntax) => {
+            Err(invalid("has a `usecs:` value that is not a decimal number"))
+        }
+        Err(NumberError::Overflow) => {
+            Err(invalid("has a `usecs:` value that does not fit in 63 bits"))
+        }
+    }
+}
+
+/// Reads a 64-bit field the HSM logs in `0x`-prefixed hexadecimal.
+fn parse_hex(field: Field, value: &str) -> Result<u64, ParseError> {
+    hex_value(value).map_err(|error| hex_error(field, value, error, "does not fit in 64 bits"))
+}
+
+/// Reads a 32-bit field the HSM logs in `0x`-prefixed hexadecimal.
+fn parse_hex32(field: Field, value: &str) -> Result<u32, ParseError> {
+    hex_value(value)
+        .and_then(|number| u32::try_from(number).map_err(|_| NumberError::Overflow))
+        .map_err(|error| hex_error(field, value, error, "does not fit in 32 bits"))
+}
+
+/// The number in `0x`-prefixed hexadecimal `value`.
+fn hex_value(value: &str) -> Result<u64, NumberError> {
+    // A bare number is refused rather than guessed at: `10` could be ten or sixteen, and
+    // a wrong sequence number would silently merge two records in the trail.
+    let digits = value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+        .ok_or(NumberError::Syntax)?;
+    parse_digits(digits, 16)
+}
+
+/// The error for a hexadecimal field that [`hex_value`] refused.
+fn hex_error(field: Field, value: &str, error: NumberError, overflow: &'static str) -> ParseError {
+    match error {
+        NumberError::Syntax => invalid(field, value, "is not a hexadecimal number"),
+        NumberError::Overflow => invalid(field, value, overflow),
+    }
+}
+
+/// Reads `NAME (code)` or a bare `NAME` into its name and optional number.
+fn parse_label(field: Field, value: &str) -> Result<(&str, Option<u64>), ParseError> {
+    let (name, code) = match value
+        .strip_suffix(')')
+        .and_then(|inner| inner.rsplit_once('('))
+    {
+        Some((name, code)) => (
+            name.trim_end(),
+            Some(parse_number(field, value, code.trim())?),
+        ),
+        None => (value, None),
+    };
+    if name.is_empty() {
+        return Err(invalid(field, value, "has a code but no name"));
+    }
+    Ok((name, code))
+}
+
+/// Reads a label field into the owned [`Labeled`] the record keeps.
+fn labeled(field: Field, value: &str) -> Result<Labeled, ParseError> {
+    let (name, code) = parse_label(field, value)?;
+    Ok(Labeled {
+        name: name.to_owned(),
+        code,
+    })
+}
+
+/// Reads `<decimal code>:<text>`; the text keeps its own colons but not surrounding blanks.
+fn parse_response(value: &str) -> Result<(u32, &str), ParseError> {
+    let (code, text) = value.split_once(':').unwrap_or((value, ""));
+    let code = parse_digits(code.trim(), 10).map_err(|error| match error {
+        NumberError::Syntax => {
+            invalid(Field::Response, value, "does not start with a decimal code")
+        }
+        NumberError::Overflow => invalid(
+            Field::Response,
+            value,
+            "has a code that does not fit in 32 bits",
+        ),
+    })?;
+    let code = u32::try_from(code).map_err(|_| {
+        invalid(
+            Field::Response,
+            value,
+            "has a code that does not fit in 32 bits",
+        )
+    })?;
+    Ok((code, text.trim()))
+}
+
+/// Reads a key handle, where 0 is how the HSM says "no key".
+fn parse_key_handle(field: Field, value: Option<&str>) -> Result<Option<u64>, ParseError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let handle = parse_number(field, value, value)?;
+    Ok((handle != 0).then_some(handle))
+}
+
+/// Reads a number that is decimal unless `0x`-prefixed; `whole` is what errors quote.
+fn parse_number(field: Field, whole: &str, number: &str) -> Result<u64, ParseError> {
+    let parsed = match number
+        .strip_prefix("0x")
+        .or_else(|| number.strip_prefix("0X"))
+    {
+        Some(hex) => parse_digits(hex, 16),
+        None => parse_digits(number, 10),
+    };
+    parsed.map_err(|error| match error {
+        NumberError::Syntax => invalid(field, whole, "is not a number"),
+        NumberError::Overflow => invalid(field, whole, "does not fit in 64 bits"),
+    })
+}
+
+/// Why digits did not make a `u64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NumberError {
+    Syntax,
+    Overflow,
+}
+
+/// Reads unsigned digits in `radix`; unlike `str::parse` it refuses signs, and it
+/// reports bad digits before overflow so that junk is never called "too large".
+fn parse_digits(digits: &str, radix: u32) -> Result<u64, NumberError> {
+    if digits.is_empty() {
+        return Err(NumberError::Syntax);
+    }
+    let mut number: Option<u64> = Some(0);
+    for byte in digits.bytes() {
+        let digit = char::from(byte)
+            .to_digit(radix)
+            .ok_or(NumberError::Syntax)?;
+        number = number
+            .and_then(|number| number.checked_mul(u64::from(radix)))
+            .and_then(|number| number.checked_add(u64::from(digit)));
+    }
+    number.ok_or(NumberError::Overflow)
+}
+
+/// The longest value, in characters, that an error message quotes in full.
+const QUOTE_LIMIT: usize = 80;
+
+/// An [`ParseError::Invalid`] quoting at most [`QUOTE_LIMIT`] characters of `value`.
+fn invalid(field: Field, value: &str, rule: &'static str) -> ParseError {
+    let value = match value.char_indices().nth(QUOTE_LIMIT) {
+        Some((cut, _)) => format!("{}…", value.get(..cut).unwrap_or_default()),
+        None => value.to_owned(),
+    };
+    ParseError::Invalid {
+        field: field.name(),
+        value,
+        rule,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INIT_TOKEN: &str = "Time: 12/19/17 21:01:16.962174, usecs:1513717276962174
+Sequence No : 0x0
+Reboot counter : 0xe8
+Command Type(hex) : CN_MGMT_CMD (0x0)
+Opcode : CN_INIT_TOKEN (0x1)
+Session Handle : 0x1004001
+Response : 0:HSM Return: SUCCESS
+Log type : MINIMAL_LOG_ENTRY (0)
+";
+
+    const FAILED_LOGIN: &str = "Time: 01/24/18 17:41:39.037255, usecs:1516815699037255
+Sequence No : 0x4
+Reboot counter : 0x107
+Command Type(hex) : CN_MGMT_CMD (0x0)
+Opcode : CN_LOGIN (0xd)
+Session Handle : 0xc008002
+Response : 157:HSM Error: user isn't initialized or user with this name doesn't exist
+Log type : MGMT_USER_DETAILS_LOG (2)
+User Name : ExampleUser
+User Type : CN_CRYPTO_USER (1)
+";
+
+    /// The record in [`INIT_TOKEN`], typed.
+    fn init_token() -> HsmRecord {
+        HsmRecord {
+            time: Timestamp::from_micros(1513717276962174),
+            sequence_no: 0,
+            reboot_counter: 0xe8,
+            command_type: Labeled {
+                name: "CN_MGMT_CMD".into(),
+                code: Some(0),
+            },
+            opcode: Opcode::InitToken,
+            opcode_code: Some(1),
+            session_handle: 0x1004001,
+            response_code: 0,
+            response_text: "HSM Return: SUCCESS".into(),
+            log_type: Labeled {
+                name: "MINIMAL_LOG_ENTRY".into(),
+                code: Some(0),
+            },
+            user_name: None,
+            user_type: None,
+            key_handle: None,
+            public_key_handle: None,
+        }
+    }
+
+    /// [`INIT_TOKEN`] with one line replaced, for probing one field at a time.
+    fn with_line(prefix: &str, line: &str) -> String {
+        INIT_TOKEN
+            .lines()
+            .map(|original| {
+                if original.starts_with(prefix) {
+                    line
+                } else {
+                    original
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The error message for [`INIT_TOKEN`] with one line replaced.
+    fn error_with_line(prefix: &str, line: &str) -> String {
+        parse_cloudhsm_record(&with_line(prefix, line))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn multi_line_record_is_typed() {
+        assert_eq!(parse_cloudhsm_record(INIT_TOKEN).unwrap(), init_token());
+    }
+
+    #[test]
+    fn every_separator_and_line_end_gives_the_same_record() {
+        let expected = init_token();
+        for separator in [" : ", ": ", "\t: ", " :", ":", "  :  "] {
+            for line_end in ["\n", "\r\n"] {
+                let text = INIT_TOKEN.replace(" : ", separator).replace('\n', line_end);
+                assert_eq!(
+                    parse_cloudhsm_record(&text).unwrap(),
+                    expected,
+                    "{separator:?} {line_end:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flattened_record_is_split_on_field_names() {
+        let flat = INIT_TOKEN.trim().replace('\n', " ");
+        assert_eq!(parse_cloudhsm_record(&flat).unwrap(), init_token());
+        let tight = INIT_TOKEN.trim().replace(" : ", ":").replace('\n', " ");
+        assert_eq!(parse_cloudhsm_record(&tight).unwrap(), init_token());
+    }
+
+    #[test]
+    fn surrounding_blank_lines_and_whitespace_are_ignored() {
+        let padded = format!("\r\n \n\t{INIT_TOKEN}\n\r\n  \t");
+        assert_eq!(parse_cloudhsm_record(&padded).unwrap(), init_token());
+        let flat = format!("  {}  \n", INIT_TOKEN.trim().replace('\n', " "));
+        assert_eq!(parse_cloudhsm_record(&flat).unwrap(), init_token());
+    }
+
+    #[test]
+    fn response_text_keeps_its_colons_and_loses_surrounding_blanks() {
+        let record = parse_cloudhsm_record(FAILED_LOGIN).unwrap();
+        assert_eq!(record.response_code, 157);
+        assert_eq!(
+            record.response_text,
+            "HSM Error: user isn't initialized or user with this name doesn't exist"
+        );
+        let spaced = with_line("Response", "Response : 0: HSM Return: SUCCESS ");
+        assert_eq!(parse_cloudhsm_record(&spaced).unwrap(), init_token());
+        let bare = with_line("Response", "Response : 163");
+        let record = parse_cloudhsm_record(&bare).unwrap();
+        assert_eq!(
+            (record.response_code, record.response_text.as_str()),
+            (163, "")
+        );
+    }
+
+    #[test]
+    fn flattened_response_ends_where_the_next_field_begins() {
+        let flat = FAILED_LOGIN.trim().replace('\n', " ");
+        assert_eq!(
+            parse_cloudhsm_record(&flat).unwrap(),
+            parse_cloudhsm_record(FAILED_LOGIN).unwrap()
+        );
+    }
+
+    #[test]
+    fn user_fields_are_read() {
+        let record = parse_cloudhsm_record(FAILED_LOGIN).unwrap();
+        assert_eq!(record.user_name.as_deref(), Some("ExampleUser"));
+        assert_eq!(
+            record.user_type,
+            Some(Labeled {
+                name: "CN_CRYPTO_USER".into(),
+                code: Some(1)
+            })
+        );
+    }
+
+    #[test]
+    fn hex_digits_may_be_either_case() {
+        let text = with_line("Session Handle", "Session Handle : 0XAbCdEf").replace("0xe8", "0xE8");
+        let record = parse_cloudhsm_record(&text).unwrap();
+        assert_eq!(record.session_handle, 0xabcdef);
+        assert_eq!(record.reboot_counter, 0xe8);
+    }
+
+    #[test]
+    fn labels_may_lack_a_code_and_codes_may_be_decimal_or_hex() {
+        let text = with_line("Log type", "Log type : GENERIC_LOG");
+        let record = parse_cloudhsm_record(&text).unwrap();
+        assert_eq!(
+            record.log_type,
+            Labeled {
+                name: "GENERIC_LOG".into(),
+                code: None
+            }
+        );
+        let text = with_line("Opcode", "Opcode : CN_INIT_TOKEN");
+        let record = parse_cloudhsm_record(&text).unwrap();
+        assert_eq!(
+            (record.opcode, record.opcode_code),
+            (Opcode::InitToken, None)
+        );
+        let text = with_line("Log type", "Log type : MINIMAL_LOG_ENTRY(0x10)");
+        assert_eq!(
+            parse_cloudhsm_record(&text).unwrap().log_type.code,
+            Some(16)
+        );
+    }
+
+    #[test]
+    fn unknown_names_survive_verbatim() {
+        let text = with_line("Opcode", "Opcode : CN_FUTURE_THING (0x1ff)")
+            .replace("CN_MGMT_CMD (0x0)", "CN_NEW_CMD (0x7)")
+            .replace("MINIMAL_LOG_ENTRY (0)", "Shiny Log (9)");
+        let record = parse_cloudhsm_record(&text).unwrap();
+        assert_eq!(record.opcode, Opcode::Other("CN_FUTURE_THING".into()));
+        assert_eq!(record.opcode_code, Some(0x1ff));
+        assert_eq!(record.command_type.name, "CN_NEW_CMD");
+        assert_eq!(record.log_type.name, "Shiny Log");
+        let text = FAILED_LOGIN.replace("CN_CRYPTO_USER (1)", "CN_ROBOT (77)");
+        let user_type = parse_cloudhsm_record(&text).unwrap().user_type.unwrap();
+        assert_eq!(
+            (user_type.name.as_str(), user_type.code),
+            ("CN_ROBOT", Some(77))
+        );
+    }
+
+    #[test]
+    fn key_handles_of_zero_mean_no_key() {
+        let text = format!("{INIT_TOKEN}Priv/Secret Key Handle : 131079\nPublic Key Handle : 0\n");
+        let record = parse_cloudhsm_record(&text).unwrap();
+        assert_eq!(
+            (record.key_handle, record.public_key_handle),
+            (Some(131079), None)
+        );
+        let text = format!("{INIT_TOKEN}Priv/Secret Key Handle : 0\nPublic Key Handle : 6\n");
+        let record = parse_cloudhsm_record(&text).unwrap();
+        assert_eq!(
+            (record.key_handle, record.public_key_handle),
+            (None, Some(6))
+        );
+    }
+
+    #[test]
+    fn unknown_lines_and_empty_optional_fields_are_ignored() {
+        let text =
+            format!("{INIT_TOKEN}Firmware Build : 3.4.1: extra\nno colon here\nUser Name :\n");
+        assert_eq!(parse_cloudhsm_record(&text).unwrap(), init_token());
+    }
+
+    #[test]
+    fn field_order_does_not_matter() {
+        let mut lines: Vec<&str> = INIT_TOKEN.lines().collect();
+        lines.reverse();
+        assert_eq!(
+            parse_cloudhsm_record(&lines.join("\n")).unwrap(),
+            init_token()
+        );
+        assert_eq!(
+            parse_cloudhsm_record(&lines.join(" ")).unwrap(),
+            init_token()
+        );
+    }
+
+    #[test]
+    fn field_names_are_case_sensitive() {
+        assert_eq!(
+            error_with_line("Opcode", "opcode : CN_INIT_TOKEN (0x1)"),
+            "missing field `Opcode`"
+        );
+    }
+
+    #[test]
+    fn bad_hex_names_field_and_rule() {
+        assert_eq!(
+            error_with_line("Sequence No", "Sequence No : 0xZZ"),
+            "field `Sequence No`: `0xZZ` is not a hexadecimal number"
+        );
+        assert_eq!(
+            error_with_line("Sequence No", "Sequence No : 12"),
+            "field `Sequence No`: `12` is not a hexadecimal number"
+        );
+        assert_eq!(
+            error_with_line("Session Handle", "Session Handle : 0x"),
+            "field `Session Handle`: `0x` is not a hexadecimal number"
+        );
+        assert_eq!(
+            error_with_line("Sequence No", "Sequence No : -0x1"),
+            "field `Sequence No`: `-0x1` is not a hexadecimal number"
+        );
+    }
+
+    #[test]
+    fn overflow_names_field_and_width() {
+        assert_eq!(
+            error_with_line("Reboot counter", "Reboot counter : 0x100000000"),
+            "field `Reboot counter`: `0x100000000` does not fit in 32 bits"
+        );
+        assert_eq!(
+            error_with_line("Reboot counter", "Reboot counter : 0x1000000000000000000"),
+            "field `Reboot counter`: `0x1000000000000000000` does not fit in 32 bits"
+        );
+        assert_eq!(
+            error_with_line("Sequence No", "Sequence No : 0x10000000000000000"),
+            "field `Sequence No`: `0x10000000000000000` does not fit in 64 bits"
+        );
+        let record = parse_cloudhsm_record(&with_line(
+            "Sequence No",
+            "Sequence No : 0x0000000000000000ffffffffffffffff",
+        ))
+        .unwrap();
+        assert_eq!(record.sequence_no, u64::MAX);
+        assert_eq!(
+            error_with_line("Response", "Response : 4294967296:HSM Error: big"),
+            "field `Response`: `4294967296:HSM Error: big` has a code that does not fit in 32 bits"
+        );
+    }
+
+    #[test]
+    fn missing_and_empty_fields_are_named() {
+        for field in ALL_FIELDS.into_iter().skip(1).take(7) {
+            let text: String = INIT_TOKEN
+                .lines()
+                .filter(|line| !line.starts_with(field.name()))
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert_eq!(
+                parse_cloudhsm_record(&text).unwrap_err(),
+                ParseError::MissingField {
+                    field: field.name()
+                }
+            );
+        }
+        assert_eq!(
+            error_with_line("Opcode", "Opcode : "),
+            "field `Opcode` is empty"
+        );
+    }
+
+    #[test]
+    fn no_time_is_not_a_record() {
+        let text: String = INIT_TOKEN.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert_eq!(
+            parse_cloudhsm_record(&text).unwrap_err().to_string(),
+            "not a CloudHSM audit record: no `Time:` field"
+        );
+        assert_eq!(
+            parse_cloudhsm_record("").unwrap_err(),
+            ParseError::NotARecord
+        );
+        assert_eq!(
+            parse_cloudhsm_record("hello world").unwrap_err(),
+            ParseError::NotARecord
+        );
+    }
+
+    #[test]
+    fn bad_time_names_the_rule() {
+        assert_eq!(
+            error_with_line("Time", "Time: 12/19/17 21:01:16.962174"),
+            "field `Time`: `12/19/17 21:01:16.962174` has no `usecs:` value"
+        );
+        assert_eq!(
+            error_with_line("Time", "Time: 12/19/17, usecs:15137x"),
+            "field `Time`: `12/19/17, usecs:15137x` has a `usecs:` value that is not a decimal number"
+        );
+        assert_eq!(
+            error_with_line("Time", "Time: usecs:-5"),
+            "field `Time`: `usecs:-5` has a `usecs:` value that is not a decimal number"
+        );
+        assert_eq!(
+            error_with_line("Time", "Time: usecs:9223372036854775808"),
+            "field `Time`: `usecs:9223372036854775808` has a `usecs:` value that does not fit in 63 bits"
+        );
+    }
+
+    #[test]
+    fn bad_labels_and_responses_name_the_rule() {
+        assert_eq!(
+            error_with_line("Opcode", "Opcode : CN_LOGIN (0xZZ)"),
+            "field `Opcode`: `CN_LOGIN (0xZZ)` is not a number"
+        );
+        assert_eq!(
+            error_with_line("Log type", "Log type : (2)"),
+            "field `Log type`: `(2)` has a code but no name"
+        );
+        assert_eq!(
+            error_with_line("Response", "Response : OK:fine"),
+            "field `Response`: `OK:fine` does not start with a decimal code"
+        );
+        let text = format!("{INIT_TOKEN}Public Key Handle : 12ab\n");
+        assert_eq!(
+            parse_cloudhsm_record(&text).unwrap_err().to_string(),
+            "field `Public Key Handle`: `12ab` is not a number"
+        );
+    }
+
+    #[test]
+    fn repeated_fields_are_refused() {
+        let text = format!("{INIT_TOKEN}Opcode : CN_LOGIN (0xd)\n");
+        assert_eq!(
+            parse_cloudhsm_record(&text).unwrap_err().to_string(),
+            "field `Opcode` appears more than once"
+        );
+        let flat = format!(
+            "{} Opcode : CN_LOGIN (0xd)",
+            INIT_TOKEN.trim().replace('\n', " ")
+        );
+        assert_eq!(
+            parse_cloudhsm_record(&flat).unwrap_err(),
+            ParseError::DuplicateField { field: "Opcode" }
+        );
+    }
+
+    #[test]
+    fn long_values_are_quoted_short() {
+        let long = format!("Sequence No : 0x{}", "é".repeat(500));
+        let ParseError::Invalid { value, .. } =
+            parse_cloudhsm_record(&with_line("Sequence No", &long)).unwrap_err()
+        else {
+            panic!("expected an invalid value");
+        };
+        assert_eq!(value.chars().count(), QUOTE_LIMIT + 1);
+        assert!(value.ends_with('…'));
+    }
+
+    #[test]
+    fn looks_like_needs_time_first_and_a_sequence_number() {
+        assert!(looks_like_cloudhsm_record(INIT_TOKEN));
+        assert!(looks_like_cloudhsm_record(&format!("\r\n  {INIT_TOKEN}")));
+        assert!(looks_like_cloudhsm_record("Time\t: x Sequence No"));
+        assert!(!looks_like_cloudhsm_record("Timestamp: x Sequence No"));
+        assert!(!looks_like_cloudhsm_record("Time: x"));
+        assert!(!looks_like_cloudhsm_record(
+            "{\"Time\": 1, \"Sequence No\": 2}"
+        ));
+        assert!(!looks_like_cloudhsm_record(""));
+    }
+
+    #[test]
+    fn every_field_indexes_its_own_slot() {
+        for (index, field) in ALL_FIELDS.into_iter().enumerate() {
+            assert_eq!(field as usize, index, "{field:?}");
+            assert_eq!(Field::from_key(field.name()), Some(field));
+        }
+    }
+
+    #[test]
+    fn cr_only_line_ends_are_read_too() {
+        let text = INIT_TOKEN.replace('\n', "\r");
+        assert_eq!(parse_cloudhsm_record(&text).unwrap(), init_token());
+    }
+
+    #[test]
+    fn empty_value_before_the_next_name_is_empty() {
+        let flat = format!(
+            "{} User Name : User Type : CN_X",
+            INIT_TOKEN.trim().replace('\n', " ")
+        );
+        let record = parse_cloudhsm_record(&flat).unwrap();
+        assert_eq!(record.user_name, None);
+        assert_eq!(
+            record.user_type.map(|user_type| user_type.name),
+            Some("CN_X".into())
+        );
+    }
+
+    #[test]
+    fn digits_refuse_signs_and_report_syntax_before_overflow() {
+        assert_eq!(parse_digits("+1", 10), Err(NumberError::Syntax));
+        assert_eq!(
+            parse_digits("99999999999999999999x", 10),
+            Err(NumberError::Syntax)
+        );
+        assert_eq!(
+            parse_digits("18446744073709551616", 10),
+            Err(NumberError::Overflow)
+        );
+        assert_eq!(parse_digits("18446744073709551615", 10), Ok(u64::MAX));
+        assert_eq!(parse_digits("fF", 16), Ok(255));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use chrono::DateTime;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// How a generated record is laid out as text.
+    #[derive(Debug, Clone)]
+    struct Layout {
+        separator: &'static str,
+        line_end: Option<&'static str>,
+        shuffle_seed: Vec<usize>,
+        extra_line: bool,
+        padding: &'static str,
+        zero_handles: bool,
+        hex_codes: bool,
+    }
+
+    /// A label as the HSM could log it, with or without its code.
+    fn label() -> impl Strategy<Value = Labeled> {
+        ("[A-Z][A-Z0-9_]{0,20}", proptest::option::of(any::<u64>()))
+            .prop_map(|(name, code)| Labeled { name, code })
+    }
+
+    /// A known opcode name or an unknown one.
+    fn opcode() -> impl Strategy<Value = Opcode> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "CN_LOGIN",
+                "CN_LOGOUT",
+                "CN_GENERATE_KEY_PAIR",
+                "CN_SHARE_OBJECT",
+                "CN_INIT_TOKEN",
+            ])
+            .prop_map(Opcode::from_name),
+            "CN_[A-Z0-9_]{1,20}".prop_map(|name| Opcode::from_name(&name)),
+        ]
+    }
+
+    /// A record whose strings cannot contain a field name or a line break.
+    fn record() -> impl Strategy<Value = HsmRecord> {
+        (
+            (
+                0i64..4_102_444_800_000_000,
+                any::<u64>(),
+                any::<u32>(),
+                label(),
+                opcode(),
+                proptest::option::of(any::<u64>()),
+                any::<u64>(),
+            ),
+            (
+                any::<u32>(),
+                "HSM (Return|Error): [a-z_']{1,10}( [a-z_':]{1,10}){0,3}",
+                label(),
+                proptest::option::of("[a-z0-9_.@-]{1,8}( [a-z0-9_.@-]{1,8})?"),
+                proptest::option::of(label()),
+                proptest::option::of(1u64..),
+                proptest::option::of(1u64..),
+            ),
+        )
+            .prop_map(
+                |(
+                    (time, sequence_no, reboot_counter, command_type, opcode, opcode_code, session),
+                    (response_code, response_text, log_type, user_name, user_type, key, public),
+                )| HsmRecord {
+                    time: Timestamp::from_micros(time),
+                    sequence_no,
+                    reboot_counter,
+                    command_type,
+                    opcode,
+                    opcode_code,
+                    session_handle: session,
+                    response_code,
+                    response_text,
+                    log_type,
+                    user_name,
+                    user_type,
+                    key_handle: key,
+                    public_key_handle: public,
+                },
+            )
+    }
+
+    /// One of the layouts the parser promises to read.
+    fn layout() -> impl Strategy<Value = Layout> {
+        (
+            prop::sample::select(vec![" : ", ": ", "\t: ", ":"]),
+            proptest::option::of(prop::sample::select(vec!["\n", "\r\n"])),
+            prop::collection::vec(any::<usize>(), 11),
+            any::<bool>(),
+            prop::sample::select(vec!["", " ", "\n\n", "\r\n \t"]),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(
+                    separator,
+                    line_end,
+                    shuffle_seed,
+                    extra_line,
+                    padding,
+                    zero_handles,
+                    hex_codes,
+                )| {
+                    Layout {
+                        separator,
+                        line_end,
+                        shuffle_seed,
+                        extra_line,
+                        padding,
+                        zero_handles,
+                        hex_codes,
+                    }
+                },
+            )
+    }
+
+    /// A label as text, its code in hex or decimal.
+    fn render_label(label: &Labeled, hex: bool) -> String {
+        match (label.code, hex) {
+            (None, _) => label.name.clone(),
+            (Some(code), true) => format!("{} ({code:#x})", label.name),
+            (Some(code), false) => format!("{} ({code})", label.name),
+        }
+    }
+
+    /// `record` as text in `layout`.
+    fn render(record: &HsmRecord, layout: &Layout) -> String {
+        let human = DateTime::from_timestamp_micros(record.time.micros())
+            .map(|time| time.format("%m/%d/%y %H:%M:%S%.6f").to_string())
+            .unwrap_or_default();
+        let opcode = Labeled {
+            name: record.opcode.as_str().to_owned(),
+            code: record.opcode_code,
+        };
+        let handle = |handle: Option<u64>| match (handle, layout.zero_handles) {
+            (Some(handle), _) => Some(handle.to_string()),
+            (None, true) => Some("0".to_owned()),
+            (None, false) => None,
+        };
+        let mut fields: Vec<(&str, String)> = vec![
+            ("Sequence No", format!("{:#x}", record.sequence_no)),
+            (
+                "Reboot counter",
+                format!("{:#X}", record.reboot_counter).replace("0X", "0x"),
+            ),
+            (
+                "Command Type(hex)",
+                render_label(&record.command_type, true),
+            ),
+            ("Opcode", render_label(&opcode, true)),
+            ("Session Handle", format!("{:#x}", record.session_handle)),
+            (
+                "Response",
+                format!("{}:{}", record.response_code, record.response_text),
+            ),
+            ("Log type", render_label(&record.log_type, layout.hex_codes)),
+        ];
+        fields.extend(record.user_name.clone().map(|name| ("User Name", name)));
+        fields.extend(
+            record
+                .user_type
+                .as_ref()
+                .map(|user_type| ("User Type", render_label(user_type, layout.hex_codes))),
+        );
+        fields.extend(handle(record.key_handle).map(|h| ("Priv/Secret Key Handle", h)));
+        fields.extend(handle(record.public_key_handle).map(|h| ("Public Key Handle", h)));
+        for (index, seed) in layout.shuffle_seed.iter().enumerate().take(fields.len()) {
+            let other = seed % fields.len();
+            fields.swap(index, other);
+        }
+        let mut lines = vec![format!("Time: {human}, usecs:{}", record.time.micros())];
+        lines.extend(
+            fields
+                .iter()
+                .map(|(key, value)| format!("{key}{}{value}", layout.separator)),
+        );
+        let body = match layout.line_end {
+            Some(line_end) => {
+                if layout.extra_line {
+                    lines.insert(2, format!("Vendor Extra{}whatever: 1", layout.separator));
+                }
+                lines.join(line_end)
+            }
+            None => lines.join(" "),
+        };
+        format!("{}{body}{}", layout.padding, layout.padding)
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in any::<String>()) {
+            let _ = parse_cloudhsm_record(&text);
+            let _ = looks_like_cloudhsm_record(&text);
+        }
+
+        #[test]
+        fn record_like_text_never_panics(
+            text in "(Time|usecs|Sequence No|Opcode|Response|Log type|User Name|Public Key Handle|[ \t\r\n:()x0-9a-fé€😀]){0,60}"
+        ) {
+            let _ = parse_cloudhsm_record(&text);
+        }
+
+        #[test]
+        fn rendered_records_parse_back(record in record(), layout in layout()) {
+            let text = render(&record, &layout);
+            prop_assert!(looks_like_cloudhsm_record(&text));
+            prop_assert_eq!(parse_cloudhsm_record(&text), Ok(record), "{:?}", text);
+        }
+    }
+}

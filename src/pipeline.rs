@@ -1,0 +1,328 @@
+//! The one code path of the Lambda handler and the CLI: decoded payloads → parsed
+//! records (or quarantine) → the trail → each touched cluster's views re-derived.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::decode::{Decoded, LogsPayload, MessageType, Quarantined};
+use crate::domain::{AlertKind, derive};
+use crate::model::{Opcode, StreamId, Timestamp, TrailEntry};
+use crate::parse::parse_message;
+use crate::store::{AuditStore, DerivedWrite, StoreError};
+
+/// Decoded input split into trail entries by cluster and what must be quarantined.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub entries: BTreeMap<String, Vec<TrailEntry>>,
+    pub quarantined: Vec<Quarantined>,
+    pub control_messages: usize,
+    pub log_events: usize,
+}
+
+impl Parsed {
+    pub fn records(&self) -> impl Iterator<Item = &TrailEntry> {
+        self.entries.values().flatten()
+    }
+}
+
+/// Parses every log event of every payload. Never fails: what does not parse is
+/// quarantined with the reason, beside the records that do.
+pub fn parse_decoded(decoded: impl IntoIterator<Item = Decoded>) -> Parsed {
+    let mut parsed = Parsed::default();
+    for unit in decoded {
+        match unit {
+            Decoded::Quarantined(item) => parsed.quarantined.push(item),
+            Decoded::Payload(payload) => parse_payload(payload, &mut parsed),
+        }
+    }
+    parsed
+}
+
+fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
+    match payload.message_type {
+        MessageType::ControlMessage => {
+            parsed.control_messages += 1;
+            return;
+        }
+        MessageType::Unknown => {
+            let raw = serde_json::to_vec(
+                &payload
+                    .log_events
+                    .iter()
+                    .map(|e| &e.message)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default();
+            parsed.quarantined.push(
+                Quarantined::new(
+                    "unknown messageType: neither DATA_MESSAGE nor CONTROL_MESSAGE",
+                    &raw,
+                )
+                .at(&payload.log_group, &payload.log_stream, None),
+            );
+            return;
+        }
+        MessageType::DataMessage => {}
+    }
+    let stream = StreamId::from_log(&payload.log_group, &payload.log_stream);
+    for event in payload.log_events {
+        parsed.log_events += 1;
+        match parse_message(&event.message) {
+            Ok(record) => parsed
+                .entries
+                .entry(stream.cluster.clone())
+                .or_default()
+                .push(TrailEntry {
+                    stream: stream.clone(),
+                    record,
+                    log_group: payload.log_group.clone(),
+                    log_event_id: event.id,
+                    log_event_time: Timestamp::from_millis(event.timestamp),
+                    raw: event.message,
+                }),
+            Err(reason) => {
+                parsed
+                    .quarantined
+                    .push(Quarantined::new(reason, event.message.as_bytes()).at(
+                        &payload.log_group,
+                        &payload.log_stream,
+                        Some(&event.id),
+                    ))
+            }
+        }
+    }
+}
+
+/// What one run of the pipeline did; the CLI prints it and the Lambda returns it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub log_events: usize,
+    pub records: usize,
+    pub stored: usize,
+    pub duplicates: usize,
+    pub conflicts: usize,
+    pub quarantined: usize,
+    pub control_messages: usize,
+    pub failed_logins: usize,
+    pub clusters: BTreeSet<String>,
+    /// The same counts per cluster (quarantine without a log group under
+    /// [`UNKNOWN_CLUSTER`]), with what re-deriving found: metrics are dimensioned by it.
+    pub by_cluster: BTreeMap<String, ClusterReport>,
+    /// Log groups and streams the input came from, for the invocation's log span.
+    #[serde(skip)]
+    pub log_groups: BTreeSet<String>,
+    #[serde(skip)]
+    pub log_streams: BTreeSet<String>,
+}
+
+/// Where quarantined input that names no log group is counted.
+pub const UNKNOWN_CLUSTER: &str = "unknown";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterReport {
+    pub records: usize,
+    pub stored: usize,
+    pub duplicates: usize,
+    pub conflicts: usize,
+    pub quarantined: usize,
+    pub failed_logins: usize,
+    /// Alerts raised by this run, by kind (an alert raised before does not count again).
+    pub new_alerts: BTreeMap<String, usize>,
+    /// Sequence gaps open after this run; `None` until the cluster was re-derived.
+    pub open_gaps: Option<usize>,
+}
+
+impl ClusterReport {
+    fn add(&mut self, other: ClusterReport) {
+        self.records += other.records;
+        self.stored += other.stored;
+        self.duplicates += other.duplicates;
+        self.conflicts += other.conflicts;
+        self.quarantined += other.quarantined;
+        self.failed_logins += other.failed_logins;
+        for (kind, count) in other.new_alerts {
+            *self.new_alerts.entry(kind).or_default() += count;
+        }
+        // The later state of the integrity wins: gaps are a level, not a count.
+        if other.open_gaps.is_some() {
+            self.open_gaps = other.open_gaps;
+        }
+    }
+
+    pub fn new_alerts_of(&self, kind: AlertKind) -> usize {
+        self.new_alerts.get(kind.as_str()).copied().unwrap_or(0)
+    }
+}
+
+impl Report {
+    pub fn add(&mut self, other: Report) {
+        self.log_events += other.log_events;
+        self.records += other.records;
+        self.stored += other.stored;
+        self.duplicates += other.duplicates;
+        self.conflicts += other.conflicts;
+        self.quarantined += other.quarantined;
+        self.control_messages += other.control_messages;
+        self.failed_logins += other.failed_logins;
+        self.clusters.extend(other.clusters);
+        for (cluster, counts) in other.by_cluster {
+            self.by_cluster.entry(cluster).or_default().add(counts);
+        }
+        self.log_groups.extend(other.log_groups);
+        self.log_streams.extend(other.log_streams);
+    }
+
+    /// Takes in what re-deriving `cluster` changed.
+    pub fn add_derivation(&mut self, cluster: &str, rederived: &Rederived) {
+        self.by_cluster
+            .entry(cluster.to_owned())
+            .or_default()
+            .add(ClusterReport {
+                new_alerts: rederived.write.new_alerts.clone(),
+                open_gaps: Some(rederived.open_gaps),
+                ..ClusterReport::default()
+            });
+    }
+}
+
+fn quarantine_cluster(item: &Quarantined) -> String {
+    match (&item.log_group, &item.log_stream) {
+        (Some(group), stream) => {
+            StreamId::from_log(group, stream.as_deref().unwrap_or_default()).cluster
+        }
+        (None, _) => UNKNOWN_CLUSTER.to_owned(),
+    }
+}
+
+pub fn is_failed_login(entry: &TrailEntry) -> bool {
+    entry
+        .cloudhsm()
+        .is_some_and(|record| record.opcode == Opcode::Login && !record.succeeded())
+        || entry
+            .luna()
+            .is_some_and(|record| record.action == "LUNA_LOGIN" && !record.succeeded())
+}
+
+/// Stores what was parsed and re-derives the views of every cluster it touched. A store
+/// failure is returned (the caller fails the invocation so that it is retried); every
+/// write is idempotent, so a retry converges to the state of one clean delivery.
+pub async fn ingest<S: AuditStore>(
+    store: &S,
+    config: &Config,
+    parsed: Parsed,
+) -> Result<Report, StoreError> {
+    let mut report = store_parsed(store, parsed).await?;
+    derive_clusters(store, config, &mut report).await?;
+    Ok(report)
+}
+
+/// Re-derives every cluster the report stored records of, and adds what that found.
+pub async fn derive_clusters<S: AuditStore>(
+    store: &S,
+    config: &Config,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    for cluster in report.clusters.clone() {
+        let rederived = rederive(store, config, &cluster).await?;
+        report.add_derivation(&cluster, &rederived);
+    }
+    Ok(())
+}
+
+/// Quarantines what must be and appends the records to the trail, without deriving:
+/// the CLI stores file after file this way and derives once at the end.
+pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Report, StoreError> {
+    let mut report = Report {
+        log_events: parsed.log_events,
+        records: parsed.records().count(),
+        quarantined: parsed.quarantined.len(),
+        control_messages: parsed.control_messages,
+        failed_logins: parsed
+            .records()
+            .filter(|entry| is_failed_login(entry))
+            .count(),
+        ..Report::default()
+    };
+    for entry in parsed.records() {
+        report.log_groups.insert(entry.log_group.clone());
+        report.log_streams.insert(entry.stream.hsm.clone());
+    }
+    report.log_groups.extend(
+        parsed
+            .quarantined
+            .iter()
+            .filter_map(|item| item.log_group.clone()),
+    );
+    report.log_streams.extend(
+        parsed
+            .quarantined
+            .iter()
+            .filter_map(|item| item.log_stream.clone()),
+    );
+    store.quarantine(&parsed.quarantined).await?;
+    for item in &parsed.quarantined {
+        report
+            .by_cluster
+            .entry(quarantine_cluster(item))
+            .or_default()
+            .quarantined += 1;
+    }
+    for (cluster, entries) in &parsed.entries {
+        let outcome = store.append_trail(cluster, entries).await?;
+        report.stored += outcome.stored;
+        report.duplicates += outcome.duplicates;
+        report.conflicts += outcome.conflicts.len();
+        report.clusters.insert(cluster.clone());
+        report
+            .by_cluster
+            .entry(cluster.clone())
+            .or_default()
+            .add(ClusterReport {
+                records: entries.len(),
+                stored: outcome.stored,
+                duplicates: outcome.duplicates,
+                conflicts: outcome.conflicts.len(),
+                failed_logins: entries
+                    .iter()
+                    .filter(|entry| is_failed_login(entry))
+                    .count(),
+                ..ClusterReport::default()
+            });
+    }
+    Ok(report)
+}
+
+/// What re-deriving a cluster changed, and the state of its integrity afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rederived {
+    pub write: DerivedWrite,
+    /// Sequence gaps still open in the cluster's trail.
+    pub open_gaps: usize,
+}
+
+/// Recomputes a cluster's views from its whole trail under the cluster's lease: whoever
+/// holds it last has seen every record written before it, so the views converge.
+pub async fn rederive<S: AuditStore>(
+    store: &S,
+    config: &Config,
+    cluster: &str,
+) -> Result<Rederived, StoreError> {
+    let lease = store.lock_cluster(cluster).await?;
+    let result = async {
+        let trail = store.load_trail(cluster).await?;
+        let derived = derive(&trail.entries, &trail.conflicts, &config.derive);
+        let open_gaps = derived
+            .alerts
+            .iter()
+            .filter(|alert| alert.kind == AlertKind::SequenceGap)
+            .count();
+        let write = store.replace_derived(&lease, &derived).await?;
+        Ok(Rederived { write, open_gaps })
+    }
+    .await;
+    let released = store.unlock_cluster(&lease).await;
+    let rederived = result?;
+    released.map(|()| rederived)
+}

@@ -1,0 +1,184 @@
+//! `BatchWriteItem` and `BatchGetItem` with their partial results retried.
+//!
+//! The SDK already retries throttling and 5xx per request (standard retry mode); what
+//! it does not retry are `UnprocessedItems`/`UnprocessedKeys`, which DynamoDB returns
+//! with a 200 when a partition is hot. Those are retried here with exponential backoff
+//! and full jitter (so concurrent invocations do not retry in lockstep), within a bound;
+//! past it the invocation fails and Lambda's own retry takes over.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest};
+use futures::{StreamExt, TryStreamExt, stream};
+
+use super::store::{DynamoStore, request_error};
+use crate::store::StoreError;
+use crate::store::items::Item;
+
+/// DynamoDB's limits per request.
+const WRITE_BATCH: usize = 25;
+const GET_BATCH: usize = 100;
+/// Concurrent batch requests per invocation: enough to hide latency, few enough not to
+/// throttle a fresh on-demand table.
+const CONCURRENCY: usize = 4;
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Backoff before retry `attempt` (1-based): full jitter over 50 ms · 2^attempt, capped.
+pub fn backoff(attempt: u32) -> Duration {
+    let ceiling_ms = (50u64 << attempt.min(7)).min(5_000);
+    Duration::from_millis(fastrand::u64(ceiling_ms / 2..=ceiling_ms))
+}
+
+fn key_only(item: &Item) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    item.iter()
+        .filter(|(name, _)| *name == "pk" || *name == "sk")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+impl DynamoStore {
+    pub(super) async fn put_all(&self, items: Vec<Item>) -> Result<usize, StoreError> {
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(|error| request_error("BatchWriteItem", error))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_all(requests).await
+    }
+
+    pub(super) async fn delete_all(&self, items: &[Item]) -> Result<usize, StoreError> {
+        let requests = items
+            .iter()
+            .map(|item| {
+                DeleteRequest::builder()
+                    .set_key(Some(key_only(item)))
+                    .build()
+                    .map(|delete| WriteRequest::builder().delete_request(delete).build())
+                    .map_err(|error| request_error("BatchWriteItem", error))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_all(requests).await
+    }
+
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<usize, StoreError> {
+        let count = requests.len();
+        let chunks: Vec<Vec<WriteRequest>> =
+            requests.chunks(WRITE_BATCH).map(<[_]>::to_vec).collect();
+        stream::iter(chunks)
+            .map(|chunk| self.write_chunk(chunk))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(count)
+    }
+
+    async fn write_chunk(&self, mut pending: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            self.counts.count_batch_write();
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(|error| request_error("BatchWriteItem", error))?;
+            pending = output
+                .unprocessed_items
+                .and_then(|mut left| left.remove(&self.table))
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            self.counts.count_retry();
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        Err(StoreError::Unprocessed {
+            remaining: pending.len(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Reads items by key (consistently: a concurrent invocation's writes must be seen).
+    pub(super) async fn get_all(
+        &self,
+        keys: Vec<Item>,
+        projection: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let chunks: Vec<Vec<Item>> = keys.chunks(GET_BATCH).map(<[_]>::to_vec).collect();
+        let found = stream::iter(chunks)
+            .map(|chunk| self.get_chunk(chunk, projection))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<Vec<Item>>>()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn get_chunk(
+        &self,
+        mut pending: Vec<Item>,
+        projection: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending))
+                .consistent_read(true)
+                .projection_expression(projection)
+                .build()
+                .map_err(|error| request_error("BatchGetItem", error))?;
+            self.counts.count_batch_get();
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|error| request_error("BatchGetItem", error))?;
+            found.extend(
+                output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default(),
+            );
+            pending = output
+                .unprocessed_keys
+                .and_then(|mut left| left.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(found);
+            }
+            self.counts.count_retry();
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        Err(StoreError::Unprocessed {
+            remaining: pending.len(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_jittered_and_capped() {
+        for attempt in 1..=20 {
+            let delay = backoff(attempt).as_millis() as u64;
+            let ceiling = (50u64 << attempt.min(7)).min(5_000);
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "attempt {attempt}: {delay}"
+            );
+        }
+        let spread: std::collections::HashSet<_> = (0..50).map(|_| backoff(6)).collect();
+        assert!(spread.len() > 1, "jitter must vary the delay");
+    }
+}

@@ -1,0 +1,175 @@
+//! Reads: whole partitions for derivation, and the CLI's access patterns. Every one is a
+//! `Query` on the base table with a strongly consistent read.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::store::{DynamoStore, request_error};
+use crate::decode::Quarantined;
+use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, StreamSummary};
+use crate::model::{Timestamp, TrailEntry};
+use crate::store::StoreError;
+use crate::store::items::{self, Item};
+
+/// A sort-key condition: a prefix, or a closed range.
+pub(super) enum SortKey<'a> {
+    Prefix(&'a str),
+    Between(String, String),
+}
+
+impl DynamoStore {
+    pub(super) async fn query_partition(
+        &self,
+        pk: &str,
+        sort: Option<SortKey<'_>>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+                .set_exclusive_start_key(start);
+            request = match &sort {
+                None => request.key_condition_expression("pk = :pk"),
+                Some(SortKey::Prefix(prefix)) => request
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(
+                        ":prefix",
+                        AttributeValue::S((*prefix).to_owned()),
+                    ),
+                Some(SortKey::Between(low, high)) => request
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+                    .expression_attribute_values(":low", AttributeValue::S(low.clone()))
+                    .expression_attribute_values(":high", AttributeValue::S(high.clone())),
+            };
+            self.counts.count_query();
+            let output = request
+                .send()
+                .await
+                .map_err(|error| request_error("Query", error))?;
+            items.extend(output.items.unwrap_or_default());
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// The trail of a cluster (HSM streams in sequence order, then records without a
+    /// sequence number), or of one HSM in sequence order.
+    pub async fn trail(
+        &self,
+        cluster: &str,
+        hsm: Option<&str>,
+    ) -> Result<Vec<TrailEntry>, StoreError> {
+        let prefix = hsm.map(items::hsm_trail_prefix);
+        let found = self
+            .query_partition(
+                &items::trail_pk(cluster),
+                prefix.as_deref().map(SortKey::Prefix),
+            )
+            .await?;
+        found
+            .into_iter()
+            .filter(items::is_trail_record)
+            .map(items::trail_entry_from_item)
+            .collect()
+    }
+
+    /// Sessions of a cluster (or of one user) whose login falls in `[from, to]`.
+    pub async fn sessions(
+        &self,
+        cluster: &str,
+        user: Option<&str>,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Vec<ClusterSession>, StoreError> {
+        let prefix = items::session_prefix(user);
+        let sort = match (user, from, to) {
+            (Some(_), _, _) if from.is_some() || to.is_some() => SortKey::Between(
+                format!("{prefix}{}", from.map(Timestamp::iso).unwrap_or_default()),
+                // `~` sorts after every character of an ISO time and of the key's tail.
+                format!(
+                    "{prefix}{}~",
+                    to.map(Timestamp::iso).unwrap_or_else(|| "~".into())
+                ),
+            ),
+            _ => SortKey::Prefix(&prefix),
+        };
+        let found = self
+            .query_partition(&items::cluster_pk(cluster), Some(sort))
+            .await?;
+        let mut sessions = items::sessions_from_items(found)?;
+        sessions.retain(|s| {
+            from.is_none_or(|from| s.login_time >= from) && to.is_none_or(|to| s.login_time <= to)
+        });
+        sessions.sort_by(ClusterSession::listing_order);
+        Ok(sessions)
+    }
+
+    /// Generations of one key handle, or of every key of the cluster.
+    pub async fn keys(
+        &self,
+        cluster: &str,
+        handle: Option<u64>,
+    ) -> Result<Vec<KeyGeneration>, StoreError> {
+        let prefix = items::key_prefix(handle);
+        let found = self
+            .query_partition(&items::cluster_pk(cluster), Some(SortKey::Prefix(&prefix)))
+            .await?;
+        let mut keys = items::keys_from_items(found)?;
+        keys.sort_by(KeyGeneration::listing_order);
+        Ok(keys)
+    }
+
+    pub async fn failed_logins(
+        &self,
+        cluster: &str,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Vec<FailedLogin>, StoreError> {
+        let prefix = items::FAILED_LOGIN_PREFIX;
+        let sort = SortKey::Between(
+            format!("{prefix}{}", from.map(Timestamp::iso).unwrap_or_default()),
+            format!(
+                "{prefix}{}~",
+                to.map(Timestamp::iso).unwrap_or_else(|| "~".into())
+            ),
+        );
+        let found = self
+            .query_partition(&items::cluster_pk(cluster), Some(sort))
+            .await?;
+        items::bodies_from_items(found)
+    }
+
+    pub async fn alerts(&self, cluster: &str) -> Result<Vec<Alert>, StoreError> {
+        let found = self
+            .query_partition(
+                &items::cluster_pk(cluster),
+                Some(SortKey::Prefix(items::ALERT_PREFIX)),
+            )
+            .await?;
+        items::bodies_from_items(found)
+    }
+
+    pub async fn streams(&self, cluster: &str) -> Result<Vec<StreamSummary>, StoreError> {
+        let found = self
+            .query_partition(
+                &items::cluster_pk(cluster),
+                Some(SortKey::Prefix(items::STREAM_PREFIX)),
+            )
+            .await?;
+        items::bodies_from_items(found)
+    }
+
+    pub async fn quarantined(&self) -> Result<Vec<Quarantined>, StoreError> {
+        let found = self.query_partition(items::QUARANTINE_PK, None).await?;
+        found
+            .into_iter()
+            .map(items::quarantined_from_item)
+            .collect()
+    }
+}

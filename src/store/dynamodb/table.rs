@@ -1,0 +1,116 @@
+//! The table definition, shared with `template.yaml` through `schema/table.json` (a test
+//! of the template checks they agree), and its creation for local use.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    ScalarAttributeType, TableStatus,
+};
+use serde::Deserialize;
+
+use crate::store::StoreError;
+
+const SCHEMA_JSON: &str = include_str!("../../../schema/table.json");
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TableSchema {
+    pub attribute_definitions: Vec<AttributeSchema>,
+    pub key_schema: Vec<KeySchema>,
+    pub billing_mode: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttributeSchema {
+    pub attribute_name: String,
+    pub attribute_type: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeySchema {
+    pub attribute_name: String,
+    pub key_type: String,
+}
+
+impl TableSchema {
+    pub fn load() -> Result<Self, StoreError> {
+        serde_json::from_str(SCHEMA_JSON).map_err(|error| StoreError::Corrupt {
+            key: "schema/table.json".into(),
+            message: error.to_string(),
+        })
+    }
+}
+
+fn request_error(operation: &'static str, error: impl std::error::Error) -> StoreError {
+    StoreError::Request {
+        operation,
+        message: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
+    }
+}
+
+/// Creates the table as `schema/table.json` defines it, waits until it is active, and
+/// turns on point-in-time recovery as the template does. Returns false if it existed.
+pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreError> {
+    let schema = TableSchema::load()?;
+    let mut request = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::from(schema.billing_mode.as_str()));
+    for attribute in &schema.attribute_definitions {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(&attribute.attribute_name)
+                .attribute_type(ScalarAttributeType::from(attribute.attribute_type.as_str()))
+                .build()
+                .map_err(|error| request_error("CreateTable", error))?,
+        );
+    }
+    for key in &schema.key_schema {
+        request = request.key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(&key.attribute_name)
+                .key_type(KeyType::from(key.key_type.as_str()))
+                .build()
+                .map_err(|error| request_error("CreateTable", error))?,
+        );
+    }
+    match request.send().await {
+        Ok(_) => {}
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            return Ok(false);
+        }
+        Err(error) => return Err(request_error("CreateTable", error)),
+    }
+    for _ in 0..120 {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| request_error("DescribeTable", e))?;
+        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let pitr = PointInTimeRecoverySpecification::builder()
+        .point_in_time_recovery_enabled(true)
+        .build()
+        .map_err(|error| request_error("UpdateContinuousBackups", error))?;
+    client
+        .update_continuous_backups()
+        .table_name(table)
+        .point_in_time_recovery_specification(pitr)
+        .send()
+        .await
+        .map_err(|error| request_error("UpdateContinuousBackups", error))?;
+    Ok(true)
+}

@@ -1,0 +1,899 @@
+//! The DynamoDB item layout, in one place: keys, attribute names, and the conversions
+//! between items and the domain's values.
+//!
+//! One table, three kinds of partition, so that every access pattern is a `Query` on the
+//! base table (consistent reads, no index to lag behind):
+//! - `TRAIL#<cluster>`: the immutable trail, sort key `HSM#<hsm>#RC#<reboot>#SEQ#<seq>`
+//!   (fixed-width hex, so string order is sequence order), and refused conflicting
+//!   duplicates under `CONFLICT#…`.
+//! - `CLUSTER#<cluster>`: the derived views, rewritten as a whole by the lease holder:
+//!   `SESSION#<user>#<login time>#…`, `KEY#<handle>#GEN#<n>` (Luna objects under
+//!   `KEY#LUNA#<ouid>#GEN#<n>`, apart from CloudHSM handles), `FAILED_LOGIN#<time>#…`,
+//!   `ALERT#<time>#<kind>#…`, `STREAM#<hsm>#RC#<reboot>`, and the `LEASE`.
+//! - `QUARANTINE`: what could not be processed.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+use crate::decode::Quarantined;
+use crate::domain::{
+    Alert, ClusterSession, Conflict, Derived, FailedLogin, KeyEvent, KeyGeneration, SessionEvent,
+    StreamSummary,
+};
+use crate::model::{
+    AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, Opcode, RecordIdentity,
+    StreamId, Timestamp, TrailEntry,
+};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Events beyond this many are kept in continuation items (`…#EVENTS#0001`), so a long
+/// session or a busy key never reaches DynamoDB's 400 KB item limit.
+pub const EVENTS_PER_ITEM: usize = 1000;
+
+/// The original message is kept up to this size (audit records are ~400 bytes); its
+/// digest identifies it beyond.
+const MAX_TRAIL_RAW_BYTES: usize = 16 * 1024;
+
+pub const QUARANTINE_PK: &str = "QUARANTINE";
+pub const LEASE_SK: &str = "LEASE";
+
+/// The longest piece of input that goes into a key as it is. DynamoDB refuses sort keys
+/// over 1,024 bytes (partition keys over 2,048); a user name or stream name from hostile
+/// input must stay data, not become a request that fails on every retry.
+const MAX_KEY_PART: usize = 200;
+
+/// `text` as a key part: itself when short, else its start and a digest of the whole
+/// (so two long values still differ, and the same value always maps alike).
+pub fn key_part(text: &str) -> Cow<'_, str> {
+    if text.len() <= MAX_KEY_PART {
+        return Cow::Borrowed(text);
+    }
+    let mut cut = MAX_KEY_PART - 17;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = hex::encode(Sha256::digest(text.as_bytes()));
+    Cow::Owned(format!("{}~{}", &text[..cut], &digest[..16]))
+}
+
+pub fn trail_pk(cluster: &str) -> String {
+    format!("TRAIL#{}", key_part(cluster))
+}
+
+pub fn cluster_pk(cluster: &str) -> String {
+    format!("CLUSTER#{}", key_part(cluster))
+}
+
+pub fn trail_sk(hsm: &str, reboot_counter: u32, sequence_no: u64) -> String {
+    format!(
+        "HSM#{}#RC#{reboot_counter:08x}#SEQ#{sequence_no:016x}",
+        key_part(hsm)
+    )
+}
+
+/// Sort-key prefix of one HSM's trail.
+pub fn hsm_trail_prefix(hsm: &str) -> String {
+    format!("HSM#{}#", key_part(hsm))
+}
+
+pub fn session_prefix(user: Option<&str>) -> String {
+    match user {
+        Some(user) => format!("SESSION#{}#", key_part(user)),
+        None => "SESSION#".to_owned(),
+    }
+}
+
+pub fn key_prefix(handle: Option<u64>) -> String {
+    match handle {
+        Some(handle) => format!("KEY#{handle}#"),
+        None => "KEY#".to_owned(),
+    }
+}
+
+/// Sort-key prefix of every generation of one Luna object.
+pub fn luna_key_prefix(object_id: &str) -> String {
+    format!("KEY#LUNA#{}#", key_part(object_id))
+}
+
+pub const FAILED_LOGIN_PREFIX: &str = "FAILED_LOGIN#";
+pub const ALERT_PREFIX: &str = "ALERT#";
+pub const STREAM_PREFIX: &str = "STREAM#";
+const CONFLICT_PREFIX: &str = "CONFLICT#";
+const HSM_PREFIX: &str = "HSM#";
+/// Records without a sequence number, under their log stream and event id.
+const LOG_EVENT_PREFIX: &str = "LOG#";
+
+fn to_clean_item(value: &impl Serialize, key: &str) -> Result<Item, StoreError> {
+    let mut item: Item = to_item(value).map_err(|error| StoreError::Corrupt {
+        key: key.to_owned(),
+        message: error.to_string(),
+    })?;
+    // Absent values are left out rather than stored as NULL: the console shows only what
+    // the record has, and empty strings (forbidden in key attributes) never appear.
+    item.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
+    Ok(item)
+}
+
+fn read_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    let key = item_key(&item);
+    from_item(item).map_err(|error| StoreError::Corrupt {
+        key,
+        message: error.to_string(),
+    })
+}
+
+fn text_attribute(item: &Item, name: &str) -> String {
+    item.get(name)
+        .and_then(|value| value.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `pk|sk` of an item, for messages and maps.
+pub fn item_key(item: &Item) -> String {
+    format!(
+        "{}|{}",
+        text_attribute(item, "pk"),
+        text_attribute(item, "sk")
+    )
+}
+
+pub fn sort_key(item: &Item) -> String {
+    text_attribute(item, "sk")
+}
+
+/// The sort key a record is stored under in its cluster's trail partition.
+pub fn identity_sk(identity: &RecordIdentity) -> String {
+    match identity {
+        RecordIdentity::Sequence {
+            hsm,
+            reboot_counter,
+            sequence_no,
+        } => trail_sk(hsm, *reboot_counter, *sequence_no),
+        RecordIdentity::LogEvent {
+            stream,
+            log_event_id,
+        } => format!(
+            "{LOG_EVENT_PREFIX}{}#EVENT#{}",
+            key_part(stream),
+            key_part(log_event_id)
+        ),
+    }
+}
+
+/// An audit record as it reads in the console: every field flat, times in ISO-8601.
+#[derive(Debug, Serialize, Deserialize)]
+struct TrailItem {
+    pk: String,
+    sk: String,
+    item_type: String,
+    cluster: String,
+    hsm: String,
+    reboot_counter: u32,
+    sequence_no: u64,
+    time: Timestamp,
+    usecs: i64,
+    command_type: String,
+    command_type_code: Option<u64>,
+    opcode: Opcode,
+    opcode_code: Option<u64>,
+    session_handle: u64,
+    success: bool,
+    response_code: u32,
+    response: String,
+    log_type: String,
+    log_type_code: Option<u64>,
+    user_name: Option<String>,
+    user_type: Option<String>,
+    user_type_code: Option<u64>,
+    key_handle: Option<u64>,
+    public_key_handle: Option<u64>,
+    log_group: String,
+    log_event_id: String,
+    log_event_time: Timestamp,
+    content_sha256: String,
+    raw: String,
+    raw_truncated: bool,
+}
+
+fn cut_raw(raw: &str) -> (String, bool) {
+    let mut cut = raw.len().min(MAX_TRAIL_RAW_BYTES);
+    while !raw.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    (raw[..cut].to_owned(), cut < raw.len())
+}
+
+pub fn trail_item(entry: &TrailEntry) -> Result<Item, StoreError> {
+    match &entry.record {
+        AuditRecord::CloudHsm(record) => cloudhsm_item(entry, record),
+        AuditRecord::Certificate(record) => certificate_item(entry, record),
+        AuditRecord::Luna(record) => luna_item(entry, record),
+    }
+}
+
+fn cloudhsm_item(entry: &TrailEntry, record: &HsmRecord) -> Result<Item, StoreError> {
+    let (raw, raw_truncated) = cut_raw(&entry.raw);
+    let item = TrailItem {
+        pk: trail_pk(&entry.stream.cluster),
+        sk: identity_sk(&entry.identity()),
+        item_type: "audit_record".to_owned(),
+        cluster: entry.stream.cluster.clone(),
+        hsm: entry.stream.hsm.clone(),
+        reboot_counter: record.reboot_counter,
+        sequence_no: record.sequence_no,
+        time: record.time,
+        usecs: record.time.micros(),
+        command_type: record.command_type.name.clone(),
+        command_type_code: record.command_type.code,
+        opcode: record.opcode.clone(),
+        opcode_code: record.opcode_code,
+        session_handle: record.session_handle,
+        success: record.succeeded(),
+        response_code: record.response_code,
+        response: record.response_text.clone(),
+        log_type: record.log_type.name.clone(),
+        log_type_code: record.log_type.code,
+        user_name: record.user_name.clone(),
+        user_type: record.user_type.as_ref().map(|label| label.name.clone()),
+        user_type_code: record.user_type.as_ref().and_then(|label| label.code),
+        key_handle: record.key_handle,
+        public_key_handle: record.public_key_handle,
+        log_group: entry.log_group.clone(),
+        log_event_id: entry.log_event_id.clone(),
+        log_event_time: entry.log_event_time,
+        content_sha256: record.content_sha256(),
+        raw,
+        raw_truncated,
+    };
+    to_clean_item(&item, &item.sk)
+}
+
+/// A certificate-storage record as it reads in the console.
+#[derive(Debug, Serialize, Deserialize)]
+struct CertificateItem {
+    pk: String,
+    sk: String,
+    item_type: String,
+    cluster: String,
+    log_stream: String,
+    time: Timestamp,
+    usecs: i64,
+    object_handle: Option<u64>,
+    op_code: String,
+    response: String,
+    success: bool,
+    attributes: Option<Vec<String>>,
+    log_group: String,
+    log_event_id: String,
+    log_event_time: Timestamp,
+    content_sha256: String,
+    raw: String,
+    raw_truncated: bool,
+}
+
+fn certificate_item(entry: &TrailEntry, record: &CertificateRecord) -> Result<Item, StoreError> {
+    let (raw, raw_truncated) = cut_raw(&entry.raw);
+    let item = CertificateItem {
+        pk: trail_pk(&entry.stream.cluster),
+        sk: identity_sk(&entry.identity()),
+        item_type: "certificate_record".to_owned(),
+        cluster: entry.stream.cluster.clone(),
+        log_stream: entry.stream.hsm.clone(),
+        time: record.time,
+        usecs: record.time.micros(),
+        object_handle: record.object_handle,
+        op_code: record.op_code.clone(),
+        response: record.response.clone(),
+        success: record.succeeded(),
+        attributes: record.attributes.clone(),
+        log_group: entry.log_group.clone(),
+        log_event_id: entry.log_event_id.clone(),
+        log_event_time: entry.log_event_time,
+        content_sha256: entry.record.content_sha256(),
+        raw,
+        raw_truncated,
+    };
+    to_clean_item(&item, &item.sk)
+}
+
+/// A Luna record as it reads in the console: every field flat, `meta` unfolded.
+#[derive(Debug, Serialize, Deserialize)]
+struct LunaItem {
+    pk: String,
+    sk: String,
+    item_type: String,
+    cluster: String,
+    log_stream: String,
+    time: Timestamp,
+    usecs: i64,
+    action: String,
+    status: String,
+    success: bool,
+    source: Option<String>,
+    resource_id: Option<String>,
+    actor_id: Option<String>,
+    tenant_id: Option<String>,
+    partition_id: Option<String>,
+    hsm_id: Option<String>,
+    client_ip: Option<String>,
+    role: Option<String>,
+    // An empty list is kept (not left out): "no objects" reads as such in the console.
+    #[serde(default)]
+    object_ids: Vec<String>,
+    record_id: Option<String>,
+    log_group: String,
+    log_event_id: String,
+    log_event_time: Timestamp,
+    content_sha256: String,
+    raw: String,
+    raw_truncated: bool,
+}
+
+const LUNA_ITEM_TYPE: &str = "luna_record";
+
+fn luna_item(entry: &TrailEntry, record: &LunaRecord) -> Result<Item, StoreError> {
+    let (raw, raw_truncated) = cut_raw(&entry.raw);
+    let record = record.clone();
+    let item = LunaItem {
+        pk: trail_pk(&entry.stream.cluster),
+        sk: identity_sk(&entry.identity()),
+        item_type: LUNA_ITEM_TYPE.to_owned(),
+        cluster: entry.stream.cluster.clone(),
+        log_stream: entry.stream.hsm.clone(),
+        time: record.time,
+        usecs: record.time.micros(),
+        success: record.succeeded(),
+        action: record.action,
+        status: record.status,
+        source: record.source,
+        resource_id: record.resource_id,
+        actor_id: record.actor_id,
+        tenant_id: record.tenant_id,
+        partition_id: record.partition_id,
+        hsm_id: record.hsm_id,
+        client_ip: record.client_ip,
+        role: record.role,
+        object_ids: record.object_ids,
+        record_id: record.record_id,
+        log_group: entry.log_group.clone(),
+        log_event_id: entry.log_event_id.clone(),
+        log_event_time: entry.log_event_time,
+        content_sha256: entry.record.content_sha256(),
+        raw,
+        raw_truncated,
+    };
+    to_clean_item(&item, &item.sk)
+}
+
+fn luna_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
+    let item: LunaItem = read_item(item)?;
+    Ok(TrailEntry {
+        stream: StreamId {
+            cluster: item.cluster,
+            hsm: item.log_stream,
+        },
+        record: AuditRecord::Luna(LunaRecord {
+            time: item.time,
+            action: item.action,
+            status: item.status,
+            source: item.source,
+            resource_id: item.resource_id,
+            actor_id: item.actor_id,
+            tenant_id: item.tenant_id,
+            partition_id: item.partition_id,
+            hsm_id: item.hsm_id,
+            client_ip: item.client_ip,
+            role: item.role,
+            object_ids: item.object_ids,
+            record_id: item.record_id,
+        }),
+        log_group: item.log_group,
+        log_event_id: item.log_event_id,
+        log_event_time: item.log_event_time,
+        raw: item.raw,
+    })
+}
+
+pub fn is_trail_record(item: &Item) -> bool {
+    let sk = sort_key(item);
+    sk.starts_with(HSM_PREFIX) || sk.starts_with(LOG_EVENT_PREFIX)
+}
+
+pub fn is_conflict(item: &Item) -> bool {
+    sort_key(item).starts_with(CONFLICT_PREFIX)
+}
+
+pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
+    if item_type(&item) == "certificate_record" {
+        return certificate_entry_from_item(item);
+    }
+    if item_type(&item) == LUNA_ITEM_TYPE {
+        return luna_entry_from_item(item);
+    }
+    let item: TrailItem = read_item(item)?;
+    Ok(TrailEntry {
+        stream: StreamId {
+            cluster: item.cluster,
+            hsm: item.hsm,
+        },
+        record: AuditRecord::CloudHsm(HsmRecord {
+            time: item.time,
+            sequence_no: item.sequence_no,
+            reboot_counter: item.reboot_counter,
+            command_type: Labeled {
+                name: item.command_type,
+                code: item.command_type_code,
+            },
+            opcode: item.opcode,
+            opcode_code: item.opcode_code,
+            session_handle: item.session_handle,
+            response_code: item.response_code,
+            response_text: item.response,
+            log_type: Labeled {
+                name: item.log_type,
+                code: item.log_type_code,
+            },
+            user_name: item.user_name,
+            user_type: item.user_type.map(|name| Labeled {
+                name,
+                code: item.user_type_code,
+            }),
+            key_handle: item.key_handle,
+            public_key_handle: item.public_key_handle,
+        }),
+        log_group: item.log_group,
+        log_event_id: item.log_event_id,
+        log_event_time: item.log_event_time,
+        raw: item.raw,
+    })
+}
+
+fn certificate_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
+    let item: CertificateItem = read_item(item)?;
+    Ok(TrailEntry {
+        stream: StreamId {
+            cluster: item.cluster,
+            hsm: item.log_stream,
+        },
+        record: AuditRecord::Certificate(CertificateRecord {
+            time: item.time,
+            object_handle: item.object_handle,
+            op_code: item.op_code,
+            response: item.response,
+            attributes: item.attributes,
+        }),
+        log_group: item.log_group,
+        log_event_id: item.log_event_id,
+        log_event_time: item.log_event_time,
+        raw: item.raw,
+    })
+}
+
+/// The stored content digest of a trail item, for telling duplicates from conflicts.
+pub fn content_digest(item: &Item) -> Option<String> {
+    item.get("content_sha256")
+        .and_then(|value| value.as_s().ok())
+        .cloned()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ConflictItem {
+    pk: String,
+    sk: String,
+    item_type: String,
+    cluster: String,
+    #[serde(flatten)]
+    conflict: Conflict,
+}
+
+pub fn conflict_item(cluster: &str, conflict: &Conflict) -> Result<Item, StoreError> {
+    let sk = format!(
+        "{CONFLICT_PREFIX}{}#{}",
+        identity_sk(&conflict.identity()),
+        conflict.rejected_sha256
+    );
+    let item = ConflictItem {
+        pk: trail_pk(cluster),
+        sk,
+        item_type: "conflicting_duplicate".to_owned(),
+        cluster: cluster.to_owned(),
+        conflict: conflict.clone(),
+    };
+    to_clean_item(&item, &item.sk)
+}
+
+pub fn conflict_from_item(item: Item) -> Result<Conflict, StoreError> {
+    read_item::<ConflictItem>(item).map(|item| item.conflict)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct QuarantineItem {
+    pk: String,
+    sk: String,
+    item_type: String,
+    #[serde(flatten)]
+    quarantined: Quarantined,
+}
+
+/// Keyed by where it came from when known, else by its digest, so that quarantining the
+/// same bad input twice keeps one item.
+pub fn quarantine_item(quarantined: &Quarantined) -> Result<Item, StoreError> {
+    let sk = match (
+        &quarantined.log_group,
+        &quarantined.log_stream,
+        &quarantined.log_event_id,
+    ) {
+        (Some(group), Some(stream), Some(id)) => format!(
+            "EVENT#{}#{}#{}",
+            key_part(group),
+            key_part(stream),
+            key_part(id)
+        ),
+        _ => format!("SHA256#{}", quarantined.raw_sha256),
+    };
+    let item = QuarantineItem {
+        pk: QUARANTINE_PK.to_owned(),
+        sk,
+        item_type: "quarantined".to_owned(),
+        quarantined: quarantined.clone(),
+    };
+    to_clean_item(&item, &item.sk)
+}
+
+pub fn quarantined_from_item(item: Item) -> Result<Quarantined, StoreError> {
+    read_item::<QuarantineItem>(item).map(|item| item.quarantined)
+}
+
+/// The header fields every derived item has.
+#[derive(Debug, Serialize, Deserialize)]
+struct DerivedHeader<T> {
+    pk: String,
+    sk: String,
+    item_type: String,
+    cluster: String,
+    #[serde(flatten)]
+    body: T,
+}
+
+fn derived_item<T: Serialize>(
+    cluster: &str,
+    sk: String,
+    item_type: &str,
+    body: T,
+) -> Result<Item, StoreError> {
+    let item = DerivedHeader {
+        pk: cluster_pk(cluster),
+        sk,
+        item_type: item_type.to_owned(),
+        cluster: cluster.to_owned(),
+        body,
+    };
+    to_clean_item(&item, &item.sk)
+}
+
+/// Continuation items of an entity whose events do not fit one item.
+#[derive(Debug, Serialize, Deserialize)]
+struct EventsChunk<E> {
+    events: Vec<E>,
+}
+
+fn with_event_chunks<E: Serialize + Clone>(
+    cluster: &str,
+    sk: &str,
+    item_type: &str,
+    events: &[E],
+    head: Item,
+    items: &mut Vec<Item>,
+) -> Result<(), StoreError> {
+    items.push(head);
+    for (index, chunk) in events.chunks(EVENTS_PER_ITEM).enumerate().skip(1) {
+        items.push(derived_item(
+            cluster,
+            format!("{sk}#EVENTS#{index:04}"),
+            &format!("{item_type}_events"),
+            EventsChunk {
+                events: chunk.to_vec(),
+            },
+        )?);
+    }
+    Ok(())
+}
+
+pub fn session_sk(session: &ClusterSession) -> String {
+    format!(
+        "SESSION#{}#{}#{}#{:016x}",
+        key_part(&session.user),
+        session.login_time.iso(),
+        key_part(&session.origin_hsm),
+        session.origin_seq
+    )
+}
+
+/// Luna objects live under their object id (`KEY#LUNA#<ouid>#GEN#…`), never under a
+/// handle. Certificates live in their own handle space: `KEY#<handle>#CERT#GEN#…` keeps one
+/// apart from a key that happens to have the same handle.
+pub fn key_sk(key: &KeyGeneration) -> String {
+    if let Some(object_id) = &key.object_id {
+        return format!("{}GEN#{:04}", luna_key_prefix(object_id), key.generation);
+    }
+    let family = if key.kind == "certificate" {
+        "CERT#"
+    } else {
+        ""
+    };
+    format!("KEY#{}#{family}GEN#{:04}", key.handle, key.generation)
+}
+
+/// Failed logins without a sequence number (Luna) end in their log event id: two in one
+/// second on one partition stay two.
+fn failed_login_sk(login: &FailedLogin) -> String {
+    let sk = format!(
+        "{FAILED_LOGIN_PREFIX}{}#{}#{:016x}",
+        login.time.iso(),
+        key_part(&login.hsm),
+        login.seq
+    );
+    match &login.log_event_id {
+        Some(id) => format!("{sk}#{}", key_part(id)),
+        None => sk,
+    }
+}
+
+/// Readable up to the user; the digest of the alert's content last keeps two alerts of
+/// one kind in the same microsecond apart (certificate-storage records have no sequence).
+fn alert_sk(alert: &Alert) -> String {
+    let number = alert
+        .seq
+        .or(alert.from)
+        .map(|n| format!("{n:016x}"))
+        .unwrap_or_else(|| "-".into());
+    let digest = hex::encode(Sha256::digest(
+        serde_json::to_vec(alert).unwrap_or_default(),
+    ));
+    format!(
+        "{ALERT_PREFIX}{}#{}#{}#{}#{}#{}",
+        alert.time.iso(),
+        alert.kind.as_str(),
+        key_part(alert.hsm.as_deref().unwrap_or("-")),
+        number,
+        key_part(alert.user.as_deref().unwrap_or("-")),
+        &digest[..12]
+    )
+}
+
+fn stream_sk(stream: &StreamSummary) -> String {
+    format!(
+        "{STREAM_PREFIX}{}#RC#{:08x}",
+        key_part(&stream.hsm),
+        stream.reboot_counter
+    )
+}
+
+/// Every item of a cluster's derived views.
+pub fn derived_items(cluster: &str, derived: &Derived) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    for session in &derived.sessions {
+        let sk = session_sk(session);
+        let mut head = session.clone();
+        head.events.truncate(EVENTS_PER_ITEM);
+        let head = derived_item(
+            cluster,
+            sk.clone(),
+            "session",
+            SessionBody {
+                event_count: session.events.len(),
+                session: head,
+            },
+        )?;
+        with_event_chunks(cluster, &sk, "session", &session.events, head, &mut items)?;
+    }
+    for key in &derived.keys {
+        let sk = key_sk(key);
+        let mut head = key.clone();
+        head.events.truncate(EVENTS_PER_ITEM);
+        let head = derived_item(
+            cluster,
+            sk.clone(),
+            "key",
+            KeyBody {
+                event_count: key.events.len(),
+                key: head,
+            },
+        )?;
+        with_event_chunks(cluster, &sk, "key", &key.events, head, &mut items)?;
+    }
+    for login in &derived.failed_logins {
+        items.push(derived_item(
+            cluster,
+            failed_login_sk(login),
+            "failed_login",
+            login,
+        )?);
+    }
+    for alert in &derived.alerts {
+        items.push(derived_item(cluster, alert_sk(alert), "alert", alert)?);
+    }
+    for stream in &derived.streams {
+        items.push(derived_item(cluster, stream_sk(stream), "stream", stream)?);
+    }
+    Ok(items)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SessionBody {
+    event_count: usize,
+    #[serde(flatten)]
+    session: ClusterSession,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyBody {
+    event_count: usize,
+    #[serde(flatten)]
+    key: KeyGeneration,
+}
+
+/// The kind of an alert item (`brute_force`, …); `None` for other items.
+pub fn alert_kind(item: &Item) -> Option<String> {
+    (item_type(item) == "alert").then(|| text_attribute(item, "kind"))
+}
+
+fn item_type(item: &Item) -> &str {
+    item.get("item_type")
+        .and_then(|value| value.as_s().ok())
+        .map_or("", String::as_str)
+}
+
+/// Reads items of a `SESSION#` or `KEY#` query back, joining continuation items.
+fn with_continuations<T, E: DeserializeOwned>(
+    items: Vec<Item>,
+    head_type: &str,
+    read_head: impl Fn(Item) -> Result<T, StoreError>,
+    events_of: impl Fn(&mut T) -> &mut Vec<E>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out: Vec<T> = Vec::new();
+    let chunk_type = format!("{head_type}_events");
+    for item in items {
+        let kind = item_type(&item).to_owned();
+        if kind == head_type {
+            out.push(read_head(item)?);
+        } else if kind == chunk_type {
+            let chunk: EventsChunk<E> = read_item(item)?;
+            if let Some(last) = out.last_mut() {
+                events_of(last).extend(chunk.events);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn sessions_from_items(items: Vec<Item>) -> Result<Vec<ClusterSession>, StoreError> {
+    with_continuations::<_, SessionEvent>(
+        items,
+        "session",
+        |item| read_item::<DerivedHeader<SessionBody>>(item).map(|item| item.body.session),
+        |session| &mut session.events,
+    )
+}
+
+pub fn keys_from_items(items: Vec<Item>) -> Result<Vec<KeyGeneration>, StoreError> {
+    with_continuations::<_, KeyEvent>(
+        items,
+        "key",
+        |item| read_item::<DerivedHeader<KeyBody>>(item).map(|item| item.body.key),
+        |key| &mut key.events,
+    )
+}
+
+pub fn bodies_from_items<T: DeserializeOwned>(items: Vec<Item>) -> Result<Vec<T>, StoreError> {
+    items
+        .into_iter()
+        .map(|item| read_item::<DerivedHeader<T>>(item).map(|item| item.body))
+        .collect()
+}
+
+/// An item's size by DynamoDB's published rules: attribute names plus values, numbers
+/// at one byte per two significant digits plus one, lists and maps three bytes plus one
+/// per element. Capacity is billed on it, and a local server does not report it faithfully.
+pub fn item_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| name.len() + value_size(value))
+        .sum()
+}
+
+fn value_size(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(text) => text.len(),
+        AttributeValue::N(number) => number_size(number),
+        AttributeValue::B(bytes) => bytes.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::L(list) => {
+            3 + list
+                .iter()
+                .map(|element| 1 + value_size(element))
+                .sum::<usize>()
+        }
+        AttributeValue::M(map) => {
+            3 + map
+                .iter()
+                .map(|(name, element)| 1 + name.len() + value_size(element))
+                .sum::<usize>()
+        }
+        AttributeValue::Ss(texts) => texts.iter().map(String::len).sum(),
+        AttributeValue::Ns(numbers) => numbers.iter().map(|number| number_size(number)).sum(),
+        AttributeValue::Bs(blobs) => blobs.iter().map(|blob| blob.as_ref().len()).sum(),
+        _ => 0,
+    }
+}
+
+fn number_size(number: &str) -> usize {
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits
+        .trim_start_matches('0')
+        .trim_end_matches('0')
+        .len()
+        .max(1);
+    significant.div_ceil(2) + 1
+}
+
+/// Write capacity units one write of `item` costs: one per started KiB.
+pub fn write_units(item: &Item) -> u64 {
+    (item_size(item).div_ceil(1024)).max(1) as u64
+}
+
+/// The `item_type` of an item, for accounting by type.
+pub fn type_of(item: &Item) -> String {
+    item_type(item).to_owned()
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn long_input_becomes_a_bounded_distinct_key_part() {
+        assert_eq!(key_part("admin"), "admin");
+        let long = "u".repeat(2048);
+        let other = format!("{}v", "u".repeat(2047));
+        assert!(key_part(&long).len() <= MAX_KEY_PART);
+        assert_ne!(
+            key_part(&long),
+            key_part(&other),
+            "the digest keeps long values apart"
+        );
+        assert_eq!(key_part(&long), key_part(&long.clone()));
+        let wide = "é".repeat(300);
+        assert!(
+            key_part(&wide).len() <= MAX_KEY_PART,
+            "cut on a character boundary"
+        );
+    }
+
+    #[test]
+    fn sizes_follow_the_published_rules() {
+        let item: Item = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("abc".into())),
+            ("n".to_owned(), AttributeValue::N("12300".into())),
+            (
+                "l".to_owned(),
+                AttributeValue::L(vec![
+                    AttributeValue::Bool(true),
+                    AttributeValue::S("xy".into()),
+                ]),
+            ),
+        ]);
+        // pk: 2 + 3; n: 1 + (3 significant digits → 2) + 1; l: 1 + 3 + (1 + 1) + (1 + 2).
+        assert_eq!(item_size(&item), 5 + 4 + 9);
+        assert_eq!(write_units(&item), 1);
+        let big: Item = HashMap::from([("raw".to_owned(), AttributeValue::S("x".repeat(2048)))]);
+        assert_eq!(write_units(&big), 3, "2051 bytes start a third KiB");
+    }
+}

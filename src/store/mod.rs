@@ -1,0 +1,200 @@
+//! Where the trail and the derived views live. [`AuditStore`] is the few operations the
+//! pipeline needs; [`dynamodb::DynamoStore`] is the real one and [`memory::MemoryStore`]
+//! keeps the same items in a map, for pipeline tests without a network.
+//!
+//! Both hold the same items, built in [`items`], so the item layout is tested once.
+
+pub mod dynamodb;
+pub mod items;
+pub mod memory;
+
+use std::collections::HashMap;
+
+use crate::decode::Quarantined;
+use crate::domain::{Conflict, Derived};
+use crate::model::{RecordIdentity, TrailEntry};
+
+/// Failures of the store. All of them are worth retrying: the data was fine, the
+/// dependency was not (bad data never reaches here; it is quarantined before).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB {operation} failed: {message}")]
+    Request {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("DynamoDB left {remaining} items unprocessed after {attempts} attempts")]
+    Unprocessed { remaining: usize, attempts: u32 },
+    #[error("could not take the lease on cluster {cluster} within {waited_ms} ms")]
+    LeaseTimeout { cluster: String, waited_ms: u128 },
+    #[error("stored item {key} is not readable: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// What appending a batch to the trail did with each entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrailOutcome {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// The whole trail of one cluster, as [`crate::domain::derive`] needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterTrail {
+    pub entries: Vec<TrailEntry>,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Proof of holding a cluster's lease: only its holder rewrites the cluster's views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterLease {
+    pub cluster: String,
+    pub owner: String,
+}
+
+/// What replacing a cluster's derived views wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DerivedWrite {
+    pub put: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+    /// Alerts that did not exist before, by kind (`brute_force`, …): what metrics and
+    /// alarms count, since an alert already raised must not alarm again.
+    pub new_alerts: std::collections::BTreeMap<String, usize>,
+}
+
+#[allow(async_fn_in_trait)]
+pub trait AuditStore {
+    /// Adds entries of one cluster not yet in its trail. An identity already stored with
+    /// the same content is a duplicate (a no-op); with other content, a conflict, which
+    /// is recorded and does not replace what was stored first.
+    async fn append_trail(
+        &self,
+        cluster: &str,
+        entries: &[TrailEntry],
+    ) -> Result<TrailOutcome, StoreError>;
+
+    async fn quarantine(&self, items: &[Quarantined]) -> Result<(), StoreError>;
+
+    /// Waits for the cluster's lease, so that one invocation at a time derives its views.
+    async fn lock_cluster(&self, cluster: &str) -> Result<ClusterLease, StoreError>;
+
+    async fn unlock_cluster(&self, lease: &ClusterLease) -> Result<(), StoreError>;
+
+    async fn load_trail(&self, cluster: &str) -> Result<ClusterTrail, StoreError>;
+
+    /// Makes the cluster's stored views equal to `derived`: writes what changed and
+    /// deletes what no longer exists.
+    async fn replace_derived(
+        &self,
+        lease: &ClusterLease,
+        derived: &Derived,
+    ) -> Result<DerivedWrite, StoreError>;
+}
+
+/// Sorts a batch against what the trail already holds (identity sort key → content
+/// digest): new entries to write, duplicates to skip, conflicts to record. Within the
+/// batch the first delivered entry of an identity counts as stored first.
+pub fn classify_entries<'a>(
+    entries: &'a [TrailEntry],
+    stored: &HashMap<String, String>,
+) -> (Vec<&'a TrailEntry>, TrailOutcome) {
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut fresh = Vec::new();
+    let mut outcome = TrailOutcome::default();
+    for entry in entries {
+        let identity = entry.identity();
+        let key = items::identity_sk(&identity);
+        let digest = entry.record.content_sha256();
+        match stored.get(&key).or_else(|| seen.get(&key)) {
+            Some(first) if *first == digest => outcome.duplicates += 1,
+            Some(first) => {
+                let conflict = conflict_of(&identity, entry, first, digest);
+                if outcome.conflicts.contains(&conflict) {
+                    outcome.duplicates += 1;
+                } else {
+                    outcome.conflicts.push(conflict);
+                }
+            }
+            None => {
+                seen.insert(key, digest);
+                fresh.push(entry);
+            }
+        }
+    }
+    outcome.stored = fresh.len();
+    (fresh, outcome)
+}
+
+fn conflict_of(
+    identity: &RecordIdentity,
+    entry: &TrailEntry,
+    stored: &str,
+    rejected: String,
+) -> Conflict {
+    let (hsm, reboot_counter, sequence_no) = match identity {
+        RecordIdentity::Sequence {
+            hsm,
+            reboot_counter,
+            sequence_no,
+        } => (hsm.clone(), Some(*reboot_counter), Some(*sequence_no)),
+        RecordIdentity::LogEvent { stream, .. } => (stream.clone(), None, None),
+    };
+    Conflict {
+        hsm,
+        reboot_counter,
+        sequence_no,
+        time: entry.record.time(),
+        stored_sha256: stored.to_owned(),
+        rejected_sha256: rejected,
+        rejected_log_event_id: entry.log_event_id.clone(),
+    }
+}
+
+/// The writes that turn a cluster's stored views (`stored`, without the lease item)
+/// into `wanted`: items to put (new or changed), keys to delete (no longer derived).
+pub fn plan_derived_write(stored: Vec<items::Item>, wanted: Vec<items::Item>) -> DerivedPlan {
+    let mut stored: HashMap<String, items::Item> = stored
+        .into_iter()
+        .map(|item| (items::item_key(&item), item))
+        .collect();
+    let wanted: HashMap<String, items::Item> = wanted
+        .into_iter()
+        .map(|item| (items::item_key(&item), item))
+        .collect();
+    let mut plan = DerivedPlan::default();
+    for (_, item) in wanted {
+        match stored.remove(&items::item_key(&item)) {
+            Some(existing) if existing == item => plan.unchanged += 1,
+            Some(_) => plan.puts.push(item),
+            None => {
+                if let Some(kind) = items::alert_kind(&item) {
+                    *plan.new_alerts.entry(kind).or_default() += 1;
+                }
+                plan.puts.push(item);
+            }
+        }
+    }
+    plan.deletes = stored.into_values().collect();
+    plan
+}
+
+#[derive(Debug, Default)]
+pub struct DerivedPlan {
+    pub puts: Vec<items::Item>,
+    pub deletes: Vec<items::Item>,
+    pub unchanged: usize,
+    pub new_alerts: std::collections::BTreeMap<String, usize>,
+}
+
+impl DerivedPlan {
+    pub fn summary(&self) -> DerivedWrite {
+        DerivedWrite {
+            put: self.puts.len(),
+            deleted: self.deletes.len(),
+            unchanged: self.unchanged,
+            new_alerts: self.new_alerts.clone(),
+        }
+    }
+}

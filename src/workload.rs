@@ -1,0 +1,425 @@
+//! A synthetic but realistic workload for benchmarks and load tests: CloudWatch Logs
+//! subscription events of several HSMs of one cluster, with interleaved sessions of many
+//! users (logins mirrored on every HSM), key creation and synchronisation, pairs,
+//! exports, shares and destruction, and about 5 % failed logins.
+//!
+//! Deterministic for a seed, so two runs of a benchmark measure the same input.
+
+use std::io::Write;
+
+use base64::Engine;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadSpec {
+    pub cluster: String,
+    pub hsms: usize,
+    pub users: usize,
+    /// Records in all, across HSMs (mirrored logins included).
+    pub records: usize,
+    /// Log events per subscription payload; CloudWatch batches per stream.
+    pub records_per_payload: usize,
+    pub seed: u64,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        Self {
+            cluster: "cluster-bench".into(),
+            hsms: 3,
+            users: 40,
+            records: 10_000,
+            records_per_payload: 1000,
+            seed: 7,
+        }
+    }
+}
+
+/// One generated Lambda input.
+#[derive(Debug, Clone)]
+pub struct GeneratedPayload {
+    pub log_stream: String,
+    /// `{"awslogs": {"data": …}}`, exactly what the subscription delivers.
+    pub event: serde_json::Value,
+    pub records: usize,
+    /// Size of the subscription JSON before compression.
+    pub inflated_bytes: usize,
+    pub compressed_bytes: usize,
+}
+
+struct Hsm {
+    id: String,
+    next_seq: u64,
+    pending: Vec<(i64, String)>,
+    handle_base: u64,
+}
+
+struct Simulation {
+    spec: WorkloadSpec,
+    rng: fastrand::Rng,
+    hsms: Vec<Hsm>,
+    now_micros: i64,
+    records: usize,
+    next_key: u64,
+    live_keys: Vec<u64>,
+    payloads: Vec<GeneratedPayload>,
+    event_id: u64,
+}
+
+const REBOOT: u32 = 0x107;
+
+fn render(
+    time: i64,
+    seq: u64,
+    opcode: &str,
+    code: u32,
+    handle: u64,
+    response: &str,
+    tail: &str,
+) -> String {
+    let seconds = time / 1_000_000;
+    let date = chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|t| t.format("%m/%d/%y %H:%M:%S").to_string())
+        .unwrap_or_default();
+    format!(
+        "Time: {date}.{:06}, usecs:{time}\nSequence No : {seq:#x}\nReboot counter : {REBOOT:#x}\nCommand Type(hex) : CN_MGMT_CMD (0x0)\nOpcode : {opcode} ({code:#x})\nSession Handle : {handle:#x}\nResponse : {response}\n{tail}",
+        time % 1_000_000
+    )
+}
+
+fn user_tail(user: &str, user_type: &str) -> String {
+    let code = if user_type == "CN_CRYPTO_OFFICER" {
+        2
+    } else {
+        1
+    };
+    format!(
+        "Log type : MGMT_USER_DETAILS_LOG (2)\nUser Name : {user}\nUser Type : {user_type} ({code})"
+    )
+}
+
+fn key_tail(private: u64, public: u64) -> String {
+    format!(
+        "Log type : MGMT_KEY_DETAILS_LOG (1)\nPriv/Secret Key Handle : {private}\nPublic Key Handle : {public}"
+    )
+}
+
+const OK: &str = "0:HSM Return: SUCCESS";
+
+impl Simulation {
+    fn emit(&mut self, hsm: usize, text_of: impl FnOnce(u64) -> String) {
+        let seq = self.hsms[hsm].next_seq;
+        self.hsms[hsm].next_seq += 1;
+        let text = text_of(seq);
+        self.hsms[hsm].pending.push((self.now_micros, text));
+        self.records += 1;
+        if self.hsms[hsm].pending.len() >= self.spec.records_per_payload {
+            self.flush(hsm);
+        }
+    }
+
+    fn tick(&mut self, max_millis: u64) {
+        self.now_micros +=
+            i64::try_from(self.rng.u64(1..=max_millis.max(1)) * 1000).unwrap_or(1000);
+    }
+
+    fn flush(&mut self, hsm: usize) {
+        let pending = std::mem::take(&mut self.hsms[hsm].pending);
+        if pending.is_empty() {
+            return;
+        }
+        let events: Vec<serde_json::Value> = pending
+            .iter()
+            .map(|(time, message)| {
+                self.event_id += 1;
+                serde_json::json!({"id": format!("{:056}", self.event_id), "timestamp": time / 1000, "message": message})
+            })
+            .collect();
+        let payload = serde_json::json!({
+            "messageType": "DATA_MESSAGE",
+            "owner": "123456789012",
+            "logGroup": format!("/aws/cloudhsm/{}", self.spec.cluster),
+            "logStream": self.hsms[hsm].id,
+            "subscriptionFilters": ["hsm-audit"],
+            "logEvents": events,
+        });
+        let json = payload.to_string();
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        // Writing into a Vec cannot fail.
+        let _ = encoder.write_all(json.as_bytes());
+        let compressed = encoder.finish().unwrap_or_default();
+        let data = base64::engine::general_purpose::STANDARD.encode(&compressed);
+        self.payloads.push(GeneratedPayload {
+            log_stream: self.hsms[hsm].id.clone(),
+            event: serde_json::json!({"awslogs": {"data": data}}),
+            records: pending.len(),
+            inflated_bytes: json.len(),
+            compressed_bytes: compressed.len(),
+        });
+    }
+
+    fn session(&mut self) {
+        let user_index = self.rng.usize(..self.spec.users.max(1));
+        let officer = user_index.is_multiple_of(8);
+        let (user, user_type) = if officer {
+            (format!("co-{user_index:03}"), "CN_CRYPTO_OFFICER")
+        } else {
+            (format!("cu-{user_index:03}"), "CN_CRYPTO_USER")
+        };
+        let origin = self.rng.usize(..self.hsms.len());
+        let slot = self.rng.u64(1..0xfff) << 4;
+        let handle_of = |hsm: &Hsm| hsm.handle_base | slot;
+        // A session writes ~12 records: a third of the attempts failing makes ~5 % of records failed logins.
+        if self.rng.u8(..100) < 33 {
+            let handle = handle_of(&self.hsms[origin]);
+            let (response, tail) = if self.rng.bool() {
+                (
+                    "163:HSM Error: RET_USER_LOGIN_FAILURE",
+                    user_tail(&user, user_type),
+                )
+            } else {
+                (
+                    "157:HSM Error: user isn't initialized or user with this name doesn't exist",
+                    user_tail("nobody", user_type),
+                )
+            };
+            let time = self.now_micros;
+            self.emit(origin, |seq| {
+                render(time, seq, "CN_LOGIN", 0xd, handle | 2, response, &tail)
+            });
+            self.tick(2000);
+            return;
+        }
+        for offset in 0..self.hsms.len() {
+            let hsm = (origin + offset) % self.hsms.len();
+            let handle = handle_of(&self.hsms[hsm]) | 2;
+            let time = self.now_micros;
+            let tail = user_tail(&user, user_type);
+            self.emit(hsm, |seq| {
+                render(time, seq, "CN_LOGIN", 0xd, handle, OK, &tail)
+            });
+            self.tick(30);
+        }
+        let command_handle = handle_of(&self.hsms[origin]) | 4;
+        for _ in 0..self.rng.usize(1..8) {
+            self.tick(5000);
+            self.command(origin, command_handle, officer, &user);
+        }
+        self.tick(3000);
+        let time = self.now_micros;
+        let tail = user_tail(&user, user_type);
+        self.emit(origin, |seq| {
+            render(time, seq, "CN_LOGOUT", 0xe, command_handle, OK, &tail)
+        });
+    }
+
+    fn command(&mut self, origin: usize, handle: u64, officer: bool, user: &str) {
+        let time = self.now_micros;
+        match self.rng.u8(..10) {
+            0..=2 => {
+                let key = self.new_key();
+                self.emit(origin, |seq| {
+                    render(
+                        time,
+                        seq,
+                        "CN_GENERATE_KEY",
+                        0x17,
+                        handle,
+                        OK,
+                        &key_tail(key, 0),
+                    )
+                });
+                self.synchronise(origin, handle, key);
+            }
+            3 => {
+                let (private, public) = (self.new_key(), self.new_key());
+                self.emit(origin, |seq| {
+                    render(
+                        time,
+                        seq,
+                        "CN_GENERATE_KEY_PAIR",
+                        0x19,
+                        handle,
+                        OK,
+                        &key_tail(private, public),
+                    )
+                });
+                self.synchronise(origin, handle, private);
+            }
+            4 | 5 if !self.live_keys.is_empty() => {
+                let key = self.live_keys[self.rng.usize(..self.live_keys.len())];
+                let (opcode, code) = if self.rng.bool() {
+                    ("CN_WRAP_KEY", 0x1a)
+                } else {
+                    ("CN_NIST_AES_WRAP", 0x1e)
+                };
+                self.emit(origin, |seq| {
+                    render(time, seq, opcode, code, handle, OK, &key_tail(key, 0))
+                });
+            }
+            6 if !self.live_keys.is_empty() => {
+                let key = self
+                    .live_keys
+                    .swap_remove(self.rng.usize(..self.live_keys.len()));
+                for hsm in 0..self.hsms.len() {
+                    let time = self.now_micros;
+                    let handle = if hsm == origin {
+                        handle
+                    } else {
+                        self.hsms[hsm].handle_base | 3
+                    };
+                    self.emit(hsm, |seq| {
+                        render(
+                            time,
+                            seq,
+                            "CN_DESTROY_OBJECT",
+                            0x11,
+                            handle,
+                            OK,
+                            &key_tail(key, 0),
+                        )
+                    });
+                }
+            }
+            7 if officer => {
+                let target = format!("cu-{:03}", self.rng.usize(..self.spec.users.max(1)));
+                let tail = user_tail(&target, "CN_CRYPTO_USER");
+                self.emit(origin, |seq| {
+                    render(time, seq, "CN_CREATE_USER", 0x3, handle, OK, &tail)
+                });
+            }
+            _ => {
+                let tail = format!("Log type : MINIMAL_LOG_ENTRY (0)\nUser Name : {user}");
+                self.emit(origin, |seq| {
+                    render(time, seq, "CN_FIPS_RAND", 0x7, handle, OK, &tail)
+                });
+            }
+        }
+    }
+
+    fn new_key(&mut self) -> u64 {
+        self.next_key += 1;
+        self.live_keys.push(self.next_key);
+        self.next_key
+    }
+
+    /// The client synchronises a new key: extracted on the origin, inserted elsewhere.
+    fn synchronise(&mut self, origin: usize, handle: u64, key: u64) {
+        self.tick(5);
+        let time = self.now_micros;
+        self.emit(origin, |seq| {
+            render(
+                time,
+                seq,
+                "CN_EXTRACT_MASKED_OBJECT_USER",
+                0xf0,
+                handle,
+                OK,
+                &key_tail(key, 0),
+            )
+        });
+        for offset in 1..self.hsms.len() {
+            let hsm = (origin + offset) % self.hsms.len();
+            self.tick(40);
+            let time = self.now_micros;
+            let handle = self.hsms[hsm].handle_base | 3;
+            self.emit(hsm, |seq| {
+                render(
+                    time,
+                    seq,
+                    "CN_INSERT_MASKED_OBJECT_USER",
+                    0xf1,
+                    handle,
+                    OK,
+                    &key_tail(key, 0),
+                )
+            });
+        }
+    }
+}
+
+/// Generates the payloads of `spec`, in delivery order.
+pub fn generate(spec: &WorkloadSpec) -> Vec<GeneratedPayload> {
+    let hsms = (0..spec.hsms.max(1))
+        .map(|index| Hsm {
+            id: format!("hsm-bench{index:06}"),
+            next_seq: 0,
+            pending: Vec::new(),
+            handle_base: (0x7 + index as u64) << 24,
+        })
+        .collect();
+    let mut simulation = Simulation {
+        spec: spec.clone(),
+        rng: fastrand::Rng::with_seed(spec.seed),
+        hsms,
+        now_micros: 1_700_000_000_000_000,
+        records: 0,
+        next_key: 0x40000,
+        live_keys: Vec::new(),
+        payloads: Vec::new(),
+        event_id: 0,
+    };
+    while simulation.records < spec.records {
+        simulation.session();
+        simulation.tick(20_000);
+    }
+    for hsm in 0..simulation.hsms.len() {
+        simulation.flush(hsm);
+    }
+    simulation.payloads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::decode_lambda_event;
+    use crate::pipeline::{is_failed_login, parse_decoded};
+
+    #[test]
+    fn generated_payloads_parse_completely_with_some_failed_logins() {
+        let spec = WorkloadSpec {
+            records: 3000,
+            records_per_payload: 500,
+            ..WorkloadSpec::default()
+        };
+        let payloads = generate(&spec);
+        assert!(payloads.len() >= 6);
+        let parsed = parse_decoded(
+            payloads
+                .iter()
+                .flat_map(|p| decode_lambda_event(&p.event, 16 << 20)),
+        );
+        assert!(
+            parsed.quarantined.is_empty(),
+            "{:?}",
+            parsed.quarantined.first()
+        );
+        let records: Vec<_> = parsed.records().collect();
+        assert_eq!(
+            records.len(),
+            payloads.iter().map(|p| p.records).sum::<usize>()
+        );
+        let failed = records
+            .iter()
+            .filter(|entry| is_failed_login(entry))
+            .count();
+        assert!(
+            failed * 100 > records.len() && failed * 100 < records.len() * 6,
+            "{failed} of {}",
+            records.len()
+        );
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_payloads() {
+        let spec = WorkloadSpec {
+            records: 500,
+            ..WorkloadSpec::default()
+        };
+        let first: Vec<_> = generate(&spec).into_iter().map(|p| p.event).collect();
+        let second: Vec<_> = generate(&spec).into_iter().map(|p| p.event).collect();
+        assert_eq!(first, second);
+    }
+}

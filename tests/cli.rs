@@ -1,0 +1,270 @@
+//! The `hsm-audit` binary as scripts use it: exit codes and the JSON contract of SPEC
+//! section 5, against the local DynamoDB.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+fn cli(args: &[&str], table: &str, endpoint: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hsm-audit"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .env("TABLE_NAME", table)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("run hsm-audit")
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+fn has_fields(value: &Value, fields: &[&str]) {
+    for field in fields {
+        assert!(
+            value.get(field).is_some(),
+            "field {field} missing in {value}"
+        );
+    }
+}
+
+#[test]
+fn parse_counts_the_samples_without_any_aws_call() {
+    // An unreachable endpoint proves that parse makes no AWS call.
+    let output = cli(
+        &["parse", "events/", "--output", "json"],
+        "unused",
+        "http://127.0.0.1:1",
+    );
+    let summary = json_of(&output);
+    assert_eq!(
+        summary["events"], 43,
+        "32 CloudHSM records and 11 Luna records"
+    );
+    assert_eq!(summary["quarantined"], 1);
+    assert_eq!(
+        summary["failed_logins"], 7,
+        "157, 163 and five Luna failures"
+    );
+    assert_eq!(summary["by_opcode"]["CN_LOGIN"], 8);
+    assert_eq!(summary["by_opcode"]["LUNA_LOGIN"], 6);
+}
+
+#[test]
+fn bad_usage_exits_2_with_a_message() {
+    for args in [
+        vec!["parse", "no/such/file"],
+        vec!["sessions"],
+        vec!["sessions", "--cluster", "c", "--from", "yesterday"],
+        vec!["frobnicate"],
+    ] {
+        let output = cli(&args, "t", "http://127.0.0.1:1");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(!output.stderr.is_empty(), "{args:?} says why");
+    }
+}
+
+#[test]
+fn an_unreachable_dynamodb_exits_1() {
+    let output = cli(&["quarantine"], "t", "http://127.0.0.1:1");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("error"));
+}
+
+#[test]
+fn the_json_contract_of_every_query() {
+    let endpoint = endpoint();
+    let table = format!("hsm-audit-test-cli-{:08x}", fastrand::u32(..));
+    let run = |args: &[&str]| cli(args, &table, &endpoint);
+    assert!(run(&["setup"]).status.success());
+    let report = json_of(&run(&["ingest", "events/", "--output", "json"]));
+    assert_eq!(report["records"], 43);
+
+    let sessions = json_of(&run(&[
+        "sessions",
+        "--cluster",
+        "cluster-demo",
+        "--output",
+        "json",
+    ]));
+    let sessions = sessions.as_array().expect("a JSON array");
+    assert!(!sessions.is_empty());
+    for session in sessions {
+        has_fields(
+            session,
+            &[
+                "user",
+                "user_type",
+                "login_time",
+                "end_time",
+                "ended_by",
+                "origin_hsm",
+                "mirror_hsms",
+                "events",
+            ],
+        );
+        for event in session["events"].as_array().expect("events") {
+            has_fields(
+                event,
+                &[
+                    "time",
+                    "hsm",
+                    "seq",
+                    "opcode",
+                    "success",
+                    "target_user",
+                    "key_handles",
+                ],
+            );
+        }
+    }
+    let admin = sessions
+        .iter()
+        .find(|s| s["user"] == "admin")
+        .expect("admin's session");
+    assert_eq!(admin["login_time"], "2018-01-16T01:48:49.824999Z");
+    assert_eq!(admin["ended_by"], "CN_LOGOUT");
+
+    let key = json_of(&run(&[
+        "key",
+        "--cluster",
+        "cluster-demo",
+        "--handle",
+        "262152",
+        "--output",
+        "json",
+    ]));
+    let generation = &key.as_array().expect("a JSON array")[0];
+    has_fields(
+        generation,
+        &[
+            "handle",
+            "generation",
+            "state",
+            "kind",
+            "pair_handle",
+            "created_time",
+            "created_by",
+            "created_opcode",
+            "hsms",
+            "exported",
+            "events",
+        ],
+    );
+    assert_eq!(generation["handle"], 262152);
+    assert_eq!(generation["state"], "active");
+    assert_eq!(generation["created_by"], "testuser");
+
+    let failed = json_of(&run(&[
+        "failed-logins",
+        "--cluster",
+        "cluster-demo",
+        "--output",
+        "json",
+    ]));
+    let failed = failed.as_array().expect("a JSON array");
+    assert_eq!(failed.len(), 2);
+    for login in failed {
+        has_fields(
+            login,
+            &[
+                "time",
+                "hsm",
+                "seq",
+                "user",
+                "user_type",
+                "response_code",
+                "response",
+                "brute_force",
+            ],
+        );
+    }
+    assert_eq!(failed[0]["response_code"], 157);
+
+    let ranged = json_of(&run(&[
+        "failed-logins",
+        "--cluster",
+        "cluster-demo",
+        "--from",
+        "2018-01-24T17:42:00Z",
+        "--to",
+        "2018-01-25",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(
+        ranged.as_array().map(Vec::len),
+        Some(1),
+        "only the 163 falls in the range"
+    );
+
+    let alerts = json_of(&run(&[
+        "alerts",
+        "--cluster",
+        "cluster-demo",
+        "--output",
+        "json",
+    ]));
+    let alerts = alerts.as_array().expect("a JSON array");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["kind"] == "sequence_gap" && a["from"].is_u64())
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["kind"] == "sensitive_operation" && a["opcode"] == "CN_WRAP_KEY")
+    );
+    for alert in alerts {
+        has_fields(
+            alert,
+            &[
+                "kind",
+                "hsm",
+                "reboot_counter",
+                "from",
+                "to",
+                "seq",
+                "user",
+                "opcode",
+                "time",
+            ],
+        );
+    }
+
+    let quarantine = json_of(&run(&["quarantine", "--output", "json"]));
+    let item = &quarantine.as_array().expect("a JSON array")[0];
+    has_fields(
+        item,
+        &["reason", "log_group", "log_stream", "log_event_id", "raw"],
+    );
+
+    let trail = json_of(&run(&[
+        "trail",
+        "--cluster",
+        "cluster-demo",
+        "--hsm",
+        "hsm-abcde123456",
+        "--output",
+        "json",
+    ]));
+    let sequence: Vec<u64> = trail
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .filter_map(|r| r["seq"].as_u64())
+        .collect();
+    assert_eq!(sequence, [0x0, 0x1, 0x2, 0x4, 0x5, 0xb]);
+}

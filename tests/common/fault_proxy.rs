@@ -1,0 +1,486 @@
+//! A fault-injecting HTTP/1.1 proxy on 127.0.0.1 in front of the local DynamoDB: it
+//! answers some requests the way a struggling DynamoDB does (throttling, 5xx, partial
+//! `BatchWriteItem`s, slowness, a dropped connection) and forwards the rest, so that the
+//! store's and the SDK's handling of them is exercised against a real server.
+//!
+//! The SDK signs its requests, but the local server ignores signatures, so a forwarded
+//! body may be rewritten (with its `Content-Length` recomputed).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What DynamoDB does to a request, instead of (or before) answering it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// 400 `ProvisionedThroughputExceededException`, as a table past its capacity answers.
+    ProvisionedThroughputExceeded,
+    /// 400 `ThrottlingException`, as the control plane (and on-demand bursts) answer.
+    Throttling,
+    /// 500 `InternalServerError` or 503 `ServiceUnavailable`.
+    ServerError(u16),
+    /// Answers after this long (the request is forwarded after the wait, so it may land
+    /// after the client gave up on it, as a slow request does).
+    Delay(Duration),
+    /// Forwards at once but answers after this long: the request took effect, the
+    /// client timed out waiting and tries again.
+    SlowAnswer(Duration),
+    /// `BatchWriteItem`: forwards only the first half of each table's requests and
+    /// returns the rest as `UnprocessedItems`, as a hot partition does.
+    HalfUnprocessed,
+    /// Closes the connection without an answer.
+    Hangup,
+}
+
+impl Fault {
+    fn name(&self) -> String {
+        match self {
+            Fault::ProvisionedThroughputExceeded => "ProvisionedThroughputExceeded".into(),
+            Fault::Throttling => "Throttling".into(),
+            Fault::ServerError(status) => format!("ServerError{status}"),
+            Fault::Delay(_) => "Delay".into(),
+            Fault::SlowAnswer(_) => "SlowAnswer".into(),
+            Fault::HalfUnprocessed => "HalfUnprocessed".into(),
+            Fault::Hangup => "Hangup".into(),
+        }
+    }
+}
+
+/// When a fault applies: to requests of one operation (or any), after letting `skip` of
+/// them through, to every `every`-th one, at most `times` times.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    operation: Option<&'static str>,
+    fault: Fault,
+    skip: u32,
+    every: u32,
+    times: Option<u32>,
+    matched: u32,
+    fired: u32,
+}
+
+impl Rule {
+    /// `operation` is the `X-Amz-Target` action, e.g. `"BatchWriteItem"`.
+    pub fn on(operation: &'static str, fault: Fault) -> Self {
+        Self {
+            operation: Some(operation),
+            ..Self::any(fault)
+        }
+    }
+
+    pub fn any(fault: Fault) -> Self {
+        Self {
+            operation: None,
+            fault,
+            skip: 0,
+            every: 1,
+            times: None,
+            matched: 0,
+            fired: 0,
+        }
+    }
+
+    pub fn after(mut self, skip: u32) -> Self {
+        self.skip = skip;
+        self
+    }
+
+    pub fn every(mut self, every: u32) -> Self {
+        self.every = every.max(1);
+        self
+    }
+
+    pub fn times(mut self, times: u32) -> Self {
+        self.times = Some(times);
+        self
+    }
+
+    fn applies(&mut self, operation: &str) -> bool {
+        if self.operation.is_some_and(|wanted| wanted != operation) {
+            return false;
+        }
+        self.matched += 1;
+        if self.matched <= self.skip || !(self.matched - self.skip - 1).is_multiple_of(self.every) {
+            return false;
+        }
+        if self.times.is_some_and(|times| self.fired >= times) {
+            return false;
+        }
+        self.fired += 1;
+        true
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    rules: Vec<Rule>,
+    requests: BTreeMap<String, u32>,
+    faults: BTreeMap<String, u32>,
+    held_back_items: u32,
+}
+
+/// The proxy; it stops when dropped.
+pub struct FaultProxy {
+    address: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (`http://127.0.0.1:PORT`) with the plan `rules`.
+    pub async fn start(upstream: &str, rules: Vec<Rule>) -> Self {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("the local DynamoDB speaks plain HTTP")
+            .trim_end_matches('/')
+            .to_owned();
+        assert!(
+            upstream.starts_with("127.0.0.1:") || upstream.starts_with("localhost:"),
+            "the proxy only forwards to the loopback server, not {upstream}"
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let state = Arc::new(Mutex::new(State {
+            rules,
+            ..State::default()
+        }));
+        let accepting = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let state = Arc::clone(&accepting);
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    // A connection ends with an error when a client gives up on it
+                    // (a timeout): nothing to report.
+                    let _ = serve(client, &upstream, &state).await;
+                });
+            }
+        });
+        Self {
+            address,
+            state,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Replaces the plan; counters are kept.
+    pub fn set_rules(&self, rules: Vec<Rule>) {
+        self.lock().rules = rules;
+    }
+
+    /// Requests seen for `operation`, faulted or not.
+    pub fn requests(&self, operation: &str) -> u32 {
+        self.lock().requests.get(operation).copied().unwrap_or(0)
+    }
+
+    pub fn total_requests(&self) -> u32 {
+        self.lock().requests.values().sum()
+    }
+
+    /// Faults injected, by fault name (`"Throttling"`, `"ServerError500"`, ...).
+    pub fn faults(&self) -> BTreeMap<String, u32> {
+        self.lock().faults.clone()
+    }
+
+    pub fn faults_injected(&self) -> u32 {
+        self.lock().faults.values().sum()
+    }
+
+    /// Write requests returned as `UnprocessedItems` so far.
+    pub fn held_back_items(&self) -> u32 {
+        self.lock().held_back_items
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One HTTP/1.1 message: start line, headers, body.
+#[derive(Debug)]
+struct Message {
+    start: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Message {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The message with `body`, framed by `Content-Length` (hop-by-hop framing dropped,
+    /// and the checksum of a body that may have been rewritten).
+    fn to_bytes(&self, extra: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = format!("{}\r\n", self.start);
+        for (key, value) in &self.headers {
+            let hop = [
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "x-amz-crc32",
+            ]
+            .iter()
+            .any(|name| key.eq_ignore_ascii_case(name));
+            if !hop {
+                out.push_str(&format!("{key}: {value}\r\n"));
+            }
+        }
+        for (key, value) in extra {
+            out.push_str(&format!("{key}: {value}\r\n"));
+        }
+        out.push_str(&format!("content-length: {}\r\n\r\n", self.body.len()));
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+}
+
+async fn read_message<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    response: bool,
+) -> io::Result<Option<Message>> {
+    let mut start = String::new();
+    if reader.read_line(&mut start).await? == 0 {
+        return Ok(None);
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        if let Some((key, value)) = line.split_once(':') {
+            headers.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    let mut message = Message {
+        start: start.trim_end().to_owned(),
+        headers,
+        body: Vec::new(),
+    };
+    let chunked = message
+        .header("transfer-encoding")
+        .is_some_and(|value| value.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).await?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).await?;
+            if size == 0 {
+                break;
+            }
+            message.body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(length) = message.header("content-length") {
+        let length: usize = length
+            .parse()
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        message.body = vec![0; length];
+        reader.read_exact(&mut message.body).await?;
+    } else if response {
+        reader.read_to_end(&mut message.body).await?;
+    }
+    Ok(Some(message))
+}
+
+/// Serves one client connection, request after request (the SDK keeps connections alive).
+async fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result<()> {
+    let (read, mut write) = client.into_split();
+    let mut read = BufReader::new(read);
+    while let Some(request) = read_message(&mut read, false).await? {
+        let operation = request
+            .header("x-amz-target")
+            .and_then(|target| target.rsplit('.').next())
+            .unwrap_or("unknown")
+            .to_owned();
+        let close = request
+            .header("connection")
+            .is_some_and(|value| value.eq_ignore_ascii_case("close"));
+        let fault = {
+            let mut state = state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            *state.requests.entry(operation.clone()).or_default() += 1;
+            let fault = state
+                .rules
+                .iter_mut()
+                .find_map(|rule| rule.applies(&operation).then(|| rule.fault.clone()));
+            if let Some(fault) = &fault {
+                *state.faults.entry(fault.name()).or_default() += 1;
+            }
+            fault
+        };
+        let response = match fault {
+            None => forward(&request, upstream).await?,
+            Some(Fault::ProvisionedThroughputExceeded) => error_response(
+                400,
+                "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "The level of configured provisioned throughput for the table was exceeded. \
+                 Consider increasing your provisioning level with the UpdateTable API.",
+            ),
+            Some(Fault::Throttling) => error_response(
+                400,
+                "com.amazon.coral.availability#ThrottlingException",
+                "Rate of requests exceeds the allowed throughput.",
+            ),
+            Some(Fault::ServerError(status)) => {
+                let kind = if status == 503 {
+                    "com.amazonaws.dynamodb.v20120810#ServiceUnavailable"
+                } else {
+                    "com.amazonaws.dynamodb.v20120810#InternalServerError"
+                };
+                error_response(status, kind, "Internal server error")
+            }
+            Some(Fault::Delay(wait)) => {
+                tokio::time::sleep(wait).await;
+                forward(&request, upstream).await?
+            }
+            Some(Fault::SlowAnswer(wait)) => {
+                let answer = forward(&request, upstream).await?;
+                tokio::time::sleep(wait).await;
+                answer
+            }
+            Some(Fault::HalfUnprocessed) => half_unprocessed(request, upstream, state).await?,
+            Some(Fault::Hangup) => return Ok(()),
+        };
+        write.write_all(&response).await?;
+        write.flush().await?;
+        if close {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn error_response(status: u16, kind: &str, message: &str) -> Vec<u8> {
+    let reason = match status {
+        400 => "Bad Request",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    let body = serde_json::json!({"__type": kind, "message": message}).to_string();
+    Message {
+        start: format!("HTTP/1.1 {status} {reason}"),
+        headers: vec![
+            ("content-type".into(), "application/x-amz-json-1.0".into()),
+            (
+                "x-amzn-requestid".into(),
+                format!("FAULT{:016X}", fastrand::u64(..)),
+            ),
+        ],
+        body: body.into_bytes(),
+    }
+    .to_bytes(&[])
+}
+
+/// Sends `request` to the server on a connection of its own and returns the answer,
+/// re-framed for the client's kept-alive connection.
+async fn forward(request: &Message, upstream: &str) -> io::Result<Vec<u8>> {
+    Ok(forward_message(request, upstream).await?.to_bytes(&[]))
+}
+
+async fn forward_message(request: &Message, upstream: &str) -> io::Result<Message> {
+    let mut server = TcpStream::connect(upstream).await?;
+    server
+        .write_all(&request.to_bytes(&[("connection", "close")]))
+        .await?;
+    let mut reader = BufReader::new(server);
+    read_message(&mut reader, true)
+        .await?
+        .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
+}
+
+async fn half_unprocessed(
+    mut request: Message,
+    upstream: &str,
+    state: &Mutex<State>,
+) -> io::Result<Vec<u8>> {
+    let Ok(mut body) = serde_json::from_slice::<Value>(&request.body) else {
+        return forward(&request, upstream).await;
+    };
+    let mut held = serde_json::Map::new();
+    let mut forwarded = 0;
+    if let Some(tables) = body.get_mut("RequestItems").and_then(Value::as_object_mut) {
+        for (table, writes) in tables.iter_mut() {
+            if let Some(writes) = writes.as_array_mut() {
+                let rest = writes.split_off(writes.len() / 2);
+                forwarded += writes.len();
+                if !rest.is_empty() {
+                    held.insert(table.clone(), Value::Array(rest));
+                }
+            }
+        }
+        tables.retain(|_, writes| writes.as_array().is_some_and(|w| !w.is_empty()));
+    }
+    let held_count: usize = held
+        .values()
+        .map(|writes| writes.as_array().map_or(0, Vec::len))
+        .sum();
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .held_back_items += held_count as u32;
+    let mut response = if forwarded == 0 {
+        Message {
+            start: "HTTP/1.1 200 OK".into(),
+            headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
+            body: br#"{"UnprocessedItems":{}}"#.to_vec(),
+        }
+    } else {
+        request.body = body.to_string().into_bytes();
+        forward_message(&request, upstream).await?
+    };
+    if !response.start.contains(" 200") {
+        return Ok(response.to_bytes(&[]));
+    }
+    let mut answer: Value = serde_json::from_slice(&response.body)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    let unprocessed = answer
+        .as_object_mut()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?
+        .entry("UnprocessedItems")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if let Some(unprocessed) = unprocessed.as_object_mut() {
+        for (table, writes) in held {
+            let entry = unprocessed
+                .entry(table)
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let (Some(entry), Value::Array(writes)) = (entry.as_array_mut(), writes) {
+                entry.extend(writes);
+            }
+        }
+    }
+    response.body = answer.to_string().into_bytes();
+    Ok(response.to_bytes(&[]))
+}

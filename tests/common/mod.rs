@@ -1,0 +1,200 @@
+//! Shared by the integration tests: a fresh table on the local DynamoDB server that
+//! `make test` starts, and builders of Lambda events.
+#![allow(dead_code)]
+
+pub mod fault_proxy;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryPartition};
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use hsm_audit::config::Config;
+use hsm_audit::store::dynamodb::{DynamoStore, create_table};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The local server's address. Tests that need DynamoDB fail loudly without it rather
+/// than pass without having run.
+pub fn endpoint() -> String {
+    std::env::var("HSM_AUDIT_TEST_ENDPOINT").unwrap_or_else(|_| {
+        panic!("HSM_AUDIT_TEST_ENDPOINT is not set: run the suite with `make test`, which starts a local DynamoDB")
+    })
+}
+
+/// A client configuration for the local server at `endpoint`, with test credentials.
+fn local_config(endpoint: &str) -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "hsm-audit-tests",
+        ))
+}
+
+pub fn client() -> Client {
+    Client::from_conf(local_config(&endpoint()).build())
+}
+
+/// A client of `endpoint` with a small retry budget and short timeouts, so that fault
+/// tests finish quickly, and a retry token bucket of its own (`label`), so that tests
+/// running in parallel do not drain each other's.
+pub fn client_with_budget(endpoint: &str, label: &str, attempt_timeout: Duration) -> Client {
+    let config = local_config(endpoint)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(10)),
+        )
+        .retry_partition(RetryPartition::new(format!(
+            "hsm-audit-test-{label}-{:08x}",
+            fastrand::u32(..)
+        )))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(attempt_timeout)
+                .build(),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
+/// A table of its own for each test, so that tests run in parallel on one server.
+pub async fn fresh_store(label: &str) -> DynamoStore {
+    let table = format!("hsm-audit-test-{label}-{:08x}", fastrand::u32(..));
+    let client = client();
+    create_table(&client, &table)
+        .await
+        .expect("create the test table");
+    DynamoStore::new(client, table)
+}
+
+pub fn config_for(store: &DynamoStore) -> Config {
+    Config::from_lookup(Some(store.table().to_owned()), |_| None).expect("default config")
+}
+
+/// Every item of the table, sorted by key: the state two runs are compared by.
+pub async fn scan_all(store: &DynamoStore) -> Vec<Item> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store
+            .client()
+            .scan()
+            .table_name(store.table())
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        items.extend(page.items.unwrap_or_default());
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    let key = |item: &Item, name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    items.sort_by_key(|item| (key(item, "pk"), key(item, "sk")));
+    items
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A CloudWatch Logs subscription event for `messages` of one stream; event ids are
+/// derived from `id_base` and the position.
+pub fn subscription_event(
+    log_group: &str,
+    log_stream: &str,
+    id_base: u64,
+    messages: &[&str],
+) -> serde_json::Value {
+    let events: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(index, message)| {
+            serde_json::json!({"id": format!("{}", id_base + index as u64), "timestamp": 1_516_067_329_824i64, "message": message})
+        })
+        .collect();
+    let payload = serde_json::json!({
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": log_group,
+        "logStream": log_stream,
+        "subscriptionFilters": ["hsm-audit"],
+        "logEvents": events,
+    });
+    serde_json::json!({"awslogs": {"data": b64(&gzip(payload.to_string().as_bytes()))}})
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A vendor example record from the fixtures, by file name prefix (`"06-"`).
+pub fn seed_record(prefix: &str) -> String {
+    let dir = repo_path("tests/fixtures/seed-000");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    let path = names
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no fixture {prefix}*"));
+    std::fs::read_to_string(path).expect("read fixture")
+}
+
+/// The Lambda events of `events/`, in file order.
+pub fn sample_events() -> Vec<(String, serde_json::Value)> {
+    let dir = repo_path("events");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("events/")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read event");
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                serde_json::from_str(&text).expect("event JSON"),
+            )
+        })
+        .collect()
+}
