@@ -90,11 +90,11 @@ clean:
 bench: deps
 	$(WITH_DB) scripts/bench.sh
 
-# Property-based fuzzing of decode and parse (tests/fuzz_decode.rs): `make test` runs
+# Property-based fuzzing of decode and parse (tests/integration/fuzz_decode.rs): `make test` runs
 # 256 cases per property; this runs many more (80,000 take ~15 min on 2 cores).
 # Needs no DynamoDB. A failure is written to tests/proptest-regressions/ and replayed
 # by every later run; keep it (and the input, in tests/fixtures/fuzz/).
 HSM_AUDIT_FUZZ_CASES ?= 20000
 .PHONY: fuzz
 fuzz:
-	HSM_AUDIT_FUZZ_CASES=$(HSM_AUDIT_FUZZ_CASES) cargo test --test fuzz_decode -- --test-threads=2
+	HSM_AUDIT_FUZZ_CASES=$(HSM_AUDIT_FUZZ_CASES) cargo test --test integration fuzz_decode:: -- --test-threads=2

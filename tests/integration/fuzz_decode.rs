@@ -17,8 +17,6 @@ use hsm_audit::pipeline::{Parsed, parse_decoded};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-mod common;
-
 /// Small enough for the suite's time budget, big enough for payloads of many records;
 /// the bomb itself is tests/memory_bounds.rs's subject.
 const CAP: usize = 1 << 20;
@@ -45,7 +43,7 @@ fn fixtures() -> &'static [String] {
     FIXTURES.get_or_init(|| {
         let mut records = Vec::new();
         for seed in ["seed-000", "seed-002"] {
-            let dir = common::repo_path("tests/fixtures").join(seed);
+            let dir = crate::common::repo_path("tests/fixtures").join(seed);
             let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .unwrap()
                 .map(|entry| entry.unwrap().path())
@@ -266,7 +264,7 @@ proptest! {
     #[test]
     fn every_event_of_a_mutated_payload_is_a_record_or_quarantined(messages in log_messages()) {
         let json = payload_json(&messages);
-        let event = event_of(common::b64(&common::gzip(json.as_bytes())));
+        let event = event_of(crate::common::b64(&crate::common::gzip(json.as_bytes())));
         let decoded = decode_lambda_event(&event, CAP);
         prop_assert!(matches!(decoded.as_slice(), [Decoded::Payload(_)]), "{decoded:?}");
         let parsed = parse_decoded(decoded);
@@ -293,13 +291,13 @@ proptest! {
     ) {
         let json = payload_json(&messages);
         let data = match layer {
-            0 => common::b64(&common::gzip(&mutate(&json, &damage))),
+            0 => crate::common::b64(&crate::common::gzip(&mutate(&json, &damage))),
             1 => {
-                let gz = common::gzip(json.as_bytes());
-                common::b64(&mutate_bytes(&gz, &damage))
+                let gz = crate::common::gzip(json.as_bytes());
+                crate::common::b64(&mutate_bytes(&gz, &damage))
             }
             _ => {
-                let text = common::b64(&common::gzip(json.as_bytes()));
+                let text = crate::common::b64(&crate::common::gzip(json.as_bytes()));
                 String::from_utf8_lossy(&mutate(&text, &damage)).into_owned()
             }
         };
@@ -346,8 +344,8 @@ proptest! {
     fn arbitrary_bytes_as_a_lambda_event(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         for event in [
             event_of(String::from_utf8_lossy(&bytes).into_owned()),
-            event_of(common::b64(&bytes)),
-            event_of(common::b64(&common::gzip(&bytes))),
+            event_of(crate::common::b64(&bytes)),
+            event_of(crate::common::b64(&crate::common::gzip(&bytes))),
             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
             serde_json::json!({"awslogs": {"data": bytes}}),
         ] {
@@ -360,7 +358,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_as_a_file(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        for document in [bytes.clone(), common::gzip(&bytes)] {
+        for document in [bytes.clone(), crate::common::gzip(&bytes)] {
             for source in [source(), RawTextSource::default()] {
                 match decode_document(&document, "input", &source, CAP) {
                     Ok(decoded) => {
@@ -457,7 +455,7 @@ fn mutate_bytes(bytes: &[u8], mutation: &Mutation) -> Vec<u8> {
 /// Lambda events (`*.event.json`) or as files (anything else).
 #[test]
 fn the_kept_corpus_is_decoded_or_quarantined() {
-    let dir = common::repo_path("tests/fixtures/fuzz");
+    let dir = crate::common::repo_path("tests/fixtures/fuzz");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())

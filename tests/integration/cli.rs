@@ -1,11 +1,9 @@
 //! The `hsm-audit` binary as scripts use it: exit codes and the JSON contract of SPEC
 //! section 5, against the local DynamoDB.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn cli(args: &[&str], table: &str, endpoint: &str) -> Output {

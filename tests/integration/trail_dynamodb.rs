@@ -1,8 +1,6 @@
 //! The trail through the real handler into the local DynamoDB server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hsm_audit::lambda::handle;
 use hsm_audit::model::Opcode;
 

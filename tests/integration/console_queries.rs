@@ -1,10 +1,8 @@
 //! Runs every PartiQL statement of the README, exactly as written there, against the
 //! local DynamoDB holding the sample events, and checks what each returns.
 
-mod common;
-
+use crate::common::*;
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::*;
 use hsm_audit::lambda::handle;
 
 const CLUSTER: &str = "cluster-demo";

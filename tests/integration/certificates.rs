@@ -1,9 +1,7 @@
 //! Certificate-storage records (the JSON stream named for the cluster) and HSM
 //! replacement, through the real handler and the local DynamoDB.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hsm_audit::domain::{AlertKind, KeyState};
 use hsm_audit::lambda::handle;
 use hsm_audit::model::AuditRecord;

@@ -3,11 +3,9 @@
 //! holding a JSON array, as the Audit Query API delivers it) and the local DynamoDB; and
 //! a property test that the derived views do not depend on the order of a second's records.
 
-mod common;
-
 use std::io::{Cursor, Write};
 
-use common::*;
+use crate::common::*;
 use hsm_audit::decode::decode_luna_file;
 use hsm_audit::domain::{AlertKind, DeriveConfig, KeyGeneration, KeyState, derive};
 use hsm_audit::lambda::handle;

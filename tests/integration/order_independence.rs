@@ -1,9 +1,7 @@
 //! Any delivery order, any duplication, concurrent invocations: the same table.
 //! Property test through the real handler and the local DynamoDB.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hsm_audit::lambda::handle;
 use hsm_audit::store::dynamodb::DynamoStore;
 use proptest::prelude::*;

@@ -2,13 +2,11 @@
 //! direct delivery, poisoned records quarantined without blocking the shard, and store
 //! failures reported per record from the first failing one on.
 
-mod common;
-
 use std::process::Command;
 
+use crate::common::*;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use common::*;
 use hsm_audit::lambda::{Response, handle, handle_event};
 use hsm_audit::store::dynamodb::DynamoStore;
 use serde_json::{Value, json};

@@ -3,14 +3,12 @@
 //! give the table that subscription delivery of the same log events gives; a second run
 //! changes nothing.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use crate::common::*;
 use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use common::*;
 use hsm_audit::decode::{MessageType, decode_awslogs_data};
 use hsm_audit::lambda::handle;
 use serde_json::json;

@@ -4,13 +4,11 @@
 //! the same event again converges to exactly the state of one clean delivery.
 //! Nothing is lost and nothing is duplicated.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
+use crate::common::*;
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::fault_proxy::{Fault, FaultProxy, Rule};
-use common::*;
 use hsm_audit::lambda::{HandlerError, handle};
 use hsm_audit::pipeline::Report;
 use hsm_audit::store::dynamodb::{DynamoStore, create_table};

@@ -1,0 +1,19 @@
+//! The integration tests, as one test binary: each module links the whole AWS SDK, and
+//! one link instead of twelve keeps the suite's build time and disk use small.
+//! `tests/memory_bounds.rs` stays a binary of its own: its counting global allocator
+//! must see no other test's allocations.
+
+mod common;
+
+mod backfill;
+mod certificates;
+mod cli;
+mod console_queries;
+mod domain_scenarios;
+mod fault_injection;
+mod fuzz_decode;
+mod kinesis;
+mod luna;
+mod order_independence;
+mod parse_corpus;
+mod trail_dynamodb;
