@@ -5,6 +5,27 @@ use sha2::{Digest, Sha256};
 
 use super::{Opcode, Timestamp};
 
+/// The hex SHA-256 of `value`'s JSON, hashed as it is written rather than from a copy.
+/// These records are plain strings and numbers, so writing them cannot fail; if it did,
+/// the digest is that of no content, as a failed `to_vec` gave before.
+fn json_sha256(value: &impl Serialize) -> String {
+    struct HashWriter(Sha256);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut writer = HashWriter(Sha256::new());
+    if serde_json::to_writer(&mut writer, value).is_err() {
+        return hex::encode(Sha256::digest([]));
+    }
+    hex::encode(writer.0.finalize())
+}
+
 /// A name logged together with its number, as in `CN_CRYPTO_USER (1)`. The number is
 /// absent where the HSM logs none (`GENERIC_LOG`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -44,8 +65,7 @@ impl HsmRecord {
     /// flattened) is recognised as the same, and different content under the same
     /// identity as a conflict.
     pub fn content_sha256(&self) -> String {
-        let canonical = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(Sha256::digest(&canonical))
+        json_sha256(self)
     }
 }
 
@@ -151,12 +171,8 @@ impl AuditRecord {
     pub fn content_sha256(&self) -> String {
         match self {
             AuditRecord::CloudHsm(record) => record.content_sha256(),
-            AuditRecord::Certificate(record) => hex::encode(Sha256::digest(
-                serde_json::to_vec(record).unwrap_or_default(),
-            )),
-            AuditRecord::Luna(record) => hex::encode(Sha256::digest(
-                serde_json::to_vec(record).unwrap_or_default(),
-            )),
+            AuditRecord::Certificate(record) => json_sha256(record),
+            AuditRecord::Luna(record) => json_sha256(record),
         }
     }
 }

@@ -17,10 +17,11 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
+use super::attributes::to_item;
 use crate::decode::Quarantined;
 use crate::domain::{
     Alert, ClusterSession, Conflict, Derived, FailedLogin, KeyEvent, KeyGeneration, SessionEvent,
@@ -682,30 +683,26 @@ pub fn derived_items(cluster: &str, derived: &Derived) -> Result<Vec<Item>, Stor
     let mut items = Vec::new();
     for session in &derived.sessions {
         let sk = session_sk(session);
-        let mut head = session.clone();
-        head.events.truncate(EVENTS_PER_ITEM);
         let head = derived_item(
             cluster,
             sk.clone(),
             "session",
             SessionBody {
                 event_count: session.events.len(),
-                session: head,
+                session: head_of(session, session.events.len(), |session| &mut session.events),
             },
         )?;
         with_event_chunks(cluster, &sk, "session", &session.events, head, &mut items)?;
     }
     for key in &derived.keys {
         let sk = key_sk(key);
-        let mut head = key.clone();
-        head.events.truncate(EVENTS_PER_ITEM);
         let head = derived_item(
             cluster,
             sk.clone(),
             "key",
             KeyBody {
                 event_count: key.events.len(),
-                key: head,
+                key: head_of(key, key.events.len(), |key| &mut key.events),
             },
         )?;
         with_event_chunks(cluster, &sk, "key", &key.events, head, &mut items)?;
@@ -727,18 +724,33 @@ pub fn derived_items(cluster: &str, derived: &Derived) -> Result<Vec<Item>, Stor
     Ok(items)
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct SessionBody {
+/// The head item of a view with events: itself, with its first [`EVENTS_PER_ITEM`] events.
+/// Borrowed when it has no more (nearly always), so writing it clones nothing.
+fn head_of<T: Clone, E>(
+    whole: &T,
     event_count: usize,
-    #[serde(flatten)]
-    session: ClusterSession,
+    events: impl FnOnce(&mut T) -> &mut Vec<E>,
+) -> Cow<'_, T> {
+    if event_count <= EVENTS_PER_ITEM {
+        return Cow::Borrowed(whole);
+    }
+    let mut head = whole.clone();
+    events(&mut head).truncate(EVENTS_PER_ITEM);
+    Cow::Owned(head)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct KeyBody {
+struct SessionBody<'a> {
     event_count: usize,
     #[serde(flatten)]
-    key: KeyGeneration,
+    session: Cow<'a, ClusterSession>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyBody<'a> {
+    event_count: usize,
+    #[serde(flatten)]
+    key: Cow<'a, KeyGeneration>,
 }
 
 /// The kind of an alert item (`brute_force`, …); `None` for other items.
@@ -779,7 +791,9 @@ pub fn sessions_from_items(items: Vec<Item>) -> Result<Vec<ClusterSession>, Stor
     with_continuations::<_, SessionEvent>(
         items,
         "session",
-        |item| read_item::<DerivedHeader<SessionBody>>(item).map(|item| item.body.session),
+        |item| {
+            read_item::<DerivedHeader<SessionBody>>(item).map(|item| item.body.session.into_owned())
+        },
         |session| &mut session.events,
     )
 }
@@ -788,7 +802,7 @@ pub fn keys_from_items(items: Vec<Item>) -> Result<Vec<KeyGeneration>, StoreErro
     with_continuations::<_, KeyEvent>(
         items,
         "key",
-        |item| read_item::<DerivedHeader<KeyBody>>(item).map(|item| item.body.key),
+        |item| read_item::<DerivedHeader<KeyBody>>(item).map(|item| item.body.key.into_owned()),
         |key| &mut key.events,
     )
 }

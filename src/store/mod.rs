@@ -4,6 +4,7 @@
 //!
 //! Both hold the same items, built in [`items`], so the item layout is tested once.
 
+mod attributes;
 pub mod dynamodb;
 pub mod items;
 pub mod memory;
