@@ -186,6 +186,9 @@ fn main() {
     if let Ok(path) = std::env::var("BENCH_LARGEST_PAYLOAD") {
         write_largest_payload(&path);
     }
+    if let Ok(dir) = std::env::var("BENCH_WORKLOAD_DIR") {
+        write_workload(&dir, &payloads);
+    }
     let endpoint = std::env::var("HSM_AUDIT_TEST_ENDPOINT")
         .ok()
         .filter(|_| measuring);
@@ -207,6 +210,20 @@ fn main() {
             "\nDynamoDB cost: measured by `make bench` (it starts a local server and runs with --bench)"
         );
     }
+}
+
+/// The workload as Lambda event files, for scripts/bench.sh to measure the memory of a
+/// derivation over its whole history through the release CLI.
+fn write_workload(dir: &str, payloads: &[GeneratedPayload]) {
+    std::fs::create_dir_all(dir).expect("create the workload directory");
+    for (index, payload) in payloads.iter().enumerate() {
+        std::fs::write(
+            format!("{dir}/payload-{index:04}.json"),
+            payload.event.to_string(),
+        )
+        .expect("write a workload payload");
+    }
+    println!("workload written to {dir}/ ({} files)", payloads.len());
 }
 
 /// CloudWatch Logs puts at most 1,048,576 bytes of events (26 bytes of overhead each)

@@ -9,10 +9,12 @@ cd "$ROOT"
 mkdir -p .local
 PY="$ROOT/.venv/bin/python"
 LARGEST=.local/largest-payload.json
+WORKLOAD=.local/bench-workload
+rm -rf "$WORKLOAD"
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
 echo "== stages and DynamoDB cost (cargo bench --bench pipeline)"
-BENCH_LARGEST_PAYLOAD="$LARGEST" cargo bench --bench pipeline
+BENCH_LARGEST_PAYLOAD="$LARGEST" BENCH_WORKLOAD_DIR="$WORKLOAD" cargo bench --bench pipeline
 
 echo
 echo "== release binaries"
@@ -29,10 +31,10 @@ echo
 echo "== peak memory and start-up (child processes, measured by the OS)"
 export TABLE_NAME="hsm-audit-bench-memory"
 target/release/hsm-audit setup >/dev/null
-"$PY" - "$LARGEST" <<'PY'
+"$PY" - "$LARGEST" "$WORKLOAD" <<'PY'
 import resource, statistics, subprocess, sys, time, json, tempfile, os
 
-largest = sys.argv[1]
+largest, workload = sys.argv[1], sys.argv[2]
 def peak_of(args):
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
@@ -53,4 +55,13 @@ for _ in range(21):
     runs.append(time.perf_counter() - started)
 os.unlink(handle.name)
 print(f"process start to first record parsed (hsm-audit parse, one record): median {statistics.median(runs) * 1000:.1f} ms over {len(runs)} runs")
+
+# Last, as the largest: every derivation reads the cluster's whole trail, so its memory
+# grows with the history. The CLI stores file after file, then derives once over it all.
+files = sorted(os.path.join(workload, name) for name in os.listdir(workload))
+os.environ["TABLE_NAME"] = "hsm-audit-bench-history"
+subprocess.run(["target/release/hsm-audit", "setup"], check=True, stdout=subprocess.DEVNULL)
+started = time.perf_counter()
+peak = peak_of(["target/release/hsm-audit", "ingest", *files])
+print(f"ingest the whole workload ({len(files)} payloads) and derive once over its history: peak RSS {peak:.1f} MiB, {time.perf_counter() - started:.0f} s")
 PY

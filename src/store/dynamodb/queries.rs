@@ -23,6 +23,22 @@ impl DynamoStore {
         sort: Option<SortKey<'_>>,
     ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
+        self.query_pages(pk, sort, |page| {
+            items.extend(page);
+            Ok(())
+        })
+        .await?;
+        Ok(items)
+    }
+
+    /// Hands each page of a partition's items to `on_page` as it arrives, so that a caller
+    /// converting them keeps one page of the SDK's item maps in memory, not the partition.
+    pub(super) async fn query_pages(
+        &self,
+        pk: &str,
+        sort: Option<SortKey<'_>>,
+        mut on_page: impl FnMut(Vec<Item>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut start = None;
         loop {
             let mut request = self
@@ -50,10 +66,10 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(|error| request_error("Query", error))?;
-            items.extend(output.items.unwrap_or_default());
+            on_page(output.items.unwrap_or_default())?;
             start = output.last_evaluated_key;
             if start.is_none() {
-                return Ok(items);
+                return Ok(());
             }
         }
     }

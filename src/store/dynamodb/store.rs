@@ -316,16 +316,19 @@ impl AuditStore for DynamoStore {
 
     async fn load_trail(&self, cluster: &str) -> Result<ClusterTrail, StoreError> {
         let mut trail = ClusterTrail::default();
-        for item in self
-            .query_partition(&items::trail_pk(cluster), None)
-            .await?
-        {
-            if items::is_trail_record(&item) {
-                trail.entries.push(items::trail_entry_from_item(item)?);
-            } else if items::is_conflict(&item) {
-                trail.conflicts.push(items::conflict_from_item(item)?);
+        // Page by page: the SDK's item maps take several times the memory of the records
+        // they hold, and the whole trail is read on every derivation.
+        self.query_pages(&items::trail_pk(cluster), None, |page| {
+            for item in page {
+                if items::is_trail_record(&item) {
+                    trail.entries.push(items::trail_entry_from_item(item)?);
+                } else if items::is_conflict(&item) {
+                    trail.conflicts.push(items::conflict_from_item(item)?);
+                }
             }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(trail)
     }
 
