@@ -43,8 +43,13 @@ pub fn to_item<T: Serialize + ?Sized>(value: &T) -> Result<Item, Error> {
 
 struct ValueSerializer;
 
-fn number(value: impl ToString) -> Result<AttributeValue, Error> {
-    Ok(AttributeValue::N(value.to_string()))
+/// Serializer methods for number types, each writing the number's text through `$wrap`.
+macro_rules! each_number {
+    ($wrap:path; $($method:ident($number:ty)),*) => {
+        $(fn $method(self, value: $number) -> Result<Self::Ok, Error> {
+            Ok($wrap(value.to_string()))
+        })*
+    };
 }
 
 impl ser::Serializer for ValueSerializer {
@@ -61,36 +66,9 @@ impl ser::Serializer for ValueSerializer {
     fn serialize_bool(self, value: bool) -> Result<AttributeValue, Error> {
         Ok(AttributeValue::Bool(value))
     }
-    fn serialize_i8(self, value: i8) -> Result<AttributeValue, Error> {
-        number(value)
-    }
-    fn serialize_i16(self, value: i16) -> Result<AttributeValue, Error> {
-        number(value)
-    }
-    fn serialize_i32(self, value: i32) -> Result<AttributeValue, Error> {
-        number(value)
-    }
-    fn serialize_i64(self, value: i64) -> Result<AttributeValue, Error> {
-        number(value)
-    }
-    fn serialize_u8(self, value: u8) -> Result<AttributeValue, Error> {
-        number(value)
-    }
-    fn serialize_u16(self, value: u16) -> Result<AttributeValue, Error> {
-        number(value)
-    }
-    fn serialize_u32(self, value: u32) -> Result<AttributeValue, Error> {
-        number(value)
-    }
-    fn serialize_u64(self, value: u64) -> Result<AttributeValue, Error> {
-        number(value)
-    }
-    fn serialize_f32(self, value: f32) -> Result<AttributeValue, Error> {
-        number(value)
-    }
-    fn serialize_f64(self, value: f64) -> Result<AttributeValue, Error> {
-        number(value)
-    }
+    each_number!(AttributeValue::N; serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
+        serialize_i64(i64), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32),
+        serialize_u64(u64), serialize_f32(f32), serialize_f64(f64));
     fn serialize_char(self, value: char) -> Result<AttributeValue, Error> {
         Ok(AttributeValue::S(value.to_string()))
     }
@@ -344,30 +322,9 @@ impl ser::Serializer for KeySerializer {
     fn serialize_char(self, value: char) -> Result<String, Error> {
         Ok(value.to_string())
     }
-    fn serialize_i8(self, value: i8) -> Result<String, Error> {
-        Ok(value.to_string())
-    }
-    fn serialize_i16(self, value: i16) -> Result<String, Error> {
-        Ok(value.to_string())
-    }
-    fn serialize_i32(self, value: i32) -> Result<String, Error> {
-        Ok(value.to_string())
-    }
-    fn serialize_i64(self, value: i64) -> Result<String, Error> {
-        Ok(value.to_string())
-    }
-    fn serialize_u8(self, value: u8) -> Result<String, Error> {
-        Ok(value.to_string())
-    }
-    fn serialize_u16(self, value: u16) -> Result<String, Error> {
-        Ok(value.to_string())
-    }
-    fn serialize_u32(self, value: u32) -> Result<String, Error> {
-        Ok(value.to_string())
-    }
-    fn serialize_u64(self, value: u64) -> Result<String, Error> {
-        Ok(value.to_string())
-    }
+    each_number!(String::from; serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
+        serialize_i64(i64), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32),
+        serialize_u64(u64));
     fn serialize_unit_variant(
         self,
         _name: &'static str,
