@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::items::{self, Item};
-use super::{AuditStore, ClusterLease, ClusterTrail, DerivedWrite, StoreError, TrailOutcome};
+use super::{
+    AuditStore, ClusterLease, ClusterTrail, DerivedWrite, StoreError, StoredView, TrailOutcome,
+};
 use crate::decode::Quarantined;
 use crate::domain::Derived;
 use crate::model::TrailEntry;
@@ -135,12 +137,12 @@ impl AuditStore for MemoryStore {
         derived: &Derived,
     ) -> Result<DerivedWrite, StoreError> {
         let pk = items::cluster_pk(&lease.cluster);
-        let stored = self.partition(&pk);
+        let stored = self.partition(&pk).iter().map(StoredView::of).collect();
         let plan =
             super::plan_derived_write(stored, items::derived_items(&lease.cluster, derived)?);
         let summary = plan.summary();
-        for item in plan.deletes {
-            self.guard().remove(&key_of(&item));
+        for view in plan.deletes {
+            self.guard().remove(&key_of(&view.key));
         }
         for item in plan.puts {
             self.put(item);

@@ -153,21 +153,44 @@ fn conflict_of(
     }
 }
 
+/// A stored view as the write plan needs it: its key (to delete it), what deleting it
+/// costs, and a digest of its content (to tell an unchanged wanted item) — not the item,
+/// whose maps take many times the memory, read as the cluster's views are on every
+/// derivation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredView {
+    pub key: items::Item,
+    pub item_type: String,
+    pub write_units: u64,
+    digest: [u8; 32],
+}
+
+impl StoredView {
+    pub fn of(item: &items::Item) -> Self {
+        StoredView {
+            key: items::key_attributes(item),
+            item_type: items::type_of(item),
+            write_units: items::write_units(item),
+            digest: items::item_digest(item),
+        }
+    }
+}
+
 /// The writes that turn a cluster's stored views (`stored`, without the lease item)
-/// into `wanted`: items to put (new or changed), keys to delete (no longer derived).
-pub fn plan_derived_write(stored: Vec<items::Item>, wanted: Vec<items::Item>) -> DerivedPlan {
-    let mut stored: HashMap<String, items::Item> = stored
+/// into `wanted`: items to put (new or changed), views to delete (no longer derived).
+pub fn plan_derived_write(stored: Vec<StoredView>, wanted: Vec<items::Item>) -> DerivedPlan {
+    let mut stored: HashMap<String, StoredView> = stored
         .into_iter()
-        .map(|item| (items::item_key(&item), item))
+        .map(|view| (items::item_key(&view.key), view))
         .collect();
     let wanted: HashMap<String, items::Item> = wanted
         .into_iter()
         .map(|item| (items::item_key(&item), item))
         .collect();
     let mut plan = DerivedPlan::default();
-    for (_, item) in wanted {
-        match stored.remove(&items::item_key(&item)) {
-            Some(existing) if existing == item => plan.unchanged += 1,
+    for (key, item) in wanted {
+        match stored.remove(&key) {
+            Some(existing) if existing.digest == items::item_digest(&item) => plan.unchanged += 1,
             Some(_) => plan.puts.push(item),
             None => {
                 if let Some(kind) = items::alert_kind(&item) {
@@ -184,7 +207,7 @@ pub fn plan_derived_write(stored: Vec<items::Item>, wanted: Vec<items::Item>) ->
 #[derive(Debug, Default)]
 pub struct DerivedPlan {
     pub puts: Vec<items::Item>,
-    pub deletes: Vec<items::Item>,
+    pub deletes: Vec<StoredView>,
     pub unchanged: usize,
     pub new_alerts: std::collections::BTreeMap<String, usize>,
 }
@@ -197,5 +220,50 @@ impl DerivedPlan {
             unchanged: self.unchanged,
             new_alerts: self.new_alerts.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+
+    fn view(sk: &str, item_type: &str, body: &str) -> items::Item {
+        [
+            ("pk", "CLUSTER#c"),
+            ("sk", sk),
+            ("item_type", item_type),
+            ("kind", "brute_force"),
+            ("body", body),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), AttributeValue::S(value.to_owned())))
+        .collect()
+    }
+
+    #[test]
+    fn given_stored_views_when_planned_then_only_changes_are_written_and_gone_views_deleted() {
+        let stored = [
+            view("SESSION#same", "session", "v1"),
+            view("SESSION#changed", "session", "v1"),
+            view("KEY#gone", "key", "v1"),
+        ];
+        let wanted = vec![
+            view("SESSION#same", "session", "v1"),
+            view("SESSION#changed", "session", "v2"),
+            view("ALERT#new", "alert", "v1"),
+        ];
+        let plan = plan_derived_write(stored.iter().map(StoredView::of).collect(), wanted);
+
+        assert_eq!(plan.unchanged, 1);
+        let mut put: Vec<String> = plan.puts.iter().map(items::sort_key).collect();
+        put.sort();
+        assert_eq!(put, ["ALERT#new", "SESSION#changed"]);
+        assert_eq!(plan.deletes.len(), 1);
+        assert_eq!(items::sort_key(&plan.deletes[0].key), "KEY#gone");
+        assert_eq!(plan.deletes[0].key.len(), 2, "a delete names the key only");
+        assert_eq!(plan.deletes[0].item_type, "key");
+        assert_eq!(plan.new_alerts.get("brute_force"), Some(&1));
     }
 }

@@ -6,7 +6,6 @@
 //! and full jitter (so concurrent invocations do not retry in lockstep), within a bound;
 //! past it the invocation fails and Lambda's own retry takes over.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest};
@@ -30,13 +29,6 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(fastrand::u64(ceiling_ms / 2..=ceiling_ms))
 }
 
-fn key_only(item: &Item) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
-    item.iter()
-        .filter(|(name, _)| *name == "pk" || *name == "sk")
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
-
 impl DynamoStore {
     pub(super) async fn put_all(&self, items: Vec<Item>) -> Result<usize, StoreError> {
         let requests = items
@@ -52,12 +44,13 @@ impl DynamoStore {
         self.write_all(requests).await
     }
 
-    pub(super) async fn delete_all(&self, items: &[Item]) -> Result<usize, StoreError> {
-        let requests = items
-            .iter()
-            .map(|item| {
+    /// Deletes the items of `keys` (each `pk` and `sk`).
+    pub(super) async fn delete_all(&self, keys: Vec<Item>) -> Result<usize, StoreError> {
+        let requests = keys
+            .into_iter()
+            .map(|key| {
                 DeleteRequest::builder()
-                    .set_key(Some(key_only(item)))
+                    .set_key(Some(key))
                     .build()
                     .map(|delete| WriteRequest::builder().delete_request(delete).build())
                     .map_err(|error| request_error("BatchWriteItem", error))
@@ -68,8 +61,13 @@ impl DynamoStore {
 
     async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<usize, StoreError> {
         let count = requests.len();
-        let chunks: Vec<Vec<WriteRequest>> =
-            requests.chunks(WRITE_BATCH).map(<[_]>::to_vec).collect();
+        // Moved into their batches, not copied: a derivation's puts are the largest thing
+        // an invocation holds.
+        let mut requests = requests.into_iter();
+        let chunks = std::iter::from_fn(move || {
+            let chunk: Vec<WriteRequest> = requests.by_ref().take(WRITE_BATCH).collect();
+            (!chunk.is_empty()).then_some(chunk)
+        });
         stream::iter(chunks)
             .map(|chunk| self.write_chunk(chunk))
             .buffer_unordered(CONCURRENCY)

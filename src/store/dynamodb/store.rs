@@ -15,7 +15,7 @@ use crate::domain::Derived;
 use crate::model::TrailEntry;
 use crate::store::items::{self, Item};
 use crate::store::{
-    AuditStore, ClusterLease, ClusterTrail, DerivedWrite, StoreError, TrailOutcome,
+    AuditStore, ClusterLease, ClusterTrail, DerivedWrite, StoreError, StoredView, TrailOutcome,
 };
 
 /// A lease outlives the Lambda timeout (60 s), so a holder that died has surely stopped
@@ -163,11 +163,20 @@ impl DynamoStore {
     }
 
     fn account(&self, items: &[Item]) {
+        self.book(
+            items
+                .iter()
+                .map(|item| (items::type_of(item), items::write_units(item))),
+        );
+    }
+
+    /// Books writes in the ledger: `(item type, write units)` of each item written or deleted.
+    fn book(&self, writes: impl IntoIterator<Item = (String, u64)>) {
         if let Ok(mut ledger) = self.ledger.lock() {
-            for item in items {
-                let cost = ledger.entry(items::type_of(item)).or_default();
+            for (item_type, write_units) in writes {
+                let cost = ledger.entry(item_type).or_default();
                 cost.items += 1;
-                cost.write_units += items::write_units(item);
+                cost.write_units += write_units;
             }
         }
     }
@@ -337,24 +346,29 @@ impl AuditStore for DynamoStore {
         lease: &ClusterLease,
         derived: &Derived,
     ) -> Result<DerivedWrite, StoreError> {
-        let stored: Vec<Item> = self
-            .query_partition(&items::cluster_pk(&lease.cluster), None)
-            .await?
-            .into_iter()
-            .filter(|item| {
-                item.get("sk")
-                    .and_then(|sk| sk.as_s().ok())
-                    .is_none_or(|sk| sk != items::LEASE_SK)
-            })
-            .collect();
+        let mut stored = Vec::new();
+        self.query_pages(&items::cluster_pk(&lease.cluster), None, |page| {
+            stored.extend(
+                page.iter()
+                    .filter(|item| items::sort_key(item) != items::LEASE_SK)
+                    .map(StoredView::of),
+            );
+            Ok(())
+        })
+        .await?;
         let plan = crate::store::plan_derived_write(
             stored,
             items::derived_items(&lease.cluster, derived)?,
         );
         let summary = plan.summary();
-        self.account(&plan.deletes);
+        self.book(
+            plan.deletes
+                .iter()
+                .map(|view| (view.item_type.clone(), view.write_units)),
+        );
         self.account(&plan.puts);
-        self.delete_all(&plan.deletes).await?;
+        self.delete_all(plan.deletes.into_iter().map(|view| view.key).collect())
+            .await?;
         self.put_all(plan.puts).await?;
         Ok(summary)
     }
