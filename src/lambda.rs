@@ -119,8 +119,10 @@ pub async fn handle_event<S: AuditStore>(
 /// Kinesis: records are stored one by one in shard order. The first record whose store
 /// write fails, and every record after it, are reported failed (nothing after it is
 /// attempted, so that per-shard order holds when Lambda retries from there). A record
-/// that cannot be decoded is quarantined and counts as processed: a retry cannot fix it,
-/// and reporting it would block the shard behind it.
+/// that cannot be decoded is quarantined with its reason, the rest of the batch lands,
+/// and it is reported failed too: Lambda then retries from it (the repeats are
+/// idempotent) until `MaximumRetryAttempts`, and puts it in the failure queue, where an
+/// operator sees it beside the quarantine item.
 async fn handle_kinesis<S: AuditStore>(
     records: Vec<StreamRecord>,
     store: &S,
@@ -131,7 +133,11 @@ async fn handle_kinesis<S: AuditStore>(
     let mut failed_from: Option<usize> = None;
     let mut first_record_of: BTreeMap<String, usize> = BTreeMap::new();
     let mut last_error = None;
+    let mut undecodable = Vec::new();
     for (index, record) in records.into_iter().enumerate() {
+        if record.is_undecodable() {
+            undecodable.push(index);
+        }
         match store_parsed(store, parse_decoded(record.decoded)).await {
             Ok(stored) => {
                 for cluster in &stored.clusters {
@@ -160,7 +166,14 @@ async fn handle_kinesis<S: AuditStore>(
             }
         }
     }
-    let mut failures = Vec::new();
+    let mut failures: Vec<BatchItemFailure> = undecodable
+        .into_iter()
+        .filter(|index| failed_from.is_none_or(|from| *index < from))
+        .filter_map(|index| ids[index].clone())
+        .map(|id| BatchItemFailure {
+            item_identifier: id,
+        })
+        .collect();
     if let Some(from) = failed_from {
         for id in &ids[from..] {
             match id {

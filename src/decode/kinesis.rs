@@ -51,6 +51,16 @@ pub struct StreamRecord {
     pub decoded: Vec<Decoded>,
 }
 
+impl StreamRecord {
+    /// The record's data itself could not be decoded (not base64, not gzip, not a
+    /// subscription payload): it was quarantined whole, not event by event.
+    pub fn is_undecodable(&self) -> bool {
+        self.decoded
+            .iter()
+            .any(|unit| matches!(unit, Decoded::Quarantined(_)))
+    }
+}
+
 /// The records of a Kinesis Data Streams event, in delivery (shard) order.
 pub fn kinesis_records(event: &Value, max_inflated_bytes: usize) -> Vec<StreamRecord> {
     records_of(event, "Records", "Kinesis", max_inflated_bytes, |record| {

@@ -1,6 +1,6 @@
 //! Kinesis Data Streams and Firehose delivery of the subscription: the same table as
-//! direct delivery, poisoned records quarantined without blocking the shard, and store
-//! failures reported per record from the first failing one on.
+//! direct delivery, poisoned records quarantined and reported while the rest of the batch
+//! lands, and store failures reported per record from the first failing one on.
 
 use std::process::Command;
 
@@ -142,7 +142,7 @@ async fn a_kinesis_batch_of_the_samples_gives_the_table_of_direct_delivery() {
 }
 
 #[tokio::test]
-async fn a_poisoned_record_is_quarantined_and_the_rest_of_the_batch_lands() {
+async fn a_poisoned_record_is_quarantined_and_reported_and_the_rest_of_the_batch_lands() {
     let (_, expected) = direct_state().await;
     let mut data = sample_data();
     data.insert(2, "this is not base64!".to_owned());
@@ -153,7 +153,11 @@ async fn a_poisoned_record_is_quarantined_and_the_rest_of_the_batch_lands() {
     let handled = handle_event(kinesis_event(&data), &store, &config)
         .await
         .expect("bad data never fails the invocation");
-    assert_eq!(failures(&handled.response), Vec::<String>::new());
+    assert_eq!(
+        failures(&handled.response),
+        [2, 5, 7].map(sequence_number),
+        "exactly the poisoned records are reported, so Lambda retries and then dead-letters them"
+    );
 
     let quarantined = store.quarantined().await.expect("quarantine");
     for (index, reason) in [(2, "invalid base64"), (5, "invalid JSON"), (7, "not gzip")] {
@@ -175,6 +179,14 @@ async fn a_poisoned_record_is_quarantined_and_the_rest_of_the_batch_lands() {
         })
         .collect();
     assert_eq!(without_poison, expected);
+
+    // Lambda retries the batch from the first reported record: the repeat changes nothing.
+    let before = scan_all(&store).await;
+    let retried = handle_event(kinesis_event(&data), &store, &config)
+        .await
+        .expect("the retry is handled too");
+    assert_eq!(failures(&retried.response), [2, 5, 7].map(sequence_number));
+    assert_eq!(scan_all(&store).await, before);
 }
 
 /// A store on a port nothing listens on, retrying once: DynamoDB "down".
