@@ -118,7 +118,9 @@ if ! grep -q '"CloudWatchMetrics"' "$WATCH_LOG"; then
 fi
 
 # JSON logs: the summary line of an invocation carries its span (log groups, streams).
-if ! grep '"invocation processed"' "$WATCH_LOG" | grep -q '"log_groups"'; then
+# One grep, not a pipe into `grep -q`: under pipefail the first grep's SIGPIPE, when
+# `grep -q` stops reading at its match, failed the check at random.
+if ! grep -q '"invocation processed".*"span":{[^}]*"log_groups"' "$WATCH_LOG"; then
     echo "(no JSON summary line with the invocation's span in the function's output)" >&2
     failed=$((failed + 1))
 fi

@@ -16,4 +16,5 @@ mod kinesis;
 mod luna;
 mod order_independence;
 mod parse_corpus;
+mod seed_examples;
 mod trail_dynamodb;
