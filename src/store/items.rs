@@ -213,14 +213,27 @@ fn cut_raw(raw: &str) -> (String, bool) {
 }
 
 pub fn trail_item(entry: &TrailEntry) -> Result<Item, StoreError> {
+    trail_item_with_digest(entry, entry.record.content_sha256())
+}
+
+/// [`trail_item`] with the record's content digest already computed (the store has it
+/// from telling new records from duplicates, and it costs a JSON rendering and a SHA-256).
+pub fn trail_item_with_digest(
+    entry: &TrailEntry,
+    content_sha256: String,
+) -> Result<Item, StoreError> {
     match &entry.record {
-        AuditRecord::CloudHsm(record) => cloudhsm_item(entry, record),
-        AuditRecord::Certificate(record) => certificate_item(entry, record),
-        AuditRecord::Luna(record) => luna_item(entry, record),
+        AuditRecord::CloudHsm(record) => cloudhsm_item(entry, record, content_sha256),
+        AuditRecord::Certificate(record) => certificate_item(entry, record, content_sha256),
+        AuditRecord::Luna(record) => luna_item(entry, record, content_sha256),
     }
 }
 
-fn cloudhsm_item(entry: &TrailEntry, record: &HsmRecord) -> Result<Item, StoreError> {
+fn cloudhsm_item(
+    entry: &TrailEntry,
+    record: &HsmRecord,
+    content_sha256: String,
+) -> Result<Item, StoreError> {
     let (raw, raw_truncated) = cut_raw(&entry.raw);
     let item = TrailItem {
         pk: trail_pk(&entry.stream.cluster),
@@ -250,7 +263,7 @@ fn cloudhsm_item(entry: &TrailEntry, record: &HsmRecord) -> Result<Item, StoreEr
         log_group: entry.log_group.clone(),
         log_event_id: entry.log_event_id.clone(),
         log_event_time: entry.log_event_time,
-        content_sha256: record.content_sha256(),
+        content_sha256,
         raw,
         raw_truncated,
     };
@@ -280,7 +293,11 @@ struct CertificateItem {
     raw_truncated: bool,
 }
 
-fn certificate_item(entry: &TrailEntry, record: &CertificateRecord) -> Result<Item, StoreError> {
+fn certificate_item(
+    entry: &TrailEntry,
+    record: &CertificateRecord,
+    content_sha256: String,
+) -> Result<Item, StoreError> {
     let (raw, raw_truncated) = cut_raw(&entry.raw);
     let item = CertificateItem {
         pk: trail_pk(&entry.stream.cluster),
@@ -298,7 +315,7 @@ fn certificate_item(entry: &TrailEntry, record: &CertificateRecord) -> Result<It
         log_group: entry.log_group.clone(),
         log_event_id: entry.log_event_id.clone(),
         log_event_time: entry.log_event_time,
-        content_sha256: entry.record.content_sha256(),
+        content_sha256,
         raw,
         raw_truncated,
     };
@@ -340,7 +357,11 @@ struct LunaItem {
 
 const LUNA_ITEM_TYPE: &str = "luna_record";
 
-fn luna_item(entry: &TrailEntry, record: &LunaRecord) -> Result<Item, StoreError> {
+fn luna_item(
+    entry: &TrailEntry,
+    record: &LunaRecord,
+    content_sha256: String,
+) -> Result<Item, StoreError> {
     let (raw, raw_truncated) = cut_raw(&entry.raw);
     let record = record.clone();
     let item = LunaItem {
@@ -367,7 +388,7 @@ fn luna_item(entry: &TrailEntry, record: &LunaRecord) -> Result<Item, StoreError
         log_group: entry.log_group.clone(),
         log_event_id: entry.log_event_id.clone(),
         log_event_time: entry.log_event_time,
-        content_sha256: entry.record.content_sha256(),
+        content_sha256,
         raw,
         raw_truncated,
     };

@@ -78,8 +78,8 @@ impl AuditStore for MemoryStore {
             })
             .collect();
         let (fresh, outcome) = super::classify_entries(entries, &stored);
-        for entry in fresh {
-            self.put(items::trail_item(entry)?);
+        for (entry, digest) in fresh {
+            self.put(items::trail_item_with_digest(entry, digest)?);
         }
         for conflict in &outcome.conflicts {
             self.put(items::conflict_item(cluster, conflict)?);

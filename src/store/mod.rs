@@ -95,12 +95,13 @@ pub trait AuditStore {
 }
 
 /// Sorts a batch against what the trail already holds (identity sort key → content
-/// digest): new entries to write, duplicates to skip, conflicts to record. Within the
-/// batch the first delivered entry of an identity counts as stored first.
+/// digest): new entries to write (with their digest, for their items), duplicates to
+/// skip, conflicts to record. Within the batch the first delivered entry of an identity
+/// counts as stored first.
 pub fn classify_entries<'a>(
     entries: &'a [TrailEntry],
     stored: &HashMap<String, String>,
-) -> (Vec<&'a TrailEntry>, TrailOutcome) {
+) -> (Vec<(&'a TrailEntry, String)>, TrailOutcome) {
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut fresh = Vec::new();
     let mut outcome = TrailOutcome::default();
@@ -119,8 +120,8 @@ pub fn classify_entries<'a>(
                 }
             }
             None => {
-                seen.insert(key, digest);
-                fresh.push(entry);
+                seen.insert(key, digest.clone());
+                fresh.push((entry, digest));
             }
         }
     }

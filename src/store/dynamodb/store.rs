@@ -254,7 +254,7 @@ impl AuditStore for DynamoStore {
         let (fresh, outcome) = crate::store::classify_entries(entries, &stored);
         let mut writes = fresh
             .into_iter()
-            .map(items::trail_item)
+            .map(|(entry, digest)| items::trail_item_with_digest(entry, digest))
             .collect::<Result<Vec<_>, _>>()?;
         for conflict in &outcome.conflicts {
             writes.push(items::conflict_item(cluster, conflict)?);
