@@ -105,6 +105,8 @@ impl AuditStore for MemoryStore {
                 return Ok(ClusterLease {
                     cluster: cluster.to_owned(),
                     owner: "memory".to_owned(),
+                    version: 0,
+                    keeper: None,
                 });
             }
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -28,6 +28,8 @@ pub enum StoreError {
     Unprocessed { remaining: usize, attempts: u32 },
     #[error("could not take the lease on cluster {cluster} within {waited_ms} ms")]
     LeaseTimeout { cluster: String, waited_ms: u128 },
+    #[error("the lease on cluster {cluster} ran out before its views were written")]
+    LeaseLost { cluster: String },
     #[error("stored item {key} is not readable: {message}")]
     Corrupt { key: String, message: String },
 }
@@ -48,10 +50,33 @@ pub struct ClusterTrail {
 }
 
 /// Proof of holding a cluster's lease: only its holder rewrites the cluster's views.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ClusterLease {
     pub cluster: String,
     pub owner: String,
+    /// The lease item's version this hold wrote: its fencing token.
+    pub version: u64,
+    /// Renews the hold until it is released (DynamoDB; `None` in memory).
+    pub keeper: Option<std::sync::Arc<dynamodb::LeaseKeeper>>,
+}
+
+impl ClusterLease {
+    /// Whether the hold ran out before it was released (a renewal found the lease taken
+    /// over): its holder must not write.
+    pub fn is_lost(&self) -> bool {
+        self.keeper.as_ref().is_some_and(|keeper| keeper.is_lost())
+    }
+}
+
+impl std::fmt::Debug for ClusterLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterLease")
+            .field("cluster", &self.cluster)
+            .field("owner", &self.owner)
+            .field("version", &self.version)
+            .field("lost", &self.is_lost())
+            .finish()
+    }
 }
 
 /// What replacing a cluster's derived views wrote.

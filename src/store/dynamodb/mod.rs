@@ -1,10 +1,12 @@
 //! [`AuditStore`](super::AuditStore) on DynamoDB.
 
 mod batch;
+mod lease;
 mod queries;
 pub mod retries;
 mod store;
 mod table;
 
+pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper};
 pub use store::{DynamoStore, RequestCounts, WriteCost, connect};
 pub use table::{TableSchema, create_table};

@@ -1,15 +1,15 @@
 //! The DynamoDB store: the client, the lease, and the trail and view writes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::batch::backoff;
 use crate::decode::Quarantined;
 use crate::domain::Derived;
 use crate::model::TrailEntry;
@@ -17,10 +17,6 @@ use crate::store::items::{self, Item};
 use crate::store::{
     AuditStore, ClusterLease, ClusterTrail, DerivedWrite, StoreError, StoredView, TrailOutcome,
 };
-
-/// A lease outlives the Lambda timeout (60 s), so a holder that died has surely stopped
-/// writing by the time another invocation takes the lease over.
-const LEASE_SECONDS: u64 = 120;
 
 /// DynamoDB requests made, by kind: the benchmark's requests-per-record come from here,
 /// since a local server's `ConsumedCapacity` cannot be trusted.
@@ -67,9 +63,10 @@ impl RequestCounts {
 pub struct DynamoStore {
     pub(super) client: Client,
     pub(super) table: String,
-    pub(super) counts: RequestCounts,
+    pub(super) counts: Arc<RequestCounts>,
     ledger: std::sync::Mutex<BTreeMap<String, WriteCost>>,
-    lease_wait: Duration,
+    pub(super) lease_wait: Duration,
+    pub(super) lease_ttl: Duration,
 }
 
 /// Items written (put or deleted) and the write capacity units that costs, computed from
@@ -119,21 +116,23 @@ fn timeout_config() -> TimeoutConfig {
         .build()
 }
 
-fn now_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
-            counts: RequestCounts::default(),
+            counts: Arc::default(),
             ledger: std::sync::Mutex::default(),
             lease_wait: Duration::from_secs(45),
+            lease_ttl: super::lease::DEFAULT_TTL,
         }
+    }
+
+    /// How long a claim or renewal holds the lease: how long a holder that died blocks
+    /// its cluster.
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
     }
 
     /// How long [`AuditStore::lock_cluster`] waits for a busy lease before failing.
@@ -178,45 +177,6 @@ impl DynamoStore {
                 cost.items += 1;
                 cost.write_units += write_units;
             }
-        }
-    }
-
-    async fn try_lease(&self, lease: &ClusterLease) -> Result<bool, StoreError> {
-        let now = now_seconds();
-        self.counts.count_single_item();
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", AttributeValue::S(items::cluster_pk(&lease.cluster)))
-            .item("sk", AttributeValue::S(items::LEASE_SK.to_owned()))
-            .item("item_type", AttributeValue::S("lease".to_owned()))
-            .item("owner", AttributeValue::S(lease.owner.clone()))
-            .item(
-                "expires_at",
-                AttributeValue::N((now + LEASE_SECONDS).to_string()),
-            )
-            // Our own owner counts as free: when an attempt took the lease but its answer
-            // was lost (a timeout), the SDK's retry finds the lease held by us, and
-            // waiting for it would wait for ourselves until it expired.
-            .condition_expression(
-                "attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
-            )
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .expression_attribute_values(":owner", AttributeValue::S(lease.owner.clone()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(request_error("PutItem (lease)", error)),
         }
     }
 }
@@ -277,50 +237,11 @@ impl AuditStore for DynamoStore {
     }
 
     async fn lock_cluster(&self, cluster: &str) -> Result<ClusterLease, StoreError> {
-        let lease = ClusterLease {
-            cluster: cluster.to_owned(),
-            owner: format!("{:016x}", fastrand::u64(..)),
-        };
-        let started = Instant::now();
-        let mut attempt = 0;
-        while !self.try_lease(&lease).await? {
-            if started.elapsed() >= self.lease_wait {
-                return Err(StoreError::LeaseTimeout {
-                    cluster: cluster.to_owned(),
-                    waited_ms: started.elapsed().as_millis(),
-                });
-            }
-            attempt += 1;
-            tokio::time::sleep(backoff(attempt.min(5))).await;
-        }
-        Ok(lease)
+        self.claim_lease(cluster).await
     }
 
     async fn unlock_cluster(&self, lease: &ClusterLease) -> Result<(), StoreError> {
-        self.counts.count_single_item();
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(items::cluster_pk(&lease.cluster)))
-            .key("sk", AttributeValue::S(items::LEASE_SK.to_owned()))
-            .condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", AttributeValue::S(lease.owner.clone()))
-            .send()
-            .await;
-        match result {
-            // Someone took over an expired lease: theirs to release, not ours.
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(request_error("DeleteItem (lease)", error)),
-            Ok(_) => Ok(()),
-        }
+        self.release_lease(lease).await
     }
 
     async fn load_trail(&self, cluster: &str) -> Result<ClusterTrail, StoreError> {
@@ -347,6 +268,12 @@ impl AuditStore for DynamoStore {
         derived: &Derived,
     ) -> Result<DerivedWrite, StoreError> {
         let mut stored = Vec::new();
+        let lost = || StoreError::LeaseLost {
+            cluster: lease.cluster.clone(),
+        };
+        if lease.is_lost() {
+            return Err(lost());
+        }
         self.query_pages(&items::cluster_pk(&lease.cluster), None, |page| {
             stored.extend(
                 page.iter()
@@ -367,6 +294,11 @@ impl AuditStore for DynamoStore {
                 .map(|view| (view.item_type.clone(), view.write_units)),
         );
         self.account(&plan.puts);
+        // The trail and the views were read under the lease; if it ran out meanwhile,
+        // someone else is deriving from a newer trail and these writes would be stale.
+        if lease.is_lost() {
+            return Err(lost());
+        }
         self.delete_all(plan.deletes.into_iter().map(|view| view.key).collect())
             .await?;
         self.put_all(plan.puts).await?;

@@ -87,7 +87,9 @@ pub fn config_for(store: &DynamoStore) -> Config {
     Config::from_lookup(Some(store.table().to_owned()), |_| None).expect("default config")
 }
 
-/// Every item of the table, sorted by key: the state two runs are compared by.
+/// Every item of the table but the derivation lease, sorted by key: the state two runs
+/// are compared by. The lease item is coordination, not state: its version counts the
+/// derivations, which differ between two deliveries that end in the same state.
 pub async fn scan_all(store: &DynamoStore) -> Vec<Item> {
     let mut items = Vec::new();
     let mut start = None;
@@ -101,7 +103,12 @@ pub async fn scan_all(store: &DynamoStore) -> Vec<Item> {
             .send()
             .await
             .expect("scan");
-        items.extend(page.items.unwrap_or_default());
+        items.extend(page.items.unwrap_or_default().into_iter().filter(|item| {
+            item.get("item_type")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                != Some("lease")
+        }));
         start = page.last_evaluated_key;
         if start.is_none() {
             break;
