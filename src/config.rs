@@ -90,7 +90,8 @@ pub enum ConfigError {
 
 impl Config {
     /// Reads `TABLE_NAME`, `MIRROR_WINDOW_SECONDS`, `BRUTE_FORCE_THRESHOLD`,
-    /// `BRUTE_FORCE_WINDOW_SECONDS`, `LUNA_SESSION_IDLE_SECONDS` and `MAX_INFLATED_BYTES`; `table_name` overrides
+    /// `BRUTE_FORCE_WINDOW_SECONDS`, `LUNA_SESSION_IDLE_SECONDS`, `ALLOWED_LATENESS_SECONDS`
+    /// and `MAX_INFLATED_BYTES`; `table_name` overrides
     /// `TABLE_NAME` (the CLI's `--table`).
     pub fn from_env(table_name: Option<String>) -> Result<Self, ConfigError> {
         Self::from_lookup(table_name, |name| env::var(name).ok())
@@ -155,6 +156,10 @@ impl Config {
                 luna_idle_window_micros: seconds(
                     "LUNA_SESSION_IDLE_SECONDS",
                     defaults.luna_idle_window_micros,
+                )?,
+                allowed_lateness_micros: seconds(
+                    "ALLOWED_LATENESS_SECONDS",
+                    defaults.allowed_lateness_micros,
                 )?,
             },
             max_inflated_bytes: count("MAX_INFLATED_BYTES", DEFAULT_MAX_INFLATED_BYTES)?,

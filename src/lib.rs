@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod incremental;
 pub mod domain;
 pub mod lambda;
 pub mod metrics;

@@ -47,6 +47,7 @@ fn event_of(entry: &CertEntry<'_>) -> KeyEvent {
         time: entry.time,
         hsm: entry.stream.to_owned(),
         seq: None,
+        reboot_counter: None,
         opcode: Opcode::from_name(&entry.record.op_code),
         success: entry.record.succeeded(),
         response_code: None,
@@ -64,12 +65,24 @@ fn generation(handle: u64, number: u32, created: Option<&CertEntry<'_>>) -> KeyG
     generation
 }
 
-/// Certificate lifecycles and storage alerts of one cluster.
-pub(crate) fn derive(entries: &[TrailEntry]) -> (Vec<KeyGeneration>, Vec<Alert>) {
+/// Certificate lifecycles and storage alerts of one cluster, each handle's lifecycle
+/// resumed from its last generation in `carried` (events left out); and each touched
+/// handle's last generation as of `settle_before`.
+pub(crate) fn derive(
+    entries: &[TrailEntry],
+    carried: &BTreeMap<u64, KeyGeneration>,
+    settle_before: Timestamp,
+) -> (Vec<KeyGeneration>, Vec<Alert>, BTreeMap<u64, KeyGeneration>) {
     let records = certificate_entries(entries);
     let mut by_handle: BTreeMap<u64, Vec<KeyGeneration>> = BTreeMap::new();
+    let mut settled: BTreeMap<u64, KeyGeneration> = BTreeMap::new();
     let mut alerts = Vec::new();
+    let mut snapshot_taken = false;
     for entry in &records {
+        if !snapshot_taken && entry.time >= settle_before {
+            snapshot_taken = true;
+            settled = last_generations(&by_handle);
+        }
         let record = entry.record;
         if !record.succeeded() && TROUBLE.contains(&record.response.as_str()) {
             alerts.push(storage_alert(entry));
@@ -77,7 +90,9 @@ pub(crate) fn derive(entries: &[TrailEntry]) -> (Vec<KeyGeneration>, Vec<Alert>)
         let Some(handle) = record.object_handle else {
             continue;
         };
-        let generations = by_handle.entry(handle).or_default();
+        let generations = by_handle
+            .entry(handle)
+            .or_insert_with(|| carried.get(&handle).cloned().into_iter().collect());
         let creates = record.succeeded() && record.op_code == "CreateObject";
         let ended = generations
             .last()
@@ -105,7 +120,29 @@ pub(crate) fn derive(entries: &[TrailEntry]) -> (Vec<KeyGeneration>, Vec<Alert>)
             current.state = KeyState::Destroyed;
         }
     }
-    (by_handle.into_values().flatten().collect(), alerts)
+    if !snapshot_taken {
+        settled = last_generations(&by_handle);
+    }
+    (by_handle.into_values().flatten().collect(), alerts, settled)
+}
+
+/// Each handle's last generation, without its events: what a resumed lifecycle needs.
+pub(crate) fn last_generations<K: Ord + Clone>(
+    by_key: &BTreeMap<K, Vec<KeyGeneration>>,
+) -> BTreeMap<K, KeyGeneration> {
+    by_key
+        .iter()
+        .filter_map(|(key, generations)| {
+            let last = generations.last()?;
+            Some((
+                key.clone(),
+                KeyGeneration {
+                    events: Vec::new(),
+                    ..last.clone()
+                },
+            ))
+        })
+        .collect()
 }
 
 fn storage_alert(entry: &CertEntry<'_>) -> Alert {
@@ -165,7 +202,7 @@ mod tests {
             cert("1", 10, Some(HANDLE), "CreateObject", "OK"),
             cert("2", 20, Some(HANDLE), "SetAttributeValues", "OK"),
         ];
-        let (keys, alerts) = derive(&entries);
+        let (keys, alerts, _) = derive(&entries, &BTreeMap::new(), Timestamp(i64::MAX));
         assert!(alerts.is_empty());
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].handle, HANDLE);
@@ -184,7 +221,7 @@ mod tests {
             cert("1", 10, Some(HANDLE), "CreateObject", "OK"),
             cert("2", 20, Some(HANDLE), "DestroyObject", "ObjectNotFound"),
         ];
-        let (keys, alerts) = derive(&entries);
+        let (keys, alerts, _) = derive(&entries, &BTreeMap::new(), Timestamp(i64::MAX));
         assert_eq!(keys[0].state, KeyState::Active);
         assert!(!keys[0].events[1].success);
         assert_eq!(
@@ -203,7 +240,7 @@ mod tests {
             cert("1", 10, None, "CreateObject", "MaxObjectsReached"),
             cert("2", 10, Some(7), "SetAttributeValues", "InternalFailure"),
         ];
-        let (keys, alerts) = derive(&entries);
+        let (keys, alerts, _) = derive(&entries, &BTreeMap::new(), Timestamp(i64::MAX));
         assert_eq!(alerts.len(), 2);
         assert!(
             alerts
@@ -233,7 +270,7 @@ mod tests {
             cert("3", 30, Some(u64::MAX), "CreateObject", "OK"),
             cert("3", 30, Some(u64::MAX), "CreateObject", "OK"),
         ];
-        let (keys, _) = derive(&entries);
+        let (keys, _, _) = derive(&entries, &BTreeMap::new(), Timestamp(i64::MAX));
         let generations: Vec<(u32, KeyState)> =
             keys.iter().map(|k| (k.generation, k.state)).collect();
         assert_eq!(

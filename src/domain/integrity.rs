@@ -3,47 +3,207 @@
 //! Gaps are holes between observed sequence numbers of one (hsm, boot); where a stream
 //! starts is reported in its summary, not as a gap, because the trail may have begun
 //! mid-stream. Being derived from the set, a gap that is later filled simply vanishes.
+//!
+//! Incremental use ([`Carry`]): per stream, its summary and open gaps as of the settle
+//! point. A record of a stream arrives either after what the carry holds (it extends
+//! the stream) or, late, inside it ([`Carry::fill`]: it closes or splits a gap, or
+//! moves the stream's start back); either way the result is the set's.
+
+use serde::{Deserialize, Serialize};
 
 use super::records::Rec;
 use super::{Alert, AlertKind, Conflict, StreamSummary};
+use crate::model::Timestamp;
 
-pub(crate) fn derive(recs: &[Rec<'_>], conflicts: &[Conflict]) -> (Vec<StreamSummary>, Vec<Alert>) {
-    let mut streams = Vec::new();
-    let mut alerts = Vec::new();
-    // `recs` is in stream order, so each (hsm, boot) is one contiguous run.
-    for stream in recs.chunk_by(|a, b| a.hsm == b.hsm && a.boot() == b.boot()) {
-        let (Some(first), Some(last)) = (stream.first(), stream.last()) else {
-            continue;
-        };
-        let span = (last.seq() - first.seq()).saturating_add(1);
-        let records = stream.len() as u64;
-        streams.push(StreamSummary {
-            hsm: first.hsm.to_owned(),
-            reboot_counter: first.boot(),
-            first_seq: first.seq(),
-            last_seq: last.seq(),
-            records,
-            missing: span.saturating_sub(records),
-            first_time: first.time(),
-            last_time: last.time(),
-        });
-        for pair in stream.windows(2) {
-            let (before, after) = (pair[0], pair[1]);
-            if after.seq() - before.seq() > 1 {
-                let (from, to) = (before.seq() + 1, after.seq() - 1);
-                alerts.push(Alert {
-                    kind: AlertKind::SequenceGap,
-                    time: before.time(),
-                    hsm: Some(before.hsm.to_owned()),
-                    reboot_counter: Some(before.boot()),
-                    from: Some(from),
-                    to: Some(to),
-                    seq: None,
-                    user: None,
-                    opcode: None,
-                    detail: Some(format!("{} records missing", to - from + 1)),
-                });
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carry {
+    /// By (hsm, boot).
+    streams: Vec<StreamCarry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StreamCarry {
+    hsm: String,
+    reboot_counter: u32,
+    first_seq: u64,
+    last_seq: u64,
+    records: u64,
+    first_time: Timestamp,
+    last_time: Timestamp,
+    /// Holes between observed numbers, with the time of the record before each.
+    gaps: Vec<Gap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Gap {
+    from: u64,
+    to: u64,
+    time: Timestamp,
+}
+
+impl StreamCarry {
+    /// Takes in a record numbered after every record held.
+    fn extend(&mut self, seq: u64, time: Timestamp) {
+        if seq > self.last_seq + 1 {
+            self.gaps.push(Gap {
+                from: self.last_seq + 1,
+                to: seq - 1,
+                time: self.last_time,
+            });
+        }
+        self.last_seq = seq;
+        self.last_time = time;
+        self.records += 1;
+    }
+
+    /// Takes in a record numbered at or before the last held. `false` when it is held
+    /// already.
+    fn fill(&mut self, seq: u64, time: Timestamp) -> bool {
+        if seq < self.first_seq {
+            if seq + 1 < self.first_seq {
+                self.gaps.insert(
+                    0,
+                    Gap {
+                        from: seq + 1,
+                        to: self.first_seq - 1,
+                        time,
+                    },
+                );
             }
+            self.first_seq = seq;
+            self.first_time = time;
+            self.records += 1;
+            return true;
+        }
+        let Some(position) = self
+            .gaps
+            .iter()
+            .position(|gap| gap.from <= seq && seq <= gap.to)
+        else {
+            return false;
+        };
+        let gap = self.gaps.remove(position);
+        let mut parts = Vec::new();
+        if gap.from < seq {
+            parts.push(Gap {
+                to: seq - 1,
+                ..gap
+            });
+        }
+        if seq < gap.to {
+            parts.push(Gap {
+                from: seq + 1,
+                to: gap.to,
+                time,
+            });
+        }
+        for (offset, part) in parts.into_iter().enumerate() {
+            self.gaps.insert(position + offset, part);
+        }
+        self.records += 1;
+        true
+    }
+
+    fn summary(&self) -> StreamSummary {
+        let span = (self.last_seq - self.first_seq).saturating_add(1);
+        StreamSummary {
+            hsm: self.hsm.clone(),
+            reboot_counter: self.reboot_counter,
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            records: self.records,
+            missing: span.saturating_sub(self.records),
+            first_time: self.first_time,
+            last_time: self.last_time,
+        }
+    }
+}
+
+impl Carry {
+    fn position(&self, hsm: &str, boot: u32) -> Result<usize, usize> {
+        self.streams.binary_search_by(|stream| {
+            (stream.hsm.as_str(), stream.reboot_counter).cmp(&(hsm, boot))
+        })
+    }
+
+    /// The last settled position of an HSM's stream: its latest boot and the last
+    /// sequence number held of it.
+    pub fn last_position(&self, hsm: &str) -> Option<(u32, u64)> {
+        self.streams
+            .iter()
+            .filter(|stream| stream.hsm == hsm)
+            .map(|stream| (stream.reboot_counter, stream.last_seq))
+            .max()
+    }
+
+    /// Takes in one record wherever it falls. `false` when it was held already.
+    pub fn admit(&mut self, hsm: &str, boot: u32, seq: u64, time: Timestamp) -> bool {
+        match self.position(hsm, boot) {
+            Ok(index) => {
+                let stream = &mut self.streams[index];
+                if seq > stream.last_seq {
+                    stream.extend(seq, time);
+                    true
+                } else {
+                    stream.fill(seq, time)
+                }
+            }
+            Err(index) => {
+                self.streams.insert(
+                    index,
+                    StreamCarry {
+                        hsm: hsm.to_owned(),
+                        reboot_counter: boot,
+                        first_seq: seq,
+                        last_seq: seq,
+                        records: 1,
+                        first_time: time,
+                        last_time: time,
+                        gaps: Vec::new(),
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    fn take_in(&mut self, rec: &Rec<'_>) {
+        self.admit(rec.hsm, rec.boot(), rec.seq(), rec.time());
+    }
+}
+
+/// Summaries and integrity alerts of every stream the carry and `recs` hold, and the
+/// carry of the records timed before `settle_before`.
+pub(crate) fn derive(
+    recs: &[Rec<'_>],
+    conflicts: &[Conflict],
+    carry: &Carry,
+    settle_before: Timestamp,
+) -> (Vec<StreamSummary>, Vec<Alert>, Carry) {
+    let mut settled = carry.clone();
+    let mut whole = carry.clone();
+    for rec in recs {
+        if rec.time() < settle_before {
+            settled.take_in(rec);
+        }
+        whole.take_in(rec);
+    }
+    let streams: Vec<StreamSummary> = whole.streams.iter().map(StreamCarry::summary).collect();
+    let mut alerts = Vec::new();
+    for stream in &whole.streams {
+        for gap in &stream.gaps {
+            alerts.push(Alert {
+                kind: AlertKind::SequenceGap,
+                time: gap.time,
+                hsm: Some(stream.hsm.clone()),
+                reboot_counter: Some(stream.reboot_counter),
+                from: Some(gap.from),
+                to: Some(gap.to),
+                seq: None,
+                user: None,
+                opcode: None,
+                detail: Some(format!("{} records missing", gap.to - gap.from + 1)),
+            });
         }
     }
     for boots in streams.chunk_by(|a, b| a.hsm == b.hsm) {
@@ -66,24 +226,26 @@ pub(crate) fn derive(recs: &[Rec<'_>], conflicts: &[Conflict]) -> (Vec<StreamSum
             });
         }
     }
-    for conflict in conflicts {
-        alerts.push(Alert {
-            kind: AlertKind::ConflictingDuplicate,
-            time: conflict.time,
-            hsm: Some(conflict.hsm.clone()),
-            reboot_counter: conflict.reboot_counter,
-            from: None,
-            to: None,
-            seq: conflict.sequence_no,
-            user: None,
-            opcode: None,
-            detail: Some(format!(
-                "stored sha256 {}, rejected sha256 {} (log event {})",
-                conflict.stored_sha256, conflict.rejected_sha256, conflict.rejected_log_event_id
-            )),
-        });
+    alerts.extend(conflicts.iter().map(conflict_alert));
+    (streams, alerts, settled)
+}
+
+pub(crate) fn conflict_alert(conflict: &Conflict) -> Alert {
+    Alert {
+        kind: AlertKind::ConflictingDuplicate,
+        time: conflict.time,
+        hsm: Some(conflict.hsm.clone()),
+        reboot_counter: conflict.reboot_counter,
+        from: None,
+        to: None,
+        seq: conflict.sequence_no,
+        user: None,
+        opcode: None,
+        detail: Some(format!(
+            "stored sha256 {}, rejected sha256 {} (log event {})",
+            conflict.stored_sha256, conflict.rejected_sha256, conflict.rejected_log_event_id
+        )),
     }
-    (streams, alerts)
 }
 
 #[cfg(test)]
@@ -94,7 +256,13 @@ mod tests {
     use crate::model::{Opcode, Timestamp, TrailEntry};
 
     fn run(entries: &[TrailEntry], conflicts: &[Conflict]) -> (Vec<StreamSummary>, Vec<Alert>) {
-        derive(&prepare(entries), conflicts)
+        let (streams, alerts, _) = derive(
+            &prepare(entries),
+            conflicts,
+            &Carry::default(),
+            Timestamp(i64::MAX),
+        );
+        (streams, alerts)
     }
 
     fn at(hsm: &str, boot: u32, seq: u64) -> TrailEntry {

@@ -11,12 +11,25 @@
 //!   while the handle has no live generation is held for the next successful creation
 //!   of that handle if one follows within the mirror window, and becomes part of it.
 //! - Failed records are events with `success = false` and change no state.
+//!
+//! Incremental use ([`KeyCarry`]): a handle's lifecycle resumes from its last generation
+//! (without its events) and the inserts held for a creation not yet seen.
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::records::Rec;
 use super::{KeyEvent, KeyGeneration, KeyState};
-use crate::model::Opcode;
+use crate::model::{Opcode, Timestamp};
+
+/// Where a handle's lifecycle stands: its last generation (events left out) and the
+/// replications held for the creation they copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCarry {
+    pub last: Option<KeyGeneration>,
+    pub held: Vec<KeyEvent>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -72,11 +85,15 @@ fn roles(rec: Rec<'_>) -> Vec<(u64, Role)> {
         .collect()
 }
 
+/// Lifecycles of the handles `recs` name, each resumed from its carry, and each
+/// handle's carry as of `settle_before`.
 pub(crate) fn derive(
     recs: &[Rec<'_>],
     actors: &[Option<String>],
     mirror_window_micros: i64,
-) -> Vec<KeyGeneration> {
+    carries: &BTreeMap<u64, KeyCarry>,
+    settle_before: Timestamp,
+) -> (Vec<KeyGeneration>, BTreeMap<u64, KeyCarry>) {
     let mut touches: BTreeMap<u64, Vec<(usize, Role)>> = BTreeMap::new();
     for (index, rec) in recs.iter().enumerate() {
         for (handle, role) in roles(*rec) {
@@ -84,11 +101,23 @@ pub(crate) fn derive(
         }
     }
     let mut keys = Vec::new();
+    let mut settled = BTreeMap::new();
     for (handle, mut list) in touches {
         list.sort_by_key(|&(index, _)| recs[index].time_key());
-        keys.extend(lifecycle(handle, &list, recs, actors, mirror_window_micros));
+        let carry = carries.get(&handle).cloned().unwrap_or_default();
+        let (generations, carry) = lifecycle(
+            handle,
+            &list,
+            recs,
+            actors,
+            mirror_window_micros,
+            carry,
+            settle_before,
+        );
+        keys.extend(generations);
+        settled.insert(handle, carry);
     }
-    keys
+    (keys, settled)
 }
 
 fn lifecycle(
@@ -97,15 +126,19 @@ fn lifecycle(
     recs: &[Rec<'_>],
     actors: &[Option<String>],
     window: i64,
-) -> Vec<KeyGeneration> {
-    let mut generations: Vec<KeyGeneration> = Vec::new();
-    let mut held: Vec<usize> = Vec::new();
+    carry: KeyCarry,
+    settle_before: Timestamp,
+) -> (Vec<KeyGeneration>, KeyCarry) {
+    let mut generations: Vec<KeyGeneration> = carry.last.into_iter().collect();
+    let mut held: Vec<KeyEvent> = carry.held;
+    let mut settled = None;
     let event = |index: usize| {
         let rec = recs[index];
         KeyEvent {
             time: rec.time(),
             hsm: rec.hsm.to_owned(),
             seq: Some(rec.seq()),
+            reboot_counter: Some(rec.boot()),
             opcode: rec.op().clone(),
             success: rec.ok(),
             response_code: Some(rec.record.response_code),
@@ -115,25 +148,35 @@ fn lifecycle(
             log_event_id: None,
         }
     };
+    let snapshot = |generations: &[KeyGeneration], held: &[KeyEvent]| KeyCarry {
+        last: generations.last().map(|last| KeyGeneration {
+            events: Vec::new(),
+            ..last.clone()
+        }),
+        held: held.to_vec(),
+    };
     for (position, &(index, role)) in touches.iter().enumerate() {
         let rec = recs[index];
+        if settled.is_none() && rec.time() >= settle_before {
+            settled = Some(snapshot(&generations, &held));
+        }
         let live = generations
             .last()
             .is_some_and(|g| g.state == KeyState::Active);
         match role {
             Role::Create { kind, pair } if rec.ok() => {
-                let number = generations.iter().filter(|g| g.generation > 0).count() + 1;
+                let number = generations.last().map_or(1, |g| g.generation + 1);
                 let mut hsms = vec![rec.hsm.to_owned()];
                 let mut events: Vec<KeyEvent> = Vec::new();
-                for held_index in held.drain(..) {
-                    hsms.push(recs[held_index].hsm.to_owned());
-                    events.push(event(held_index));
+                for held_event in held.drain(..) {
+                    hsms.push(held_event.hsm.clone());
+                    events.push(held_event);
                 }
                 events.push(event(index));
                 generations.push(KeyGeneration {
                     handle,
                     object_id: None,
-                    generation: u32::try_from(number).unwrap_or(u32::MAX),
+                    generation: number,
                     state: KeyState::Active,
                     kind: kind.to_owned(),
                     pair_handle: pair,
@@ -150,7 +193,7 @@ fn lifecycle(
                     && !live
                     && creation_follows(&touches[position + 1..], recs, rec, window) =>
             {
-                held.push(index);
+                held.push(event(index));
             }
             _ => {
                 if generations.is_empty() {
@@ -172,12 +215,13 @@ fn lifecycle(
                 }
             }
         }
+        if let Some(current) = generations.last_mut() {
+            current.hsms.sort();
+            current.hsms.dedup();
+        }
     }
-    for generation in &mut generations {
-        generation.hsms.sort();
-        generation.hsms.dedup();
-    }
-    generations
+    let settled = settled.unwrap_or_else(|| snapshot(&generations, &held));
+    (generations, settled)
 }
 
 fn creation_follows(
@@ -214,7 +258,14 @@ mod tests {
     fn run(entries: &[TrailEntry]) -> Vec<KeyGeneration> {
         let recs = prepare(entries);
         let actors = vec![Some("crypto_user".to_owned()); recs.len()];
-        derive(&recs, &actors, WINDOW)
+        derive(
+            &recs,
+            &actors,
+            WINDOW,
+            &BTreeMap::new(),
+            Timestamp(i64::MAX),
+        )
+        .0
     }
 
     #[test]

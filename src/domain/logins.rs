@@ -12,9 +12,11 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::records::Rec;
 use super::{Alert, AlertKind, DeriveConfig, FailedLogin};
-use crate::model::Opcode;
+use crate::model::{Opcode, Timestamp};
 
 /// Human wording for the response codes a failed login usually carries.
 fn response_text(code: u32, logged: &str) -> String {
@@ -28,9 +30,8 @@ fn response_text(code: u32, logged: &str) -> String {
 /// Failed logins of CloudHSM records alone, flagged (what the unit tests exercise).
 #[cfg(test)]
 pub(crate) fn derive(recs: &[Rec<'_>], config: &DeriveConfig) -> (Vec<FailedLogin>, Vec<Alert>) {
-    let mut logins = failures(recs);
-    let alerts = flag_brute_force(&mut logins, config);
-    (logins, alerts)
+    let flagged = flag_brute_force(failures(recs), config, &Carry::default(), Timestamp(i64::MAX));
+    (flagged.logins, flagged.alerts)
 }
 
 /// Every failed `CN_LOGIN`, not yet flagged.
@@ -54,19 +55,65 @@ pub(crate) fn failures(recs: &[Rec<'_>]) -> Vec<FailedLogin> {
         .collect()
 }
 
-/// Applies the brute-force rule to failed logins of any vendor: sorts them by
-/// (time, hsm, boot, seq, log event id), sets their `brute_force` flags and returns one
-/// alert per burst.
-pub(crate) fn flag_brute_force(logins: &mut [FailedLogin], config: &DeriveConfig) -> Vec<Alert> {
-    logins.sort_by(|a, b| {
-        (a.time, &a.hsm, a.reboot_counter, a.seq, &a.log_event_id).cmp(&(
-            b.time,
-            &b.hsm,
-            b.reboot_counter,
-            b.seq,
-            &b.log_event_id,
-        ))
-    });
+/// What the brute-force rule needs of the past: the failed logins of the last window
+/// (a new failure may complete a run with them, and their flags may still turn on),
+/// and per user the burst still open: how many of its failures are older than that,
+/// and its alert if the threshold was reached among them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carry {
+    recent: Vec<FailedLogin>,
+    bursts: BTreeMap<String, BurstCarry>,
+}
+
+impl Carry {
+    pub fn len(&self) -> usize {
+        self.recent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recent.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct BurstCarry {
+    earlier: usize,
+    alert: Option<Alert>,
+}
+
+pub(crate) struct Flagged {
+    /// The new failed logins and the carried ones, flagged.
+    pub logins: Vec<FailedLogin>,
+    /// One per burst among them that reached the threshold.
+    pub alerts: Vec<Alert>,
+    /// Users whose burst may still grow after `settle_before`.
+    pub open_bursts: Vec<String>,
+    pub carry: Carry,
+}
+
+fn login_order(a: &FailedLogin, b: &FailedLogin) -> std::cmp::Ordering {
+    (a.time, &a.hsm, a.reboot_counter, a.seq, &a.log_event_id).cmp(&(
+        b.time,
+        &b.hsm,
+        b.reboot_counter,
+        b.seq,
+        &b.log_event_id,
+    ))
+}
+
+/// Applies the brute-force rule to failed logins of any vendor, after the carried ones:
+/// sorts them by (time, hsm, boot, seq, log event id), sets their `brute_force` flags and
+/// returns one alert per burst, and the carry as of `settle_before`.
+pub(crate) fn flag_brute_force(
+    new: Vec<FailedLogin>,
+    config: &DeriveConfig,
+    carry: &Carry,
+    settle_before: Timestamp,
+) -> Flagged {
+    let mut logins: Vec<FailedLogin> = carry.recent.iter().cloned().chain(new).collect();
+    logins.sort_by(login_order);
+    // One record, one failed login, whichever run delivered it.
+    logins.dedup_by(|a, b| login_order(a, b).is_eq());
     let mut by_user: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, login) in logins.iter().enumerate() {
         by_user.entry(login.user.clone()).or_default().push(index);
@@ -74,46 +121,109 @@ pub(crate) fn flag_brute_force(logins: &mut [FailedLogin], config: &DeriveConfig
     let threshold = config.brute_force_threshold.max(1);
     let window = config.brute_force_window_micros;
     let mut alerts = Vec::new();
-    for indices in by_user.values() {
+    let mut open_bursts = Vec::new();
+    let mut bursts = BTreeMap::new();
+    // A carried flag stays on: the run that set it may have begun before the window.
+    let mut flags: Vec<bool> = logins.iter().map(|login| login.brute_force).collect();
+    for (user, indices) in &by_user {
         let times: Vec<i64> = indices.iter().map(|&i| logins[i].time.micros()).collect();
         let span = |from: usize, to: usize| times[to].saturating_sub(times[from]);
+        let carried = carry.bursts.get(user);
         let mut burst_start = 0;
         while burst_start < indices.len() {
             let mut burst_end = burst_start;
             while burst_end + 1 < indices.len() && span(burst_end, burst_end + 1) <= window {
                 burst_end += 1;
             }
+            // The carried failures of a user, first in its list, end its open burst.
+            let continued = if burst_start == 0 { carried } else { None };
             let mut reached = None;
             for last in (burst_start + threshold - 1)..=burst_end {
                 let first = last + 1 - threshold;
                 if span(first, last) <= window {
                     reached.get_or_insert(last);
                     for &flagged in &indices[first..=last] {
-                        logins[flagged].brute_force = true;
+                        flags[flagged] = true;
                     }
                 }
             }
-            if let Some(last) = reached {
-                let at = &logins[indices[last]];
-                // Records without a sequence number (Luna) have no boot or position.
-                let sequenced = at.log_event_id.is_none();
-                alerts.push(Alert {
-                    kind: AlertKind::BruteForce,
-                    time: at.time,
-                    hsm: Some(at.hsm.clone()),
-                    reboot_counter: sequenced.then_some(at.reboot_counter),
-                    from: None,
-                    to: None,
-                    seq: sequenced.then_some(at.seq),
-                    user: Some(at.user.clone()),
-                    opcode: Some(at.opcode.clone().unwrap_or(Opcode::Login)),
-                    detail: Some((burst_end + 1 - burst_start).to_string()),
-                });
+            let earlier = continued.map_or(0, |burst| burst.earlier);
+            let count = earlier + burst_end + 1 - burst_start;
+            let alert = match (continued.and_then(|burst| burst.alert.clone()), reached) {
+                (Some(alert), _) => Some(alert),
+                (None, Some(last)) => Some(burst_alert(&logins[indices[last]])),
+                (None, None) => None,
+            };
+            if let Some(mut alert) = alert.clone() {
+                alert.detail = Some(count.to_string());
+                alerts.push(alert);
+            }
+            let last_time = times[burst_end];
+            let open = last_time.saturating_add(window) >= settle_before.micros();
+            if open {
+                open_bursts.push(user.clone());
+            }
+            // The burst as of the settle point: its failures before it, and how many of
+            // those are older than the window the next run will see.
+            let settled: Vec<usize> = (burst_start..=burst_end)
+                .filter(|&i| times[i] < settle_before.micros())
+                .collect();
+            if let Some(&settled_last) = settled.last() {
+                let still_open = times[settled_last].saturating_add(window) >= settle_before.micros();
+                if still_open {
+                    let older = settled
+                        .iter()
+                        .filter(|&&i| times[i] < settle_before.micros().saturating_sub(window))
+                        .count();
+                    // A threshold reached at a settled failure stays reached: the run
+                    // that reached it may begin before the next run's window.
+                    let reached_early = alert.as_ref().filter(|alert| alert.time < settle_before);
+                    bursts.insert(
+                        user.clone(),
+                        BurstCarry {
+                            earlier: earlier + older,
+                            alert: reached_early.cloned(),
+                        },
+                    );
+                }
             }
             burst_start = burst_end + 1;
         }
     }
-    alerts
+    for (login, flag) in logins.iter_mut().zip(flags) {
+        login.brute_force = flag;
+    }
+    let recent = logins
+        .iter()
+        .filter(|login| {
+            login.time < settle_before
+                && login.time.micros() >= settle_before.micros().saturating_sub(window)
+        })
+        .cloned()
+        .collect();
+    Flagged {
+        logins,
+        alerts,
+        open_bursts,
+        carry: Carry { recent, bursts },
+    }
+}
+
+fn burst_alert(at: &FailedLogin) -> Alert {
+    // Records without a sequence number (Luna) have no boot or position.
+    let sequenced = at.log_event_id.is_none();
+    Alert {
+        kind: AlertKind::BruteForce,
+        time: at.time,
+        hsm: Some(at.hsm.clone()),
+        reboot_counter: sequenced.then_some(at.reboot_counter),
+        from: None,
+        to: None,
+        seq: sequenced.then_some(at.seq),
+        user: Some(at.user.clone()),
+        opcode: Some(at.opcode.clone().unwrap_or(Opcode::Login)),
+        detail: None,
+    }
 }
 
 #[cfg(test)]

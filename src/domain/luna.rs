@@ -42,6 +42,9 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
+use super::certificates::last_generations;
 use super::{
     Alert, AlertKind, ClusterSession, DeriveConfig, FailedLogin, KeyEvent, KeyGeneration, KeyState,
     SessionEvent,
@@ -60,6 +63,39 @@ pub(crate) struct LunaView {
     pub keys: Vec<KeyGeneration>,
     pub failed_logins: Vec<FailedLogin>,
     pub alerts: Vec<Alert>,
+    /// The sessions' state as of the settle point.
+    pub carry: SessionsCarry,
+    /// Each touched object's last generation as of the settle point.
+    pub settled_objects: BTreeMap<String, KeyGeneration>,
+}
+
+/// What later records can still change of Luna sessions: the runs not yet known to be
+/// closed, and each partition's newest record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsCarry {
+    runs: Vec<RunCarry>,
+    newest: BTreeMap<String, Timestamp>,
+}
+
+impl SessionsCarry {
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RunCarry {
+    partition: String,
+    actor: String,
+    first: Timestamp,
+    last: Timestamp,
+    role: Option<String>,
+    /// Whether `role` is a login's (it then stays); else the first record's.
+    role_from_login: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -149,16 +185,30 @@ fn prepare(entries: &[TrailEntry]) -> Vec<LunaRec<'_>> {
     recs
 }
 
-pub(crate) fn derive(entries: &[TrailEntry], config: &DeriveConfig) -> LunaView {
+/// Luna's contribution from `entries`, resumed from the carried sessions and objects.
+pub(crate) fn derive(
+    entries: &[TrailEntry],
+    config: &DeriveConfig,
+    carry: &SessionsCarry,
+    objects: &BTreeMap<String, KeyGeneration>,
+    settle_before: Timestamp,
+) -> LunaView {
     let recs = prepare(entries);
-    if recs.is_empty() {
-        return LunaView::default();
+    if recs.is_empty() && carry.is_empty() {
+        return LunaView {
+            carry: carry.clone(),
+            ..LunaView::default()
+        };
     }
+    let (sessions, carry) = sessions(&recs, config.luna_idle_window_micros, carry, settle_before);
+    let (keys, settled_objects) = keys(&recs, objects, settle_before);
     LunaView {
-        sessions: sessions(&recs, config.luna_idle_window_micros),
-        keys: keys(&recs),
+        sessions,
+        keys,
         failed_logins: failed_logins(&recs),
         alerts: sensitive(&recs),
+        carry,
+        settled_objects,
     }
 }
 
@@ -187,50 +237,110 @@ fn failed_logins(recs: &[LunaRec<'_>]) -> Vec<FailedLogin> {
         .collect()
 }
 
-fn sessions(recs: &[LunaRec<'_>], window: i64) -> Vec<ClusterSession> {
-    let mut newest: BTreeMap<&str, Timestamp> = BTreeMap::new();
+/// Runs of an actor's activity on a partition, each continuing the carried run when its
+/// first record is close enough; and the runs and newest records as of `settle_before`.
+fn sessions(
+    recs: &[LunaRec<'_>],
+    window: i64,
+    carry: &SessionsCarry,
+    settle_before: Timestamp,
+) -> (Vec<ClusterSession>, SessionsCarry) {
+    let mut newest = carry.newest.clone();
+    let mut settled_newest = carry.newest.clone();
     for rec in recs {
-        let time = newest.entry(rec.partition).or_insert(rec.time());
-        *time = (*time).max(rec.time());
+        for (map, take) in [(&mut newest, true), (&mut settled_newest, rec.time() < settle_before)] {
+            if take {
+                let time = map.entry(rec.partition.to_owned()).or_insert(rec.time());
+                *time = (*time).max(rec.time());
+            }
+        }
     }
-    let mut by_actor: BTreeMap<(&str, &str), Vec<&LunaRec<'_>>> = BTreeMap::new();
+    let mut carried: BTreeMap<(String, String), RunCarry> = carry
+        .runs
+        .iter()
+        .map(|run| ((run.partition.clone(), run.actor.clone()), run.clone()))
+        .collect();
+    let mut by_actor: BTreeMap<(String, String), Vec<&LunaRec<'_>>> = BTreeMap::new();
     for rec in recs.iter().filter(|rec| !is_failed_login(rec)) {
         if let Some(actor) = rec.record.actor_id.as_deref() {
             by_actor
-                .entry((rec.partition, actor))
+                .entry((rec.partition.to_owned(), actor.to_owned()))
                 .or_default()
                 .push(rec);
         }
     }
+    for key in carried.keys() {
+        by_actor.entry(key.clone()).or_default();
+    }
     let mut sessions = Vec::new();
+    let mut runs_out = Vec::new();
     for ((partition, actor), activity) in by_actor {
-        let newest = newest.get(partition).copied().unwrap_or_default();
-        for run in activity.chunk_by(|a, b| b.time().micros() - a.time().micros() <= window) {
-            let (Some(first), Some(last)) = (run.first(), run.last()) else {
-                continue;
-            };
-            let closed = newest.micros() - last.time().micros() > window;
-            let role = run
-                .iter()
-                .find(|rec| rec.action() == LOGIN)
-                .unwrap_or(first)
-                .record
-                .role
-                .clone();
+        let mut runs: Vec<(RunCarry, Vec<&LunaRec<'_>>)> = Vec::new();
+        let mut settled_run: Option<RunCarry> = carried.remove(&(partition.clone(), actor.clone()));
+        let mut current: Option<(RunCarry, Vec<&LunaRec<'_>>)> =
+            settled_run.clone().map(|run| (run, Vec::new()));
+        for rec in activity {
+            let continues = current
+                .as_ref()
+                .is_some_and(|(run, _)| rec.time().micros() - run.last.micros() <= window);
+            if !continues {
+                runs.extend(current.take());
+                current = Some((
+                    RunCarry {
+                        partition: partition.clone(),
+                        actor: actor.clone(),
+                        first: rec.time(),
+                        last: rec.time(),
+                        role: rec.record.role.clone(),
+                        role_from_login: false,
+                    },
+                    Vec::new(),
+                ));
+            }
+            if let Some((run, events)) = current.as_mut() {
+                run.last = rec.time();
+                if rec.action() == LOGIN && !run.role_from_login {
+                    run.role = rec.record.role.clone();
+                    run.role_from_login = true;
+                }
+                events.push(rec);
+                if rec.time() < settle_before {
+                    settled_run = Some(run.clone());
+                }
+            }
+        }
+        runs.extend(current);
+        let newest = newest.get(&partition).copied().unwrap_or_default();
+        for (run, events) in runs {
+            let closed = newest.micros() - run.last.micros() > window;
             sessions.push(ClusterSession {
-                user: actor.to_owned(),
-                user_type: role,
-                login_time: first.time(),
-                end_time: closed.then(|| last.time()),
+                user: actor.clone(),
+                user_type: run.role.clone(),
+                login_time: run.first,
+                end_time: closed.then_some(run.last),
                 ended_by: closed.then(|| INACTIVITY.to_owned()),
-                origin_hsm: partition.to_owned(),
+                origin_hsm: partition.clone(),
                 origin_seq: 0,
                 mirror_hsms: Vec::new(),
-                events: run.iter().map(|rec| session_event(rec)).collect(),
+                events: events.iter().map(|rec| session_event(rec)).collect(),
             });
         }
+        // The run as of the settle point stays carried until settled records show it
+        // closed: a later record may still extend it, or close it.
+        if let Some(run) = settled_run {
+            let settled_newest = settled_newest.get(&partition).copied().unwrap_or_default();
+            if settled_newest.micros() - run.last.micros() <= window {
+                runs_out.push(run);
+            }
+        }
     }
-    sessions
+    (
+        sessions,
+        SessionsCarry {
+            runs: runs_out,
+            newest: settled_newest,
+        },
+    )
 }
 
 fn session_event(rec: &LunaRec<'_>) -> SessionEvent {
@@ -239,10 +349,12 @@ fn session_event(rec: &LunaRec<'_>) -> SessionEvent {
         hsm: rec.partition.to_owned(),
         seq: 0,
         opcode: rec.opcode(),
+        reboot_counter: None,
         success: rec.ok(),
         target_user: None,
         key_handles: Vec::new(),
         object_ids: rec.record.object_ids.clone(),
+        log_event_id: Some(rec.log_event_id.to_owned()),
     }
 }
 
@@ -294,11 +406,21 @@ fn add_hsm(key: &mut KeyGeneration, partition: &str) {
     }
 }
 
-fn keys(recs: &[LunaRec<'_>]) -> Vec<KeyGeneration> {
-    let mut by_object: BTreeMap<&str, Vec<KeyGeneration>> = BTreeMap::new();
+fn keys(
+    recs: &[LunaRec<'_>],
+    carried: &BTreeMap<String, KeyGeneration>,
+    settle_before: Timestamp,
+) -> (Vec<KeyGeneration>, BTreeMap<String, KeyGeneration>) {
+    let mut by_object: BTreeMap<String, Vec<KeyGeneration>> = BTreeMap::new();
+    let mut settled = None;
     for rec in recs {
+        if settled.is_none() && rec.time() >= settle_before {
+            settled = Some(last_generations(&by_object));
+        }
         for object_id in &rec.record.object_ids {
-            let generations = by_object.entry(object_id).or_default();
+            let generations = by_object
+                .entry(object_id.clone())
+                .or_insert_with(|| carried.get(object_id).cloned().into_iter().collect());
             let effect = if rec.ok() {
                 effect(rec.action())
             } else {
@@ -342,7 +464,8 @@ fn keys(recs: &[LunaRec<'_>]) -> Vec<KeyGeneration> {
             }
         }
     }
-    by_object.into_values().flatten().collect()
+    let settled = settled.unwrap_or_else(|| last_generations(&by_object));
+    (by_object.into_values().flatten().collect(), settled)
 }
 
 fn key_event(rec: &LunaRec<'_>) -> KeyEvent {
@@ -350,6 +473,7 @@ fn key_event(rec: &LunaRec<'_>) -> KeyEvent {
         time: rec.time(),
         hsm: rec.partition.to_owned(),
         seq: None,
+        reboot_counter: None,
         opcode: rec.opcode(),
         success: rec.ok(),
         response_code: None,
@@ -450,7 +574,13 @@ mod tests {
     }
 
     fn run(entries: &[TrailEntry]) -> LunaView {
-        derive(entries, &DeriveConfig::default())
+        derive(
+            entries,
+            &DeriveConfig::default(),
+            &SessionsCarry::default(),
+            &BTreeMap::new(),
+            Timestamp(i64::MAX),
+        )
     }
 
     #[test]

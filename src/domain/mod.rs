@@ -13,7 +13,11 @@
 //! lifecycles from certificate-storage records) and `luna` (Thales Luna records onto the
 //! same sessions, lifecycles, failed logins and alerts).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
+
+pub use keys::KeyCarry;
 
 use crate::model::{Opcode, RecordIdentity, Timestamp, TrailEntry};
 
@@ -39,6 +43,9 @@ pub struct DeriveConfig {
     /// Luna has no logout: an actor's session on a partition ends after this long
     /// without activity.
     pub luna_idle_window_micros: i64,
+    /// How far behind the newest record of its cluster a record may arrive and still be
+    /// folded in exactly; a record later than that is late (see `crate::incremental`).
+    pub allowed_lateness_micros: i64,
 }
 
 impl Default for DeriveConfig {
@@ -48,6 +55,7 @@ impl Default for DeriveConfig {
             brute_force_threshold: 5,
             brute_force_window_micros: 300_000_000,
             luna_idle_window_micros: 900_000_000,
+            allowed_lateness_micros: 300_000_000,
         }
     }
 }
@@ -128,6 +136,9 @@ pub struct SessionEvent {
     pub time: Timestamp,
     pub hsm: String,
     pub seq: u64,
+    /// With `hsm` and `seq`, the record's identity (CloudHSM records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_counter: Option<u32>,
     pub opcode: Opcode,
     pub success: bool,
     /// The user a user-management command acts on (`User Name` of that record).
@@ -136,6 +147,9 @@ pub struct SessionEvent {
     /// Luna object ids (`meta.ouids`) the command named.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub object_ids: Vec<String>,
+    /// Records without a sequence number (Luna): the log event id locates the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_event_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +223,8 @@ pub struct KeyEvent {
     pub hsm: String,
     /// CloudHSM records only; certificate-storage records are located by `log_event_id`.
     pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_counter: Option<u32>,
     pub opcode: Opcode,
     pub success: bool,
     /// CloudHSM's numeric response code.
@@ -256,6 +272,8 @@ pub enum AlertKind {
     /// Certificate storage failed for a reason of its own (`MaxObjectsReached`,
     /// `InternalFailure`), not of the request.
     CertificateStorageError,
+    /// A record arrived later than the allowed lateness: the views omit it until rebuilt.
+    LateRecord,
 }
 
 impl AlertKind {
@@ -267,6 +285,7 @@ impl AlertKind {
             AlertKind::SensitiveOperation => "sensitive_operation",
             AlertKind::Reboot => "reboot",
             AlertKind::CertificateStorageError => "certificate_storage_error",
+            AlertKind::LateRecord => "late_record",
         }
     }
 }
@@ -303,38 +322,186 @@ pub struct StreamSummary {
 }
 
 /// Derives every view of one cluster from its trail records and refused duplicates.
-/// The result is sorted, so equal inputs in any order give equal output.
+/// The result is sorted, so equal inputs in any order give equal output. This is the
+/// reference the incremental derivation ([`fold`]) is tested against: the same rules,
+/// applied to the whole set at once.
 pub fn derive(entries: &[TrailEntry], conflicts: &[Conflict], config: &DeriveConfig) -> Derived {
+    fold(
+        &Carry::default(),
+        &EntityCarries::default(),
+        entries,
+        conflicts,
+        Timestamp(i64::MAX),
+        config,
+    )
+    .derived
+}
+
+/// What the derivation keeps of a cluster's past, as of a settle point: everything a
+/// record after it can still change or be decided by. Its size depends on what is open
+/// (sessions, recent failed logins, streams), never on how long the history is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carry {
+    pub sessions: sessions::Carry,
+    pub logins: logins::Carry,
+    pub integrity: integrity::Carry,
+    pub earliest: sensitive::Earliest,
+    pub luna_sessions: luna::SessionsCarry,
+}
+
+/// Where each key, certificate and Luna object stands: there are as many as objects,
+/// so each is kept on its own and only those a batch names are read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntityCarries {
+    pub keys: BTreeMap<u64, KeyCarry>,
+    pub certificates: BTreeMap<u64, KeyGeneration>,
+    pub luna_objects: BTreeMap<String, KeyGeneration>,
+}
+
+/// The objects whose carries a set of records needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntityIds {
+    pub keys: BTreeSet<u64>,
+    pub certificates: BTreeSet<u64>,
+    pub luna_objects: BTreeSet<String>,
+}
+
+pub fn entity_ids<'a>(entries: impl IntoIterator<Item = &'a TrailEntry>) -> EntityIds {
+    let mut ids = EntityIds::default();
+    for entry in entries {
+        if let Some(record) = entry.cloudhsm() {
+            for handle in [record.key_handle, record.public_key_handle]
+                .into_iter()
+                .flatten()
+                .filter(|&handle| handle != 0)
+            {
+                ids.keys.insert(handle);
+            }
+        } else if let Some(record) = entry.certificate() {
+            ids.certificates.extend(record.object_handle);
+        } else if let Some(record) = entry.luna() {
+            ids.luna_objects.extend(record.object_ids.iter().cloned());
+        }
+    }
+    ids
+}
+
+/// One derivation step: the views the given records touch, resumed from what was
+/// settled, and what is settled after it.
+#[derive(Debug, Clone, Default)]
+pub struct Folded {
+    /// Sessions the step knows (carried and new) with the events of its records; keys its
+    /// records touch with those records' events; their failed logins and the carried
+    /// recent ones; alerts of its records, of open bursts, and of every stream's gaps and
+    /// reboots; every stream's summary.
+    pub derived: Derived,
+    pub carry: Carry,
+    /// The touched objects' carries as of the settle point.
+    pub entities: EntityCarries,
+    /// Users whose brute-force burst may still grow: its alert is not final.
+    pub open_bursts: BTreeSet<String>,
+}
+
+/// Derives what `entries` touch, resumed from `carry` and the carries of the objects they
+/// name; the carry returned is the state after every record timed before
+/// `settle_before`. Records must not be timed before the carry's own settle point
+/// (those are late: see [`late_record_alert`]).
+pub fn fold(
+    carry: &Carry,
+    entities: &EntityCarries,
+    entries: &[TrailEntry],
+    conflicts: &[Conflict],
+    settle_before: Timestamp,
+    config: &DeriveConfig,
+) -> Folded {
     let recs = records::prepare(entries);
-    let sessions::SessionView { sessions, actors } =
-        sessions::derive(&recs, config.mirror_window_micros);
-    let mut keys = keys::derive(&recs, &actors, config.mirror_window_micros);
-    let (certificates, certificate_alerts) = certificates::derive(entries);
+    let window = config.mirror_window_micros;
+    let sessions::SessionView {
+        mut sessions,
+        actors,
+        carry: sessions_carry,
+    } = sessions::derive(&recs, window, &carry.sessions, settle_before);
+    let (mut keys, key_carries) =
+        keys::derive(&recs, &actors, window, &entities.keys, settle_before);
+    let (certificates, certificate_alerts, certificate_carries) =
+        certificates::derive(entries, &entities.certificates, settle_before);
     keys.extend(certificates);
-    let luna = luna::derive(entries, config);
+    let luna = luna::derive(
+        entries,
+        config,
+        &carry.luna_sessions,
+        &entities.luna_objects,
+        settle_before,
+    );
     keys.extend(luna.keys);
     keys.sort_by(KeyGeneration::listing_order);
-    let mut sessions = sessions;
-    if !luna.sessions.is_empty() {
-        sessions.extend(luna.sessions);
-        sessions.sort_by(ClusterSession::listing_order);
-    }
-    let mut failed_logins = logins::failures(&recs);
-    failed_logins.extend(luna.failed_logins);
-    let mut alerts = logins::flag_brute_force(&mut failed_logins, config);
+    sessions.extend(luna.sessions);
+    sessions.sort_by(ClusterSession::listing_order);
+    let mut failed = logins::failures(&recs);
+    failed.extend(luna.failed_logins);
+    let flagged = logins::flag_brute_force(failed, config, &carry.logins, settle_before);
+    let mut alerts = flagged.alerts;
     alerts.extend(luna.alerts);
     alerts.extend(certificate_alerts);
-    let (streams, integrity_alerts) = integrity::derive(&recs, conflicts);
+    let (streams, integrity_alerts, integrity_carry) =
+        integrity::derive(&recs, conflicts, &carry.integrity, settle_before);
     alerts.extend(integrity_alerts);
-    alerts.extend(sensitive::derive(&recs, &actors));
+    let (sensitive_alerts, earliest) =
+        sensitive::derive(&recs, &actors, &carry.earliest, settle_before);
+    alerts.extend(sensitive_alerts);
     alerts.sort_by(alert_order);
     alerts.dedup();
-    Derived {
-        sessions,
-        keys,
-        failed_logins,
-        alerts,
-        streams,
+    Folded {
+        derived: Derived {
+            sessions,
+            keys,
+            failed_logins: flagged.logins,
+            alerts,
+            streams,
+        },
+        carry: Carry {
+            sessions: sessions_carry,
+            logins: flagged.carry,
+            integrity: integrity_carry,
+            earliest,
+            luna_sessions: luna.carry,
+        },
+        entities: EntityCarries {
+            keys: key_carries,
+            certificates: certificate_carries,
+            luna_objects: luna.settled_objects,
+        },
+        open_bursts: flagged.open_bursts.into_iter().collect(),
+    }
+}
+
+/// An alert for a record that arrived after the views around its time were settled:
+/// it is in the trail (and in its stream's integrity), but sessions, key lifecycles and
+/// failed logins were derived without it until `hsm-audit rederive` rebuilds them.
+pub fn late_record_alert(entry: &TrailEntry, settled_before: Timestamp) -> Alert {
+    let (hsm, reboot_counter, seq) = match entry.identity() {
+        RecordIdentity::Sequence {
+            hsm,
+            reboot_counter,
+            sequence_no,
+        } => (hsm, Some(reboot_counter), Some(sequence_no)),
+        RecordIdentity::LogEvent { stream, .. } => (stream, None, None),
+    };
+    Alert {
+        kind: AlertKind::LateRecord,
+        time: entry.record.time(),
+        hsm: Some(hsm),
+        reboot_counter,
+        from: None,
+        to: None,
+        seq,
+        user: None,
+        opcode: None,
+        detail: Some(format!(
+            "arrived after the views before {} were settled (log event {}); run `hsm-audit rederive` to include it",
+            settled_before.iso(),
+            entry.log_event_id
+        )),
     }
 }
 

@@ -39,17 +39,36 @@ fn is_sensitive(rec: Rec<'_>) -> bool {
     }
 }
 
-pub(crate) fn derive(recs: &[Rec<'_>], actors: &[Option<String>]) -> Vec<Alert> {
-    // Earliest time and lowest boot per HSM, to tell a re-initialisation from a new HSM.
-    let mut earliest: BTreeMap<&str, (Timestamp, u32)> = BTreeMap::new();
+/// Earliest time and lowest boot per HSM, to tell a re-initialisation from a new HSM:
+/// all that the rule needs of the records before the ones it is given.
+pub type Earliest = BTreeMap<String, (Timestamp, u32)>;
+
+fn take_in(earliest: &mut Earliest, rec: &Rec<'_>) {
+    let entry = earliest
+        .entry(rec.hsm.to_owned())
+        .or_insert((rec.time(), rec.boot()));
+    entry.0 = entry.0.min(rec.time());
+    entry.1 = entry.1.min(rec.boot());
+}
+
+/// Sensitive-operation alerts of `recs`, and the earliest records as of `settle_before`.
+pub(crate) fn derive(
+    recs: &[Rec<'_>],
+    actors: &[Option<String>],
+    carried: &Earliest,
+    settle_before: Timestamp,
+) -> (Vec<Alert>, Earliest) {
+    let mut earliest = carried.clone();
+    let mut settled = carried.clone();
     for rec in recs {
-        let entry = earliest.entry(rec.hsm).or_insert((rec.time(), rec.boot()));
-        entry.0 = entry.0.min(rec.time());
-        entry.1 = entry.1.min(rec.boot());
+        take_in(&mut earliest, rec);
+        if rec.time() < settle_before {
+            take_in(&mut settled, rec);
+        }
     }
     let reinitialises = |rec: Rec<'_>| {
         rec.seq() != 0
-            || earliest.iter().any(|(&hsm, &(time, boot))| {
+            || earliest.iter().any(|(hsm, &(time, boot))| {
                 if hsm == rec.hsm {
                     boot < rec.boot()
                 } else {
@@ -58,7 +77,8 @@ pub(crate) fn derive(recs: &[Rec<'_>], actors: &[Option<String>]) -> Vec<Alert> 
             })
     };
 
-    recs.iter()
+    let alerts = recs
+        .iter()
         .enumerate()
         .filter(|&(_, &rec)| {
             is_sensitive(rec) || (*rec.op() == Opcode::InitToken && reinitialises(rec))
@@ -84,7 +104,8 @@ pub(crate) fn derive(recs: &[Rec<'_>], actors: &[Option<String>]) -> Vec<Alert> 
                 detail: (!detail.is_empty()).then(|| detail.join("; ")),
             }
         })
-        .collect()
+        .collect();
+    (alerts, settled)
 }
 
 #[cfg(test)]
@@ -97,7 +118,7 @@ mod tests {
     fn run(entries: &[TrailEntry]) -> Vec<Alert> {
         let recs = prepare(entries);
         let actors = vec![Some("admin".to_owned()); recs.len()];
-        derive(&recs, &actors)
+        derive(&recs, &actors, &Earliest::new(), Timestamp(i64::MAX)).0
     }
 
     #[test]

@@ -22,14 +22,24 @@
 //!    login handle shares all but the low 4 bits with it, else to the only open session
 //!    there, else to none. Two sessions matching equally well leave it unattributed.
 //!    An ending record is matched by handle, then by its user name, then (only without a
-//!    user name) to the single open session; it may also match a member already cut by
-//!    the group's end (a logout mirrored late), which then records it without stealing
-//!    another session's end.
+//!    user name) to the single open session; it may also match a member cut (by its
+//!    group's end or a newer login under its handle) at most one mirror window earlier
+//!    (a logout mirrored late), which then records it without stealing another
+//!    session's end. Older cut members match nothing: a mirror that never logs its
+//!    logout must not hold state, or interfere with later sessions, for ever.
 //! 5. A cluster session's events are the origin login, every member's attributed
 //!    commands and matched ending records; mirrored logins show as `mirror_hsms` only.
+//!
+//! Incremental use ([`Carry`]): the sweep can start from the state an earlier sweep left
+//! at a point in time and stop recording state at another. What it keeps is what later
+//! records can still touch: the HSMs' open and recently cut members, and the groups they
+//! belong to or that are young enough to take a mirrored login. A resumed sweep emits
+//! the head of every group it knows and the events of the records it was given.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+use serde::{Deserialize, Serialize};
 
 use super::records::Rec;
 use super::{ClusterSession, SessionEvent};
@@ -39,13 +49,69 @@ pub(crate) struct SessionView {
     pub sessions: Vec<ClusterSession>,
     /// Per prepared record: the user of the session the record is attributed to.
     pub actors: Vec<Option<String>>,
+    /// The state after every record before the settle point.
+    pub carry: Carry,
 }
 
 const REBOOT: &str = "REBOOT";
 
-struct Group<'a> {
-    user: &'a str,
+/// What a sweep leaves for the next one: groups and members by position in these lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carry {
+    groups: Vec<GroupState>,
+    members: Vec<MemberState>,
+    hsms: BTreeMap<String, HsmCarry>,
+}
+
+impl Carry {
+    /// Open and recently cut sessions, and the groups the carry keeps: what the
+    /// benchmark and the limits speak of.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct GroupState {
+    user: String,
+    user_type: Option<String>,
     first_time: Timestamp,
+    origin_hsm: String,
+    origin_seq: u64,
+    end: Option<(Timestamp, String)>,
+    members: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct MemberState {
+    group: usize,
+    hsm: String,
+    handle: u64,
+    user: String,
+    login_time: Timestamp,
+    end: Option<(Timestamp, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct HsmCarry {
+    boot: Option<u32>,
+    open: Vec<usize>,
+    /// Members cut, with the time they were cut.
+    cut: Vec<(usize, Timestamp)>,
+}
+
+struct Group {
+    user: String,
+    user_type: Option<String>,
+    first_time: Timestamp,
+    origin_hsm: String,
+    origin_seq: u64,
+    /// The origin login, when it is among the records of this sweep.
+    origin_login: Option<usize>,
     /// In grouping order, so the first is the origin.
     members: Vec<usize>,
     end: Option<(Timestamp, String)>,
@@ -53,21 +119,20 @@ struct Group<'a> {
     events: Vec<usize>,
 }
 
-struct Member<'a> {
+struct Member {
     group: usize,
-    hsm: usize,
-    login: usize,
+    hsm: String,
     handle: u64,
-    user: &'a str,
+    user: String,
+    login_time: Timestamp,
     end: Option<(Timestamp, String)>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct HsmState {
     boot: Option<u32>,
     open: Vec<usize>,
-    /// Members closed by their group's end elsewhere that have not seen their own end.
-    cut: Vec<usize>,
+    cut: Vec<(usize, Timestamp)>,
 }
 
 fn is_session_end(opcode: &Opcode) -> bool {
@@ -82,7 +147,14 @@ fn same_session(a: u64, b: u64) -> bool {
     (a >> 4) == (b >> 4)
 }
 
-pub(crate) fn derive(recs: &[Rec<'_>], mirror_window_micros: i64) -> SessionView {
+/// Sweeps `recs` (prepared: by stream position) from `carry`. The returned carry is the
+/// state after every record timed before `settle_before`.
+pub(crate) fn derive(
+    recs: &[Rec<'_>],
+    mirror_window_micros: i64,
+    carry: &Carry,
+    settle_before: Timestamp,
+) -> SessionView {
     let mut hsm_names: Vec<&str> = Vec::new();
     let mut hsm_of = Vec::with_capacity(recs.len());
     for rec in recs {
@@ -91,17 +163,8 @@ pub(crate) fn derive(recs: &[Rec<'_>], mirror_window_micros: i64) -> SessionView
         }
         hsm_of.push(hsm_names.len() - 1);
     }
-
-    let mut sweep = Sweep {
-        recs,
-        groups: Vec::new(),
-        members: Vec::new(),
-        member_of_login: vec![None; recs.len()],
-        hsms: (0..hsm_names.len()).map(|_| HsmState::default()).collect(),
-        actor: vec![None; recs.len()],
-    };
-    sweep.group_logins(&hsm_of, mirror_window_micros);
-
+    let mut sweep = Sweep::resume(recs, carry, mirror_window_micros);
+    sweep.group_logins();
     // Stream heads by (time, hsm): records of one HSM are contiguous in `recs`.
     let mut heads = BinaryHeap::new();
     for (index, &hsm) in hsm_of.iter().enumerate() {
@@ -109,35 +172,101 @@ pub(crate) fn derive(recs: &[Rec<'_>], mirror_window_micros: i64) -> SessionView
             heads.push(Reverse((recs[index].time(), hsm, index)));
         }
     }
-    while let Some(Reverse((_, hsm, index))) = heads.pop() {
-        sweep.process(index, hsm);
+    let mut settled = None;
+    while let Some(Reverse((time, hsm, index))) = heads.pop() {
+        if settled.is_none() && time >= settle_before {
+            settled = Some(sweep.carry(settle_before));
+        }
+        sweep.process(index, hsm_names[hsm]);
         if hsm_of.get(index + 1) == Some(&hsm) {
             heads.push(Reverse((recs[index + 1].time(), hsm, index + 1)));
         }
     }
-    sweep.finish()
+    let carry = settled.unwrap_or_else(|| sweep.carry(settle_before));
+    sweep.finish(carry)
 }
 
 struct Sweep<'r, 'a> {
     recs: &'r [Rec<'a>],
-    groups: Vec<Group<'a>>,
-    members: Vec<Member<'a>>,
+    window: i64,
+    groups: Vec<Group>,
+    members: Vec<Member>,
     member_of_login: Vec<Option<usize>>,
-    hsms: Vec<HsmState>,
+    hsms: BTreeMap<String, HsmState>,
     actor: Vec<Option<usize>>,
 }
 
-impl<'a> Sweep<'_, 'a> {
-    fn group_logins(&mut self, hsm_of: &[usize], window: i64) {
+impl<'r, 'a> Sweep<'r, 'a> {
+    fn resume(recs: &'r [Rec<'a>], carry: &Carry, window: i64) -> Self {
+        Sweep {
+            recs,
+            window,
+            groups: carry
+                .groups
+                .iter()
+                .map(|group| Group {
+                    user: group.user.clone(),
+                    user_type: group.user_type.clone(),
+                    first_time: group.first_time,
+                    origin_hsm: group.origin_hsm.clone(),
+                    origin_seq: group.origin_seq,
+                    origin_login: None,
+                    members: group.members.clone(),
+                    end: group.end.clone(),
+                    events: Vec::new(),
+                })
+                .collect(),
+            members: carry
+                .members
+                .iter()
+                .map(|member| Member {
+                    group: member.group,
+                    hsm: member.hsm.clone(),
+                    handle: member.handle,
+                    user: member.user.clone(),
+                    login_time: member.login_time,
+                    end: member.end.clone(),
+                })
+                .collect(),
+            member_of_login: vec![None; recs.len()],
+            hsms: carry
+                .hsms
+                .iter()
+                .map(|(hsm, state)| {
+                    (
+                        hsm.clone(),
+                        HsmState {
+                            boot: state.boot,
+                            open: state.open.clone(),
+                            cut: state.cut.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            actor: vec![None; recs.len()],
+        }
+    }
+
+    fn group_logins(&mut self) {
+        let window = self.window;
         let mut logins: Vec<usize> = (0..self.recs.len())
             .filter(|&i| *self.recs[i].op() == Opcode::Login && self.recs[i].ok())
             .collect();
         logins.sort_by_key(|&i| self.recs[i].time_key());
-        let mut groups_of_user: HashMap<&str, Vec<usize>> = HashMap::new();
+        // Carried groups are older than any new one: they come first, in time order.
+        let mut groups_of_user: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut carried: Vec<usize> = (0..self.groups.len()).collect();
+        carried.sort_by_key(|&g| self.groups[g].first_time);
+        for group in carried {
+            groups_of_user
+                .entry(self.groups[group].user.clone())
+                .or_default()
+                .push(group);
+        }
         for login in logins {
             let rec = self.recs[login];
             let user = rec.user_name().unwrap_or("");
-            let candidates = groups_of_user.entry(user).or_default();
+            let candidates = groups_of_user.entry(user.to_owned()).or_default();
             let mut chosen = None;
             // Groups are created in time order: walking back, the first one too old ends
             // the search, and the last eligible one seen is the earliest.
@@ -152,7 +281,7 @@ impl<'a> Sweep<'_, 'a> {
                 let taken = self.groups[group]
                     .members
                     .iter()
-                    .any(|&m| self.members[m].hsm == hsm_of[login]);
+                    .any(|&m| self.members[m].hsm == rec.hsm);
                 if !taken {
                     chosen = Some(group);
                 }
@@ -161,8 +290,12 @@ impl<'a> Sweep<'_, 'a> {
                 Some(group) => group,
                 None => {
                     self.groups.push(Group {
-                        user,
+                        user: user.to_owned(),
+                        user_type: rec.user_type_name().map(str::to_owned),
                         first_time: rec.time(),
+                        origin_hsm: rec.hsm.to_owned(),
+                        origin_seq: rec.seq(),
+                        origin_login: Some(login),
                         members: Vec::new(),
                         end: None,
                         events: Vec::new(),
@@ -174,10 +307,10 @@ impl<'a> Sweep<'_, 'a> {
             let member = self.members.len();
             self.members.push(Member {
                 group,
-                hsm: hsm_of[login],
-                login,
+                hsm: rec.hsm.to_owned(),
                 handle: rec.record.session_handle,
-                user,
+                user: user.to_owned(),
+                login_time: rec.time(),
                 end: None,
             });
             self.groups[group].members.push(member);
@@ -185,45 +318,56 @@ impl<'a> Sweep<'_, 'a> {
         }
     }
 
-    fn process(&mut self, index: usize, hsm: usize) {
+    fn state(&mut self, hsm: &str) -> &mut HsmState {
+        self.hsms.entry(hsm.to_owned()).or_default()
+    }
+
+    fn process(&mut self, index: usize, hsm: &str) {
         let rec = self.recs[index];
-        let state = &mut self.hsms[hsm];
+        let window = self.window;
+        let state = self.state(hsm);
         if state.boot.is_some_and(|boot| boot != rec.boot()) {
-            for member in std::mem::take(&mut state.open) {
+            let ended = std::mem::take(&mut state.open);
+            state.cut.clear();
+            for member in ended {
                 self.members[member].end = Some((rec.time(), REBOOT.to_owned()));
             }
-            state.cut.clear();
         }
+        let state = self.state(hsm);
         state.boot = Some(rec.boot());
-
+        // A cut member older than the mirror window matches nothing any more.
+        state
+            .cut
+            .retain(|&(_, cut_at)| rec.time().micros().saturating_sub(cut_at.micros()) <= window);
         match rec.op() {
             Opcode::Login => {
                 // Failed logins open nothing and belong to no session.
                 if let Some(member) = self.member_of_login[index] {
-                    self.supersede_same_handle(hsm, member);
+                    self.supersede_same_handle(hsm, member, rec.time());
                     let group = self.members[member].group;
                     if let Some(end) = self.groups[group].end.clone() {
                         self.members[member].end = Some(end);
-                        self.hsms[hsm].cut.push(member);
+                        self.state(hsm).cut.push((member, rec.time()));
                     } else {
-                        self.hsms[hsm].open.push(member);
+                        self.state(hsm).open.push(member);
                     }
                 }
             }
             Opcode::ClosePartitionSessions if rec.ok() => {
-                let closing = std::mem::take(&mut self.hsms[hsm].open);
+                let closing = std::mem::take(&mut self.state(hsm).open);
                 for member in closing {
                     self.end_member(member, index);
                 }
             }
             opcode if is_session_end(opcode) && rec.ok() => {
                 if let Some(member) = self.match_end(hsm, index) {
-                    if let Some(pos) = self.hsms[hsm].open.iter().position(|&m| m == member) {
-                        self.hsms[hsm].open.remove(pos);
+                    let state = self.state(hsm);
+                    if let Some(pos) = state.open.iter().position(|&m| m == member) {
+                        state.open.remove(pos);
                         self.end_member(member, index);
                         self.actor[index] = Some(self.members[member].group);
                     } else {
-                        self.hsms[hsm].cut.retain(|&m| m != member);
+                        state.cut.retain(|&(m, _)| m != member);
                         let group = self.members[member].group;
                         self.groups[group].events.push(index);
                         self.actor[index] = Some(group);
@@ -243,19 +387,21 @@ impl<'a> Sweep<'_, 'a> {
     /// A session handle names one live session on an HSM, so a new login under the
     /// handle of an open session means that session is gone there, though its end was
     /// logged elsewhere or not at all (a mirrored login whose logout ran on another HSM).
-    /// It stops absorbing this HSM's commands; its end, if ever logged, still matches.
-    fn supersede_same_handle(&mut self, hsm: usize, new_member: usize) {
+    /// It stops absorbing this HSM's commands; its end, if logged soon, still matches.
+    fn supersede_same_handle(&mut self, hsm: &str, new_member: usize, at: Timestamp) {
         let handle = self.members[new_member].handle;
-        let (gone, still_open): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.hsms[hsm].open)
+        let open = std::mem::take(&mut self.state(hsm).open);
+        let (gone, still_open): (Vec<usize>, Vec<usize>) = open
             .into_iter()
             .partition(|&m| same_session(self.members[m].handle, handle));
-        self.hsms[hsm].open = still_open;
-        self.hsms[hsm].cut.extend(gone);
+        let state = self.state(hsm);
+        state.open = still_open;
+        state.cut.extend(gone.into_iter().map(|member| (member, at)));
     }
 
-    fn attribute(&self, hsm: usize, index: usize) -> Option<usize> {
-        let open = &self.hsms[hsm].open;
+    fn attribute(&mut self, hsm: &str, index: usize) -> Option<usize> {
         let handle = self.recs[index].record.session_handle;
+        let open = self.state(hsm).open.clone();
         let by_handle: Vec<usize> = open
             .iter()
             .copied()
@@ -268,10 +414,15 @@ impl<'a> Sweep<'_, 'a> {
         }
     }
 
-    fn match_end(&self, hsm: usize, index: usize) -> Option<usize> {
+    fn match_end(&mut self, hsm: &str, index: usize) -> Option<usize> {
         let rec = self.recs[index];
-        let state = &self.hsms[hsm];
-        let candidates: Vec<usize> = state.open.iter().chain(&state.cut).copied().collect();
+        let state = self.state(hsm).clone();
+        let candidates: Vec<usize> = state
+            .open
+            .iter()
+            .copied()
+            .chain(state.cut.iter().map(|&(member, _)| member))
+            .collect();
         let of_user = |members: &[usize], user: &str| -> Vec<usize> {
             members
                 .iter()
@@ -315,23 +466,101 @@ impl<'a> Sweep<'_, 'a> {
         self.groups[group].end = Some(end.clone());
         for position in 0..self.groups[group].members.len() {
             let other = self.groups[group].members[position];
-            let state = &mut self.hsms[self.members[other].hsm];
+            let other_hsm = self.members[other].hsm.clone();
+            let Some(state) = self.hsms.get_mut(&other_hsm) else {
+                continue;
+            };
             if let Some(pos) = state.open.iter().position(|&m| m == other) {
                 state.open.remove(pos);
-                state.cut.push(other);
+                state.cut.push((other, rec.time()));
                 self.members[other].end = Some(end.clone());
             }
         }
     }
 
-    fn finish(self) -> SessionView {
+    /// The state a later sweep needs, as of `settle_before` (every record before it
+    /// swept, none after): open and recently cut members, their groups, and groups young
+    /// enough to take a mirrored login.
+    fn carry(&self, settle_before: Timestamp) -> Carry {
+        let swept = |member: &Member| member.login_time < settle_before;
+        let young = |group: &Group| {
+            settle_before
+                .micros()
+                .saturating_sub(group.first_time.micros())
+                <= self.window
+        };
+        let mut keep_group = vec![false; self.groups.len()];
+        for state in self.hsms.values() {
+            for &member in state.open.iter().chain(state.cut.iter().map(|(m, _)| m)) {
+                keep_group[self.members[member].group] = true;
+            }
+        }
+        for (group, kept) in keep_group.iter_mut().enumerate() {
+            let state = &self.groups[group];
+            let origin_swept = state.first_time < settle_before;
+            *kept = origin_swept && (*kept || young(state));
+        }
+        let mut group_index = vec![None; self.groups.len()];
+        let mut member_index = vec![None; self.members.len()];
+        let mut carry = Carry::default();
+        for (group, state) in self.groups.iter().enumerate() {
+            if !keep_group[group] {
+                continue;
+            }
+            group_index[group] = Some(carry.groups.len());
+            carry.groups.push(GroupState {
+                user: state.user.clone(),
+                user_type: state.user_type.clone(),
+                first_time: state.first_time,
+                origin_hsm: state.origin_hsm.clone(),
+                origin_seq: state.origin_seq,
+                end: state.end.clone(),
+                members: Vec::new(),
+            });
+        }
+        for (member, state) in self.members.iter().enumerate() {
+            let Some(group) = group_index[state.group] else {
+                continue;
+            };
+            if !swept(state) {
+                continue;
+            }
+            member_index[member] = Some(carry.members.len());
+            carry.groups[group].members.push(carry.members.len());
+            carry.members.push(MemberState {
+                group,
+                hsm: state.hsm.clone(),
+                handle: state.handle,
+                user: state.user.clone(),
+                login_time: state.login_time,
+                end: state.end.clone(),
+            });
+        }
+        for (hsm, state) in &self.hsms {
+            let kept = HsmCarry {
+                boot: state.boot,
+                open: state.open.iter().filter_map(|&m| member_index[m]).collect(),
+                cut: state
+                    .cut
+                    .iter()
+                    .filter(|(_, at)| settle_before.micros().saturating_sub(at.micros()) <= self.window)
+                    .filter_map(|&(m, at)| Some((member_index[m]?, at)))
+                    .collect(),
+            };
+            // An HSM with no open or cut member has nothing a reboot could end.
+            if !kept.open.is_empty() || !kept.cut.is_empty() {
+                carry.hsms.insert(hsm.clone(), kept);
+            }
+        }
+        carry
+    }
+
+    fn finish(self, carry: Carry) -> SessionView {
         let recs = self.recs;
         let mut sessions: Vec<ClusterSession> = self
             .groups
             .iter()
-            .filter_map(|group| {
-                let origin = &self.members[*group.members.first()?];
-                let login = recs[origin.login];
+            .map(|group| {
                 let end = group.end.clone().or_else(|| {
                     let ends: Option<Vec<Timestamp>> = group
                         .members
@@ -340,36 +569,42 @@ impl<'a> Sweep<'_, 'a> {
                         .collect();
                     Some((ends?.into_iter().max()?, REBOOT.to_owned()))
                 });
-                let mut mirror_hsms: Vec<String> = group.members[1..]
+                let mut mirror_hsms: Vec<String> = group
+                    .members
                     .iter()
-                    .map(|&m| recs[self.members[m].login].hsm.to_owned())
+                    .skip(1)
+                    .map(|&m| self.members[m].hsm.clone())
                     .collect();
                 mirror_hsms.sort();
                 mirror_hsms.dedup();
                 let mut events = group.events.clone();
-                events.push(origin.login);
+                events.extend(group.origin_login);
                 events.sort_by_key(|&i| recs[i].time_key());
                 events.dedup();
-                Some(ClusterSession {
-                    user: group.user.to_owned(),
-                    user_type: login.user_type_name().map(str::to_owned),
-                    login_time: login.time(),
+                ClusterSession {
+                    user: group.user.clone(),
+                    user_type: group.user_type.clone(),
+                    login_time: group.first_time,
                     end_time: end.as_ref().map(|(time, _)| *time),
                     ended_by: end.map(|(_, by)| by),
-                    origin_hsm: login.hsm.to_owned(),
-                    origin_seq: login.seq(),
+                    origin_hsm: group.origin_hsm.clone(),
+                    origin_seq: group.origin_seq,
                     mirror_hsms,
                     events: events.into_iter().map(|i| session_event(recs[i])).collect(),
-                })
+                }
             })
             .collect();
         sessions.sort_by(ClusterSession::listing_order);
         let actors = self
             .actor
             .iter()
-            .map(|group| group.map(|g| self.groups[g].user.to_owned()))
+            .map(|group| group.map(|g| self.groups[g].user.clone()))
             .collect();
-        SessionView { sessions, actors }
+        SessionView {
+            sessions,
+            actors,
+            carry,
+        }
     }
 }
 
@@ -390,11 +625,13 @@ fn session_event(rec: Rec<'_>) -> SessionEvent {
         time: rec.time(),
         hsm: rec.hsm.to_owned(),
         seq: rec.seq(),
+        reboot_counter: Some(rec.boot()),
         opcode: rec.op().clone(),
         success: rec.ok(),
         target_user: target_user(rec),
         key_handles: rec.key_handles(),
         object_ids: Vec::new(),
+        log_event_id: None,
     }
 }
 
@@ -411,7 +648,10 @@ mod tests {
     fn run(entries: &[TrailEntry]) -> (SessionView, Vec<(String, u64)>) {
         let recs = prepare(entries);
         let ids = recs.iter().map(|r| (r.hsm.to_owned(), r.seq())).collect();
-        (derive(&recs, WINDOW), ids)
+        (
+            derive(&recs, WINDOW, &Carry::default(), Timestamp(i64::MAX)),
+            ids,
+        )
     }
 
     fn actor_of(view: &(SessionView, Vec<(String, u64)>), hsm: &str, seq: u64) -> Option<String> {

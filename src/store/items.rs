@@ -24,8 +24,8 @@ use super::StoreError;
 use super::attributes::to_item;
 use crate::decode::Quarantined;
 use crate::domain::{
-    Alert, ClusterSession, Conflict, Derived, FailedLogin, KeyEvent, KeyGeneration, SessionEvent,
-    StreamSummary,
+    Alert, AlertKind, ClusterSession, Conflict, Derived, FailedLogin, KeyEvent, KeyGeneration,
+    SessionEvent, StreamSummary,
 };
 use crate::model::{
     AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, Opcode, RecordIdentity,
@@ -33,10 +33,6 @@ use crate::model::{
 };
 
 pub type Item = HashMap<String, AttributeValue>;
-
-/// Events beyond this many are kept in continuation items (`…#EVENTS#0001`), so a long
-/// session or a busy key never reaches DynamoDB's 400 KB item limit.
-pub const EVENTS_PER_ITEM: usize = 1000;
 
 /// The original message is kept up to this size (audit records are ~400 bytes); its
 /// digest identifies it beyond.
@@ -77,6 +73,20 @@ pub fn trail_sk(hsm: &str, reboot_counter: u32, sequence_no: u64) -> String {
         "HSM#{}#RC#{reboot_counter:08x}#SEQ#{sequence_no:016x}",
         key_part(hsm)
     )
+}
+
+/// Sort-key prefix of one stream's records without sequence numbers (certificate
+/// storage, Luna), in log event id order.
+pub fn log_stream_prefix(stream: &str) -> String {
+    format!("{LOG_EVENT_PREFIX}{}#EVENT#", key_part(stream))
+}
+
+/// The key of an item by its parts.
+pub fn key_item(pk: &str, sk: &str) -> Item {
+    Item::from([
+        ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
 }
 
 /// Sort-key prefix of one HSM's trail.
@@ -601,33 +611,29 @@ fn derived_item<T: Serialize>(
     to_clean_item(&item, &item.sk)
 }
 
-/// Continuation items of an entity whose events do not fit one item.
-#[derive(Debug, Serialize, Deserialize)]
-struct EventsChunk<E> {
-    events: Vec<E>,
+/// The key of one event of a session or key: after its head's, so that a query of the
+/// head's prefix reads the head and then its events in time order; the record's
+/// identity makes it unique (two boots, two Luna records in one second).
+fn event_sk(
+    head_sk: &str,
+    time: Timestamp,
+    hsm: &str,
+    reboot_counter: Option<u32>,
+    seq: Option<u64>,
+    log_event_id: Option<&str>,
+) -> String {
+    format!(
+        "{head_sk}{EVENT_INFIX}{}#{}#{}#{}#{}",
+        time.iso(),
+        key_part(hsm),
+        reboot_counter.map_or_else(|| "-".to_owned(), |boot| format!("{boot:08x}")),
+        seq.map_or_else(|| "-".to_owned(), |seq| format!("{seq:016x}")),
+        log_event_id.map_or(Cow::Borrowed("-"), key_part),
+    )
 }
 
-fn with_event_chunks<E: Serialize + Clone>(
-    cluster: &str,
-    sk: &str,
-    item_type: &str,
-    events: &[E],
-    head: Item,
-    items: &mut Vec<Item>,
-) -> Result<(), StoreError> {
-    items.push(head);
-    for (index, chunk) in events.chunks(EVENTS_PER_ITEM).enumerate().skip(1) {
-        items.push(derived_item(
-            cluster,
-            format!("{sk}#EVENTS#{index:04}"),
-            &format!("{item_type}_events"),
-            EventsChunk {
-                events: chunk.to_vec(),
-            },
-        )?);
-    }
-    Ok(())
-}
+/// Between a session's or key's key and its events' keys.
+const EVENT_INFIX: &str = "#EV#";
 
 pub fn session_sk(session: &ClusterSession) -> String {
     format!(
@@ -699,79 +705,154 @@ fn stream_sk(stream: &StreamSummary) -> String {
     )
 }
 
-/// Every item of a cluster's derived views.
-pub fn derived_items(cluster: &str, derived: &Derived) -> Result<Vec<Item>, StoreError> {
+/// What a view item is, for deciding whether a later step may replace or remove it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewOf {
+    SessionHead { login_time: Timestamp },
+    KeyHead {
+        created_time: Option<Timestamp>,
+        generation: u32,
+        first_event: Option<Timestamp>,
+    },
+    /// An event of a session or key: the record's time.
+    Event { time: Timestamp },
+    FailedLogin,
+    Alert { kind: AlertKind, time: Timestamp, user: Option<String> },
+    Stream,
+}
+
+/// A view item and what it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewItem {
+    pub item: Item,
+    pub of: ViewOf,
+    /// For a key head: its handle or object (what the carry of its object is kept under).
+    pub object: Option<String>,
+}
+
+fn view(item: Item, of: ViewOf) -> ViewItem {
+    ViewItem {
+        item,
+        of,
+        object: None,
+    }
+}
+
+/// Every item of `derived`: each session and key a head item with its events as items
+/// of their own (a long session or a busy key grows by one small item per event and
+/// never rewrites what it holds), failed logins, alerts, streams.
+pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, StoreError> {
     let mut items = Vec::new();
     for session in &derived.sessions {
         let sk = session_sk(session);
-        let head = derived_item(
-            cluster,
-            sk.clone(),
-            "session",
-            SessionBody {
-                event_count: session.events.len(),
-                session: head_of(session, session.events.len(), |session| &mut session.events),
+        let head = ClusterSession {
+            events: Vec::new(),
+            ..session.clone()
+        };
+        items.push(view(
+            derived_item(cluster, sk.clone(), "session", SessionHead { session: head })?,
+            ViewOf::SessionHead {
+                login_time: session.login_time,
             },
-        )?;
-        with_event_chunks(cluster, &sk, "session", &session.events, head, &mut items)?;
+        ));
+        for event in &session.events {
+            let event_sk = event_sk(
+                &sk,
+                event.time,
+                &event.hsm,
+                event.reboot_counter,
+                Some(event.seq),
+                event.log_event_id.as_deref(),
+            );
+            items.push(view(
+                derived_item(cluster, event_sk, "session_event", event)?,
+                ViewOf::Event { time: event.time },
+            ));
+        }
     }
     for key in &derived.keys {
         let sk = key_sk(key);
-        let head = derived_item(
-            cluster,
-            sk.clone(),
-            "key",
-            KeyBody {
-                event_count: key.events.len(),
-                key: head_of(key, key.events.len(), |key| &mut key.events),
+        let head = KeyGeneration {
+            events: Vec::new(),
+            ..key.clone()
+        };
+        items.push(ViewItem {
+            item: derived_item(cluster, sk.clone(), "key", KeyHead { key: head })?,
+            of: ViewOf::KeyHead {
+                created_time: key.created_time,
+                generation: key.generation,
+                first_event: key.events.first().map(|event| event.time),
             },
-        )?;
-        with_event_chunks(cluster, &sk, "key", &key.events, head, &mut items)?;
+            object: Some(object_of(key)),
+        });
+        for event in &key.events {
+            let event_sk = event_sk(
+                &sk,
+                event.time,
+                &event.hsm,
+                event.reboot_counter,
+                event.seq,
+                event.log_event_id.as_deref(),
+            );
+            items.push(view(
+                derived_item(cluster, event_sk, "key_event", event)?,
+                ViewOf::Event { time: event.time },
+            ));
+        }
     }
     for login in &derived.failed_logins {
-        items.push(derived_item(
-            cluster,
-            failed_login_sk(login),
-            "failed_login",
-            login,
-        )?);
+        items.push(view(
+            derived_item(cluster, failed_login_sk(login), "failed_login", login)?,
+            ViewOf::FailedLogin,
+        ));
     }
     for alert in &derived.alerts {
-        items.push(derived_item(cluster, alert_sk(alert), "alert", alert)?);
+        items.push(view(
+            derived_item(cluster, alert_sk(alert), "alert", alert)?,
+            ViewOf::Alert {
+                kind: alert.kind,
+                time: alert.time,
+                user: alert.user.clone(),
+            },
+        ));
     }
     for stream in &derived.streams {
-        items.push(derived_item(cluster, stream_sk(stream), "stream", stream)?);
+        items.push(view(
+            derived_item(cluster, stream_sk(stream), "stream", stream)?,
+            ViewOf::Stream,
+        ));
     }
     Ok(items)
 }
 
-/// The head item of a view with events: itself, with its first [`EVENTS_PER_ITEM`] events.
-/// Borrowed when it has no more (nearly always), so writing it clones nothing.
-fn head_of<T: Clone, E>(
-    whole: &T,
-    event_count: usize,
-    events: impl FnOnce(&mut T) -> &mut Vec<E>,
-) -> Cow<'_, T> {
-    if event_count <= EVENTS_PER_ITEM {
-        return Cow::Borrowed(whole);
+/// Every item of a cluster's derived views.
+pub fn derived_items(cluster: &str, derived: &Derived) -> Result<Vec<Item>, StoreError> {
+    Ok(view_items(cluster, derived)?
+        .into_iter()
+        .map(|view| view.item)
+        .collect())
+}
+
+/// Which carry a key generation's object is kept under: `KEY#<handle>`,
+/// `CERT#<handle>` or `LUNA#<object id>`.
+pub fn object_of(key: &KeyGeneration) -> String {
+    match (&key.object_id, key.kind.as_str()) {
+        (Some(object_id), _) => format!("LUNA#{object_id}"),
+        (None, "certificate") => format!("CERT#{}", key.handle),
+        (None, _) => format!("KEY#{}", key.handle),
     }
-    let mut head = whole.clone();
-    events(&mut head).truncate(EVENTS_PER_ITEM);
-    Cow::Owned(head)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct SessionBody<'a> {
-    event_count: usize,
+struct SessionHead {
     #[serde(flatten)]
-    session: Cow<'a, ClusterSession>,
+    session: ClusterSession,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct KeyBody<'a> {
-    event_count: usize,
+struct KeyHead {
     #[serde(flatten)]
-    key: Cow<'a, KeyGeneration>,
+    key: KeyGeneration,
 }
 
 /// The kind of an alert item (`brute_force`, …); `None` for other items.
@@ -785,23 +866,23 @@ fn item_type(item: &Item) -> &str {
         .map_or("", String::as_str)
 }
 
-/// Reads items of a `SESSION#` or `KEY#` query back, joining continuation items.
-fn with_continuations<T, E: DeserializeOwned>(
+/// Reads the items of a `SESSION#` or `KEY#` query back: each head, then its events.
+fn with_events<T, E: DeserializeOwned>(
     items: Vec<Item>,
     head_type: &str,
     read_head: impl Fn(Item) -> Result<T, StoreError>,
     events_of: impl Fn(&mut T) -> &mut Vec<E>,
 ) -> Result<Vec<T>, StoreError> {
     let mut out: Vec<T> = Vec::new();
-    let chunk_type = format!("{head_type}_events");
+    let event_type = format!("{head_type}_event");
     for item in items {
         let kind = item_type(&item).to_owned();
         if kind == head_type {
             out.push(read_head(item)?);
-        } else if kind == chunk_type {
-            let chunk: EventsChunk<E> = read_item(item)?;
+        } else if kind == event_type {
+            let event: DerivedHeader<E> = read_item(item)?;
             if let Some(last) = out.last_mut() {
-                events_of(last).extend(chunk.events);
+                events_of(last).push(event.body);
             }
         }
     }
@@ -809,21 +890,19 @@ fn with_continuations<T, E: DeserializeOwned>(
 }
 
 pub fn sessions_from_items(items: Vec<Item>) -> Result<Vec<ClusterSession>, StoreError> {
-    with_continuations::<_, SessionEvent>(
+    with_events::<_, SessionEvent>(
         items,
         "session",
-        |item| {
-            read_item::<DerivedHeader<SessionBody>>(item).map(|item| item.body.session.into_owned())
-        },
+        |item| read_item::<DerivedHeader<SessionHead>>(item).map(|item| item.body.session),
         |session| &mut session.events,
     )
 }
 
 pub fn keys_from_items(items: Vec<Item>) -> Result<Vec<KeyGeneration>, StoreError> {
-    with_continuations::<_, KeyEvent>(
+    with_events::<_, KeyEvent>(
         items,
         "key",
-        |item| read_item::<DerivedHeader<KeyBody>>(item).map(|item| item.body.key.into_owned()),
+        |item| read_item::<DerivedHeader<KeyHead>>(item).map(|item| item.body.key),
         |key| &mut key.events,
     )
 }
