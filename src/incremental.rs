@@ -78,6 +78,9 @@ pub struct Checkpoint {
     /// Every item the last step wrote: sort key → (digest, whether a later step may
     /// remove it).
     pub written: BTreeMap<String, (String, bool)>,
+    /// How many items the checkpoint was read from (pieces beyond the new count go).
+    #[serde(skip)]
+    pub stored_pieces: usize,
 }
 
 /// Where a stream's tail starts: its sort-key prefix and the last settled key in it.
@@ -109,7 +112,10 @@ pub fn stream_prefix(entry: &TrailEntry) -> String {
 
 impl Checkpoint {
     /// The tails to read: the streams `batch` names and those still unsettled.
-    pub fn tail_starts<'a>(&self, batch: impl IntoIterator<Item = &'a TrailEntry>) -> Vec<TailStart> {
+    pub fn tail_starts<'a>(
+        &self,
+        batch: impl IntoIterator<Item = &'a TrailEntry>,
+    ) -> Vec<TailStart> {
         let mut streams = self.unsettled.clone();
         for entry in batch {
             streams
@@ -181,7 +187,11 @@ pub fn prepare_step(
             ),
             None => fresh.contains(&sk),
         };
-        if admitted && !late.iter().any(|seen: &TrailEntry| seen.identity() == entry.identity()) {
+        if admitted
+            && !late
+                .iter()
+                .any(|seen: &TrailEntry| seen.identity() == entry.identity())
+        {
             late.push(entry.clone());
         }
     }
@@ -231,7 +241,7 @@ pub fn prepare_step(
             }
         } else {
             unsettled.insert(prefix, stream_hsm(entry));
-        } 
+        }
     }
     for entry in &tail.entries {
         let prefix = stream_prefix(entry);
@@ -308,7 +318,11 @@ impl ObjectCarry {
         ids.keys
             .iter()
             .map(|handle| format!("KEY#{handle}"))
-            .chain(ids.certificates.iter().map(|handle| format!("CERT#{handle}")))
+            .chain(
+                ids.certificates
+                    .iter()
+                    .map(|handle| format!("CERT#{handle}")),
+            )
             .chain(ids.luna_objects.iter().map(|id| format!("LUNA#{id}")))
             .collect()
     }
@@ -342,7 +356,10 @@ impl ObjectCarry {
             out.push((format!("KEY#{handle}"), ObjectCarry::Key(carry)));
         }
         for (handle, generation) in carries.certificates {
-            out.push((format!("CERT#{handle}"), ObjectCarry::Certificate(generation)));
+            out.push((
+                format!("CERT#{handle}"),
+                ObjectCarry::Certificate(generation),
+            ));
         }
         for (id, generation) in carries.luna_objects {
             out.push((format!("LUNA#{id}"), ObjectCarry::Luna(generation)));
@@ -435,6 +452,7 @@ pub fn plan_write(
         log_positions: step.log_positions,
         unsettled: step.unsettled,
         written,
+        stored_pieces: checkpoint.stored_pieces,
     };
     Ok(write)
 }
@@ -479,7 +497,12 @@ fn is_provisional(
 fn carried_generation(loaded: &EntityCarries, object: &str) -> Option<u32> {
     if let Some(handle) = object.strip_prefix("KEY#") {
         let handle: u64 = handle.parse().ok()?;
-        return loaded.keys.get(&handle)?.last.as_ref().map(|g| g.generation);
+        return loaded
+            .keys
+            .get(&handle)?
+            .last
+            .as_ref()
+            .map(|g| g.generation);
     }
     if let Some(handle) = object.strip_prefix("CERT#") {
         let handle: u64 = handle.parse().ok()?;

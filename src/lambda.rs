@@ -13,7 +13,9 @@ use crate::config::Config;
 use crate::decode::{
     EventShape, StreamRecord, decode_lambda_event, event_shape, firehose_records, kinesis_records,
 };
-use crate::pipeline::{Report, ingest, parse_decoded, rederive, store_parsed};
+use crate::pipeline::{
+    Report, derive_cluster, derive_clusters, ingest, parse_decoded, store_parsed,
+};
 use crate::store::{AuditStore, StoreError};
 
 /// Why an invocation failed. Bad input never is a reason (it is quarantined and the
@@ -153,9 +155,9 @@ async fn handle_kinesis<S: AuditStore>(
             }
         }
     }
-    for cluster in report.clusters.clone() {
-        match rederive(store, config, &cluster).await {
-            Ok(rederived) => report.add_derivation(&cluster, &rederived),
+    for (cluster, batch) in std::mem::take(&mut report.pending) {
+        match derive_cluster(store, config, &cluster, batch).await {
+            Ok(derived) => report.add_derivation(&cluster, &derived),
             Err(error) => {
                 // The records are in the trail, but the views lag: retrying from the
                 // cluster's first record of the batch re-derives it (idempotently).
@@ -217,10 +219,7 @@ async fn handle_firehose<S: AuditStore>(
         });
         report.add(store_parsed(store, parse_decoded(record.decoded)).await?);
     }
-    for cluster in report.clusters.clone() {
-        let rederived = rederive(store, config, &cluster).await?;
-        report.add_derivation(&cluster, &rederived);
-    }
+    derive_clusters(store, config, &mut report).await?;
     Ok(Handled {
         response: Response::Firehose(response),
         report,

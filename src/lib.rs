@@ -9,8 +9,8 @@
 pub mod cli;
 pub mod config;
 pub mod decode;
-pub mod incremental;
 pub mod domain;
+pub mod incremental;
 pub mod lambda;
 pub mod metrics;
 pub mod model;

@@ -7,10 +7,15 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::decode::{Decoded, LogsPayload, MessageType, Quarantined};
-use crate::domain::{AlertKind, derive};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::domain::{AlertKind, Conflict, fold};
+use crate::incremental::{
+    ObjectCarry, StepWrite, TAIL_RECORDS_PER_STREAM, object_names, plan_write, prepare_step,
+};
 use crate::model::{Opcode, StreamId, Timestamp, TrailEntry};
 use crate::parse::parse_message;
-use crate::store::{AuditStore, DerivedWrite, StoreError};
+use crate::store::{AuditStore, ClusterLease, StoreError};
 
 /// Decoded input split into trail entries by cluster and what must be quarantined.
 #[derive(Debug, Default)]
@@ -115,6 +120,27 @@ pub struct Report {
     pub log_groups: BTreeSet<String>,
     #[serde(skip)]
     pub log_streams: BTreeSet<String>,
+    /// What was stored and is not yet derived, by cluster.
+    #[serde(skip)]
+    pub pending: BTreeMap<String, ClusterBatch>,
+}
+
+/// The records of one cluster a run stored (or found stored), for its derivation step:
+/// they name the streams to read, and those behind their stream's position are late.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterBatch {
+    pub entries: Vec<TrailEntry>,
+    /// Trail sort keys of the entries this run stored.
+    pub fresh: BTreeSet<String>,
+    pub conflicts: Vec<Conflict>,
+}
+
+impl ClusterBatch {
+    fn add(&mut self, other: ClusterBatch) {
+        self.entries.extend(other.entries);
+        self.fresh.extend(other.fresh);
+        self.conflicts.extend(other.conflicts);
+    }
 }
 
 /// Where quarantined input that names no log group is counted.
@@ -132,6 +158,9 @@ pub struct ClusterReport {
     pub new_alerts: BTreeMap<String, usize>,
     /// Sequence gaps open after this run; `None` until the cluster was re-derived.
     pub open_gaps: Option<usize>,
+    /// Records that arrived later than the allowed lateness: in the trail, not yet in the
+    /// views (a `late_record` alert each).
+    pub late: usize,
 }
 
 impl ClusterReport {
@@ -142,6 +171,7 @@ impl ClusterReport {
         self.conflicts += other.conflicts;
         self.quarantined += other.quarantined;
         self.failed_logins += other.failed_logins;
+        self.late += other.late;
         for (kind, count) in other.new_alerts {
             *self.new_alerts.entry(kind).or_default() += count;
         }
@@ -172,6 +202,9 @@ impl Report {
         }
         self.log_groups.extend(other.log_groups);
         self.log_streams.extend(other.log_streams);
+        for (cluster, batch) in other.pending {
+            self.pending.entry(cluster).or_default().add(batch);
+        }
     }
 
     /// Takes in what re-deriving `cluster` changed.
@@ -180,8 +213,9 @@ impl Report {
             .entry(cluster.to_owned())
             .or_default()
             .add(ClusterReport {
-                new_alerts: rederived.write.new_alerts.clone(),
+                new_alerts: rederived.new_alerts.clone(),
                 open_gaps: Some(rederived.open_gaps),
+                late: rederived.late,
                 ..ClusterReport::default()
             });
     }
@@ -205,7 +239,7 @@ pub fn is_failed_login(entry: &TrailEntry) -> bool {
             .is_some_and(|record| record.action == "LUNA_LOGIN" && !record.succeeded())
 }
 
-/// Stores what was parsed and re-derives the views of every cluster it touched. A store
+/// Stores what was parsed and derives the views of every cluster it touched. A store
 /// failure is returned (the caller fails the invocation so that it is retried); every
 /// write is idempotent, so a retry converges to the state of one clean delivery.
 pub async fn ingest<S: AuditStore>(
@@ -218,15 +252,16 @@ pub async fn ingest<S: AuditStore>(
     Ok(report)
 }
 
-/// Re-derives every cluster the report stored records of, and adds what that found.
+/// Derives every cluster the report stored records of and has not derived yet, and
+/// adds what that found.
 pub async fn derive_clusters<S: AuditStore>(
     store: &S,
     config: &Config,
     report: &mut Report,
 ) -> Result<(), StoreError> {
-    for cluster in report.clusters.clone() {
-        let rederived = rederive(store, config, &cluster).await?;
-        report.add_derivation(&cluster, &rederived);
+    for (cluster, batch) in std::mem::take(&mut report.pending) {
+        let derived = derive_cluster(store, config, &cluster, batch).await?;
+        report.add_derivation(&cluster, &derived);
     }
     Ok(())
 }
@@ -269,8 +304,8 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
             .or_default()
             .quarantined += 1;
     }
-    for (cluster, entries) in &parsed.entries {
-        let outcome = store.append_trail(cluster, entries).await?;
+    for (cluster, entries) in parsed.entries {
+        let outcome = store.append_trail(&cluster, &entries).await?;
         report.stored += outcome.stored;
         report.duplicates += outcome.duplicates;
         report.conflicts += outcome.conflicts.len();
@@ -290,20 +325,74 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
                     .count(),
                 ..ClusterReport::default()
             });
+        report
+            .pending
+            .entry(cluster)
+            .or_default()
+            .add(ClusterBatch {
+                entries,
+                fresh: outcome.fresh,
+                conflicts: outcome.conflicts,
+            });
     }
     Ok(report)
 }
 
-/// What re-deriving a cluster changed, and the state of its integrity afterwards.
+/// What deriving a cluster changed, and the state of its integrity afterwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rederived {
-    pub write: DerivedWrite,
+    /// Derivation steps (more than one when a stream's tail was read in parts).
+    pub steps: usize,
+    pub put: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+    /// Alerts that did not exist before, by kind: what metrics and alarms count.
+    pub new_alerts: BTreeMap<String, usize>,
     /// Sequence gaps still open in the cluster's trail.
     pub open_gaps: usize,
+    /// Records that arrived too late to be folded in (see [`crate::incremental`]).
+    pub late: usize,
 }
 
-/// Recomputes a cluster's views from its whole trail under the cluster's lease: whoever
-/// holds it last has seen every record written before it, so the views converge.
+impl Rederived {
+    fn add(&mut self, write: &StepWrite, late: usize) {
+        self.steps += 1;
+        self.put += write.puts.len() + write.objects.len();
+        self.deleted += write.deletes.len();
+        self.unchanged += write.unchanged;
+        for (kind, count) in &write.new_alerts {
+            *self.new_alerts.entry(kind.clone()).or_default() += count;
+        }
+        self.open_gaps = write.open_gaps;
+        self.late += late;
+    }
+}
+
+fn wall_clock() -> Timestamp {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros());
+    Timestamp::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
+}
+
+/// Folds what `batch` brought into the cluster's views, under the cluster's lease
+/// ([`crate::incremental`] says how, and what it reads).
+pub async fn derive_cluster<S: AuditStore>(
+    store: &S,
+    config: &Config,
+    cluster: &str,
+    batch: ClusterBatch,
+) -> Result<Rederived, StoreError> {
+    let lease = store.lock_cluster(cluster).await?;
+    let result = derive_steps(store, config, &lease, batch, BTreeMap::new()).await;
+    let released = store.unlock_cluster(&lease).await;
+    let derived = result?;
+    released.map(|()| derived)
+}
+
+/// Rebuilds a cluster's views from its whole trail: removes them and the derivation
+/// state, then folds the trail stream by stream, a bounded part of each at a time. For
+/// late records (`late_record` alerts) and after a change of the derivation's rules.
 pub async fn rederive<S: AuditStore>(
     store: &S,
     config: &Config,
@@ -311,18 +400,63 @@ pub async fn rederive<S: AuditStore>(
 ) -> Result<Rederived, StoreError> {
     let lease = store.lock_cluster(cluster).await?;
     let result = async {
-        let trail = store.load_trail(cluster).await?;
-        let derived = derive(&trail.entries, &trail.conflicts, &config.derive);
-        let open_gaps = derived
-            .alerts
-            .iter()
-            .filter(|alert| alert.kind == AlertKind::SequenceGap)
-            .count();
-        let write = store.replace_derived(&lease, &derived).await?;
-        Ok(Rederived { write, open_gaps })
+        let streams = store.trail_streams(cluster).await?;
+        let conflicts = store.conflicts(cluster).await?;
+        store.clear_derived(&lease).await?;
+        let batch = ClusterBatch {
+            conflicts,
+            ..ClusterBatch::default()
+        };
+        derive_steps(store, config, &lease, batch, streams).await
     }
     .await;
     let released = store.unlock_cluster(&lease).await;
-    let rederived = result?;
-    released.map(|()| rederived)
+    let derived = result?;
+    released.map(|()| derived)
+}
+
+async fn derive_steps<S: AuditStore>(
+    store: &S,
+    config: &Config,
+    lease: &ClusterLease,
+    mut batch: ClusterBatch,
+    mut streams: BTreeMap<String, Option<String>>,
+) -> Result<Rederived, StoreError> {
+    let cluster = lease.cluster.as_str();
+    let mut derived = Rederived::default();
+    loop {
+        let mut checkpoint = store.load_checkpoint(cluster).await?;
+        checkpoint.unsettled.append(&mut streams);
+        let starts = checkpoint.tail_starts(&batch.entries);
+        let tail = store
+            .load_tail(cluster, &starts, TAIL_RECORDS_PER_STREAM)
+            .await?;
+        let step = prepare_step(
+            &checkpoint,
+            &tail,
+            &batch.entries,
+            &batch.fresh,
+            &config.derive,
+            wall_clock(),
+        );
+        let loaded =
+            ObjectCarry::assemble(store.load_objects(cluster, &object_names(&step)).await?);
+        let folded = fold(
+            &step.carry,
+            &loaded,
+            &step.fold,
+            &batch.conflicts,
+            step.settle_before,
+            &config.derive,
+        );
+        let late = step.late.len();
+        let write = plan_write(cluster, &checkpoint, step, folded, &loaded)?;
+        store.write_step(lease, &write).await?;
+        derived.add(&write, late);
+        if tail.cut.is_empty() {
+            return Ok(derived);
+        }
+        // The rest of the cut streams is read from where this step settled them.
+        batch = ClusterBatch::default();
+    }
 }

@@ -16,7 +16,9 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::decode::RawTextSource;
 use crate::model::Timestamp;
-use crate::pipeline::{Report, derive_clusters, is_failed_login, parse_decoded, store_parsed};
+use crate::pipeline::{
+    Report, derive_clusters, is_failed_login, parse_decoded, rederive, store_parsed,
+};
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
 
 #[derive(Debug, Parser)]
@@ -124,6 +126,13 @@ enum Command {
     },
     /// What could not be processed, with the reason.
     Quarantine,
+    /// Rebuild a cluster's views from its whole trail, a bounded part of each stream at a
+    /// time: after `late_record` alerts (records that arrived later than the allowed
+    /// lateness), or after an upgrade that changed how views are derived.
+    Rederive {
+        #[arg(long)]
+        cluster: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -286,7 +295,36 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let items = store.quarantined().await.map_err(processing)?;
             render::emit(output, &items, || render::quarantine_table(&items))
         }
+        Command::Rederive { cluster } => {
+            let bar = progress(1, "rederive");
+            bar.set_message(format!("rebuilding {cluster} from its trail"));
+            let rebuilt = rederive(&store, &config, &cluster)
+                .await
+                .map_err(processing)?;
+            bar.finish_and_clear();
+            let summary = RederiveSummary {
+                cluster,
+                steps: rebuilt.steps,
+                views_written: rebuilt.put,
+                open_gaps: rebuilt.open_gaps,
+            };
+            render::emit(output, &summary, || {
+                format!(
+                    "rebuilt {}: {} views written in {} steps, {} open gaps\n",
+                    summary.cluster, summary.views_written, summary.steps, summary.open_gaps
+                )
+            })
+        }
     }
+}
+
+/// What `rederive --output json` prints.
+#[derive(Debug, Serialize)]
+struct RederiveSummary {
+    cluster: String,
+    steps: usize,
+    views_written: usize,
+    open_gaps: usize,
 }
 
 /// Reads one file as `--format` says.
@@ -357,6 +395,22 @@ async fn ingest_files(
     derive_clusters(store, config, &mut report)
         .await
         .map_err(processing)?;
+    // Records older than what the cluster had settled: the views are rebuilt with them,
+    // as the late-record alerts would ask the user to.
+    let late: Vec<String> = report
+        .by_cluster
+        .iter()
+        .filter(|(_, counts)| counts.late > 0)
+        .map(|(cluster, _)| cluster.clone())
+        .collect();
+    for cluster in late {
+        bar.set_message(format!(
+            "{cluster}: records older than its settled views; rebuilding them"
+        ));
+        rederive(store, config, &cluster)
+            .await
+            .map_err(processing)?;
+    }
     bar.finish_and_clear();
     render::emit(output, &report, || render::report_text(&report))
 }

@@ -85,10 +85,7 @@ impl StreamCarry {
         let gap = self.gaps.remove(position);
         let mut parts = Vec::new();
         if gap.from < seq {
-            parts.push(Gap {
-                to: seq - 1,
-                ..gap
-            });
+            parts.push(Gap { to: seq - 1, ..gap });
         }
         if seq < gap.to {
             parts.push(Gap {

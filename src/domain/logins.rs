@@ -30,7 +30,12 @@ fn response_text(code: u32, logged: &str) -> String {
 /// Failed logins of CloudHSM records alone, flagged (what the unit tests exercise).
 #[cfg(test)]
 pub(crate) fn derive(recs: &[Rec<'_>], config: &DeriveConfig) -> (Vec<FailedLogin>, Vec<Alert>) {
-    let flagged = flag_brute_force(failures(recs), config, &Carry::default(), Timestamp(i64::MAX));
+    let flagged = flag_brute_force(
+        failures(recs),
+        config,
+        &Carry::default(),
+        Timestamp(i64::MAX),
+    );
     (flagged.logins, flagged.alerts)
 }
 
@@ -169,7 +174,8 @@ pub(crate) fn flag_brute_force(
                 .filter(|&i| times[i] < settle_before.micros())
                 .collect();
             if let Some(&settled_last) = settled.last() {
-                let still_open = times[settled_last].saturating_add(window) >= settle_before.micros();
+                let still_open =
+                    times[settled_last].saturating_add(window) >= settle_before.micros();
                 if still_open {
                     let older = settled
                         .iter()

@@ -139,7 +139,7 @@ impl LunaRec<'_> {
 /// Within one second: creates, derived creates, then a multi-part operation's `_INIT`,
 /// its steps and its `_END` (the vendor warns that exactly these appear out of order),
 /// then destroys.
-fn phase(action: &str) -> u8 {
+pub fn phase(action: &str) -> u8 {
     match action {
         "LUNA_GENERATE_KEY" | "LUNA_GENERATE_KEY_PAIR" | "LUNA_CREATE_OBJECT" => 0,
         "LUNA_COPY_OBJECT" | "LUNA_UNWRAP_KEY" | "LUNA_DERIVE_KEY" | "LUNA_DERIVE_KEY_AND_WRAP" => {
@@ -248,7 +248,10 @@ fn sessions(
     let mut newest = carry.newest.clone();
     let mut settled_newest = carry.newest.clone();
     for rec in recs {
-        for (map, take) in [(&mut newest, true), (&mut settled_newest, rec.time() < settle_before)] {
+        for (map, take) in [
+            (&mut newest, true),
+            (&mut settled_newest, rec.time() < settle_before),
+        ] {
             if take {
                 let time = map.entry(rec.partition.to_owned()).or_insert(rec.time());
                 *time = (*time).max(rec.time());

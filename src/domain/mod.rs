@@ -25,7 +25,7 @@ mod certificates;
 mod integrity;
 mod keys;
 mod logins;
-mod luna;
+pub mod luna;
 mod records;
 mod sensitive;
 mod sessions;
@@ -182,6 +182,20 @@ pub struct KeyGeneration {
     pub hsms: Vec<String>,
     pub exported: bool,
     pub events: Vec<KeyEvent>,
+}
+
+/// The order of a session's or key's events: time, then, within a second of Luna's
+/// one-second clock, what each does (see [`luna::phase`]); stored events are read in key
+/// order and sorted by this, stably.
+pub fn event_order(time: Timestamp, opcode: &Opcode, luna: bool) -> (Timestamp, u8) {
+    (
+        time,
+        if luna {
+            luna::phase(opcode.as_str())
+        } else {
+            0
+        },
+    )
 }
 
 impl KeyGeneration {

@@ -396,7 +396,9 @@ impl<'r, 'a> Sweep<'r, 'a> {
             .partition(|&m| same_session(self.members[m].handle, handle));
         let state = self.state(hsm);
         state.open = still_open;
-        state.cut.extend(gone.into_iter().map(|member| (member, at)));
+        state
+            .cut
+            .extend(gone.into_iter().map(|member| (member, at)));
     }
 
     fn attribute(&mut self, hsm: &str, index: usize) -> Option<usize> {
@@ -543,7 +545,9 @@ impl<'r, 'a> Sweep<'r, 'a> {
                 cut: state
                     .cut
                     .iter()
-                    .filter(|(_, at)| settle_before.micros().saturating_sub(at.micros()) <= self.window)
+                    .filter(|(_, at)| {
+                        settle_before.micros().saturating_sub(at.micros()) <= self.window
+                    })
                     .filter_map(|&(m, at)| Some((member_index[m]?, at)))
                     .collect(),
             };

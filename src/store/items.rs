@@ -25,7 +25,7 @@ use super::attributes::to_item;
 use crate::decode::Quarantined;
 use crate::domain::{
     Alert, AlertKind, ClusterSession, Conflict, Derived, FailedLogin, KeyEvent, KeyGeneration,
-    SessionEvent, StreamSummary,
+    SessionEvent, StreamSummary, event_order,
 };
 use crate::model::{
     AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, Opcode, RecordIdentity,
@@ -66,6 +66,131 @@ pub fn trail_pk(cluster: &str) -> String {
 
 pub fn cluster_pk(cluster: &str) -> String {
     format!("CLUSTER#{}", key_part(cluster))
+}
+
+/// Where a cluster's derivation state lives: its checkpoint and each object's carry,
+/// apart from the views so that the console's view of `CLUSTER#` shows only views.
+pub fn state_pk(cluster: &str) -> String {
+    format!("STATE#{}", key_part(cluster))
+}
+
+pub const CHECKPOINT_PREFIX: &str = "CHECKPOINT#";
+const OBJECT_PREFIX: &str = "OBJ#";
+/// A checkpoint is stored gzipped in pieces of at most this many bytes, well inside
+/// DynamoDB's 400 KB item limit.
+const CHECKPOINT_CHUNK_BYTES: usize = 300 * 1024;
+
+/// The checkpoint's items: gzipped JSON, cut into pieces when large.
+pub fn checkpoint_items(
+    cluster: &str,
+    checkpoint: &crate::incremental::Checkpoint,
+) -> Result<Vec<Item>, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        key: format!("{}/{CHECKPOINT_PREFIX}", state_pk(cluster)),
+        message,
+    };
+    let json = serde_json::to_vec(checkpoint).map_err(|error| corrupt(error.to_string()))?;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, &json).map_err(|error| corrupt(error.to_string()))?;
+    let packed = encoder
+        .finish()
+        .map_err(|error| corrupt(error.to_string()))?;
+    let chunks: Vec<&[u8]> = packed.chunks(CHECKPOINT_CHUNK_BYTES).collect();
+    Ok(chunks
+        .iter()
+        .enumerate()
+        .map(|(index, chunk)| {
+            let mut item = key_item(
+                &state_pk(cluster),
+                &format!("{CHECKPOINT_PREFIX}{index:04}"),
+            );
+            item.insert("item_type".into(), AttributeValue::S("checkpoint".into()));
+            item.insert("chunks".into(), AttributeValue::N(chunks.len().to_string()));
+            item.insert(
+                "checkpoint_gz".into(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(chunk.to_vec())),
+            );
+            item
+        })
+        .collect())
+}
+
+/// The checkpoint from its items (in sort-key order); the default when there are none.
+pub fn checkpoint_from_items(
+    cluster: &str,
+    items: &[Item],
+) -> Result<crate::incremental::Checkpoint, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        key: format!("{}/{CHECKPOINT_PREFIX}", state_pk(cluster)),
+        message,
+    };
+    if items.is_empty() {
+        return Ok(crate::incremental::Checkpoint::default());
+    }
+    let mut packed = Vec::new();
+    for item in items {
+        let chunk = item
+            .get("checkpoint_gz")
+            .and_then(|value| value.as_b().ok())
+            .ok_or_else(|| corrupt("a piece has no checkpoint_gz".into()))?;
+        packed.extend_from_slice(chunk.as_ref());
+    }
+    let expected: usize = items[0]
+        .get("chunks")
+        .and_then(|value| value.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if expected != items.len() {
+        return Err(corrupt(format!("{} of {expected} pieces", items.len())));
+    }
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(packed.as_slice()),
+        &mut json,
+    )
+    .map_err(|error| corrupt(error.to_string()))?;
+    let mut checkpoint: crate::incremental::Checkpoint =
+        serde_json::from_slice(&json).map_err(|error| corrupt(error.to_string()))?;
+    checkpoint.stored_pieces = items.len();
+    Ok(checkpoint)
+}
+
+/// The key of an object's carry (`OBJ#KEY#<handle>`, `OBJ#CERT#<handle>`, `OBJ#LUNA#<id>`).
+pub fn object_key(cluster: &str, name: &str) -> Item {
+    key_item(
+        &state_pk(cluster),
+        &format!("{OBJECT_PREFIX}{}", key_part(name)),
+    )
+}
+
+pub fn object_item(
+    cluster: &str,
+    name: &str,
+    carry: &crate::incremental::ObjectCarry,
+) -> Result<Item, StoreError> {
+    let mut item = object_key(cluster, name);
+    let json = serde_json::to_string(carry).map_err(|error| StoreError::Corrupt {
+        key: name.to_owned(),
+        message: error.to_string(),
+    })?;
+    item.insert("item_type".into(), AttributeValue::S("object_carry".into()));
+    item.insert("object_name".into(), AttributeValue::S(name.to_owned()));
+    item.insert("object_carry".into(), AttributeValue::S(json));
+    Ok(item)
+}
+
+pub fn object_from_item(
+    item: &Item,
+) -> Result<(String, crate::incremental::ObjectCarry), StoreError> {
+    let text = |name: &str| item.get(name).and_then(|value| value.as_s().ok());
+    let corrupt = |message: String| StoreError::Corrupt {
+        key: sort_key(item),
+        message,
+    };
+    let name = text("object_name").ok_or_else(|| corrupt("no object name".into()))?;
+    let json = text("object_carry").ok_or_else(|| corrupt("no carry".into()))?;
+    let carry = serde_json::from_str(json).map_err(|error| corrupt(error.to_string()))?;
+    Ok((name.clone(), carry))
 }
 
 pub fn trail_sk(hsm: &str, reboot_counter: u32, sequence_no: u64) -> String {
@@ -116,7 +241,7 @@ pub fn luna_key_prefix(object_id: &str) -> String {
 pub const FAILED_LOGIN_PREFIX: &str = "FAILED_LOGIN#";
 pub const ALERT_PREFIX: &str = "ALERT#";
 pub const STREAM_PREFIX: &str = "STREAM#";
-const CONFLICT_PREFIX: &str = "CONFLICT#";
+pub const CONFLICT_PREFIX: &str = "CONFLICT#";
 const HSM_PREFIX: &str = "HSM#";
 /// Records without a sequence number, under their log stream and event id.
 const LOG_EVENT_PREFIX: &str = "LOG#";
@@ -708,16 +833,24 @@ fn stream_sk(stream: &StreamSummary) -> String {
 /// What a view item is, for deciding whether a later step may replace or remove it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewOf {
-    SessionHead { login_time: Timestamp },
+    SessionHead {
+        login_time: Timestamp,
+    },
     KeyHead {
         created_time: Option<Timestamp>,
         generation: u32,
         first_event: Option<Timestamp>,
     },
     /// An event of a session or key: the record's time.
-    Event { time: Timestamp },
+    Event {
+        time: Timestamp,
+    },
     FailedLogin,
-    Alert { kind: AlertKind, time: Timestamp, user: Option<String> },
+    Alert {
+        kind: AlertKind,
+        time: Timestamp,
+        user: Option<String>,
+    },
     Stream,
 }
 
@@ -750,7 +883,12 @@ pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, Sto
             ..session.clone()
         };
         items.push(view(
-            derived_item(cluster, sk.clone(), "session", SessionHead { session: head })?,
+            derived_item(
+                cluster,
+                sk.clone(),
+                "session",
+                SessionHead { session: head },
+            )?,
             ViewOf::SessionHead {
                 login_time: session.login_time,
             },
@@ -890,21 +1028,33 @@ fn with_events<T, E: DeserializeOwned>(
 }
 
 pub fn sessions_from_items(items: Vec<Item>) -> Result<Vec<ClusterSession>, StoreError> {
-    with_events::<_, SessionEvent>(
+    let mut sessions = with_events::<_, SessionEvent>(
         items,
         "session",
         |item| read_item::<DerivedHeader<SessionHead>>(item).map(|item| item.body.session),
         |session| &mut session.events,
-    )
+    )?;
+    for session in &mut sessions {
+        session.events.sort_by_key(|event| {
+            event_order(event.time, &event.opcode, event.log_event_id.is_some())
+        });
+    }
+    Ok(sessions)
 }
 
 pub fn keys_from_items(items: Vec<Item>) -> Result<Vec<KeyGeneration>, StoreError> {
-    with_events::<_, KeyEvent>(
+    let mut keys = with_events::<_, KeyEvent>(
         items,
         "key",
         |item| read_item::<DerivedHeader<KeyHead>>(item).map(|item| item.body.key),
         |key| &mut key.events,
-    )
+    )?;
+    for key in &mut keys {
+        let luna = key.object_id.is_some();
+        key.events
+            .sort_by_key(|event| event_order(event.time, &event.opcode, luna));
+    }
+    Ok(keys)
 }
 
 pub fn bodies_from_items<T: DeserializeOwned>(items: Vec<Item>) -> Result<Vec<T>, StoreError> {

@@ -6,11 +6,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::items::{self, Item};
-use super::{
-    AuditStore, ClusterLease, ClusterTrail, DerivedWrite, StoreError, StoredView, TrailOutcome,
-};
+use super::{AuditStore, ClusterLease, StoreError, TrailOutcome};
 use crate::decode::Quarantined;
-use crate::domain::Derived;
+use crate::domain::Conflict;
+use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::TrailEntry;
 
 #[derive(Debug, Default)]
@@ -121,34 +120,118 @@ impl AuditStore for MemoryStore {
         Ok(())
     }
 
-    async fn load_trail(&self, cluster: &str) -> Result<ClusterTrail, StoreError> {
-        let mut trail = ClusterTrail::default();
-        for item in self.partition(&items::trail_pk(cluster)) {
-            if items::is_trail_record(&item) {
-                trail.entries.push(items::trail_entry_from_item(item)?);
-            } else if items::is_conflict(&item) {
-                trail.conflicts.push(items::conflict_from_item(item)?);
-            }
-        }
-        Ok(trail)
+    async fn load_checkpoint(&self, cluster: &str) -> Result<Checkpoint, StoreError> {
+        let pieces: Vec<Item> = self
+            .partition(&items::state_pk(cluster))
+            .into_iter()
+            .filter(|item| items::sort_key(item).starts_with(items::CHECKPOINT_PREFIX))
+            .collect();
+        items::checkpoint_from_items(cluster, &pieces)
     }
 
-    async fn replace_derived(
+    async fn load_tail(
         &self,
-        lease: &ClusterLease,
-        derived: &Derived,
-    ) -> Result<DerivedWrite, StoreError> {
-        let pk = items::cluster_pk(&lease.cluster);
-        let stored = self.partition(&pk).iter().map(StoredView::of).collect();
-        let plan =
-            super::plan_derived_write(stored, items::derived_items(&lease.cluster, derived)?);
-        let summary = plan.summary();
-        for view in plan.deletes {
-            self.guard().remove(&key_of(&view.key));
+        cluster: &str,
+        starts: &[TailStart],
+        per_stream: usize,
+    ) -> Result<TailRead, StoreError> {
+        let pk = items::trail_pk(cluster);
+        let mut tail = TailRead::default();
+        let map = self.guard();
+        for start in starts {
+            let low = (pk.clone(), start.after.clone().unwrap_or_default());
+            let mut taken = 0;
+            for ((_, sk), item) in map.range(low..) {
+                if !sk.starts_with(&start.prefix) || !items::is_trail_record(item) {
+                    if sk.as_str() > start.prefix.as_str() && !sk.starts_with(&start.prefix) {
+                        break;
+                    }
+                    continue;
+                }
+                if Some(sk) == start.after.as_ref() {
+                    continue;
+                }
+                if taken == per_stream {
+                    tail.cut.insert(start.prefix.clone());
+                    break;
+                }
+                tail.entries
+                    .push(items::trail_entry_from_item(item.clone())?);
+                taken += 1;
+            }
         }
-        for item in plan.puts {
-            self.put(item);
+        Ok(tail)
+    }
+
+    async fn load_objects(
+        &self,
+        cluster: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, ObjectCarry)>, StoreError> {
+        let map = self.guard();
+        names
+            .iter()
+            .filter_map(|name| map.get(&key_of(&items::object_key(cluster, name))))
+            .map(items::object_from_item)
+            .collect()
+    }
+
+    async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError> {
+        for key in &write.deletes {
+            self.guard().remove(&key_of(key));
         }
-        Ok(summary)
+        for item in &write.puts {
+            self.put(item.clone());
+        }
+        for (name, carry) in &write.objects {
+            self.put(items::object_item(&lease.cluster, name, carry)?);
+        }
+        let pieces = items::checkpoint_items(&lease.cluster, &write.checkpoint)?;
+        for index in pieces.len()..write.checkpoint.stored_pieces {
+            let key = items::key_item(
+                &items::state_pk(&lease.cluster),
+                &format!("{}{index:04}", items::CHECKPOINT_PREFIX),
+            );
+            self.guard().remove(&key_of(&key));
+        }
+        for piece in pieces {
+            self.put(piece);
+        }
+        Ok(())
+    }
+
+    async fn clear_derived(&self, lease: &ClusterLease) -> Result<usize, StoreError> {
+        let pks = [
+            items::cluster_pk(&lease.cluster),
+            items::state_pk(&lease.cluster),
+        ];
+        let mut map = self.guard();
+        let before = map.len();
+        map.retain(|(pk, sk), _| !pks.contains(pk) || sk == items::LEASE_SK);
+        Ok(before - map.len())
+    }
+
+    async fn trail_streams(
+        &self,
+        cluster: &str,
+    ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError> {
+        let mut streams = std::collections::BTreeMap::new();
+        for item in self.partition(&items::trail_pk(cluster)) {
+            if items::is_trail_record(&item) {
+                let entry = items::trail_entry_from_item(item)?;
+                streams
+                    .entry(crate::incremental::stream_prefix(&entry))
+                    .or_insert_with(|| entry.cloudhsm().map(|_| entry.stream.hsm.clone()));
+            }
+        }
+        Ok(streams)
+    }
+
+    async fn conflicts(&self, cluster: &str) -> Result<Vec<Conflict>, StoreError> {
+        self.partition(&items::trail_pk(cluster))
+            .into_iter()
+            .filter(items::is_conflict)
+            .map(items::conflict_from_item)
+            .collect()
     }
 }

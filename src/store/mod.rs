@@ -9,10 +9,11 @@ pub mod dynamodb;
 pub mod items;
 pub mod memory;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::decode::Quarantined;
-use crate::domain::{Conflict, Derived};
+use crate::domain::Conflict;
+use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::{RecordIdentity, TrailEntry};
 
 /// Failures of the store. All of them are worth retrying: the data was fine, the
@@ -40,13 +41,8 @@ pub struct TrailOutcome {
     pub stored: usize,
     pub duplicates: usize,
     pub conflicts: Vec<Conflict>,
-}
-
-/// The whole trail of one cluster, as [`crate::domain::derive`] needs it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClusterTrail {
-    pub entries: Vec<TrailEntry>,
-    pub conflicts: Vec<Conflict>,
+    /// Trail sort keys of the entries stored by this call.
+    pub fresh: BTreeSet<String>,
 }
 
 /// Proof of holding a cluster's lease: only its holder rewrites the cluster's views.
@@ -79,17 +75,6 @@ impl std::fmt::Debug for ClusterLease {
     }
 }
 
-/// What replacing a cluster's derived views wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DerivedWrite {
-    pub put: usize,
-    pub deleted: usize,
-    pub unchanged: usize,
-    /// Alerts that did not exist before, by kind (`brute_force`, …): what metrics and
-    /// alarms count, since an alert already raised must not alarm again.
-    pub new_alerts: std::collections::BTreeMap<String, usize>,
-}
-
 #[allow(async_fn_in_trait)]
 pub trait AuditStore {
     /// Adds entries of one cluster not yet in its trail. An identity already stored with
@@ -108,15 +93,41 @@ pub trait AuditStore {
 
     async fn unlock_cluster(&self, lease: &ClusterLease) -> Result<(), StoreError>;
 
-    async fn load_trail(&self, cluster: &str) -> Result<ClusterTrail, StoreError>;
+    /// Where the cluster's derivation stands; the default for a cluster never derived.
+    async fn load_checkpoint(&self, cluster: &str) -> Result<Checkpoint, StoreError>;
 
-    /// Makes the cluster's stored views equal to `derived`: writes what changed and
-    /// deletes what no longer exists.
-    async fn replace_derived(
+    /// The records of each stream after its start, in stream order, at most
+    /// `per_stream` of each (streams cut there are named).
+    async fn load_tail(
         &self,
-        lease: &ClusterLease,
-        derived: &Derived,
-    ) -> Result<DerivedWrite, StoreError>;
+        cluster: &str,
+        starts: &[TailStart],
+        per_stream: usize,
+    ) -> Result<TailRead, StoreError>;
+
+    /// The carries of the named objects that have one.
+    async fn load_objects(
+        &self,
+        cluster: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, ObjectCarry)>, StoreError>;
+
+    /// Writes a step: views, deletes, object carries, then the checkpoint (last: a step
+    /// that fails midway is done again from the previous checkpoint).
+    async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError>;
+
+    /// Removes every derived view and the derivation state of the cluster, page by page.
+    async fn clear_derived(&self, lease: &ClusterLease) -> Result<usize, StoreError>;
+
+    /// Every stream of the cluster's trail: its sort-key prefix, and its HSM for an HSM's
+    /// stream. Reads the whole trail, page by page (a rebuild's first step).
+    async fn trail_streams(
+        &self,
+        cluster: &str,
+    ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError>;
+
+    /// The refused conflicting duplicates recorded in the cluster's trail.
+    async fn conflicts(&self, cluster: &str) -> Result<Vec<Conflict>, StoreError>;
 }
 
 /// Sorts a batch against what the trail already holds (identity sort key → content
@@ -145,6 +156,7 @@ pub fn classify_entries<'a>(
                 }
             }
             None => {
+                outcome.fresh.insert(key.clone());
                 seen.insert(key, digest.clone());
                 fresh.push((entry, digest));
             }
@@ -176,120 +188,5 @@ fn conflict_of(
         stored_sha256: stored.to_owned(),
         rejected_sha256: rejected,
         rejected_log_event_id: entry.log_event_id.clone(),
-    }
-}
-
-/// A stored view as the write plan needs it: its key (to delete it), what deleting it
-/// costs, and a digest of its content (to tell an unchanged wanted item) — not the item,
-/// whose maps take many times the memory, read as the cluster's views are on every
-/// derivation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredView {
-    pub key: items::Item,
-    pub item_type: String,
-    pub write_units: u64,
-    digest: [u8; 32],
-}
-
-impl StoredView {
-    pub fn of(item: &items::Item) -> Self {
-        StoredView {
-            key: items::key_attributes(item),
-            item_type: items::type_of(item),
-            write_units: items::write_units(item),
-            digest: items::item_digest(item),
-        }
-    }
-}
-
-/// The writes that turn a cluster's stored views (`stored`, without the lease item)
-/// into `wanted`: items to put (new or changed), views to delete (no longer derived).
-pub fn plan_derived_write(stored: Vec<StoredView>, wanted: Vec<items::Item>) -> DerivedPlan {
-    let mut stored: HashMap<String, StoredView> = stored
-        .into_iter()
-        .map(|view| (items::item_key(&view.key), view))
-        .collect();
-    let wanted: HashMap<String, items::Item> = wanted
-        .into_iter()
-        .map(|item| (items::item_key(&item), item))
-        .collect();
-    let mut plan = DerivedPlan::default();
-    for (key, item) in wanted {
-        match stored.remove(&key) {
-            Some(existing) if existing.digest == items::item_digest(&item) => plan.unchanged += 1,
-            Some(_) => plan.puts.push(item),
-            None => {
-                if let Some(kind) = items::alert_kind(&item) {
-                    *plan.new_alerts.entry(kind).or_default() += 1;
-                }
-                plan.puts.push(item);
-            }
-        }
-    }
-    plan.deletes = stored.into_values().collect();
-    plan
-}
-
-#[derive(Debug, Default)]
-pub struct DerivedPlan {
-    pub puts: Vec<items::Item>,
-    pub deletes: Vec<StoredView>,
-    pub unchanged: usize,
-    pub new_alerts: std::collections::BTreeMap<String, usize>,
-}
-
-impl DerivedPlan {
-    pub fn summary(&self) -> DerivedWrite {
-        DerivedWrite {
-            put: self.puts.len(),
-            deleted: self.deletes.len(),
-            unchanged: self.unchanged,
-            new_alerts: self.new_alerts.clone(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod plan_tests {
-    use aws_sdk_dynamodb::types::AttributeValue;
-
-    use super::*;
-
-    fn view(sk: &str, item_type: &str, body: &str) -> items::Item {
-        [
-            ("pk", "CLUSTER#c"),
-            ("sk", sk),
-            ("item_type", item_type),
-            ("kind", "brute_force"),
-            ("body", body),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), AttributeValue::S(value.to_owned())))
-        .collect()
-    }
-
-    #[test]
-    fn given_stored_views_when_planned_then_only_changes_are_written_and_gone_views_deleted() {
-        let stored = [
-            view("SESSION#same", "session", "v1"),
-            view("SESSION#changed", "session", "v1"),
-            view("KEY#gone", "key", "v1"),
-        ];
-        let wanted = vec![
-            view("SESSION#same", "session", "v1"),
-            view("SESSION#changed", "session", "v2"),
-            view("ALERT#new", "alert", "v1"),
-        ];
-        let plan = plan_derived_write(stored.iter().map(StoredView::of).collect(), wanted);
-
-        assert_eq!(plan.unchanged, 1);
-        let mut put: Vec<String> = plan.puts.iter().map(items::sort_key).collect();
-        put.sort();
-        assert_eq!(put, ["ALERT#new", "SESSION#changed"]);
-        assert_eq!(plan.deletes.len(), 1);
-        assert_eq!(items::sort_key(&plan.deletes[0].key), "KEY#gone");
-        assert_eq!(plan.deletes[0].key.len(), 2, "a delete names the key only");
-        assert_eq!(plan.deletes[0].item_type, "key");
-        assert_eq!(plan.new_alerts.get("brute_force"), Some(&1));
     }
 }

@@ -516,39 +516,6 @@ async fn replaying_the_failure_queue_equals_a_direct_delivery() {
     }
 }
 
-fn assert_same_state(actual: &[Item], expected: &[Item], context: &str) {
-    let key = |item: &Item| {
-        let part = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-        format!(
-            "{}|{}",
-            part("pk").unwrap_or_default(),
-            part("sk").unwrap_or_default()
-        )
-    };
-    let index = |items: &[Item]| -> std::collections::BTreeMap<String, Item> {
-        items.iter().map(|item| (key(item), item.clone())).collect()
-    };
-    let (actual, expected) = (index(actual), index(expected));
-    let missing: Vec<&String> = expected
-        .keys()
-        .filter(|k| !actual.contains_key(*k))
-        .collect();
-    let extra: Vec<&String> = actual
-        .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .collect();
-    let changed: Vec<&String> = expected
-        .iter()
-        .filter(|(k, item)| actual.get(*k).is_some_and(|other| other != *item))
-        .map(|(k, _)| k)
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty() && changed.is_empty(),
-        "{context}: the table differs from one clean delivery: missing {missing:?}, \
-         extra {extra:?}, changed {changed:?}"
-    );
-}
-
 fn attribute_size(value: &AttributeValue) -> usize {
     match value {
         AttributeValue::S(text) => text.len(),

@@ -10,13 +10,13 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use super::queries::SortKey;
 use crate::decode::Quarantined;
-use crate::domain::Derived;
+use crate::domain::Conflict;
+use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::TrailEntry;
 use crate::store::items::{self, Item};
-use crate::store::{
-    AuditStore, ClusterLease, ClusterTrail, DerivedWrite, StoreError, StoredView, TrailOutcome,
-};
+use crate::store::{AuditStore, ClusterLease, StoreError, TrailOutcome};
 
 /// DynamoDB requests made, by kind: the benchmark's requests-per-record come from here,
 /// since a local server's `ConsumedCapacity` cannot be trusted.
@@ -244,64 +244,142 @@ impl AuditStore for DynamoStore {
         self.release_lease(lease).await
     }
 
-    async fn load_trail(&self, cluster: &str) -> Result<ClusterTrail, StoreError> {
-        let mut trail = ClusterTrail::default();
-        // Page by page: the SDK's item maps take several times the memory of the records
-        // they hold, and the whole trail is read on every derivation.
-        self.query_pages(&items::trail_pk(cluster), None, |page| {
-            for item in page {
-                if items::is_trail_record(&item) {
-                    trail.entries.push(items::trail_entry_from_item(item)?);
-                } else if items::is_conflict(&item) {
-                    trail.conflicts.push(items::conflict_from_item(item)?);
-                }
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(trail)
+    async fn load_checkpoint(&self, cluster: &str) -> Result<Checkpoint, StoreError> {
+        let found = self
+            .query_partition(
+                &items::state_pk(cluster),
+                Some(SortKey::Prefix(items::CHECKPOINT_PREFIX)),
+            )
+            .await?;
+        items::checkpoint_from_items(cluster, &found)
     }
 
-    async fn replace_derived(
+    async fn load_tail(
         &self,
-        lease: &ClusterLease,
-        derived: &Derived,
-    ) -> Result<DerivedWrite, StoreError> {
-        let mut stored = Vec::new();
+        cluster: &str,
+        starts: &[TailStart],
+        per_stream: usize,
+    ) -> Result<TailRead, StoreError> {
+        let mut tail = TailRead::default();
+        let pk = items::trail_pk(cluster);
+        for start in starts {
+            let (found, cut) = self.query_after(&pk, start, per_stream).await?;
+            if cut {
+                tail.cut.insert(start.prefix.clone());
+            }
+            for item in found {
+                if items::is_trail_record(&item) {
+                    tail.entries.push(items::trail_entry_from_item(item)?);
+                }
+            }
+        }
+        Ok(tail)
+    }
+
+    async fn load_objects(
+        &self,
+        cluster: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, ObjectCarry)>, StoreError> {
+        let keys: std::collections::BTreeMap<String, Item> = names
+            .iter()
+            .map(|name| {
+                let key = items::object_key(cluster, name);
+                (items::sort_key(&key), key)
+            })
+            .collect();
+        let found = self
+            .get_all(
+                keys.into_values().collect(),
+                "pk, sk, object_name, object_carry",
+            )
+            .await?;
+        found.iter().map(items::object_from_item).collect()
+    }
+
+    async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError> {
         let lost = || StoreError::LeaseLost {
             cluster: lease.cluster.clone(),
         };
         if lease.is_lost() {
             return Err(lost());
         }
-        self.query_pages(&items::cluster_pk(&lease.cluster), None, |page| {
-            stored.extend(
-                page.iter()
-                    .filter(|item| items::sort_key(item) != items::LEASE_SK)
-                    .map(StoredView::of),
-            );
-            Ok(())
-        })
-        .await?;
-        let plan = crate::store::plan_derived_write(
-            stored,
-            items::derived_items(&lease.cluster, derived)?,
-        );
-        let summary = plan.summary();
-        self.book(
-            plan.deletes
-                .iter()
-                .map(|view| (view.item_type.clone(), view.write_units)),
-        );
-        self.account(&plan.puts);
-        // The trail and the views were read under the lease; if it ran out meanwhile,
-        // someone else is deriving from a newer trail and these writes would be stale.
+        let mut puts = write.puts.clone();
+        for (name, carry) in &write.objects {
+            puts.push(items::object_item(&lease.cluster, name, carry)?);
+        }
+        self.account(&puts);
+        self.book(write.deletes.iter().map(|_| ("view".to_owned(), 1)));
+        self.delete_all(write.deletes.clone()).await?;
+        self.put_all(puts).await?;
+        let checkpoint = items::checkpoint_items(&lease.cluster, &write.checkpoint)?;
+        let stale: Vec<Item> = (checkpoint.len()..write.checkpoint.stored_pieces)
+            .map(|index| {
+                items::key_item(
+                    &items::state_pk(&lease.cluster),
+                    &format!("{}{index:04}", items::CHECKPOINT_PREFIX),
+                )
+            })
+            .collect();
+        // The views were written under the lease; the checkpoint, which makes them the
+        // settled state, only while it is still held.
         if lease.is_lost() {
             return Err(lost());
         }
-        self.delete_all(plan.deletes.into_iter().map(|view| view.key).collect())
+        self.account(&checkpoint);
+        self.put_all(checkpoint).await?;
+        self.delete_all(stale).await?;
+        Ok(())
+    }
+
+    async fn clear_derived(&self, lease: &ClusterLease) -> Result<usize, StoreError> {
+        let mut cleared = 0;
+        for pk in [
+            items::cluster_pk(&lease.cluster),
+            items::state_pk(&lease.cluster),
+        ] {
+            let mut keys = Vec::new();
+            self.query_pages(&pk, None, |page| {
+                keys.extend(
+                    page.iter()
+                        .filter(|item| items::sort_key(item) != items::LEASE_SK)
+                        .map(items::key_attributes),
+                );
+                Ok(())
+            })
             .await?;
-        self.put_all(plan.puts).await?;
-        Ok(summary)
+            cleared += self.delete_all(keys).await?;
+        }
+        Ok(cleared)
+    }
+
+    async fn trail_streams(
+        &self,
+        cluster: &str,
+    ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError> {
+        let mut streams = std::collections::BTreeMap::new();
+        self.query_pages(&items::trail_pk(cluster), None, |page| {
+            for item in page {
+                if items::is_trail_record(&item) {
+                    let entry = items::trail_entry_from_item(item)?;
+                    streams
+                        .entry(crate::incremental::stream_prefix(&entry))
+                        .or_insert_with(|| entry.cloudhsm().map(|_| entry.stream.hsm.clone()));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(streams)
+    }
+
+    async fn conflicts(&self, cluster: &str) -> Result<Vec<Conflict>, StoreError> {
+        let found = self
+            .query_partition(
+                &items::trail_pk(cluster),
+                Some(SortKey::Prefix(items::CONFLICT_PREFIX)),
+            )
+            .await?;
+        found.into_iter().map(items::conflict_from_item).collect()
     }
 }

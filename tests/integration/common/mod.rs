@@ -83,13 +83,25 @@ pub async fn fresh_store(label: &str) -> DynamoStore {
     DynamoStore::new(client, table)
 }
 
+/// The default configuration, but for the allowed lateness: these tests deliver
+/// historical samples in any order, which must all be folded in exactly (the tests of
+/// late records and of bounded steps set their own).
 pub fn config_for(store: &DynamoStore) -> Config {
-    Config::from_lookup(Some(store.table().to_owned()), |_| None).expect("default config")
+    config_with_lateness(store, "3153600000")
 }
 
-/// Every item of the table but the derivation lease, sorted by key: the state two runs
-/// are compared by. The lease item is coordination, not state: its version counts the
-/// derivations, which differ between two deliveries that end in the same state.
+pub fn config_with_lateness(store: &DynamoStore, seconds: &str) -> Config {
+    let seconds = seconds.to_owned();
+    Config::from_lookup(Some(store.table().to_owned()), move |name| {
+        (name == "ALLOWED_LATENESS_SECONDS").then(|| seconds.clone())
+    })
+    .expect("configuration")
+}
+
+/// Every item of the table but the derivation's own bookkeeping, sorted by key: the
+/// state two runs are compared by. The lease (its version counts the derivations) and
+/// the `STATE#` partition (the checkpoint: where the settle point stands, what the last
+/// step wrote) differ between two deliveries that end in the same trail and views.
 pub async fn scan_all(store: &DynamoStore) -> Vec<Item> {
     let mut items = Vec::new();
     let mut start = None;
@@ -104,10 +116,13 @@ pub async fn scan_all(store: &DynamoStore) -> Vec<Item> {
             .await
             .expect("scan");
         items.extend(page.items.unwrap_or_default().into_iter().filter(|item| {
-            item.get("item_type")
-                .and_then(|v| v.as_s().ok())
-                .map(String::as_str)
-                != Some("lease")
+            let text = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+            };
+            text("item_type") != Some("lease")
+                && !text("pk").is_some_and(|pk| pk.starts_with("STATE#"))
         }));
         start = page.last_evaluated_key;
         if start.is_none() {
@@ -204,4 +219,38 @@ pub fn sample_events() -> Vec<(String, serde_json::Value)> {
             )
         })
         .collect()
+}
+
+/// Asserts two table states are equal, naming the items that differ.
+pub fn assert_same_state(actual: &[Item], expected: &[Item], context: &str) {
+    let key = |item: &Item| {
+        let part = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        format!(
+            "{}|{}",
+            part("pk").unwrap_or_default(),
+            part("sk").unwrap_or_default()
+        )
+    };
+    let index = |items: &[Item]| -> std::collections::BTreeMap<String, Item> {
+        items.iter().map(|item| (key(item), item.clone())).collect()
+    };
+    let (actual, expected) = (index(actual), index(expected));
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| !actual.contains_key(*k))
+        .collect();
+    let extra: Vec<&String> = actual
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    let changed: Vec<&String> = expected
+        .iter()
+        .filter(|(k, item)| actual.get(*k).is_some_and(|other| other != *item))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && changed.is_empty(),
+        "{context}: the tables differ: missing {missing:?}, \
+         extra {extra:?}, changed {changed:?}"
+    );
 }
