@@ -13,6 +13,8 @@ pub struct Config {
     pub table_name: String,
     pub derive: DeriveConfig,
     pub max_inflated_bytes: usize,
+    /// The most records of one stream a derivation step reads (its memory bound).
+    pub tail_records_per_stream: usize,
 }
 
 /// How the process logs: Lambda's advanced logging controls set `AWS_LAMBDA_LOG_FORMAT`
@@ -90,8 +92,8 @@ pub enum ConfigError {
 
 impl Config {
     /// Reads `TABLE_NAME`, `MIRROR_WINDOW_SECONDS`, `BRUTE_FORCE_THRESHOLD`,
-    /// `BRUTE_FORCE_WINDOW_SECONDS`, `LUNA_SESSION_IDLE_SECONDS`, `ALLOWED_LATENESS_SECONDS`
-    /// and `MAX_INFLATED_BYTES`; `table_name` overrides
+    /// `BRUTE_FORCE_WINDOW_SECONDS`, `LUNA_SESSION_IDLE_SECONDS`, `ALLOWED_LATENESS_SECONDS`,
+    /// `TAIL_RECORDS_PER_STREAM` and `MAX_INFLATED_BYTES`; `table_name` overrides
     /// `TABLE_NAME` (the CLI's `--table`).
     pub fn from_env(table_name: Option<String>) -> Result<Self, ConfigError> {
         Self::from_lookup(table_name, |name| env::var(name).ok())
@@ -163,6 +165,10 @@ impl Config {
                 )?,
             },
             max_inflated_bytes: count("MAX_INFLATED_BYTES", DEFAULT_MAX_INFLATED_BYTES)?,
+            tail_records_per_stream: count(
+                "TAIL_RECORDS_PER_STREAM",
+                crate::incremental::TAIL_RECORDS_PER_STREAM,
+            )?,
         })
     }
 }

@@ -53,8 +53,8 @@ use crate::model::{Timestamp, TrailEntry};
 use crate::store::StoreError;
 use crate::store::items::{self, Item, ViewItem, ViewOf};
 
-/// The most records of one stream a step reads: its memory stays bounded whatever
-/// arrived at once (a backfill, a rebuild).
+/// The most records of one stream a step reads by default (`TAIL_RECORDS_PER_STREAM`):
+/// its memory stays bounded whatever arrived at once (a backfill, a rebuild).
 pub const TAIL_RECORDS_PER_STREAM: usize = 5_000;
 
 /// Records are trusted to be at most this far ahead of the clock when the settle point
@@ -225,11 +225,18 @@ pub fn prepare_step(
         .allowed_lateness_micros
         .max(config.mirror_window_micros);
     let mut settle_before = Timestamp(horizon.micros().saturating_sub(lateness)).max(settled);
-    // A stream cut at the cap may hold earlier-timed records after the last one read.
-    for entry in fold.iter().rev() {
-        if tail.cut.contains(&stream_prefix(entry)) {
-            settle_before = settle_before.min(entry.record.time());
+    // A stream cut at the cap holds more records after the last one read, timed at or
+    // after it: nothing from that time on can settle yet.
+    let mut last_read: BTreeMap<String, Timestamp> = BTreeMap::new();
+    for entry in &fold {
+        let prefix = stream_prefix(entry);
+        if tail.cut.contains(&prefix) {
+            let last = last_read.entry(prefix).or_insert(entry.record.time());
+            *last = (*last).max(entry.record.time());
         }
+    }
+    for last in last_read.values() {
+        settle_before = settle_before.min(*last);
     }
     settle_before = prefix_point(&fold, settle_before);
     let mut unsettled = BTreeMap::new();

@@ -10,9 +10,7 @@ use crate::decode::{Decoded, LogsPayload, MessageType, Quarantined};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::domain::{AlertKind, Conflict, fold};
-use crate::incremental::{
-    ObjectCarry, StepWrite, TAIL_RECORDS_PER_STREAM, object_names, plan_write, prepare_step,
-};
+use crate::incremental::{ObjectCarry, StepWrite, object_names, plan_write, prepare_step};
 use crate::model::{Opcode, StreamId, Timestamp, TrailEntry};
 use crate::parse::parse_message;
 use crate::store::{AuditStore, ClusterLease, StoreError};
@@ -424,13 +422,12 @@ async fn derive_steps<S: AuditStore>(
 ) -> Result<Rederived, StoreError> {
     let cluster = lease.cluster.as_str();
     let mut derived = Rederived::default();
+    let mut per_stream = config.tail_records_per_stream;
     loop {
         let mut checkpoint = store.load_checkpoint(cluster).await?;
         checkpoint.unsettled.append(&mut streams);
         let starts = checkpoint.tail_starts(&batch.entries);
-        let tail = store
-            .load_tail(cluster, &starts, TAIL_RECORDS_PER_STREAM)
-            .await?;
+        let tail = store.load_tail(cluster, &starts, per_stream).await?;
         let step = prepare_step(
             &checkpoint,
             &tail,
@@ -450,11 +447,17 @@ async fn derive_steps<S: AuditStore>(
             &config.derive,
         );
         let late = step.late.len();
+        let settled = step.settle_before;
         let write = plan_write(cluster, &checkpoint, step, folded, &loaded)?;
         store.write_step(lease, &write).await?;
         derived.add(&write, late);
         if tail.cut.is_empty() {
             return Ok(derived);
+        }
+        // A cut stream whose records read all share one time settles nothing: read more
+        // of it next time, so that every step moves on.
+        if checkpoint.settled_before == Some(settled) {
+            per_stream = per_stream.saturating_mul(2);
         }
         // The rest of the cut streams is read from where this step settled them.
         batch = ClusterBatch::default();

@@ -1,0 +1,496 @@
+//! The incremental derivation against its reference: random workloads (CloudHSM streams
+//! of several HSMs, certificate storage and Thales Luna records in the same cluster),
+//! delivered in batches out of order within the allowed lateness, with duplicates and by
+//! two concurrent invokers, leave exactly the views that `domain::derive` computes from
+//! all the records at once — compared item by item, through the real handler and store.
+//! What arrives later than the allowed lateness is flagged (`late_record`) and
+//! `rederive` makes the views exact again.
+//!
+//! Cases: `HSM_AUDIT_EQUIVALENCE_CASES` (default 24 through the local DynamoDB and 256
+//! through the in-memory store, which holds the same items); `make equivalence` runs many
+//! more.
+
+use std::collections::BTreeMap;
+
+use hsm_audit::config::Config;
+use hsm_audit::decode::decode_lambda_event;
+use hsm_audit::domain::derive;
+use hsm_audit::lambda::handle;
+use hsm_audit::pipeline::{parse_decoded, rederive};
+use hsm_audit::store::AuditStore;
+use hsm_audit::store::items::{cluster_pk, derived_items, sort_key};
+use hsm_audit::store::memory::MemoryStore;
+use hsm_audit::workload::{WorkloadSpec, generate};
+use proptest::prelude::*;
+
+use crate::common::*;
+
+const CLUSTER: &str = "cluster-equivalence";
+const LOG_GROUP: &str = "/aws/cloudhsm/cluster-equivalence";
+
+fn cases(default: u32) -> u32 {
+    std::env::var("HSM_AUDIT_EQUIVALENCE_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One subscription payload and the event-time span of its records.
+#[derive(Debug, Clone)]
+struct Payload {
+    event: serde_json::Value,
+    first_micros: i64,
+    last_micros: i64,
+}
+
+fn payload(stream: &str, messages: Vec<(i64, String)>, id_base: u64) -> Payload {
+    let events: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(index, (micros, message))| {
+            serde_json::json!({
+                // Fixed width, growing with time, as CloudWatch's event ids.
+                "id": format!("{:020}{:06}", micros, id_base + index as u64),
+                "timestamp": micros / 1000,
+                "message": message,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": LOG_GROUP,
+        "logStream": stream,
+        "subscriptionFilters": ["hsm-audit"],
+        "logEvents": events,
+    });
+    Payload {
+        event: serde_json::json!({"awslogs": {"data": b64(&gzip(body.to_string().as_bytes()))}}),
+        first_micros: messages.iter().map(|(t, _)| *t).min().unwrap_or_default(),
+        last_micros: messages.iter().map(|(t, _)| *t).max().unwrap_or_default(),
+    }
+}
+
+fn certificate(handle: u64, op: &str, response: &str, micros: i64) -> String {
+    format!(
+        r#"{{"object_handle": {handle}, "op_code": "{op}", "response": "{response}", "attributes": null, "timestamp": {}}}"#,
+        micros / 1000
+    )
+}
+
+fn luna(micros: i64, actor: &str, action: &str, status: &str, ouid: Option<&str>) -> String {
+    let time = chrono::DateTime::from_timestamp_micros(micros)
+        .map(|time| time.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    let ouids = ouid.map_or("null".to_owned(), |id| format!("\"{id}\""));
+    let meta = format!(
+        r#"{{"clientip":"203.0.113.7","hsmid":"567782","ouids":{ouids},"partid":"1334049524932","role":"CU"}}"#
+    );
+    serde_json::json!({
+        "time": time,
+        "source": "thales/cloudhsm/1334049524932",
+        "resourceid": "svc-equivalence",
+        "actorid": actor,
+        "action": action,
+        "status": status,
+        "meta": meta,
+    })
+    .to_string()
+}
+
+/// A cluster's history: the benchmark's CloudHSM workload, and certificate-storage and
+/// Luna records over the same hours, each stream cut into payloads in its own order.
+fn workload(seed: u64, records: usize) -> Vec<Payload> {
+    let spec = WorkloadSpec {
+        cluster: CLUSTER.into(),
+        hsms: 3,
+        users: 4,
+        records,
+        records_per_payload: 8,
+        seed,
+    };
+    let mut payloads: Vec<Payload> = generate(&spec)
+        .into_iter()
+        .map(|generated| {
+            let parsed = parse_decoded(decode_lambda_event(&generated.event, 1 << 24));
+            let times: Vec<i64> = parsed.records().map(|e| e.record.time().micros()).collect();
+            Payload {
+                first_micros: times.iter().copied().min().unwrap_or_default(),
+                last_micros: times.iter().copied().max().unwrap_or_default(),
+                event: generated.event,
+            }
+        })
+        .collect();
+    let start = payloads
+        .iter()
+        .map(|p| p.first_micros)
+        .min()
+        .unwrap_or_default();
+    let end = payloads
+        .iter()
+        .map(|p| p.last_micros)
+        .max()
+        .unwrap_or_default();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let span = (end - start).max(1);
+    let at = |rng: &mut fastrand::Rng| start + rng.i64(0..span);
+
+    // Certificate storage: handles created, changed, destroyed, one failure.
+    let mut certificates: Vec<(i64, String)> = Vec::new();
+    for handle in 0..4u64 {
+        let created = at(&mut rng);
+        let handle = 463_180_677_312_929_947 + handle;
+        certificates.push((created, certificate(handle, "CreateObject", "OK", created)));
+        certificates.push((
+            created + 1_000_000,
+            certificate(handle, "SetAttributeValues", "OK", created + 1_000_000),
+        ));
+        if rng.bool() {
+            let gone = created + 60_000_000;
+            certificates.push((gone, certificate(handle, "DestroyObject", "OK", gone)));
+        }
+    }
+    certificates.sort();
+    for (index, chunk) in certificates.chunks(3).enumerate() {
+        payloads.push(payload(CLUSTER, chunk.to_vec(), index as u64 * 10));
+    }
+
+    // Luna: an actor's activity with idle gaps, objects made and used, failed logins.
+    let mut activity: Vec<(i64, String)> = Vec::new();
+    let mut time = start;
+    for step in 0..24 {
+        time += if step % 8 == 7 {
+            1_200_000_000
+        } else {
+            rng.i64(1..30) * 1_000_000
+        };
+        let object = format!("0a01{:012x}", step / 4);
+        let (actor, action, status, ouid) = match step % 4 {
+            0 => ("actor-a", "LUNA_LOGIN", "LUNA_RET_OK", None),
+            1 => (
+                "actor-a",
+                "LUNA_GENERATE_KEY",
+                "LUNA_RET_OK",
+                Some(object.as_str()),
+            ),
+            2 => ("actor-b", "LUNA_LOGIN", "LUNA_RET_PIN_INCORRECT", None),
+            _ => ("actor-a", "LUNA_SIGN", "LUNA_RET_OK", Some(object.as_str())),
+        };
+        // Whole seconds, as Luna logs them.
+        let second = time - time % 1_000_000;
+        activity.push((second, luna(second, actor, action, status, ouid)));
+    }
+    for (index, chunk) in activity.chunks(4).enumerate() {
+        payloads.push(payload(
+            "luna-partition",
+            chunk.to_vec(),
+            1_000 + index as u64 * 10,
+        ));
+    }
+    payloads.sort_by_key(|payload| (payload.first_micros, payload.last_micros));
+    payloads
+}
+
+/// A delivery: the payloads in time order, each moved at most `displacement` places,
+/// some delivered twice, split between two invokers.
+#[derive(Debug, Clone)]
+struct Delivery {
+    seed: u64,
+    order: Vec<usize>,
+    displacement: usize,
+    concurrent: bool,
+}
+
+fn deliveries() -> impl Strategy<Value = Delivery> {
+    (
+        any::<u64>(),
+        1usize..4,
+        proptest::collection::vec(any::<u32>(), 64),
+        proptest::collection::vec(any::<u16>(), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(seed, displacement, jitter, repeats, concurrent)| {
+            let count = workload(seed, 60).len();
+            let mut order: Vec<usize> = (0..count).collect();
+            order.sort_by_key(|&index| {
+                index + jitter[index % jitter.len()] as usize % (displacement + 1)
+            });
+            for (offset, repeat) in repeats.into_iter().enumerate() {
+                let index = repeat as usize % count;
+                // A repeat comes soon after the first delivery, as Lambda's retries do.
+                let first = order.iter().position(|&i| i == index).unwrap_or(0);
+                order.insert((first + 1 + offset).min(order.len()), index);
+            }
+            Delivery {
+                seed,
+                order,
+                displacement,
+                concurrent,
+            }
+        })
+}
+
+/// Allowed lateness that covers the displacement: what arrives `displacement` payloads
+/// late is at most this far behind the newest record delivered before it.
+fn lateness_for(payloads: &[Payload], displacement: usize) -> i64 {
+    (0..payloads.len())
+        .map(|index| {
+            let last = payloads[index..(index + displacement + 2).min(payloads.len())]
+                .iter()
+                .map(|p| p.last_micros)
+                .max()
+                .unwrap_or_default();
+            last - payloads[index].first_micros
+        })
+        .max()
+        .unwrap_or_default()
+        / 1_000_000
+        + 2
+}
+
+fn config(table: &str, lateness_seconds: i64) -> Config {
+    config_with(table, lateness_seconds, None)
+}
+
+fn config_with(table: &str, lateness_seconds: i64, tail_cap: Option<usize>) -> Config {
+    Config::from_lookup(Some(table.to_owned()), |name| match name {
+        "ALLOWED_LATENESS_SECONDS" => Some(lateness_seconds.to_string()),
+        "TAIL_RECORDS_PER_STREAM" => tail_cap.map(|cap| cap.to_string()),
+        _ => None,
+    })
+    .expect("configuration")
+}
+
+/// The views `derive` computes from every record of the payloads, as items by key.
+fn reference(payloads: &[Payload], config: &Config) -> BTreeMap<String, BTreeMap<String, Item>> {
+    let parsed = parse_decoded(
+        payloads
+            .iter()
+            .flat_map(|p| decode_lambda_event(&p.event, config.max_inflated_bytes)),
+    );
+    parsed
+        .entries
+        .iter()
+        .map(|(cluster, entries)| {
+            let derived = derive(entries, &[], &config.derive);
+            let items = derived_items(cluster, &derived)
+                .expect("items")
+                .into_iter()
+                .map(|item| (sort_key(&item), item))
+                .collect();
+            (cluster.clone(), items)
+        })
+        .collect()
+}
+
+fn views_of(items: &[Item], cluster: &str) -> BTreeMap<String, Item> {
+    let pk = cluster_pk(cluster);
+    items
+        .iter()
+        .filter(|item| item.get("pk").and_then(|v| v.as_s().ok()) == Some(&pk))
+        .filter(|item| {
+            item.get("item_type")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                != Some("lease")
+        })
+        .map(|item| (sort_key(item), item.clone()))
+        .collect()
+}
+
+fn differences(actual: &BTreeMap<String, Item>, expected: &BTreeMap<String, Item>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (key, item) in expected {
+        match actual.get(key) {
+            None => found.push(format!("missing {key}")),
+            Some(other) if other != item => {
+                found.push(format!("changed {key}: {other:?} != {item:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for key in actual.keys() {
+        if !expected.contains_key(key) {
+            found.push(format!("extra {key}"));
+        }
+    }
+    found
+}
+
+fn late_alerts(views: &BTreeMap<String, Item>) -> usize {
+    views
+        .values()
+        .filter(|item| {
+            item.get("kind")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("late_record")
+        })
+        .count()
+}
+
+/// Delivers, then checks the views against the reference; returns whether any record
+/// was late (then checked after `rederive`).
+async fn check<S: AuditStore>(
+    store: &S,
+    items_of: impl AsyncFn(&S) -> Vec<Item>,
+    table: &str,
+    delivery: &Delivery,
+) -> Result<bool, String> {
+    let payloads = workload(delivery.seed, 60);
+    let config = config(table, lateness_for(&payloads, delivery.displacement));
+    let expected = reference(&payloads, &config);
+    let deliver = |indexes: Vec<usize>| {
+        let (payloads, config) = (&payloads, &config);
+        async move {
+            for index in indexes {
+                handle(payloads[index].event.clone(), store, config)
+                    .await
+                    .map_err(|error| format!("delivery: {error:?}"))?;
+            }
+            Ok::<(), String>(())
+        }
+    };
+    if delivery.concurrent {
+        let left: Vec<usize> = delivery.order.iter().copied().step_by(2).collect();
+        let right: Vec<usize> = delivery.order.iter().copied().skip(1).step_by(2).collect();
+        let (a, b) = tokio::join!(deliver(left), deliver(right));
+        a?;
+        b?;
+    } else {
+        deliver(delivery.order.clone()).await?;
+    }
+    let settled = store
+        .load_checkpoint(CLUSTER)
+        .await
+        .map_err(|error| format!("checkpoint: {error}"))?
+        .settled_before;
+    let first = payloads
+        .iter()
+        .map(|p| p.first_micros)
+        .min()
+        .unwrap_or_default();
+    // The case must exercise the settled path, not only the re-folded tail.
+    if settled.is_none_or(|settled| settled.micros() <= first) {
+        return Err(format!("nothing was settled ({settled:?})"));
+    }
+    let mut late = false;
+    for (cluster, expected) in &expected {
+        let mut views = views_of(&items_of(store).await, cluster);
+        if late_alerts(&views) > 0 {
+            if !delivery.concurrent {
+                return Err(format!(
+                    "{cluster}: late records with a delivery within the lateness"
+                ));
+            }
+            late = true;
+            rederive(store, &config, cluster)
+                .await
+                .map_err(|error| format!("rederive: {error}"))?;
+            views = views_of(&items_of(store).await, cluster);
+        }
+        let found = differences(&views, expected);
+        if !found.is_empty() {
+            return Err(format!(
+                "{cluster}: {} differences, first: {:?}",
+                found.len(),
+                &found[..found.len().min(4)]
+            ));
+        }
+    }
+    Ok(late)
+}
+
+#[test]
+fn delivered_in_any_order_within_the_lateness_the_stored_views_are_derive_of_everything() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let config = ProptestConfig {
+        cases: cases(24),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(delivery in deliveries())| {
+        let outcome = runtime.block_on(async {
+            let store = fresh_store("equivalence").await;
+            let table = store.table().to_owned();
+            check(&store, async |store| scan_all(store).await, &table, &delivery).await
+        });
+        prop_assert!(outcome.is_ok(), "{delivery:?}: {}", outcome.err().unwrap_or_default());
+    });
+}
+
+#[test]
+fn the_same_through_the_in_memory_store_many_times() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let config = ProptestConfig {
+        cases: cases(256),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(delivery in deliveries())| {
+        let outcome = runtime.block_on(async {
+            let store = MemoryStore::new();
+            check(&store, async |store| store.snapshot(), "memory", &delivery).await
+        });
+        prop_assert!(outcome.is_ok(), "{delivery:?}: {}", outcome.err().unwrap_or_default());
+    });
+}
+
+/// A record later than the allowed lateness: flagged, left out of the views, and put in
+/// by `rederive`.
+#[tokio::test]
+async fn a_record_later_than_the_lateness_is_flagged_and_rederive_puts_it_in() {
+    let payloads = workload(11, 60);
+    let store = fresh_store("late").await;
+    let config = config(store.table(), 60);
+    let (held, rest) = payloads.split_at(1);
+    for payload in rest {
+        handle(payload.event.clone(), &store, &config)
+            .await
+            .expect("delivery");
+    }
+    handle(held[0].event.clone(), &store, &config)
+        .await
+        .expect("the late payload");
+    let expected = reference(&payloads, &config);
+    let views = views_of(&scan_all(&store).await, CLUSTER);
+    assert!(
+        late_alerts(&views) > 0,
+        "the first payload arrived hours late"
+    );
+    assert!(!differences(&views, &expected[CLUSTER]).is_empty());
+
+    let rebuilt = rederive(&store, &config, CLUSTER).await.expect("rederive");
+    assert!(rebuilt.steps >= 1);
+    let views = views_of(&scan_all(&store).await, CLUSTER);
+    assert_eq!(
+        differences(&views, &expected[CLUSTER]),
+        Vec::<String>::new()
+    );
+}
+
+/// A rebuild reads each stream a bounded part at a time: with a small cap it takes many
+/// steps and ends with the reference's views, through the local DynamoDB.
+#[tokio::test]
+async fn rederive_in_bounded_steps_ends_with_the_reference_views() {
+    let payloads = workload(5, 120);
+    let store = fresh_store("bounded").await;
+    let config = config_with(store.table(), lateness_for(&payloads, 0), Some(7));
+    for payload in &payloads {
+        handle(payload.event.clone(), &store, &config)
+            .await
+            .expect("delivery");
+    }
+    let expected = reference(&payloads, &config);
+    let rebuilt = rederive(&store, &config, CLUSTER).await.expect("rederive");
+    assert!(
+        rebuilt.steps > 5,
+        "{} steps of at most 7 records a stream",
+        rebuilt.steps
+    );
+    let views = views_of(&scan_all(&store).await, CLUSTER);
+    assert_eq!(
+        differences(&views, &expected[CLUSTER]),
+        Vec::<String>::new()
+    );
+}
