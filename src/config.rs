@@ -13,6 +13,13 @@ pub struct Config {
     pub table_name: String,
     pub derive: DeriveConfig,
     pub max_inflated_bytes: usize,
+    /// The value of the metrics' `Service` dimension: `METRICS_SERVICE` (the template
+    /// sets the stack's name), [`crate::metrics::SERVICE`] when unset.
+    pub metrics_service: String,
+    /// Test hook, unset in every deployment: `HSM_AUDIT_PANIC_ON_LOG_GROUP` names a log
+    /// group whose invocations panic after their records are stored, so that
+    /// `scripts/panic-check.py` can show what the release artifact does with a panic.
+    pub panic_on_log_group: Option<String>,
 }
 
 /// How the process logs: Lambda's advanced logging controls set `AWS_LAMBDA_LOG_FORMAT`
@@ -158,6 +165,11 @@ impl Config {
                 )?,
             },
             max_inflated_bytes: count("MAX_INFLATED_BYTES", DEFAULT_MAX_INFLATED_BYTES)?,
+            metrics_service: lookup("METRICS_SERVICE")
+                .filter(|service| !service.is_empty())
+                .unwrap_or_else(|| crate::metrics::SERVICE.to_owned()),
+            panic_on_log_group: lookup("HSM_AUDIT_PANIC_ON_LOG_GROUP")
+                .filter(|group| !group.is_empty()),
         })
     }
 }
@@ -202,6 +214,8 @@ mod tests {
         assert_eq!(config.table_name, "t");
         assert_eq!(config.derive, DeriveConfig::default());
         assert_eq!(config.max_inflated_bytes, DEFAULT_MAX_INFLATED_BYTES);
+        assert_eq!(config.panic_on_log_group, None);
+        assert_eq!(config.metrics_service, crate::metrics::SERVICE);
     }
 
     #[test]
@@ -212,10 +226,14 @@ mod tests {
                 ("TABLE_NAME", "t"),
                 ("MIRROR_WINDOW_SECONDS", "2.5"),
                 ("BRUTE_FORCE_THRESHOLD", "3"),
+                ("METRICS_SERVICE", "stack-a"),
+                ("HSM_AUDIT_PANIC_ON_LOG_GROUP", "/test/panic"),
             ]),
         )
         .unwrap();
         assert_eq!(config.table_name, "cli");
+        assert_eq!(config.metrics_service, "stack-a");
+        assert_eq!(config.panic_on_log_group.as_deref(), Some("/test/panic"));
         assert_eq!(config.derive.mirror_window_micros, 2_500_000);
         assert_eq!(config.derive.brute_force_threshold, 3);
         let error = Config::from_lookup(
