@@ -7,4 +7,4 @@ mod store;
 mod table;
 
 pub use store::{DynamoStore, RequestCounts, WriteCost, connect};
-pub use table::{TableSchema, create_table};
+pub use table::{TableSchema, TableSetup, create_table};
