@@ -80,7 +80,10 @@ fn cluster_document(
     }
     document(
         timestamp_ms,
-        &[&[SERVICE_DIMENSION, CLUSTER_DIMENSION], &[SERVICE_DIMENSION]],
+        &[
+            &[SERVICE_DIMENSION, CLUSTER_DIMENSION],
+            &[SERVICE_DIMENSION],
+        ],
         &[(CLUSTER_DIMENSION, cluster), (SERVICE_DIMENSION, service)],
         &metrics,
     )

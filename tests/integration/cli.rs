@@ -313,7 +313,10 @@ async fn a_rejected_request_is_one_line_and_the_whole_report_only_with_verbose()
         "{stderr}"
     );
 
-    for verbose in [&["-v", "--table", "t1", "setup"][..], &["--table", "t1", "setup", "--verbose"]] {
+    for verbose in [
+        &["-v", "--table", "t1", "setup"][..],
+        &["--table", "t1", "setup", "--verbose"][..],
+    ] {
         let output = cli_async(verbose, "unused", &proxy.url()).await;
         assert_eq!(output.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -351,5 +354,9 @@ async fn setup_warns_and_goes_on_when_the_server_lacks_continuous_backups() {
     assert_eq!(proxy.requests("UpdateContinuousBackups"), 1);
     // The table is there and usable.
     let output = cli_async(&["quarantine", "--output", "json"], &table, &endpoint()).await;
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

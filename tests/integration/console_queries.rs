@@ -112,7 +112,9 @@ fn parse(statement: &str) -> Result<Statement, String> {
                 .split_once(" = ")
                 .ok_or_else(|| format!("{part:?} is neither a key condition nor a filter"))?;
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-                return Err(format!("{part:?}: filter on something else than an attribute"));
+                return Err(format!(
+                    "{part:?}: filter on something else than an attribute"
+                ));
             }
             if name == "pk" || name == "sk" {
                 return Err(format!("{part:?}: a second condition on the key"));
@@ -240,16 +242,24 @@ async fn expected_and_found(
             }
         }
     };
-    let by_sk = |items: &[Item]| items.iter().map(|item| text(item, "sk")).collect::<Vec<_>>();
-    let mut result = match sk.as_ref().map(KeyCondition::family) {
+    let by_sk = |items: &[Item]| {
+        items
+            .iter()
+            .map(|item| text(item, "sk"))
+            .collect::<Vec<_>>()
+    };
+    let mut result: (Vec<String>, Vec<String>) = match sk.as_ref().map(KeyCondition::family) {
         Some("SESSION") => {
             item_type("session");
-            let sessions = store.sessions(&cluster, None, None, None).await.expect("sessions");
+            let sessions = store
+                .sessions(&cluster, None, None, None)
+                .await
+                .expect("sessions");
             let expected = sessions
                 .iter()
                 .filter(|s| passes(statement, &json(s)))
                 .map(items::session_sk)
-                .filter(|key| in_range(key))
+                .filter(|key| in_range(key.as_str()))
                 .collect();
             let found: Vec<Item> = found
                 .iter()
@@ -265,7 +275,7 @@ async fn expected_and_found(
                 .iter()
                 .filter(|k| passes(statement, &json(k)))
                 .map(items::key_sk)
-                .filter(|key| in_range(key))
+                .filter(|key| in_range(key.as_str()))
                 .collect();
             (expected, by_sk(found))
         }
@@ -275,7 +285,7 @@ async fn expected_and_found(
             let expected = trail
                 .iter()
                 .map(|entry| items::identity_sk(&entry.identity()))
-                .filter(|key| in_range(key))
+                .filter(|key| in_range(key.as_str()))
                 .collect();
             (expected, by_sk(found))
         }
@@ -350,25 +360,28 @@ async fn every_readme_statement_is_a_key_condition_query_that_returns_what_the_s
         "the README's console queries: {statements:#?}"
     );
     let mut results = Vec::new();
-    for text in &statements {
-        let statement = parse(text).unwrap_or_else(|problem| panic!("{text}\n  {problem}"));
+    for line in &statements {
+        let statement = parse(line).unwrap_or_else(|problem| panic!("{line}\n  {problem}"));
         // A statement on a cluster's partition without a key condition on sk reads (and
         // bills) every session, key, failed login and alert of the cluster.
         if statement.pk != items::QUARANTINE_PK {
-            assert!(statement.sk.is_some(), "{text}\n  no key condition on sk");
+            assert!(statement.sk.is_some(), "{line}\n  no key condition on sk");
         }
         let found = query(&store, &statement).await;
-        assert!(!found.is_empty(), "{text}\n  returns nothing from the samples");
+        assert!(
+            !found.is_empty(),
+            "{line}\n  returns nothing from the samples"
+        );
         if statement.projection != "*" {
             for attribute in statement.projection.split(", ") {
                 assert!(
                     found.iter().all(|item| item.contains_key(attribute)),
-                    "{text}\n  not every item has {attribute}"
+                    "{line}\n  not every item has {attribute}"
                 );
             }
         }
         let (expected, returned) = expected_and_found(&store, &statement, &found).await;
-        assert_eq!(returned, expected, "{text}");
+        assert_eq!(returned, expected, "{line}");
         results.push(found);
     }
 
@@ -380,7 +393,10 @@ async fn every_readme_statement_is_a_key_condition_query_that_returns_what_the_s
         .get("events")
         .and_then(|v| v.as_l().ok())
         .expect("events list");
-    assert!(events.len() >= 4, "login, generate, extract, insert: {events:?}");
+    assert!(
+        events.len() >= 4,
+        "login, generate, extract, insert: {events:?}"
+    );
     assert_eq!(text(&results[2][0], "handle"), "262152");
     let users: Vec<String> = results[3].iter().map(|f| text(f, "user")).collect();
     assert_eq!(users, ["ExampleUser", "testuser"]);
@@ -443,9 +459,9 @@ fn documented_keys() -> Vec<(String, Vec<String>, String)> {
         .filter_map(|line| {
             let cells: Vec<&str> = line.split(" | ").collect();
             let pk = code(cells.first()?).into_iter().next()?;
+            let sort_keys = code(cells.get(1)?);
             let item_type = code(cells.get(2)?).into_iter().next()?;
-            (pk.contains('#') || pk == items::QUARANTINE_PK)
-                .then(|| (pk, code(cells.get(1)?), item_type))
+            (pk.contains('#') || pk == items::QUARANTINE_PK).then_some((pk, sort_keys, item_type))
         })
         .collect()
 }
@@ -479,7 +495,11 @@ async fn every_stored_item_has_the_sort_key_the_readme_documents() {
     assert!(documented.len() >= 8, "{documented:#?}");
     let mut checked: HashMap<String, usize> = HashMap::new();
     for item in scan_all(&store).await {
-        let (pk, sk, item_type) = (text(&item, "pk"), text(&item, "sk"), text(&item, "item_type"));
+        let (pk, sk, item_type) = (
+            text(&item, "pk"),
+            text(&item, "sk"),
+            text(&item, "item_type"),
+        );
         let rows: Vec<_> = documented
             .iter()
             .filter(|(pk_pattern, _, documented_type)| {
@@ -497,7 +517,15 @@ async fn every_stored_item_has_the_sort_key_the_readme_documents() {
         );
         *checked.entry(item_type).or_default() += 1;
     }
-    for item_type in ["audit_record", "session", "key", "failed_login", "alert", "stream", "quarantined"] {
+    for item_type in [
+        "audit_record",
+        "session",
+        "key",
+        "failed_login",
+        "alert",
+        "stream",
+        "quarantined",
+    ] {
         assert!(
             checked.get(item_type).is_some_and(|n| *n > 0),
             "no {item_type} item checked: {checked:?}"
@@ -510,6 +538,9 @@ fn key_patterns_match_by_part() {
     assert!(key_matches("ALERT#<time>#<kind>", "ALERT#2018#reboot"));
     assert!(!key_matches("ALERT#<time>#<kind>", "ALERT#2018#reboot#abc"));
     assert!(!key_matches("ALERT#<time>#<kind>", "ALERT#2018"));
-    assert!(key_matches("CONFLICT#HSM#…#<sha256>", "CONFLICT#HSM#h#RC#1#SEQ#2#ff"));
+    assert!(key_matches(
+        "CONFLICT#HSM#…#<sha256>",
+        "CONFLICT#HSM#h#RC#1#SEQ#2#ff"
+    ));
     assert!(!key_matches("CONFLICT#HSM#…#<sha256>", "CONFLICT#HSM#ff"));
 }
