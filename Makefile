@@ -74,8 +74,11 @@ build: deps-build
 validate: deps-sam
 	AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 sam validate --lint --template template.yaml
 
+# samconfig.toml holds the stack's settings; --guided asks for the log group (and any
+# other parameter) and offers to save the answers there. Building Rust with cargo-lambda
+# is no beta feature of SAM CLI 1.170 any more, so no --beta-features.
 deploy: deps-sam deps-build
-	sam build --beta-features
+	sam build
 	sam deploy --guided
 
 invoke-local: deps-build

@@ -19,7 +19,21 @@ Fails (exit 1, one line per problem) when
   (d) an SQS queue is not encrypted at rest: neither KmsMasterKeyId nor
       SqsManagedSseEnabled: true. Properties chosen with Fn::If are checked
       under every combination of the conditions they use, so that each
-      deployment variant is encrypted, not just one of them.
+      deployment variant is encrypted, not just one of them;
+  (e) the ingest function's role grants other DynamoDB actions than the ones the
+      function's code calls: the list is derived from the SDK calls in src/ (the
+      files the CLI alone uses excepted, see CLI_ONLY), so it follows the code;
+  (f) an alarm of the failure paths is missing (REQUIRED_ALARMS), an alarm does not
+      state TreatMissingData, an HsmAudit alarm is not scoped to the stack (dimension
+      Service = AWS::StackName), an AWS alarm's dimension does not name one of the
+      stack's own resources, or the Duration alarm's threshold is not below the
+      function's timeout; there is no dashboard;
+  (g) something could stop the stack from being deployed twice: a retained resource
+      with a fixed name, a function with a fixed name, the Kinesis stream without
+      explicit DeletionPolicy/UpdateReplacePolicy or a retention parameter, a
+      subscription filter into Kinesis without Distribution: ByLogStream, the
+      function's log group not on the KMS key when one is given, a taggable resource
+      without the Application tag, or a missing output (OUTPUTS).
 The template must be plain YAML (long-form intrinsics only: `Ref:`, `Fn::Sub:`,
 never `!Ref`), which is also checked. Needs PyYAML (a cfn-lint dependency, so
 run it with .venv/bin/python).
@@ -29,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -41,6 +56,7 @@ except ImportError:  # pragma: no cover - environment problem
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATE = ROOT / "template.yaml"
 DEFAULT_SCHEMA = ROOT / "schema" / "table.json"
+DEFAULT_SRC = ROOT / "src"
 
 NO_VALUE = {"Ref": "AWS::NoValue"}
 
@@ -256,14 +272,294 @@ def check_tables(template: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     return problems
 
 
-def check(template: dict[str, Any], schema: dict[str, Any]) -> list[str]:
-    return check_policies(template) + check_tables(template, schema) + check_queues(template)
+# --- (e) the role's DynamoDB actions follow the code -----------------------------
+
+# Files under src/ that only the `hsm-audit` CLI reaches: their DynamoDB calls are not the
+# function's. (`setup` creates the table; `backfill` reads and writes its checkpoint.)
+CLI_ONLY = ("cli/", "bin/hsm-audit.rs", "store/dynamodb/table.rs")
+
+# The operations of the DynamoDB API, as the Rust SDK's fluent client names them. A
+# call of one of these on anything in the function's files is taken as a DynamoDB call.
+DYNAMODB_OPERATIONS = frozenset("""
+    batch_execute_statement batch_get_item batch_write_item create_backup
+    create_global_table create_table delete_backup delete_item delete_resource_policy
+    delete_table describe_backup describe_continuous_backups describe_contributor_insights
+    describe_endpoints describe_export describe_global_table describe_global_table_settings
+    describe_import describe_kinesis_streaming_destination describe_limits describe_table
+    describe_table_replica_auto_scaling describe_time_to_live
+    disable_kinesis_streaming_destination enable_kinesis_streaming_destination
+    execute_statement execute_transaction export_table_to_point_in_time get_item
+    get_resource_policy import_table list_backups list_contributor_insights list_exports
+    list_global_tables list_imports list_tables list_tags_of_resource put_item
+    put_resource_policy query restore_table_from_backup restore_table_to_point_in_time scan
+    tag_resource transact_get_items transact_write_items untag_resource
+    update_continuous_backups update_contributor_insights update_global_table
+    update_global_table_settings update_item update_kinesis_streaming_destination
+    update_table update_table_replica_auto_scaling update_time_to_live
+""".split())
+
+# IAM has no action for a transaction: each of its parts is authorized as the single-item
+# action. The parts show in the code as the SDK's builders of them.
+TRANSACTION_PARTS = {
+    "transact_write_items": {
+        "Put": "PutItem",
+        "Update": "UpdateItem",
+        "Delete": "DeleteItem",
+        "ConditionCheck": "ConditionCheckItem",
+    },
+    "transact_get_items": {"Get": "GetItem"},
+}
+
+# PartiQL needs the PartiQL* actions, chosen by the statement's verb: not derivable here.
+UNDERIVABLE = {"execute_statement", "batch_execute_statement", "execute_transaction"}
+
+CALL = re.compile(r"\.\s*([a-z_]+)\s*\(\s*\)")
+BUILDER = re.compile(r"\b(Put|Update|Delete|ConditionCheck|Get)::builder\s*\(")
+LINE_COMMENT = re.compile(r"//[^\n]*")
+
+
+def pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def function_sources(src: Path) -> Iterator[tuple[str, str]]:
+    """(path relative to src/, text without line comments) of the files the function uses."""
+    for path in sorted(src.rglob("*.rs")):
+        rel = path.relative_to(src).as_posix()
+        if rel.startswith(CLI_ONLY):
+            continue
+        yield rel, LINE_COMMENT.sub("", path.read_text(encoding="utf-8"))
+
+
+def dynamodb_actions_called(src: Path) -> tuple[dict[str, set[str]], list[str]]:
+    """The IAM actions the function's code needs, each with the files that call it, and
+    the calls that cannot be mapped to actions."""
+    needed: dict[str, set[str]] = {}
+    problems: list[str] = []
+    for rel, text in function_sources(src):
+        for operation in sorted({m for m in CALL.findall(text) if m in DYNAMODB_OPERATIONS}):
+            if operation in UNDERIVABLE:
+                problems.append(f"src/{rel}: calls {operation}() (PartiQL): its IAM actions cannot be derived; extend check_template.py")
+            elif operation in TRANSACTION_PARTS:
+                parts = TRANSACTION_PARTS[operation]
+                found = {parts[b] for b in BUILDER.findall(text) if b in parts}
+                if not found:
+                    problems.append(f"src/{rel}: calls {operation}() but builds none of its parts ({', '.join(parts)}) in the same file")
+                for action in found:
+                    needed.setdefault(f"dynamodb:{action}", set()).add(f"src/{rel}")
+            else:
+                needed.setdefault(f"dynamodb:{pascal(operation)}", set()).add(f"src/{rel}")
+    return needed, problems
+
+
+def check_role_actions(template: dict[str, Any], src: Path) -> list[str]:
+    role = template["Resources"].get("IngestFunctionRole")
+    if not isinstance(role, dict):
+        return ["Resources.IngestFunctionRole: missing (the ingest function's role)"]
+    granted = {
+        action
+        for _, stmt in statements_in(role.get("Properties") or {}, "")
+        if stmt.get("Effect") == "Allow"
+        for action in strings_in(stmt.get("Action"))
+        if action.startswith("dynamodb:")
+    }
+    needed, problems = dynamodb_actions_called(src)
+    if not needed and not problems:
+        problems.append(f"{src}: no DynamoDB call found in the function's sources (wrong src directory?)")
+    for action in sorted(granted - needed.keys()):
+        problems.append(f"Resources.IngestFunctionRole grants {action}, which the function's code does not call")
+    for action in sorted(needed.keys() - granted):
+        where = ", ".join(sorted(needed[action]))
+        problems.append(f"Resources.IngestFunctionRole lacks {action}, which {where} calls")
+    return problems
+
+
+# --- (f) alarms on every failure path -------------------------------------------
+
+# (namespace, metric) of each alarm the stack must have; Kinesis-only ones may carry the
+# UseKinesis condition.
+REQUIRED_ALARMS = {
+    ("AWS/Lambda", "Errors"),
+    ("AWS/Lambda", "Throttles"),
+    ("AWS/Lambda", "Duration"),
+    ("AWS/Lambda", "IteratorAge"),
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+    ("AWS/DynamoDB", "ReadThrottleEvents"),
+    ("AWS/DynamoDB", "WriteThrottleEvents"),
+    ("HsmAudit", "BruteForceAlerts"),
+    ("HsmAudit", "OpenSequenceGaps"),
+    ("HsmAudit", "ConflictingDuplicates"),
+    ("HsmAudit", "Quarantined"),
+}
+
+# The dimension each AWS namespace's alarms must scope to, and the stack resource it names.
+SCOPING_DIMENSIONS = {
+    "AWS/Lambda": ("FunctionName", "IngestFunction"),
+    "AWS/SQS": ("QueueName", "FailureQueue"),
+    "AWS/DynamoDB": ("TableName", "AuditTable"),
+}
+
+
+def alarm_metrics(props: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The metric(s) an alarm watches: its own, or those of its metric math."""
+    if "MetricName" in props:
+        yield props
+    for query in props.get("Metrics") or []:
+        metric = ((query or {}).get("MetricStat") or {}).get("Metric")
+        if isinstance(metric, dict):
+            yield metric
+
+
+def names_resource(value: Any, resource: str) -> bool:
+    return value in ({"Ref": resource}, {"Fn::GetAtt": [resource, "QueueName"]}, {"Fn::GetAtt": f"{resource}.QueueName"})
+
+
+def check_alarms(template: dict[str, Any]) -> list[str]:
+    problems = []
+    resources = template["Resources"]
+    seen = set()
+    for name, res in resources.items():
+        if not isinstance(res, dict) or res.get("Type") != "AWS::CloudWatch::Alarm":
+            continue
+        props = res.get("Properties") or {}
+        where = f"Resources.{name}"
+        if props.get("TreatMissingData") not in ("breaching", "notBreaching", "ignore", "missing"):
+            problems.append(f"{where}: TreatMissingData is not stated (say what missing data means)")
+        for metric in alarm_metrics(props):
+            namespace, metric_name = metric.get("Namespace"), metric.get("MetricName")
+            seen.add((namespace, metric_name))
+            dims = {d.get("Name"): d.get("Value") for d in metric.get("Dimensions") or [] if isinstance(d, dict)}
+            if namespace == "HsmAudit":
+                if dims != {"Service": {"Ref": "AWS::StackName"}}:
+                    problems.append(f"{where}: {metric_name} must be watched under Service = the stack's name only, not {dims!r}")
+            elif namespace in SCOPING_DIMENSIONS:
+                dim, resource = SCOPING_DIMENSIONS[namespace]
+                if not names_resource(dims.get(dim), resource):
+                    problems.append(f"{where}: {namespace} {metric_name} must have dimension {dim} naming {resource}, not {dims!r}")
+            if (namespace, metric_name) == ("AWS/Lambda", "Duration"):
+                function = (resources.get("IngestFunction") or {}).get("Properties") or {}
+                timeout_ms = 1000 * float(function.get("Timeout", 3))
+                threshold = float(props.get("Threshold", 0))
+                if not 0.5 * timeout_ms <= threshold < timeout_ms:
+                    problems.append(f"{where}: Duration threshold {threshold:g} ms is not near the timeout ({timeout_ms:g} ms)")
+    for namespace, metric_name in sorted(REQUIRED_ALARMS - seen):
+        problems.append(f"Resources: no alarm on {namespace} {metric_name}")
+    if not any(isinstance(r, dict) and r.get("Type") == "AWS::CloudWatch::Dashboard" for r in resources.values()):
+        problems.append("Resources: no AWS::CloudWatch::Dashboard")
+    return problems
+
+
+# --- (g) deployable twice ---------------------------------------------------------
+
+# Resource types whose name is a property: set to a literal (or a parameter that is
+# always set), a retained resource outlives its stack and the next deployment collides.
+NAME_PROPERTIES = {
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::Kinesis::Stream": "Name",
+    "AWS::Serverless::Function": "FunctionName",
+    "AWS::Lambda::Function": "FunctionName",
+}
+
+# Resource types of the template that take tags, and the shape of their Tags property.
+TAGGABLE = {
+    "AWS::DynamoDB::Table": "list",
+    "AWS::SQS::Queue": "list",
+    "AWS::Logs::LogGroup": "list",
+    "AWS::IAM::Role": "list",
+    "AWS::Kinesis::Stream": "list",
+    "AWS::CloudWatch::Alarm": "list",
+    "AWS::Lambda::EventSourceMapping": "list",
+    "AWS::Serverless::Function": "map",
+}
+TAG = ("Application", {"Ref": "ApplicationTag"})
+
+OUTPUTS = ("TableName", "FunctionArn", "FailureQueueUrl", "FailureQueueArn", "FunctionLogGroupName")
+
+
+def fixed_name(value: Any) -> bool:
+    """A name that is the same on every deployment: no branch of it leaves the name to
+    CloudFormation (AWS::NoValue)."""
+    return NO_VALUE not in _branches(value)
+
+
+def _branches(value: Any) -> list[Any]:
+    if isinstance(value, dict) and len(value) == 1 and "Fn::If" in value:
+        branches = value["Fn::If"]
+        if isinstance(branches, list) and len(branches) == 3:
+            return _branches(branches[1]) + _branches(branches[2])
+    return [value]
+
+
+def has_tag(res: dict[str, Any], shape: str) -> bool:
+    tags = (res.get("Properties") or {}).get("Tags")
+    key, value = TAG
+    if shape == "map":
+        return isinstance(tags, dict) and tags.get(key) == value
+    return isinstance(tags, list) and {"Key": key, "Value": value} in tags
+
+
+def check_redeployable(template: dict[str, Any]) -> list[str]:
+    problems = []
+    resources = template["Resources"]
+    for name, res in resources.items():
+        if not isinstance(res, dict):
+            continue
+        kind, props, where = res.get("Type"), res.get("Properties") or {}, f"Resources.{name}"
+        name_prop = NAME_PROPERTIES.get(kind)
+        retained = res.get("DeletionPolicy") == "Retain" or res.get("UpdateReplacePolicy") == "Retain"
+        if name_prop and name_prop in props and fixed_name(props[name_prop]):
+            if retained or kind in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+                problems.append(f"{where}: fixed {name_prop}; leave it to CloudFormation (a second deployment collides)")
+        if kind in TAGGABLE and not has_tag(res, TAGGABLE[kind]):
+            problems.append(f"{where}: no tag {TAG[0]} = Ref ApplicationTag")
+        if kind == "AWS::Kinesis::Stream":
+            for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
+                if policy not in res:
+                    problems.append(f"{where}: {policy} is not stated")
+            if not (isinstance(props.get("RetentionPeriodHours"), dict) and "Ref" in props["RetentionPeriodHours"]):
+                problems.append(f"{where}: RetentionPeriodHours is not a parameter")
+        if kind == "AWS::Logs::SubscriptionFilter":
+            destination = props.get("DestinationArn")
+            into_stream = any(
+                isinstance(destination, dict) and destination.get("Fn::GetAtt", [None])[0] == stream
+                for stream, r in resources.items()
+                if isinstance(r, dict) and r.get("Type") == "AWS::Kinesis::Stream"
+            )
+            if into_stream and props.get("Distribution") != "ByLogStream":
+                problems.append(f"{where}: Distribution must be ByLogStream (per-HSM order)")
+    log_group = resources.get("IngestFunctionLogGroup") or {}
+    kms = (log_group.get("Properties") or {}).get("KmsKeyId")
+    if kms != {"Fn::If": ["UseCustomerManagedKey", {"Ref": "KmsKeyArn"}, NO_VALUE]}:
+        problems.append("Resources.IngestFunctionLogGroup: KmsKeyId must be KmsKeyArn when one is given")
+    function = (resources.get("IngestFunction") or {}).get("Properties") or {}
+    if "ReservedConcurrentExecutions" not in function:
+        problems.append("Resources.IngestFunction: no (optional) ReservedConcurrentExecutions")
+    outputs = template.get("Outputs") or {}
+    for output in OUTPUTS:
+        if output not in outputs:
+            problems.append(f"Outputs: {output} is missing")
+    return problems
+
+
+def check(template: dict[str, Any], schema: dict[str, Any], src: Path = DEFAULT_SRC) -> list[str]:
+    return (
+        check_policies(template)
+        + check_tables(template, schema)
+        + check_queues(template)
+        + check_role_actions(template, src)
+        + check_alarms(template)
+        + check_redeployable(template)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("template", nargs="?", type=Path, default=DEFAULT_TEMPLATE)
     parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA)
+    parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help="the crate's src/ (DynamoDB calls)")
     args = parser.parse_args(argv)
     try:
         template = load_template(args.template)
@@ -271,12 +567,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"check_template: FAIL: {exc}", file=sys.stderr)
         return 1
-    problems = check(template, schema)
+    problems = check(template, schema, args.src)
     if problems:
         for problem in problems:
             print(f"check_template: FAIL: {args.template}: {problem}", file=sys.stderr)
         return 1
-    print(f"check_template: OK: {args.template} (no wildcard IAM beyond X-Ray's, table matches {args.schema.name}, PITR and SSE on, queues encrypted)")
+    print(f"check_template: OK: {args.template} (no wildcard IAM beyond X-Ray's, table matches {args.schema.name}, PITR and SSE on, queues encrypted, role = DynamoDB calls in src/, alarms, deployable twice)")
     return 0
 
 

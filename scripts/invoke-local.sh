@@ -2,7 +2,8 @@
 # `make invoke-local`: run the Lambda function locally with `cargo lambda watch`
 # (on 127.0.0.1 only) against the local DynamoDB, invoke it once per
 # events/*.json, then stop the watcher, and check the results (a Kinesis batch of the same
-# payloads reports no failed record, metrics are emitted, sessions are stored).
+# payloads reports no failed record, metrics are emitted, sessions are stored), and
+# show with the release artifact what a panic does (scripts/panic-check.py).
 # Run by .ci/run after `make test`.
 # Run it through scripts/with-local-dynamodb.sh (AWS_ENDPOINT_URL must be set)
 # with .venv/bin on PATH (cargo-lambda).
@@ -134,8 +135,31 @@ if (( count == 0 )); then
     failed=$((failed + 1))
 fi
 
+stop_watch
+
+# The release artifact, built as `make build` builds it (cargo-lambda, whose default
+# would be panic = "abort") but for this machine's architecture so it can run here: a
+# panic fails its invocation only, and the same process serves the next one.
+case "$(uname -m)" in
+    aarch64|arm64) release_arch=--arm64 ;;
+    *) release_arch=--x86-64 ;;
+esac
+echo "==== cargo lambda build --release $release_arch --bin bootstrap"
+release_started=$SECONDS
+if cargo lambda build --release "$release_arch" --bin bootstrap; then
+    echo "(release build: $((SECONDS - release_started)) s)"
+    echo "==== scripts/panic-check.py target/lambda/bootstrap/bootstrap"
+    if ! python3 scripts/panic-check.py target/lambda/bootstrap/bootstrap; then
+        echo "(the release artifact did not survive a panic as the README says)" >&2
+        failed=$((failed + 1))
+    fi
+else
+    echo "(the release build failed)" >&2
+    failed=$((failed + 1))
+fi
+
 if (( failed )); then
     echo "invoke-local: $failed check(s) failed; function log: .local/cargo-lambda-watch.log" >&2
     exit 1
 fi
-echo "invoke-local: all invocations succeeded, sessions stored, metrics emitted"
+echo "invoke-local: all invocations succeeded, sessions stored, metrics emitted; the release artifact survives a panic"

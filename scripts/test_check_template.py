@@ -125,9 +125,9 @@ class CheckTemplateTest(unittest.TestCase):
 
     def test_short_form_tag_fails(self):
         text = check_template.DEFAULT_TEMPLATE.read_text().replace(
-            "TableName:\n        Ref: TableName", "TableName: !Ref TableName", 1
+            "DeletionProtectionEnabled:\n        Ref: DeletionProtection", "DeletionProtectionEnabled: !Ref DeletionProtection", 1
         )
-        self.assertIn("!Ref TableName", text)
+        self.assertIn("!Ref DeletionProtection", text)
         result = self.run_cli(text)
         self.assertEqual(result.returncode, 1)
         self.assertIn("long-form intrinsics", result.stderr)
@@ -185,6 +185,148 @@ class CheckTemplateTest(unittest.TestCase):
         problems = check_template.check(t, self.schema)
         self.assertTrue(any("point-in-time" in p for p in problems), problems)
         self.assertTrue(any("encryption" in p for p in problems), problems)
+
+    # --- (e) the role's DynamoDB actions follow the code
+
+    def dynamodb_statement(self, t):
+        return next(s for s in role_statements(t) if isinstance(s, dict) and s.get("Sid") == "AuditTable")
+
+    def test_role_granting_an_action_the_code_does_not_call_fails(self):
+        t = self.mutated()
+        self.dynamodb_statement(t)["Action"].append("dynamodb:UpdateItem")
+        result = self.run_cli(t)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("grants dynamodb:UpdateItem, which the function's code does not call", result.stderr)
+
+    def test_role_lacking_an_action_the_code_calls_fails(self):
+        t = self.mutated()
+        self.dynamodb_statement(t)["Action"].remove("dynamodb:Query")
+        problems = check_template.check(t, self.schema)
+        self.assertTrue(any("lacks dynamodb:Query, which src/store/dynamodb/queries.rs calls" in p for p in problems), problems)
+
+    def write_src(self, root: Path, files: dict[str, str]) -> Path:
+        for rel, text in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        return root
+
+    def test_actions_are_derived_from_the_function_sources_only(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = self.write_src(Path(tmp), {
+                "store/a.rs": "client\n    .put_item()\n    .send();\n// .update_item() in a comment\n",
+                "store/b.rs": "let items = c.transact_write_items().transact_items(\n"
+                              "    TransactWriteItem::builder().put(Put::builder().build()?)\n"
+                              "    .condition_check(ConditionCheck::builder().build()?));\n",
+                "cli/backfill.rs": "client.get_item().send();",
+                "store/dynamodb/table.rs": "client.create_table().send();",
+                "model/x.rs": "iter.map(f).collect(); v.len();",
+            })
+            needed, problems = check_template.dynamodb_actions_called(src)
+        self.assertEqual(problems, [])
+        self.assertEqual(
+            set(needed), {"dynamodb:PutItem", "dynamodb:ConditionCheckItem"}, needed
+        )
+
+    def test_a_transaction_whose_parts_cannot_be_seen_fails(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = self.write_src(Path(tmp), {"store/a.rs": "c.transact_write_items().set_transact_items(items)"})
+            _, problems = check_template.dynamodb_actions_called(src)
+        self.assertTrue(any("builds none of its parts" in p for p in problems), problems)
+
+    def test_new_call_in_the_code_fails_until_the_role_grants_it(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "src"
+            subprocess.run(["cp", "-r", str(ROOT / "src"), str(src)], check=True)
+            store = src / "store" / "dynamodb" / "store.rs"
+            store.write_text(store.read_text() + "\nfn touch(c: &Client) { let _ = c.update_item(); }\n")
+            problems = check_template.check(self.template, self.schema, src)
+        self.assertEqual(
+            problems,
+            ["Resources.IngestFunctionRole lacks dynamodb:UpdateItem, which src/store/dynamodb/store.rs calls"],
+        )
+
+    # --- (f) alarms
+
+    def test_every_failure_path_alarm_is_required(self):
+        for name, metric in [
+            ("FunctionErrorsAlarm", "AWS/Lambda Errors"),
+            ("FunctionThrottlesAlarm", "AWS/Lambda Throttles"),
+            ("FunctionDurationAlarm", "AWS/Lambda Duration"),
+            ("IteratorAgeAlarm", "AWS/Lambda IteratorAge"),
+            ("FailureQueueMessagesAlarm", "AWS/SQS ApproximateNumberOfMessagesVisible"),
+            ("FailureQueueAgeAlarm", "AWS/SQS ApproximateAgeOfOldestMessage"),
+            ("TableThrottleAlarm", "AWS/DynamoDB ReadThrottleEvents"),
+        ]:
+            t = self.mutated()
+            del t["Resources"][name]
+            problems = check_template.check(t, self.schema)
+            self.assertIn(f"Resources: no alarm on {metric}", problems, name)
+
+    def test_alarm_without_treat_missing_data_fails(self):
+        t = self.mutated()
+        del t["Resources"]["QuarantineAlarm"]["Properties"]["TreatMissingData"]
+        problems = check_template.check(t, self.schema)
+        self.assertEqual(problems, ["Resources.QuarantineAlarm: TreatMissingData is not stated (say what missing data means)"])
+
+    def test_alarms_not_scoped_to_the_stack_fail(self):
+        t = self.mutated()
+        t["Resources"]["BruteForceAlarm"]["Properties"]["Dimensions"][0]["Value"] = "hsm-audit"
+        t["Resources"]["FunctionErrorsAlarm"]["Properties"]["Dimensions"] = []
+        problems = check_template.check(t, self.schema)
+        self.assertEqual(len(problems), 2, problems)
+        self.assertTrue(any("BruteForceAlarm" in p and "stack's name" in p for p in problems), problems)
+        self.assertTrue(any("FunctionErrorsAlarm" in p and "FunctionName naming IngestFunction" in p for p in problems))
+
+    def test_duration_alarm_threshold_must_be_near_the_timeout(self):
+        t = self.mutated()
+        t["Resources"]["FunctionDurationAlarm"]["Properties"]["Threshold"] = 60000
+        self.assertTrue(any("not near the timeout" in p for p in check_template.check(t, self.schema)))
+
+    def test_dashboard_is_required(self):
+        t = self.mutated()
+        del t["Resources"]["Dashboard"]
+        self.assertIn("Resources: no AWS::CloudWatch::Dashboard", check_template.check(t, self.schema))
+
+    # --- (g) deployable twice
+
+    def test_fixed_names_on_retained_resources_and_the_function_fail(self):
+        t = self.mutated()
+        table(t)["Properties"]["TableName"] = "hsm-audit"
+        t["Resources"]["IngestFunctionLogGroup"]["Properties"]["LogGroupName"] = {"Fn::Sub": "/aws/lambda/${AWS::StackName}-ingest"}
+        t["Resources"]["IngestFunction"]["Properties"]["FunctionName"] = {"Fn::Sub": "${AWS::StackName}-ingest"}
+        problems = check_template.check(t, self.schema)
+        self.assertEqual(len(problems), 3, problems)
+        self.assertTrue(all("fixed" in p for p in problems), problems)
+
+    def test_optional_table_name_passes(self):
+        self.assertEqual(
+            table(self.template)["Properties"]["TableName"],
+            {"Fn::If": ["HasTableName", {"Ref": "TableName"}, {"Ref": "AWS::NoValue"}]},
+        )
+
+    def test_stream_policies_retention_and_distribution_are_required(self):
+        t = self.mutated()
+        stream = t["Resources"]["AuditStream"]
+        del stream["DeletionPolicy"]
+        stream["Properties"]["RetentionPeriodHours"] = 24
+        del t["Resources"]["AuditLogStreamSubscription"]["Properties"]["Distribution"]
+        problems = check_template.check(t, self.schema)
+        self.assertEqual(len(problems), 3, problems)
+        self.assertTrue(any("DeletionPolicy is not stated" in p for p in problems))
+        self.assertTrue(any("RetentionPeriodHours" in p for p in problems))
+        self.assertTrue(any("ByLogStream" in p for p in problems))
+
+    def test_log_group_kms_tags_concurrency_and_outputs_are_required(self):
+        t = self.mutated()
+        del t["Resources"]["IngestFunctionLogGroup"]["Properties"]["KmsKeyId"]
+        del t["Resources"]["IngestFunction"]["Properties"]["Tags"]
+        del t["Resources"]["IngestFunction"]["Properties"]["ReservedConcurrentExecutions"]
+        t["Resources"]["FailureQueue"]["Properties"]["Tags"] = []
+        del t["Outputs"]["FailureQueueArn"]
+        problems = check_template.check(t, self.schema)
+        self.assertEqual(len(problems), 5, problems)
+        for text in ("KmsKeyId", "IngestFunction: no tag", "FailureQueue: no tag", "ReservedConcurrentExecutions", "FailureQueueArn"):
+            self.assertTrue(any(text in p for p in problems), (text, problems))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,13 @@ pub struct Config {
     pub max_inflated_bytes: usize,
     /// The most records of one stream a derivation step reads (its memory bound).
     pub tail_records_per_stream: usize,
+    /// The value of the metrics' `Service` dimension: `METRICS_SERVICE` (the template
+    /// sets the stack's name), [`crate::metrics::SERVICE`] when unset.
+    pub metrics_service: String,
+    /// Test hook, unset in every deployment: `HSM_AUDIT_PANIC_ON_LOG_GROUP` names a log
+    /// group whose invocations panic after their records are stored, so that
+    /// `scripts/panic-check.py` can show what the release artifact does with a panic.
+    pub panic_on_log_group: Option<String>,
 }
 
 /// How the process logs: Lambda's advanced logging controls set `AWS_LAMBDA_LOG_FORMAT`
@@ -169,6 +176,11 @@ impl Config {
                 "TAIL_RECORDS_PER_STREAM",
                 crate::incremental::TAIL_RECORDS_PER_STREAM,
             )?,
+            metrics_service: lookup("METRICS_SERVICE")
+                .filter(|service| !service.is_empty())
+                .unwrap_or_else(|| crate::metrics::SERVICE.to_owned()),
+            panic_on_log_group: lookup("HSM_AUDIT_PANIC_ON_LOG_GROUP")
+                .filter(|group| !group.is_empty()),
         })
     }
 }
@@ -213,6 +225,8 @@ mod tests {
         assert_eq!(config.table_name, "t");
         assert_eq!(config.derive, DeriveConfig::default());
         assert_eq!(config.max_inflated_bytes, DEFAULT_MAX_INFLATED_BYTES);
+        assert_eq!(config.panic_on_log_group, None);
+        assert_eq!(config.metrics_service, crate::metrics::SERVICE);
     }
 
     #[test]
@@ -223,10 +237,14 @@ mod tests {
                 ("TABLE_NAME", "t"),
                 ("MIRROR_WINDOW_SECONDS", "2.5"),
                 ("BRUTE_FORCE_THRESHOLD", "3"),
+                ("METRICS_SERVICE", "stack-a"),
+                ("HSM_AUDIT_PANIC_ON_LOG_GROUP", "/test/panic"),
             ]),
         )
         .unwrap();
         assert_eq!(config.table_name, "cli");
+        assert_eq!(config.metrics_service, "stack-a");
+        assert_eq!(config.panic_on_log_group.as_deref(), Some("/test/panic"));
         assert_eq!(config.derive.mirror_window_micros, 2_500_000);
         assert_eq!(config.derive.brute_force_threshold, 3);
         let error = Config::from_lookup(

@@ -255,6 +255,12 @@ pub async fn invoke<S: AuditStore>(
             let report = &handled.report;
             span.record("log_groups", join(&report.log_groups).as_str());
             span.record("log_streams", join(&report.log_streams).as_str());
+            // The test hook of `Config::panic_on_log_group` (never set in a deployment).
+            if let Some(group) = &config.panic_on_log_group
+                && report.log_groups.contains(group)
+            {
+                panic!("HSM_AUDIT_PANIC_ON_LOG_GROUP: a test panic for log group {group}");
+            }
             let failed = match &handled.response {
                 Response::Kinesis(response) => response.batch_item_failures.len(),
                 _ => 0,
@@ -272,12 +278,12 @@ pub async fn invoke<S: AuditStore>(
                 clusters = ?report.clusters,
                 "invocation processed"
             );
-            crate::metrics::emit(report, retries);
+            crate::metrics::emit(report, retries, &config.metrics_service);
             Ok(handled.response)
         }
         Err(error) => {
             warn!(%error, dynamodb_retries = retries, "invocation failed; it will be retried");
-            crate::metrics::emit(&Report::default(), retries);
+            crate::metrics::emit(&Report::default(), retries, &config.metrics_service);
             Err(error)
         }
     }

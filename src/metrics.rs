@@ -2,9 +2,11 @@
 //! extracts them from the function's log, so publishing costs no API call, no extra
 //! permission and no latency inside the invocation.
 //!
-//! Each cluster's line carries two dimension sets, `[Cluster]` and `[Service]`: the first
-//! tells clusters apart on dashboards, the second aggregates all clusters under one fixed
-//! dimension value, so the template's alarms need not know the cluster names.
+//! Each cluster's line carries two dimension sets, `[Service, Cluster]` and `[Service]`:
+//! the first tells clusters apart on dashboards, the second aggregates all clusters, so the
+//! template's alarms need not know the cluster names. `Service` is the deployment's name
+//! (`METRICS_SERVICE`, the template sets the stack name): two stacks in one account, even
+//! over clusters of the same name, never add to each other's metrics or alarms.
 
 use serde_json::{Map, Value, json};
 
@@ -12,6 +14,7 @@ use crate::domain::AlertKind;
 use crate::pipeline::{ClusterReport, Report};
 
 pub const NAMESPACE: &str = "HsmAudit";
+/// `Service` outside a stack (the CLI, local runs) when `METRICS_SERVICE` is unset.
 pub const SERVICE: &str = "hsm-audit";
 pub const CLUSTER_DIMENSION: &str = "Cluster";
 pub const SERVICE_DIMENSION: &str = "Service";
@@ -31,22 +34,32 @@ pub const MAX_DIMENSIONS: usize = 30;
 
 /// One line per cluster of the report, and one for the invocation (DynamoDB retries
 /// belong to no single cluster). `timestamp_ms` is milliseconds since the epoch.
-pub fn emf_documents(report: &Report, dynamodb_retries: u64, timestamp_ms: i64) -> Vec<Value> {
+pub fn emf_documents(
+    report: &Report,
+    dynamodb_retries: u64,
+    service: &str,
+    timestamp_ms: i64,
+) -> Vec<Value> {
     let mut documents: Vec<Value> = report
         .by_cluster
         .iter()
-        .map(|(cluster, counts)| cluster_document(cluster, counts, timestamp_ms))
+        .map(|(cluster, counts)| cluster_document(cluster, counts, service, timestamp_ms))
         .collect();
     documents.push(document(
         timestamp_ms,
         &[&[SERVICE_DIMENSION]],
-        &[(SERVICE_DIMENSION, SERVICE)],
+        &[(SERVICE_DIMENSION, service)],
         &[(DYNAMODB_RETRIES, dynamodb_retries)],
     ));
     documents
 }
 
-fn cluster_document(cluster: &str, counts: &ClusterReport, timestamp_ms: i64) -> Value {
+fn cluster_document(
+    cluster: &str,
+    counts: &ClusterReport,
+    service: &str,
+    timestamp_ms: i64,
+) -> Value {
     let mut metrics = vec![
         (RECORDS_PROCESSED, counts.records as u64),
         (FAILED_LOGINS, counts.failed_logins as u64),
@@ -67,8 +80,11 @@ fn cluster_document(cluster: &str, counts: &ClusterReport, timestamp_ms: i64) ->
     }
     document(
         timestamp_ms,
-        &[&[CLUSTER_DIMENSION], &[SERVICE_DIMENSION]],
-        &[(CLUSTER_DIMENSION, cluster), (SERVICE_DIMENSION, SERVICE)],
+        &[
+            &[SERVICE_DIMENSION, CLUSTER_DIMENSION],
+            &[SERVICE_DIMENSION],
+        ],
+        &[(CLUSTER_DIMENSION, cluster), (SERVICE_DIMENSION, service)],
         &metrics,
     )
 }
@@ -105,9 +121,9 @@ fn document(
 }
 
 /// Prints the report's metrics, one JSON document a line, as EMF requires.
-pub fn emit(report: &Report, dynamodb_retries: u64) {
+pub fn emit(report: &Report, dynamodb_retries: u64, service: &str) {
     let now = chrono::Utc::now().timestamp_millis();
-    for document in emf_documents(report, dynamodb_retries, now) {
+    for document in emf_documents(report, dynamodb_retries, service, now) {
         println!("{document}");
     }
 }
@@ -209,7 +225,7 @@ mod tests {
 
     #[test]
     fn documents_follow_the_specification() {
-        let documents = emf_documents(&report(), 2, 1_700_000_000_123);
+        let documents = emf_documents(&report(), 2, SERVICE, 1_700_000_000_123);
         assert_eq!(documents.len(), 3);
         for document in &documents {
             assert_eq!(violations(document), Vec::<String>::new(), "{document}");
@@ -225,10 +241,10 @@ mod tests {
 
     #[test]
     fn each_cluster_line_carries_its_counts() {
-        let documents = emf_documents(&report(), 2, 0);
+        let documents = emf_documents(&report(), 2, "stack-a", 0);
         let cluster = &documents[0];
         assert_eq!(cluster[CLUSTER_DIMENSION], "cluster-a");
-        assert_eq!(cluster[SERVICE_DIMENSION], SERVICE);
+        assert_eq!(cluster[SERVICE_DIMENSION], "stack-a");
         assert_eq!(cluster[RECORDS_PROCESSED], 7);
         assert_eq!(cluster[FAILED_LOGINS], 5);
         assert_eq!(cluster[BRUTE_FORCE_ALERTS], 1);
@@ -236,7 +252,7 @@ mod tests {
         assert_eq!(cluster[OPEN_SEQUENCE_GAPS], 3);
         assert_eq!(
             cluster["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            json!([["Cluster"], ["Service"]])
+            json!([["Service", "Cluster"], ["Service"]])
         );
         let unknown = &documents[1];
         assert_eq!(unknown[CLUSTER_DIMENSION], "unknown");
@@ -245,12 +261,13 @@ mod tests {
         assert!(unknown.get(OPEN_SEQUENCE_GAPS).is_none());
         assert!(!unknown.to_string().contains(OPEN_SEQUENCE_GAPS));
         assert_eq!(documents[2][DYNAMODB_RETRIES], 2);
+        assert_eq!(documents[2][SERVICE_DIMENSION], "stack-a");
         assert!(documents[2].get(CLUSTER_DIMENSION).is_none());
     }
 
     #[test]
     fn the_checker_catches_what_the_specification_forbids() {
-        let mut document = emf_documents(&report(), 0, 0).remove(0);
+        let mut document = emf_documents(&report(), 0, SERVICE, 0).remove(0);
         document
             .as_object_mut()
             .map(|root| root.remove(RECORDS_PROCESSED));

@@ -6,6 +6,7 @@ mod files;
 mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::env;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ use crate::model::Timestamp;
 use crate::pipeline::{
     Report, derive_clusters, is_failed_login, parse_decoded, rederive, store_parsed,
 };
+use crate::store::StoreError;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
 
 #[derive(Debug, Parser)]
@@ -35,6 +37,10 @@ struct Cli {
     /// Output format: a readable table, or stable JSON for scripts.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// On a failed DynamoDB request, print the SDK's whole report of it (request,
+    /// response, causes) after the one-line error; so does a set RUST_LOG.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -165,14 +171,16 @@ fn parse_time(text: &str) -> Result<Timestamp, String> {
         .ok_or_else(|| format!("`{text}` is not a time: use RFC 3339 or YYYY-MM-DD (UTC)"))
 }
 
-/// Failures, by exit code.
+/// Failures, by exit code. A processing failure may carry the whole report of its cause,
+/// shown only when asked for (`-v`, `RUST_LOG`): one line is what a person acts on.
 enum Failure {
     Usage(String),
-    Processing(String),
+    Processing(String, Option<String>),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let verbose = cli.verbose || env::var("RUST_LOG").is_ok_and(|filter| !filter.is_empty());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -189,15 +197,26 @@ pub fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
-        Err(Failure::Processing(message)) => {
+        Err(Failure::Processing(message, detail)) => {
             eprintln!("error: {message}");
+            match detail {
+                Some(detail) if verbose => eprintln!("detail: {detail}"),
+                Some(_) => eprintln!("(-v or RUST_LOG shows the whole report)"),
+                None => {}
+            }
             ExitCode::from(1)
         }
     }
 }
 
-fn processing(error: impl std::fmt::Display) -> Failure {
-    Failure::Processing(error.to_string())
+fn processing(error: impl std::fmt::Display + 'static) -> Failure {
+    // Most failures are a DynamoDB request's: keep the SDK's report for `-v` without
+    // making every call site say so.
+    let detail = match (&error as &dyn std::any::Any).downcast_ref::<StoreError>() {
+        Some(StoreError::Request { detail, .. }) => Some(detail.clone()),
+        _ => None,
+    };
+    Failure::Processing(error.to_string(), detail)
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -211,10 +230,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Parse(_) => Ok(()),
         Command::Setup => {
-            let created = create_table(store.client(), store.table())
+            let setup = create_table(store.client(), store.table())
                 .await
                 .map_err(processing)?;
-            let state = if created { "created" } else { "already exists" };
+            if let Some(error) = &setup.backups_not_enabled {
+                eprintln!("warning: point-in-time recovery is not enabled: {error}");
+            }
+            let state = if setup.created {
+                "created"
+            } else {
+                "already exists"
+            };
             render::emit(
                 output,
                 &serde_json::json!({"table": store.table(), "state": state}),
@@ -238,7 +264,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             let report = backfill::backfill(&store, &config, &logs, &request)
                 .await
-                .map_err(Failure::Processing)?;
+                .map_err(processing)?;
             render::emit(output, &report, || render::report_text(&report))
         }
         Command::Trail { cluster, hsm } => {

@@ -20,10 +20,14 @@ use crate::model::{RecordIdentity, TrailEntry};
 /// dependency was not (bad data never reaches here; it is quarantined before).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// `message` is one line (the error code and the service's message, or the chain of
+    /// causes when there is no answer); `detail` is the SDK's whole report of it, for
+    /// `hsm-audit -v` and the logs' debug level.
     #[error("DynamoDB {operation} failed: {message}")]
     Request {
         operation: &'static str,
         message: String,
+        detail: String,
     },
     #[error("DynamoDB left {remaining} items unprocessed after {attempts} attempts")]
     Unprocessed { remaining: usize, attempts: u32 },

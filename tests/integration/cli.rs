@@ -3,6 +3,7 @@
 
 use std::process::{Command, Output};
 
+use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::*;
 use serde_json::Value;
 
@@ -15,6 +16,8 @@ fn cli(args: &[&str], table: &str, endpoint: &str) -> Output {
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
+        // RUST_LOG asks for the whole error report; these tests choose it themselves.
+        .env_remove("RUST_LOG")
         .output()
         .expect("run hsm-audit")
 }
@@ -265,4 +268,95 @@ fn the_json_contract_of_every_query() {
         .filter_map(|r| r["seq"].as_u64())
         .collect();
     assert_eq!(sequence, [0x0, 0x1, 0x2, 0x4, 0x5, 0xb]);
+}
+
+/// `cli` off the async runtime's threads: the fault proxy serves on them meanwhile.
+async fn cli_async(args: &[&str], table: &str, endpoint: &str) -> Output {
+    let (args, table, endpoint) = (
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        table.to_owned(),
+        endpoint.to_owned(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&args, &table, &endpoint)
+    })
+    .await
+    .expect("run hsm-audit")
+}
+
+// DynamoDB's answer to a two-character table name (the local server accepts the name, so
+// the fault proxy answers as DynamoDB does).
+const TABLE_NAME_REJECTED: Fault = Fault::Rejected {
+    kind: "com.amazon.coral.validate#ValidationException",
+    message: "TableName must be at least 3 characters long and at most 255 characters long",
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_request_is_one_line_and_the_whole_report_only_with_verbose() {
+    let proxy = FaultProxy::start(
+        &endpoint(),
+        vec![Rule::on("CreateTable", TABLE_NAME_REJECTED)],
+    )
+    .await;
+    let output = cli_async(&["--table", "t1", "setup"], "unused", &proxy.url()).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "error: DynamoDB CreateTable failed: ValidationException: TableName must be at \
+             least 3 characters long and at most 255 characters long",
+            "(-v or RUST_LOG shows the whole report)",
+        ],
+        "{stderr}"
+    );
+
+    for verbose in [
+        &["-v", "--table", "t1", "setup"][..],
+        &["--table", "t1", "setup", "--verbose"][..],
+    ] {
+        let output = cli_async(verbose, "unused", &proxy.url()).await;
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let detail = stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("detail: "))
+            .unwrap_or_else(|| panic!("no detail line: {stderr}"));
+        // The SDK's report: the service error and the raw response it came from.
+        assert!(detail.contains("ValidationException"), "{detail}");
+        assert!(detail.len() > lines[0].len(), "{detail}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_warns_and_goes_on_when_the_server_lacks_continuous_backups() {
+    let proxy = FaultProxy::start(
+        &endpoint(),
+        vec![Rule::on(
+            "UpdateContinuousBackups",
+            Fault::Rejected {
+                kind: "com.amazon.coral.service#UnknownOperationException",
+                message: "An unknown operation was requested.",
+            },
+        )],
+    )
+    .await;
+    let table = format!("hsm-audit-test-cli-pitr-{:08x}", fastrand::u32(..));
+    let output = cli_async(&["setup", "--output", "json"], &table, &proxy.url()).await;
+    assert_eq!(json_of(&output)["state"], "created");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "warning: point-in-time recovery is not enabled: DynamoDB UpdateContinuousBackups \
+         failed: UnknownOperationException: An unknown operation was requested."
+    );
+    assert_eq!(proxy.requests("UpdateContinuousBackups"), 1);
+    // The table is there and usable.
+    let output = cli_async(&["quarantine", "--output", "json"], &table, &endpoint()).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -9,4 +9,4 @@ mod table;
 
 pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper};
 pub use store::{DynamoStore, RequestCounts, WriteCost, connect};
-pub use table::{TableSchema, create_table};
+pub use table::{TableSchema, TableSetup, create_table};

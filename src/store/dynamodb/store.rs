@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::queries::SortKey;
@@ -77,11 +78,56 @@ pub struct WriteCost {
     pub write_units: u64,
 }
 
-pub(crate) fn request_error(operation: &'static str, error: impl std::error::Error) -> StoreError {
+/// A failed request as one line a person can act on — `ValidationException: TableName must
+/// be at least 3 characters long` — with the SDK's whole report (its `Debug` of the
+/// request and response) kept aside as `detail`.
+pub(crate) fn request_error(operation: &'static str, error: impl RequestFailure) -> StoreError {
+    let message = match error.code_and_message() {
+        Some((code, Some(message))) => format!("{code}: {message}"),
+        Some((code, None)) => code,
+        None => error_chain(&error),
+    };
     StoreError::Request {
         operation,
-        message: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
+        message,
+        detail: aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string(),
     }
+}
+
+/// The errors a request can end in: the service's answer (with an error code), or one
+/// that never reached it (a request that could not be built, a timeout, no connection).
+pub(crate) trait RequestFailure: std::error::Error {
+    /// The service's error code and message, when it answered with an error.
+    fn code_and_message(&self) -> Option<(String, Option<String>)>;
+}
+
+impl<E, R> RequestFailure for SdkError<E, R>
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    fn code_and_message(&self) -> Option<(String, Option<String>)> {
+        self.code()
+            .map(|code| (code.to_owned(), self.message().map(str::to_owned)))
+    }
+}
+
+impl RequestFailure for BuildError {
+    fn code_and_message(&self) -> Option<(String, Option<String>)> {
+        None
+    }
+}
+
+/// An error and its causes, `: `-separated, without the SDK's `Debug` dump.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.replace('\n', " ")
 }
 
 /// A client from the standard AWS environment (`AWS_ENDPOINT_URL` for a local server),

@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::Deserialize;
 
+use super::store::request_error;
 use crate::store::StoreError;
 
 const SCHEMA_JSON: &str = include_str!("../../../schema/table.json");
@@ -45,16 +46,20 @@ impl TableSchema {
     }
 }
 
-fn request_error(operation: &'static str, error: impl std::error::Error) -> StoreError {
-    StoreError::Request {
-        operation,
-        message: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
-    }
+/// What `create_table` did.
+#[derive(Debug)]
+pub struct TableSetup {
+    /// False when the table existed already (nothing else was done then).
+    pub created: bool,
+    /// Why point-in-time recovery could not be turned on: a local server may lack
+    /// `UpdateContinuousBackups`, and the table is usable without it there.
+    pub backups_not_enabled: Option<StoreError>,
 }
 
 /// Creates the table as `schema/table.json` defines it, waits until it is active, and
-/// turns on point-in-time recovery as the template does. Returns false if it existed.
-pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreError> {
+/// turns on point-in-time recovery as the template does (reporting, not failing, when the
+/// server refuses that: the table exists by then).
+pub async fn create_table(client: &Client, table: &str) -> Result<TableSetup, StoreError> {
     let schema = TableSchema::load()?;
     let mut request = client
         .create_table()
@@ -85,7 +90,10 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreErr
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
         {
-            return Ok(false);
+            return Ok(TableSetup {
+                created: false,
+                backups_not_enabled: None,
+            });
         }
         Err(error) => return Err(request_error("CreateTable", error)),
     }
@@ -105,12 +113,16 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreErr
         .point_in_time_recovery_enabled(true)
         .build()
         .map_err(|error| request_error("UpdateContinuousBackups", error))?;
-    client
+    let backups = client
         .update_continuous_backups()
         .table_name(table)
         .point_in_time_recovery_specification(pitr)
         .send()
-        .await
-        .map_err(|error| request_error("UpdateContinuousBackups", error))?;
-    Ok(true)
+        .await;
+    Ok(TableSetup {
+        created: true,
+        backups_not_enabled: backups
+            .err()
+            .map(|error| request_error("UpdateContinuousBackups", error)),
+    })
 }

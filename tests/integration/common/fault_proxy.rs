@@ -37,6 +37,12 @@ pub enum Fault {
     HalfUnprocessed,
     /// Closes the connection without an answer.
     Hangup,
+    /// 400 with this error type and message: a request a strictly validating DynamoDB
+    /// rejects (`ValidationException`), or an operation a local server lacks.
+    Rejected {
+        kind: &'static str,
+        message: &'static str,
+    },
 }
 
 impl Fault {
@@ -49,6 +55,7 @@ impl Fault {
             Fault::SlowAnswer(_) => "SlowAnswer".into(),
             Fault::HalfUnprocessed => "HalfUnprocessed".into(),
             Fault::Hangup => "Hangup".into(),
+            Fault::Rejected { kind, .. } => format!("Rejected({kind})"),
         }
     }
 }
@@ -372,6 +379,7 @@ async fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::R
             }
             Some(Fault::HalfUnprocessed) => half_unprocessed(request, upstream, state).await?,
             Some(Fault::Hangup) => return Ok(()),
+            Some(Fault::Rejected { kind, message }) => error_response(400, kind, message),
         };
         write.write_all(&response).await?;
         write.flush().await?;
