@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Failure, Output};
 use crate::decode::Quarantined;
 use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration};
-use crate::model::{AuditRecord, TrailEntry};
+use crate::model::{AuditRecord, HsmRecord, TrailEntry};
 use crate::pipeline::Report;
 
 pub(super) fn emit<T: Serialize + ?Sized>(
@@ -128,7 +128,45 @@ fn entry_json(entry: &TrailEntry) -> serde_json::Value {
     if let (Some(target), serde_json::Value::Object(fields)) = (merged.as_object_mut(), record) {
         target.extend(fields);
     }
+    // The later layout's fields, named as in the trail item (a label as its name and
+    // `…_code`); absent ones stay out, so a record in the seed's layout reads as before.
+    if let (Some(target), Some(record)) = (merged.as_object_mut(), entry.cloudhsm()) {
+        if let Ok(serde_json::Value::Object(later)) = serde_json::to_value(&record.later) {
+            for (key, value) in later {
+                match value {
+                    serde_json::Value::Object(label)
+                        if key == "target_user_type" || key == "share_operation" =>
+                    {
+                        let code = label.get("code").cloned();
+                        target.insert(key.clone(), label["name"].clone());
+                        target.insert(format!("{key}_code"), code.unwrap_or_default());
+                    }
+                    value => {
+                        target.insert(key, value);
+                    }
+                }
+            }
+        }
+    }
     merged
+}
+
+/// The USER column of a CloudHSM record: `actor -> target` where the record names the
+/// user it acts on apart from `User Name` (the later layout), else `User Name`.
+fn user_column(record: &HsmRecord) -> String {
+    let later = &record.later;
+    if !later.names_target() {
+        return or_dash(record.user_name.as_deref());
+    }
+    let target = later
+        .target_user_name
+        .clone()
+        .or_else(|| later.target_user_id.as_ref().map(|id| format!("id {id}")));
+    format!(
+        "{} -> {}",
+        or_dash(record.user_name.as_deref()),
+        or_dash(target)
+    )
 }
 
 pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
@@ -142,7 +180,7 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
                 r.time.iso(),
                 r.opcode.to_string(),
                 format!("{}:{}", r.response_code, r.response_text),
-                or_dash(r.user_name.as_deref()),
+                user_column(r),
                 or_dash(r.key_handle),
             ],
             AuditRecord::Certificate(r) => vec![

@@ -1,5 +1,7 @@
 //! One CloudHSM audit record, and the trail entry that ties it to where it was read.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -54,6 +56,70 @@ pub struct HsmRecord {
     pub user_type: Option<Labeled>,
     pub key_handle: Option<u64>,
     pub public_key_handle: Option<u64>,
+    /// What records of current HSMs carry beyond the seed's layout.
+    #[serde(flatten)]
+    pub later: LaterFields,
+}
+
+/// The fields of the later CloudHSM record layout, all optional, and every `Key : value`
+/// the parser does not know.
+///
+/// Decision: each is left out of the record's JSON when absent or empty, so a record in
+/// the seed's layout serializes, and so digests ([`HsmRecord::content_sha256`]), exactly
+/// as before these fields existed; stored trails keep recognising redeliveries.
+/// Identifiers and free-form values are kept as logged (`User id`, `Mechanism`, the local
+/// and host times): nothing decides on them but equality, and a value this version
+/// cannot type must not cost the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaterFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_no: Option<String>,
+    /// The id of `User Name`, the actor when the record names a target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The user a user-management command acts on; `User Name` is then the actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_user_type: Option<Labeled>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_enabled: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    /// `local time`, as logged (`MM/DD/YY HH:MM:SS, usec:N`); `Time`'s `usecs` stays the
+    /// record's instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_time: Option<String>,
+    /// `host time`, as logged (`MM/DD/YY HH:MM:SS usec:N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_time: Option<String>,
+    /// `propagation delay : usec:N`, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation_delay_us: Option<u64>,
+    /// `Operation` of `CN_SHARE_OBJECT`: `SHARE` or `UNSHARE`, with its number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_operation: Option<Labeled>,
+    /// `Number of Users` a share names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_user_count: Option<u64>,
+    /// `UserIDs` a share names, each as logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub share_user_ids: Vec<String>,
+    /// Every `Key : value` this version does not know, by key, so nothing a newer HSM
+    /// logs is lost; a key logged twice keeps both values, joined by a line break.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_fields: BTreeMap<String, String>,
+}
+
+impl LaterFields {
+    /// Whether the record names a user acted upon apart from `User Name`.
+    pub fn names_target(&self) -> bool {
+        self.target_user_name.is_some()
+            || self.target_user_type.is_some()
+            || self.target_user_id.is_some()
+    }
 }
 
 impl HsmRecord {

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 use sha2::{Digest, Sha256};
 
+use self::later::LaterTrailFields;
 use super::StoreError;
 use super::attributes::to_item;
 use crate::decode::Quarantined;
@@ -31,6 +32,8 @@ use crate::model::{
     AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, Opcode, RecordIdentity,
     StreamId, Timestamp, TrailEntry,
 };
+
+mod later;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -202,6 +205,8 @@ struct TrailItem {
     content_sha256: String,
     raw: String,
     raw_truncated: bool,
+    #[serde(flatten)]
+    later: LaterTrailFields,
 }
 
 fn cut_raw(raw: &str) -> (String, bool) {
@@ -266,6 +271,7 @@ fn cloudhsm_item(
         content_sha256,
         raw,
         raw_truncated,
+        later: LaterTrailFields::of(&record.later),
     };
     to_clean_item(&item, &item.sk)
 }
@@ -470,6 +476,7 @@ pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
             }),
             key_handle: item.key_handle,
             public_key_handle: item.public_key_handle,
+            later: item.later.into_record(),
         }),
         log_group: item.log_group,
         log_event_id: item.log_event_id,
