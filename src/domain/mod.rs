@@ -9,7 +9,8 @@
 //! The logic lives in submodules, each documenting its decisions: `records` (dedupe and
 //! order), `sessions` (cluster sessions and command attribution), `keys` (lifecycles),
 //! `logins` (failed logins, brute force), `integrity` (streams, gaps, reboots,
-//! conflicts), `sensitive` (sensitive operations), `certificates` (certificate
+//! conflicts), `sensitive` (sensitive operations), `users` (actor and target of a
+//! record, names for user ids), `certificates` (certificate
 //! lifecycles from certificate-storage records) and `luna` (Thales Luna records onto the
 //! same sessions, lifecycles, failed logins and alerts).
 
@@ -27,6 +28,7 @@ mod sensitive;
 mod sessions;
 #[cfg(test)]
 mod testkit;
+mod users;
 
 /// Tunables of the derivation, read once from the environment by [`crate::config`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +132,9 @@ pub struct SessionEvent {
     pub seq: u64,
     pub opcode: Opcode,
     pub success: bool,
-    /// The user a user-management command acts on (`User Name` of that record).
+    /// The user a command acts on: `Target User Name` (or the name the trail gives its
+    /// `Target User id`) where the record names a target, else a user-management
+    /// record's `User Name` (see `users`).
     pub target_user: Option<String>,
     pub key_handles: Vec<u64>,
     /// Luna object ids (`meta.ouids`) the command named.
@@ -306,8 +310,9 @@ pub struct StreamSummary {
 /// The result is sorted, so equal inputs in any order give equal output.
 pub fn derive(entries: &[TrailEntry], conflicts: &[Conflict], config: &DeriveConfig) -> Derived {
     let recs = records::prepare(entries);
+    let names = users::UserNames::learn(&recs);
     let sessions::SessionView { sessions, actors } =
-        sessions::derive(&recs, config.mirror_window_micros);
+        sessions::derive(&recs, config.mirror_window_micros, &names);
     let mut keys = keys::derive(&recs, &actors, config.mirror_window_micros);
     let (certificates, certificate_alerts) = certificates::derive(entries);
     keys.extend(certificates);
@@ -326,7 +331,7 @@ pub fn derive(entries: &[TrailEntry], conflicts: &[Conflict], config: &DeriveCon
     alerts.extend(certificate_alerts);
     let (streams, integrity_alerts) = integrity::derive(&recs, conflicts);
     alerts.extend(integrity_alerts);
-    alerts.extend(sensitive::derive(&recs, &actors));
+    alerts.extend(sensitive::derive(&recs, &actors, &names));
     alerts.sort_by(alert_order);
     alerts.dedup();
     Derived {

@@ -32,6 +32,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use super::records::Rec;
+use super::users::{UserNames, target_user};
 use super::{ClusterSession, SessionEvent};
 use crate::model::{Opcode, Timestamp};
 
@@ -82,7 +83,11 @@ fn same_session(a: u64, b: u64) -> bool {
     (a >> 4) == (b >> 4)
 }
 
-pub(crate) fn derive(recs: &[Rec<'_>], mirror_window_micros: i64) -> SessionView {
+pub(crate) fn derive(
+    recs: &[Rec<'_>],
+    mirror_window_micros: i64,
+    names: &UserNames,
+) -> SessionView {
     let mut hsm_names: Vec<&str> = Vec::new();
     let mut hsm_of = Vec::with_capacity(recs.len());
     for rec in recs {
@@ -94,6 +99,7 @@ pub(crate) fn derive(recs: &[Rec<'_>], mirror_window_micros: i64) -> SessionView
 
     let mut sweep = Sweep {
         recs,
+        names,
         groups: Vec::new(),
         members: Vec::new(),
         member_of_login: vec![None; recs.len()],
@@ -120,6 +126,7 @@ pub(crate) fn derive(recs: &[Rec<'_>], mirror_window_micros: i64) -> SessionView
 
 struct Sweep<'r, 'a> {
     recs: &'r [Rec<'a>],
+    names: &'r UserNames,
     groups: Vec<Group<'a>>,
     members: Vec<Member<'a>>,
     member_of_login: Vec<Option<usize>>,
@@ -359,7 +366,10 @@ impl<'a> Sweep<'_, 'a> {
                     origin_hsm: login.hsm.to_owned(),
                     origin_seq: login.seq(),
                     mirror_hsms,
-                    events: events.into_iter().map(|i| session_event(recs[i])).collect(),
+                    events: events
+                        .into_iter()
+                        .map(|i| session_event(recs[i], self.names))
+                        .collect(),
                 })
             })
             .collect();
@@ -373,26 +383,14 @@ impl<'a> Sweep<'_, 'a> {
     }
 }
 
-/// In user-management records `User Name` is the user acted on, not the actor.
-pub(crate) fn target_user(rec: Rec<'_>) -> Option<String> {
-    match rec.op() {
-        Opcode::CreateUser
-        | Opcode::CreateCo
-        | Opcode::DeleteUser
-        | Opcode::ChangePswd
-        | Opcode::CreateApplianceUser => rec.user_name().map(str::to_owned),
-        _ => None,
-    }
-}
-
-fn session_event(rec: Rec<'_>) -> SessionEvent {
+fn session_event(rec: Rec<'_>, names: &UserNames) -> SessionEvent {
     SessionEvent {
         time: rec.time(),
         hsm: rec.hsm.to_owned(),
         seq: rec.seq(),
         opcode: rec.op().clone(),
         success: rec.ok(),
-        target_user: target_user(rec),
+        target_user: target_user(rec, names),
         key_handles: rec.key_handles(),
         object_ids: Vec::new(),
     }
@@ -411,7 +409,8 @@ mod tests {
     fn run(entries: &[TrailEntry]) -> (SessionView, Vec<(String, u64)>) {
         let recs = prepare(entries);
         let ids = recs.iter().map(|r| (r.hsm.to_owned(), r.seq())).collect();
-        (derive(&recs, WINDOW), ids)
+        let names = UserNames::learn(&recs);
+        (derive(&recs, WINDOW, &names), ids)
     }
 
     fn actor_of(view: &(SessionView, Vec<(String, u64)>), hsm: &str, seq: u64) -> Option<String> {

@@ -13,6 +13,7 @@ mod domain_scenarios;
 mod fault_injection;
 mod fuzz_decode;
 mod kinesis;
+mod later_layout;
 mod luna;
 mod order_independence;
 mod parse_corpus;
