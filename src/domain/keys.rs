@@ -265,6 +265,34 @@ mod tests {
     }
 
     #[test]
+    fn given_a_derived_key_tombstoned_and_its_handle_reused_when_derived_then_two_generations() {
+        let keys = run(&[
+            rec("a", 1, 1, 10, Opcode::DeriveKey).key(9).build(),
+            rec("a", 1, 2, 20, Opcode::TombstoneObject).key(9).build(),
+            rec("a", 1, 3, 30, Opcode::GenerateKey).key(9).build(),
+            rec("a", 1, 4, 40, Opcode::DestroyObject).key(9).build(),
+        ]);
+        let summary: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.generation,
+                    k.state,
+                    k.kind.as_str(),
+                    k.created_opcode.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, KeyState::Tombstoned, "secret", Some(Opcode::DeriveKey)),
+                (2, KeyState::Destroyed, "secret", Some(Opcode::GenerateKey)),
+            ]
+        );
+    }
+
+    #[test]
     fn given_use_before_any_creation_when_derived_then_generation_zero_of_unknown_kind() {
         let keys = run(&[
             rec("a", 1, 1, 10, Opcode::NistAesWrap).key(6).build(),

@@ -27,6 +27,8 @@
 //!    another session's end.
 //! 5. A cluster session's events are the origin login, every member's attributed
 //!    commands and matched ending records; mirrored logins show as `mirror_hsms` only.
+//! 6. Time-information records (command type `0xeee2`) are no user activity: they open,
+//!    end and join no session (a new boot they show still ends the HSM's sessions).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -202,6 +204,9 @@ impl<'a> Sweep<'_, 'a> {
             state.cut.clear();
         }
         state.boot = Some(rec.boot());
+        if rec.is_time_information() {
+            return;
+        }
 
         match rec.op() {
             Opcode::Login => {
@@ -604,6 +609,31 @@ mod tests {
                 .iter()
                 .all(|s| s.ended_by.as_deref() == Some("CN_CLOSE_PARTITION_SESSIONS"))
         );
+    }
+
+    #[test]
+    fn given_time_information_in_an_open_session_when_derived_then_it_is_nobodys_activity() {
+        let entries = vec![
+            login("a", 0, 1_000, 0x3004000, "bob").build(),
+            rec("a", 1, 1, 2_000, Opcode::Other("CN_TIME_INFO".into()))
+                .command_type("CN_TIME_INFO", 0xeee2)
+                .handle(0x3004001)
+                .build(),
+            rec("a", 1, 2, 3_000, Opcode::Other("CN_TIME_INFO".into()))
+                .command_type("CN_TIME_INFO", 0xeee2)
+                .build(),
+            rec("a", 1, 3, 4_000, Opcode::FipsRand).build(),
+        ];
+        let view = run(&entries);
+        let opcodes: Vec<&str> = view.0.sessions[0]
+            .events
+            .iter()
+            .map(|event| event.opcode.as_str())
+            .collect();
+        assert_eq!(opcodes, vec!["CN_LOGIN", "CN_FIPS_RAND"]);
+        assert_eq!(actor_of(&view, "a", 1), None);
+        assert_eq!(actor_of(&view, "a", 2), None);
+        assert_eq!(actor_of(&view, "a", 3).as_deref(), Some("bob"));
     }
 
     #[test]

@@ -97,3 +97,57 @@ fn given_a_user_deleted_by_id_only_when_derived_then_the_trail_names_it() {
         .unwrap();
     assert_eq!(deleted.detail.as_deref(), Some("bob"));
 }
+
+#[test]
+fn given_time_information_while_a_user_is_logged_in_when_derived_then_it_is_no_activity() {
+    let entries = fixtures(&["10-", "11-", "17-", "19-"]);
+    let derived = run(&entries);
+    assert_eq!(derived.sessions.len(), 1);
+    let opcodes: Vec<&str> = derived.sessions[0]
+        .events
+        .iter()
+        .map(|event| event.opcode.as_str())
+        .collect();
+    assert_eq!(opcodes, vec!["CN_LOGIN", "CN_GENERATE_KEY", "CN_LOGOUT"]);
+    assert_eq!(derived.sessions[0].ended_by.as_deref(), Some("CN_LOGOUT"));
+    // It stays in the trail and counts in its stream's summary.
+    assert_eq!(derived.streams.len(), 1);
+    assert_eq!(derived.streams[0].records, 4);
+}
+
+#[test]
+fn given_keys_derived_generated_tombstoned_and_destroyed_when_derived_then_both_lifecycles_end() {
+    let derived = run(&fixtures(&["10-", "11-", "14-", "15-", "16-"]));
+    let summary: Vec<(u64, u32, String, Option<&str>, Option<&str>)> = derived
+        .keys
+        .iter()
+        .map(|key| {
+            (
+                key.handle,
+                key.generation,
+                format!("{:?}", key.state),
+                key.created_opcode.as_ref().map(|o| o.as_str()),
+                key.created_by.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                262150,
+                1,
+                "Destroyed".to_owned(),
+                Some("CN_GENERATE_KEY"),
+                Some("bob")
+            ),
+            (
+                262160,
+                1,
+                "Tombstoned".to_owned(),
+                Some("CN_DERIVE_KEY"),
+                Some("bob")
+            ),
+        ]
+    );
+}
