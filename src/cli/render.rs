@@ -316,6 +316,26 @@ pub(super) fn keys_table(keys: &[KeyGeneration]) -> String {
                 attributes
             );
         }
+        for share in &key.shared_with {
+            let user = match &share.user_name {
+                Some(name) => format!("{name} (id {})", share.user_id),
+                None => format!("id {}", share.user_id),
+            };
+            let direction = if share.operation == "UNSHARE" {
+                "unshared from"
+            } else {
+                "shared with"
+            };
+            let _ = writeln!(
+                out,
+                "    {}  {}  0x{:<4x} {} {user} by {}",
+                share.time,
+                share.hsm,
+                share.seq,
+                direction,
+                or_dash(share.by.as_deref())
+            );
+        }
     }
     if keys.is_empty() {
         out.push_str("(no keys)\n");

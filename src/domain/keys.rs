@@ -11,11 +11,17 @@
 //!   while the handle has no live generation is held for the next successful creation
 //!   of that handle if one follows within the mirror window, and becomes part of it.
 //! - Failed records are events with `success = false` and change no state.
+//! - A successful `CN_SHARE_OBJECT` that logs its `Operation` (`SHARE`/`UNSHARE`) and
+//!   `UserIDs` adds one `shared_with` entry per user id to the live generation, named from
+//!   the trail's id ↔ name map (`users`) where it can be. Each HSM's record of a share is
+//!   its own entry, as each HSM's record of any command is its own event. A share record
+//!   without those fields (the seed's layout) is an event only.
 
 use std::collections::BTreeMap;
 
 use super::records::Rec;
-use super::{KeyEvent, KeyGeneration, KeyState};
+use super::users::UserNames;
+use super::{KeyEvent, KeyGeneration, KeyShare, KeyState};
 use crate::model::Opcode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +35,7 @@ enum Role {
     Export,
     Extract,
     Insert,
+    Share,
     Use,
 }
 
@@ -65,6 +72,7 @@ fn roles(rec: Rec<'_>) -> Vec<(u64, Role)> {
                 Opcode::WrapKey if is_private => Role::Export,
                 Opcode::ExtractMaskedObjectUser => Role::Extract,
                 Opcode::InsertMaskedObjectUser => Role::Insert,
+                Opcode::ShareObject if rec.record.later.share_operation.is_some() => Role::Share,
                 _ => Role::Use,
             };
             (handle, role)
@@ -75,6 +83,7 @@ fn roles(rec: Rec<'_>) -> Vec<(u64, Role)> {
 pub(crate) fn derive(
     recs: &[Rec<'_>],
     actors: &[Option<String>],
+    names: &UserNames,
     mirror_window_micros: i64,
 ) -> Vec<KeyGeneration> {
     let mut touches: BTreeMap<u64, Vec<(usize, Role)>> = BTreeMap::new();
@@ -86,18 +95,36 @@ pub(crate) fn derive(
     let mut keys = Vec::new();
     for (handle, mut list) in touches {
         list.sort_by_key(|&(index, _)| recs[index].time_key());
-        keys.extend(lifecycle(handle, &list, recs, actors, mirror_window_micros));
+        let context = Context {
+            recs,
+            actors,
+            names,
+            window: mirror_window_micros,
+        };
+        keys.extend(lifecycle(handle, &list, &context));
     }
     keys
+}
+
+/// What every lifecycle reads besides its own touches.
+struct Context<'r, 'a> {
+    recs: &'r [Rec<'a>],
+    actors: &'r [Option<String>],
+    names: &'r UserNames,
+    window: i64,
 }
 
 fn lifecycle(
     handle: u64,
     touches: &[(usize, Role)],
-    recs: &[Rec<'_>],
-    actors: &[Option<String>],
-    window: i64,
+    context: &Context<'_, '_>,
 ) -> Vec<KeyGeneration> {
+    let Context {
+        recs,
+        actors,
+        names,
+        window,
+    } = *context;
     let mut generations: Vec<KeyGeneration> = Vec::new();
     let mut held: Vec<usize> = Vec::new();
     let event = |index: usize| {
@@ -143,6 +170,7 @@ fn lifecycle(
                     hsms,
                     exported: false,
                     events,
+                    shared_with: Vec::new(),
                 });
             }
             Role::Insert
@@ -168,6 +196,11 @@ fn lifecycle(
                     Role::Tombstone => current.state = KeyState::Tombstoned,
                     Role::Export => current.exported = true,
                     Role::Extract | Role::Insert => current.hsms.push(rec.hsm.to_owned()),
+                    Role::Share => current.shared_with.extend(shares(
+                        rec,
+                        actors.get(index).cloned().flatten(),
+                        names,
+                    )),
                     Role::Create { .. } | Role::Use => {}
                 }
             }
@@ -178,6 +211,28 @@ fn lifecycle(
         generation.hsms.dedup();
     }
     generations
+}
+
+/// The `shared_with` entries of a share record: one per user id it names.
+fn shares(rec: Rec<'_>, by: Option<String>, names: &UserNames) -> Vec<KeyShare> {
+    let later = &rec.record.later;
+    let operation = later
+        .share_operation
+        .as_ref()
+        .map_or_else(String::new, |label| label.name.clone());
+    later
+        .share_user_ids
+        .iter()
+        .map(|id| KeyShare {
+            time: rec.time(),
+            hsm: rec.hsm.to_owned(),
+            seq: rec.seq(),
+            operation: operation.clone(),
+            user_id: id.clone(),
+            user_name: names.name_of(id),
+            by: by.clone(),
+        })
+        .collect()
 }
 
 fn creation_follows(
@@ -214,7 +269,65 @@ mod tests {
     fn run(entries: &[TrailEntry]) -> Vec<KeyGeneration> {
         let recs = prepare(entries);
         let actors = vec![Some("crypto_user".to_owned()); recs.len()];
-        derive(&recs, &actors, WINDOW)
+        derive(&recs, &actors, &UserNames::learn(&recs), WINDOW)
+    }
+
+    #[test]
+    fn given_a_key_shared_and_unshared_when_derived_then_its_lifecycle_names_who_and_when() {
+        let share = |seq: u64, micros: i64, operation: &str, ids: &[&str]| {
+            rec("a", 1, seq, micros, Opcode::ShareObject)
+                .key(5)
+                .later(|later| {
+                    later.share_operation = Some(crate::model::Labeled {
+                        name: operation.into(),
+                        code: None,
+                    });
+                    later.share_user_ids = ids.iter().map(|id| (*id).to_owned()).collect();
+                })
+        };
+        let keys = run(&[
+            rec("a", 1, 1, 10, Opcode::Login)
+                .user("carol", "CN_CRYPTO_USER")
+                .user_id("9")
+                .build(),
+            rec("a", 1, 2, 20, Opcode::GenerateKey).key(5).build(),
+            share(3, 30, "SHARE", &["9", "10"]).build(),
+            share(4, 40, "UNSHARE", &["10"]).build(),
+            share(5, 50, "SHARE", &["11"]).build(),
+            rec("a", 1, 6, 60, Opcode::ShareObject).key(5).build(),
+        ]);
+        let with_failed = run(&[
+            rec("a", 1, 2, 20, Opcode::GenerateKey).key(5).build(),
+            share(7, 70, "SHARE", &["12"]).fail(1, "denied").build(),
+        ]);
+        assert!(with_failed[0].shared_with.is_empty());
+        let shares: Vec<(i64, &str, &str, Option<&str>)> = keys[0]
+            .shared_with
+            .iter()
+            .map(|s| {
+                (
+                    s.time.micros(),
+                    s.operation.as_str(),
+                    s.user_id.as_str(),
+                    s.user_name.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shares,
+            vec![
+                (30, "SHARE", "9", Some("carol")),
+                (30, "SHARE", "10", None),
+                (40, "UNSHARE", "10", None),
+                (50, "SHARE", "11", None),
+            ]
+        );
+        assert_eq!(
+            keys[0].events.len(),
+            5,
+            "a share without Operation is an event"
+        );
+        assert_eq!(keys[0].shared_with[0].by.as_deref(), Some("crypto_user"));
     }
 
     #[test]

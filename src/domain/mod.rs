@@ -172,6 +172,28 @@ pub struct KeyGeneration {
     pub hsms: Vec<String>,
     pub exported: bool,
     pub events: Vec<KeyEvent>,
+    /// Who the key was shared with and unshared from, and when (`CN_SHARE_OBJECT` with
+    /// `Operation` and `UserIDs`, the later layout), in time order; left out when empty so
+    /// lifecycles without such records read as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<KeyShare>,
+}
+
+/// One user a `CN_SHARE_OBJECT` record shared a key with or unshared it from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyShare {
+    pub time: Timestamp,
+    pub hsm: String,
+    pub seq: u64,
+    /// `SHARE` or `UNSHARE`, as logged.
+    pub operation: String,
+    /// As logged in `UserIDs`.
+    pub user_id: String,
+    /// The name the trail gives the id, where it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// The user of the session the command belongs to.
+    pub by: Option<String>,
 }
 
 impl KeyGeneration {
@@ -201,6 +223,7 @@ impl KeyGeneration {
             hsms: Vec::new(),
             exported: false,
             events: Vec::new(),
+            shared_with: Vec::new(),
         }
     }
 }
@@ -313,7 +336,7 @@ pub fn derive(entries: &[TrailEntry], conflicts: &[Conflict], config: &DeriveCon
     let names = users::UserNames::learn(&recs);
     let sessions::SessionView { sessions, actors } =
         sessions::derive(&recs, config.mirror_window_micros, &names);
-    let mut keys = keys::derive(&recs, &actors, config.mirror_window_micros);
+    let mut keys = keys::derive(&recs, &actors, &names, config.mirror_window_micros);
     let (certificates, certificate_alerts) = certificates::derive(entries);
     keys.extend(certificates);
     let luna = luna::derive(entries, config);

@@ -151,3 +151,48 @@ fn given_keys_derived_generated_tombstoned_and_destroyed_when_derived_then_both_
         ]
     );
 }
+
+#[test]
+fn given_a_key_shared_and_unshared_when_derived_then_the_lifecycle_names_users_and_times() {
+    let derived = run(&fixtures(&["04-", "10-", "11-", "12-", "13-"]));
+    let key = derived.keys.iter().find(|k| k.handle == 262150).unwrap();
+    let shares: Vec<(&str, &str, Option<&str>, Option<&str>, String)> = key
+        .shared_with
+        .iter()
+        .map(|share| {
+            (
+                share.operation.as_str(),
+                share.user_id.as_str(),
+                share.user_name.as_deref(),
+                share.by.as_deref(),
+                share.time.iso(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shares,
+        vec![
+            (
+                "SHARE",
+                "8",
+                Some("carol"),
+                Some("bob"),
+                "2024-03-14T10:00:11.000100Z".to_owned()
+            ),
+            (
+                "SHARE",
+                "10",
+                None,
+                Some("bob"),
+                "2024-03-14T10:00:11.000100Z".to_owned()
+            ),
+            (
+                "UNSHARE",
+                "10",
+                None,
+                Some("bob"),
+                "2024-03-14T10:00:12.000100Z".to_owned()
+            ),
+        ]
+    );
+}

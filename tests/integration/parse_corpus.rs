@@ -439,7 +439,7 @@ fn later_layout_share_and_unshare_name_operation_and_users() {
     assert_eq!(share.public_key_handle, None);
     assert_eq!(share.later.share_operation, Some(label("SHARE", 1)));
     assert_eq!(share.later.share_user_count, Some(2));
-    assert_eq!(share.later.share_user_ids, vec!["9", "10"]);
+    assert_eq!(share.later.share_user_ids, vec!["8", "10"]);
     assert_eq!(share.user_name, None);
     let unshare = later("13-");
     assert_eq!(unshare.later.share_operation, Some(label("UNSHARE", 2)));
