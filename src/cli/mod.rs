@@ -122,6 +122,12 @@ enum Command {
         #[arg(long)]
         cluster: String,
     },
+    /// Quorum (M of N) evidence: each token request per HSM with its approvals, its end
+    /// and what the requester did while it lived; every M-value setting.
+    Quorum {
+        #[arg(long)]
+        cluster: String,
+    },
     /// What could not be processed, with the reason.
     Quarantine,
 }
@@ -281,6 +287,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Alerts { cluster } => {
             let alerts = store.alerts(&cluster).await.map_err(processing)?;
             render::emit(output, &alerts, || render::alerts_table(&alerts))
+        }
+        Command::Quorum { cluster } => {
+            let quorum = store.quorum(&cluster).await.map_err(processing)?;
+            render::emit(output, &quorum, || render::quorum_table(&quorum))
         }
         Command::Quarantine => {
             let items = store.quarantined().await.map_err(processing)?;

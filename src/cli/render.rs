@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{Failure, Output};
 use crate::decode::Quarantined;
-use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration};
+use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, QuorumStep, QuorumView};
 use crate::model::{AuditRecord, HsmRecord, TrailEntry};
 use crate::pipeline::Report;
 
@@ -339,6 +339,70 @@ pub(super) fn keys_table(keys: &[KeyGeneration]) -> String {
     }
     if keys.is_empty() {
         out.push_str("(no keys)\n");
+    }
+    out
+}
+
+/// One quorum step as a line of the quorum table.
+fn quorum_step_line(out: &mut String, step: &QuorumStep) {
+    let _ = writeln!(
+        out,
+        "    {}  {}  0x{:<4x} {:<32} {:<6} {}",
+        step.time,
+        step.hsm,
+        step.seq,
+        step.opcode.as_str(),
+        if step.success { "ok" } else { "FAILED" },
+        or_dash(step.user.as_deref())
+    );
+}
+
+pub(super) fn quorum_table(quorum: &QuorumView) -> String {
+    let mut out = String::new();
+    for token in &quorum.tokens {
+        let _ = writeln!(
+            out,
+            "token on {} at {}: requested by {}  approved by [{}]  ended {} by {}",
+            token.hsm,
+            token.time,
+            token
+                .requested_by
+                .as_deref()
+                .unwrap_or("- (request not in the trail)"),
+            token.approved_by.join(", "),
+            or_dash(token.end_time),
+            token.ended_by.as_deref().unwrap_or("- (alive)")
+        );
+        for step in &token.steps {
+            quorum_step_line(&mut out, step);
+        }
+        if token.activity_count > 0 {
+            let _ = writeln!(
+                out,
+                "  requester's activity while it lived ({}):",
+                token.activity_count
+            );
+            for step in &token.activity {
+                quorum_step_line(&mut out, step);
+            }
+        }
+    }
+    for setting in &quorum.m_values {
+        let _ = writeln!(
+            out,
+            "M value set at {} on {} by {}: {} (previous {}){}",
+            setting.step.time,
+            setting.step.hsm,
+            or_dash(setting.step.user.as_deref()),
+            setting
+                .value
+                .map_or_else(|| "value not logged".to_owned(), |v| v.to_string()),
+            or_dash(setting.previous),
+            if setting.step.success { "" } else { "  FAILED" }
+        );
+    }
+    if quorum.tokens.is_empty() && quorum.m_values.is_empty() {
+        out.push_str("(no quorum records)\n");
     }
     out
 }

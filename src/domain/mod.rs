@@ -11,8 +11,9 @@
 //! `logins` (failed logins, brute force), `integrity` (streams, gaps, reboots,
 //! conflicts), `sensitive` (sensitive operations), `users` (actor and target of a
 //! record, names for user ids), `certificates` (certificate
-//! lifecycles from certificate-storage records) and `luna` (Thales Luna records onto the
-//! same sessions, lifecycles, failed logins and alerts).
+//! lifecycles from certificate-storage records), `quorum` (quorum tokens and M values) and
+//! `luna` (Thales Luna records onto the same sessions, lifecycles, failed logins and
+//! alerts).
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,7 @@ mod integrity;
 mod keys;
 mod logins;
 mod luna;
+mod quorum;
 mod records;
 mod sensitive;
 mod sessions;
@@ -94,6 +96,64 @@ pub struct Derived {
     pub failed_logins: Vec<FailedLogin>,
     pub alerts: Vec<Alert>,
     pub streams: Vec<StreamSummary>,
+    /// Quorum tokens and M-value settings (see `quorum`).
+    #[serde(default)]
+    pub quorum: QuorumView,
+}
+
+/// The cluster's quorum (M of N) evidence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumView {
+    pub tokens: Vec<QuorumToken>,
+    pub m_values: Vec<MValueSetting>,
+}
+
+/// One quorum record as a step of the view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumStep {
+    pub time: Timestamp,
+    pub hsm: String,
+    pub seq: u64,
+    pub opcode: Opcode,
+    pub success: bool,
+    /// The record's `User Name`, else the user of the session it belongs to.
+    pub user: Option<String>,
+}
+
+/// One quorum token on one HSM: its request, approvals and end, and what its requester
+/// did while it lived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumToken {
+    pub hsm: String,
+    pub reboot_counter: u32,
+    /// Sequence number and time of the token's first record (its request, where the
+    /// trail holds it).
+    pub seq: u64,
+    pub time: Timestamp,
+    /// Absent when the request is not in the trail.
+    pub requested_by: Option<String>,
+    /// Users whose approval succeeded, in approval order.
+    pub approved_by: Vec<String>,
+    pub end_time: Option<Timestamp>,
+    /// `CN_DELETE_TOKEN`, `CN_GET_TOKEN` (a new request by the same user), `REBOOT` or
+    /// `FAILED` (the request failed); absent while the token lives.
+    pub ended_by: Option<String>,
+    /// The token's quorum records in order: request, approvals, deletion.
+    pub steps: Vec<QuorumStep>,
+    /// The requester's commands on the token's HSM while it lived (the first 100).
+    pub activity: Vec<QuorumStep>,
+    pub activity_count: usize,
+}
+
+/// One `CN_SET_M_VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MValueSetting {
+    #[serde(flatten)]
+    pub step: QuorumStep,
+    /// The value, where the record logs one (see `quorum`).
+    pub value: Option<u64>,
+    /// The value of the cluster's previous successful setting that logged one.
+    pub previous: Option<u64>,
 }
 
 /// One user's session across the cluster: the per-HSM sessions whose logins mirror each
@@ -283,6 +343,8 @@ pub enum AlertKind {
     /// Certificate storage failed for a reason of its own (`MaxObjectsReached`,
     /// `InternalFailure`), not of the request.
     CertificateStorageError,
+    /// A `CN_SET_M_VALUE` set a quorum value below the previous one.
+    QuorumLowered,
 }
 
 impl AlertKind {
@@ -294,6 +356,7 @@ impl AlertKind {
             AlertKind::SensitiveOperation => "sensitive_operation",
             AlertKind::Reboot => "reboot",
             AlertKind::CertificateStorageError => "certificate_storage_error",
+            AlertKind::QuorumLowered => "quorum_lowered",
         }
     }
 }
@@ -355,6 +418,8 @@ pub fn derive(entries: &[TrailEntry], conflicts: &[Conflict], config: &DeriveCon
     let (streams, integrity_alerts) = integrity::derive(&recs, conflicts);
     alerts.extend(integrity_alerts);
     alerts.extend(sensitive::derive(&recs, &actors, &names));
+    let (quorum, quorum_alerts) = quorum::derive(&recs, &actors);
+    alerts.extend(quorum_alerts);
     alerts.sort_by(alert_order);
     alerts.dedup();
     Derived {
@@ -363,6 +428,7 @@ pub fn derive(entries: &[TrailEntry], conflicts: &[Conflict], config: &DeriveCon
         failed_logins,
         alerts,
         streams,
+        quorum,
     }
 }
 

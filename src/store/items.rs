@@ -9,7 +9,8 @@
 //! - `CLUSTER#<cluster>`: the derived views, rewritten as a whole by the lease holder:
 //!   `SESSION#<user>#<login time>#…`, `KEY#<handle>#GEN#<n>` (Luna objects under
 //!   `KEY#LUNA#<ouid>#GEN#<n>`, apart from CloudHSM handles), `FAILED_LOGIN#<time>#…`,
-//!   `ALERT#<time>#<kind>#…`, `STREAM#<hsm>#RC#<reboot>`, and the `LEASE`.
+//!   `ALERT#<time>#<kind>#…`, `STREAM#<hsm>#RC#<reboot>`, `QUORUM#…` (see `quorum`), and
+//!   the `LEASE`.
 //! - `QUARANTINE`: what could not be processed.
 
 use std::borrow::Cow;
@@ -34,6 +35,9 @@ use crate::model::{
 };
 
 mod later;
+mod quorum;
+
+pub use self::quorum::{QUORUM_PREFIX, quorum_from_items};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -749,6 +753,7 @@ pub fn derived_items(cluster: &str, derived: &Derived) -> Result<Vec<Item>, Stor
     for stream in &derived.streams {
         items.push(derived_item(cluster, stream_sk(stream), "stream", stream)?);
     }
+    items.extend(quorum::quorum_items(cluster, &derived.quorum)?);
     Ok(items)
 }
 

@@ -196,3 +196,38 @@ fn given_a_key_shared_and_unshared_when_derived_then_the_lifecycle_names_users_a
         ]
     );
 }
+
+#[test]
+fn given_an_officer_getting_a_token_approved_by_another_when_derived_then_the_quorum_trail() {
+    let derived = run(&fixtures(&[
+        "01-", "02-", "03-", "04-", "05-", "06-", "07-", "08-", "09-",
+    ]));
+    let tokens = &derived.quorum.tokens;
+    assert_eq!(tokens.len(), 1, "{tokens:#?}");
+    let token = &tokens[0];
+    assert_eq!(token.hsm, HSM);
+    assert_eq!(token.requested_by.as_deref(), Some("admin"));
+    assert_eq!(token.approved_by, vec!["carol"]);
+    assert_eq!(token.ended_by.as_deref(), Some("CN_DELETE_TOKEN"));
+    assert_eq!(
+        token.time.iso(),
+        "2024-03-14T10:00:04.000100Z",
+        "the request's time"
+    );
+    let steps: Vec<&str> = token.steps.iter().map(|s| s.opcode.as_str()).collect();
+    assert_eq!(
+        steps,
+        vec!["CN_GET_TOKEN", "CN_APPROVE_TOKEN", "CN_DELETE_TOKEN"]
+    );
+    assert_eq!(derived.quorum.m_values.len(), 1);
+    assert_eq!(
+        derived.quorum.m_values[0].value, None,
+        "the layout logs no M value"
+    );
+    assert!(
+        derived
+            .alerts
+            .iter()
+            .all(|alert| alert.kind != AlertKind::QuorumLowered)
+    );
+}
