@@ -117,7 +117,7 @@ enum Command {
         to: Option<Timestamp>,
     },
     /// Brute force, sequence gaps, conflicting duplicates, sensitive operations, reboots,
-    /// certificate-storage errors.
+    /// certificate-storage errors, lowered quorum values.
     Alerts {
         #[arg(long)]
         cluster: String,

@@ -130,8 +130,10 @@ fn entry_json(entry: &TrailEntry) -> serde_json::Value {
     }
     // The later layout's fields, named as in the trail item (a label as its name and
     // `…_code`); absent ones stay out, so a record in the seed's layout reads as before.
-    if let (Some(target), Some(record)) = (merged.as_object_mut(), entry.cloudhsm()) {
-        if let Ok(serde_json::Value::Object(later)) = serde_json::to_value(&record.later) {
+    if let (Some(target), Some(record)) = (merged.as_object_mut(), entry.cloudhsm())
+        && let Ok(serde_json::Value::Object(later)) = serde_json::to_value(record.later())
+    {
+        {
             for (key, value) in later {
                 match value {
                     serde_json::Value::Object(label)
@@ -154,7 +156,7 @@ fn entry_json(entry: &TrailEntry) -> serde_json::Value {
 /// The USER column of a CloudHSM record: `actor -> target` where the record names the
 /// user it acts on apart from `User Name` (the later layout), else `User Name`.
 fn user_column(record: &HsmRecord) -> String {
-    let later = &record.later;
+    let later = record.later();
     if !later.names_target() {
         return or_dash(record.user_name.as_deref());
     }

@@ -72,7 +72,7 @@ fn roles(rec: Rec<'_>) -> Vec<(u64, Role)> {
                 Opcode::WrapKey if is_private => Role::Export,
                 Opcode::ExtractMaskedObjectUser => Role::Extract,
                 Opcode::InsertMaskedObjectUser => Role::Insert,
-                Opcode::ShareObject if rec.record.later.share_operation.is_some() => Role::Share,
+                Opcode::ShareObject if rec.record.later().share_operation.is_some() => Role::Share,
                 _ => Role::Use,
             };
             (handle, role)
@@ -215,7 +215,7 @@ fn lifecycle(
 
 /// The `shared_with` entries of a share record: one per user id it names.
 fn shares(rec: Rec<'_>, by: Option<String>, names: &UserNames) -> Vec<KeyShare> {
-    let later = &rec.record.later;
+    let later = &rec.record.later();
     let operation = later
         .share_operation
         .as_ref()

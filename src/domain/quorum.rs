@@ -123,10 +123,10 @@ fn apply(
                 token.steps.push(this.clone());
             }
             if *rec.op() == Opcode::ApproveToken {
-                if let (true, Some(user)) = (rec.ok(), this.user) {
-                    if !token.approved_by.contains(&user) {
-                        token.approved_by.push(user);
-                    }
+                if let (true, Some(user)) = (rec.ok(), this.user)
+                    && !token.approved_by.contains(&user)
+                {
+                    token.approved_by.push(user);
                 }
             } else if rec.ok() {
                 for token in live.drain(..) {
@@ -177,7 +177,7 @@ fn end(token: &mut QuorumToken, time: crate::model::Timestamp, by: &str) {
 /// The M value a record logs, by the rule in the module documentation.
 fn logged_m_value(rec: Rec<'_>) -> Option<u64> {
     rec.record
-        .later
+        .later()
         .extra_fields
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case("m value"))
@@ -203,21 +203,21 @@ fn m_values(
             value,
             previous,
         };
-        if let (true, Some(value), Some(before)) = (rec.ok(), value, previous) {
-            if value < before {
-                alerts.push(Alert {
-                    kind: AlertKind::QuorumLowered,
-                    time: rec.time(),
-                    hsm: Some(rec.hsm.to_owned()),
-                    reboot_counter: Some(rec.boot()),
-                    from: None,
-                    to: None,
-                    seq: Some(rec.seq()),
-                    user: setting.step.user.clone(),
-                    opcode: Some(Opcode::SetMValue),
-                    detail: Some(format!("M value {before} -> {value}")),
-                });
-            }
+        if let (true, Some(value), Some(before)) = (rec.ok(), value, previous)
+            && value < before
+        {
+            alerts.push(Alert {
+                kind: AlertKind::QuorumLowered,
+                time: rec.time(),
+                hsm: Some(rec.hsm.to_owned()),
+                reboot_counter: Some(rec.boot()),
+                from: None,
+                to: None,
+                seq: Some(rec.seq()),
+                user: setting.step.user.clone(),
+                opcode: Some(Opcode::SetMValue),
+                detail: Some(format!("M value {before} -> {value}")),
+            });
         }
         if rec.ok() && value.is_some() {
             previous = value;

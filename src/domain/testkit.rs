@@ -119,7 +119,7 @@ impl Builder {
 
     /// Sets any of the later layout's fields.
     pub fn later(mut self, set: impl FnOnce(&mut LaterFields)) -> Self {
-        set(&mut self.record_mut().later);
+        set(self.record_mut().later_mut());
         self
     }
 

@@ -27,7 +27,7 @@ impl UserNames {
     pub fn learn(recs: &[Rec<'_>]) -> Self {
         let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for rec in recs {
-            let later = &rec.record.later;
+            let later = &rec.record.later();
             let pairs = [
                 (&later.user_id, &rec.record.user_name),
                 (&later.target_user_id, &later.target_user_name),
@@ -60,7 +60,7 @@ fn id_key(id: &str) -> String {
 
 /// The user a record acts on, by the rule in the module documentation.
 pub(crate) fn target_user(rec: Rec<'_>, names: &UserNames) -> Option<String> {
-    let later = &rec.record.later;
+    let later = &rec.record.later();
     if later.names_target() {
         return later.target_user_name.clone().or_else(|| {
             let id = later.target_user_id.as_deref()?;
@@ -80,7 +80,7 @@ pub(crate) fn target_user(rec: Rec<'_>, names: &UserNames) -> Option<String> {
 /// The type of the user a record acts on: `Target User Type` where the record names a
 /// target, else `User Type` (the user acted upon in the seed's layout).
 pub(crate) fn target_user_type<'a>(rec: Rec<'a>) -> Option<&'a str> {
-    let later = &rec.record.later;
+    let later = &rec.record.later();
     if later.names_target() {
         return later.target_user_type.as_ref().map(|t| t.name.as_str());
     }

@@ -56,9 +56,37 @@ pub struct HsmRecord {
     pub user_type: Option<Labeled>,
     pub key_handle: Option<u64>,
     pub public_key_handle: Option<u64>,
-    /// What records of current HSMs carry beyond the seed's layout.
-    #[serde(flatten)]
-    pub later: LaterFields,
+    /// What records of current HSMs carry beyond the seed's layout; `None` when the
+    /// record has none of it (read it through [`HsmRecord::later`]). Boxed, and absent
+    /// for the seed's layout, so a record costs what it did before these fields existed.
+    #[serde(flatten, deserialize_with = "later_unless_empty")]
+    pub later: Option<Box<LaterFields>>,
+}
+
+/// No later-layout fields, for records that have none.
+static NO_LATER_FIELDS: LaterFields = LaterFields {
+    version_no: None,
+    user_id: None,
+    target_user_name: None,
+    target_user_type: None,
+    target_user_id: None,
+    mfa_enabled: None,
+    mechanism: None,
+    local_time: None,
+    host_time: None,
+    propagation_delay_us: None,
+    share_operation: None,
+    share_user_count: None,
+    share_user_ids: Vec::new(),
+    extra_fields: BTreeMap::new(),
+};
+
+/// Reads the flattened later-layout fields, `None` when there are none, so a record read
+/// back equals the record parsed.
+fn later_unless_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Box<LaterFields>>, D::Error> {
+    LaterFields::deserialize(deserializer).map(LaterFields::boxed)
 }
 
 /// The fields of the later CloudHSM record layout, all optional, and every `Key : value`
@@ -114,6 +142,11 @@ pub struct LaterFields {
 }
 
 impl LaterFields {
+    /// These fields as a record holds them: `None` when there are none.
+    pub fn boxed(self) -> Option<Box<Self>> {
+        (self != NO_LATER_FIELDS).then(|| Box::new(self))
+    }
+
     /// Whether the record names a user acted upon apart from `User Name`.
     pub fn names_target(&self) -> bool {
         self.target_user_name.is_some()
@@ -125,6 +158,16 @@ impl LaterFields {
 impl HsmRecord {
     pub fn succeeded(&self) -> bool {
         self.response_code == 0
+    }
+
+    /// The later layout's fields, all absent for a record in the seed's layout.
+    pub fn later(&self) -> &LaterFields {
+        self.later.as_deref().unwrap_or(&NO_LATER_FIELDS)
+    }
+
+    /// The later layout's fields, to set some.
+    pub fn later_mut(&mut self) -> &mut LaterFields {
+        self.later.get_or_insert_with(Box::default)
     }
 
     /// A digest of the parsed content, so that the same record in another layout (CRLF,

@@ -359,8 +359,10 @@ fn unknown_key_at(text: &str, at: usize) -> Option<(&str, usize)> {
         end += length;
         let after = rest.get(end..)?;
         let after_blanks = after.trim_start_matches([' ', '\t']);
-        if after_blanks.len() < after.len() {
-            if let Some(value) = after_blanks.strip_prefix(':') {
+        if after_blanks.len() < after.len()
+            && let Some(value) = after_blanks.strip_prefix(':')
+        {
+            {
                 if value.is_empty() || value.starts_with(|c: char| c.is_ascii_whitespace()) {
                     let value_start = at + (rest.len() - value.len());
                     return Some((rest.get(..end)?, value_start));
@@ -426,7 +428,7 @@ fn build_record(fields: &Fields<'_>) -> Result<HsmRecord, ParseError> {
             Field::PublicKeyHandle,
             fields.optional(Field::PublicKeyHandle),
         )?,
-        later: build_later(fields)?,
+        later: build_later(fields)?.boxed(),
     })
 }
 
@@ -885,7 +887,7 @@ User Type : CN_CRYPTO_USER (1)
             format!("{INIT_TOKEN}Firmware Build : 3.4.1: extra\nno colon here\nUser Name :\n");
         let mut expected = init_token();
         expected
-            .later
+            .later_mut()
             .extra_fields
             .insert("Firmware Build".into(), "3.4.1: extra".into());
         assert_eq!(parse_cloudhsm_record(&text).unwrap(), expected);
@@ -894,11 +896,11 @@ User Type : CN_CRYPTO_USER (1)
             INIT_TOKEN.trim().replace('\n', " ")
         );
         expected
-            .later
+            .later_mut()
             .extra_fields
             .insert("Firmware Build".into(), "3.4.1".into());
         expected
-            .later
+            .later_mut()
             .extra_fields
             .insert("Backup Mode".into(), "FIPS (2)".into());
         assert_eq!(parse_cloudhsm_record(&flat).unwrap(), expected);
@@ -1240,7 +1242,7 @@ mod properties {
                     user_type,
                     key_handle: key,
                     public_key_handle: public,
-                    later,
+                    later: later.boxed(),
                 },
             )
     }
@@ -1380,7 +1382,7 @@ mod properties {
         );
         fields.extend(handle(record.key_handle).map(|h| ("Priv/Secret Key Handle", h)));
         fields.extend(handle(record.public_key_handle).map(|h| ("Public Key Handle", h)));
-        let later = &record.later;
+        let later = record.later();
         let texts = [
             ("Version No", &later.version_no),
             ("User id", &later.user_id),
@@ -1467,7 +1469,7 @@ mod properties {
             let mut expected = record;
             if layout.line_end.is_some() && layout.extra_line {
                 expected
-                    .later
+                    .later_mut()
                     .extra_fields
                     .insert("Vendor Extra".into(), "whatever: 1".into());
             }

@@ -275,7 +275,7 @@ fn cloudhsm_item(
         content_sha256,
         raw,
         raw_truncated,
-        later: LaterTrailFields::of(&record.later),
+        later: LaterTrailFields::of(record.later()),
     };
     to_clean_item(&item, &item.sk)
 }
@@ -480,7 +480,7 @@ pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
             }),
             key_handle: item.key_handle,
             public_key_handle: item.public_key_handle,
-            later: item.later.into_record(),
+            later: item.later.into_record().boxed(),
         }),
         log_group: item.log_group,
         log_event_id: item.log_event_id,

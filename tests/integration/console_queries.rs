@@ -71,7 +71,7 @@ async fn every_readme_statement_returns_what_it_promises() {
     let statements = readme_statements();
     assert_eq!(
         statements.len(),
-        12,
+        13,
         "the README's console queries: {statements:#?}"
     );
 
@@ -164,5 +164,24 @@ async fn every_readme_statement_returns_what_it_promises() {
     assert!(
         opcodes.contains(&"LUNA_PARTITION_ZEROIZE") && opcodes.contains(&"LUNA_WRAP_KEY"),
         "{opcodes:?}"
+    );
+
+    let tokens = execute(&store, &statements[12]).await;
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(text(&tokens[0], "requested_by"), "admin");
+    assert_eq!(text(&tokens[0], "ended_by"), "CN_DELETE_TOKEN");
+    let approvers = tokens[0]
+        .get("approved_by")
+        .and_then(|v| v.as_l().ok())
+        .expect("approved_by");
+    assert_eq!(approvers, &vec![AttributeValue::S("carol".into())]);
+    assert_eq!(
+        store
+            .quorum("cluster-later")
+            .await
+            .expect("quorum")
+            .tokens
+            .len(),
+        1
     );
 }

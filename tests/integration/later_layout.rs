@@ -87,7 +87,7 @@ fn given_an_officer_managing_users_when_derived_then_targets_are_the_users_acted
 fn given_a_user_deleted_by_id_only_when_derived_then_the_trail_names_it() {
     let mut entries = fixtures(&["02-", "18-"]);
     if let AuditRecord::CloudHsm(record) = &mut entries[1].record {
-        record.later.target_user_name = None;
+        record.later_mut().target_user_name = None;
     }
     let derived = run(&entries);
     let deleted = derived
@@ -118,14 +118,15 @@ fn given_time_information_while_a_user_is_logged_in_when_derived_then_it_is_no_a
 #[test]
 fn given_keys_derived_generated_tombstoned_and_destroyed_when_derived_then_both_lifecycles_end() {
     let derived = run(&fixtures(&["10-", "11-", "14-", "15-", "16-"]));
-    let summary: Vec<(u64, u32, String, Option<&str>, Option<&str>)> = derived
+    let summary: Vec<String> = derived
         .keys
         .iter()
         .map(|key| {
-            (
+            format!(
+                "{} gen {} {:?} by {:?} {:?}",
                 key.handle,
                 key.generation,
-                format!("{:?}", key.state),
+                key.state,
                 key.created_opcode.as_ref().map(|o| o.as_str()),
                 key.created_by.as_deref(),
             )
@@ -134,20 +135,8 @@ fn given_keys_derived_generated_tombstoned_and_destroyed_when_derived_then_both_
     assert_eq!(
         summary,
         vec![
-            (
-                262150,
-                1,
-                "Destroyed".to_owned(),
-                Some("CN_GENERATE_KEY"),
-                Some("bob")
-            ),
-            (
-                262160,
-                1,
-                "Tombstoned".to_owned(),
-                Some("CN_DERIVE_KEY"),
-                Some("bob")
-            ),
+            r#"262150 gen 1 Destroyed by Some("CN_GENERATE_KEY") Some("bob")"#,
+            r#"262160 gen 1 Tombstoned by Some("CN_DERIVE_KEY") Some("bob")"#,
         ]
     );
 }
@@ -156,43 +145,26 @@ fn given_keys_derived_generated_tombstoned_and_destroyed_when_derived_then_both_
 fn given_a_key_shared_and_unshared_when_derived_then_the_lifecycle_names_users_and_times() {
     let derived = run(&fixtures(&["04-", "10-", "11-", "12-", "13-"]));
     let key = derived.keys.iter().find(|k| k.handle == 262150).unwrap();
-    let shares: Vec<(&str, &str, Option<&str>, Option<&str>, String)> = key
+    let shares: Vec<String> = key
         .shared_with
         .iter()
         .map(|share| {
-            (
-                share.operation.as_str(),
-                share.user_id.as_str(),
+            format!(
+                "{} {} {} {:?} by {:?}",
+                share.time.iso(),
+                share.operation,
+                share.user_id,
                 share.user_name.as_deref(),
                 share.by.as_deref(),
-                share.time.iso(),
             )
         })
         .collect();
     assert_eq!(
         shares,
         vec![
-            (
-                "SHARE",
-                "8",
-                Some("carol"),
-                Some("bob"),
-                "2024-03-14T10:00:11.000100Z".to_owned()
-            ),
-            (
-                "SHARE",
-                "10",
-                None,
-                Some("bob"),
-                "2024-03-14T10:00:11.000100Z".to_owned()
-            ),
-            (
-                "UNSHARE",
-                "10",
-                None,
-                Some("bob"),
-                "2024-03-14T10:00:12.000100Z".to_owned()
-            ),
+            r#"2024-03-14T10:00:11.000100Z SHARE 8 Some("carol") by Some("bob")"#,
+            r#"2024-03-14T10:00:11.000100Z SHARE 10 None by Some("bob")"#,
+            r#"2024-03-14T10:00:12.000100Z UNSHARE 10 None by Some("bob")"#,
         ]
     );
 }
