@@ -83,13 +83,26 @@ LUNA_ACTIVITY = [
     (300, "9e1f1a5e-0000-4000-8000-0000000000aa", "PO", "LUNA_PARTITION_ZEROIZE", "LUNA_RET_OK", None),
 ]
 
+# Records in the later CloudHSM field layout (tests/fixtures/later-layout/, see its
+# README) in a cluster of their own: a CO creates a CU, changes its password and creates
+# a CO; a quorum token is requested, approved and deleted; the CU generates a key, shares
+# and unshares it, derives, tombstones and destroys keys; a time-information record and a
+# record with unknown fields. The unshare record is flattened onto one line, as records
+# also arrive. 18 (deleting the CU while it is logged in) is left out.
+LATER_FILE = "13-later-layout.json"
+LATER_LOG_GROUP = "/aws/cloudhsm/cluster-later"
+LATER_STREAM = "hsm-later000001"
+LATER_FIXTURES = ROOT / "tests" / "fixtures" / "later-layout"
+LATER_NUMBERS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19]
+LATER_FLATTENED = {13}
+
 USECS_RE = re.compile(r"usecs:\s*(\d+)")
 
 
-def fixture(number: int) -> Path:
-    matches = sorted(FIXTURES.glob(f"{number:02d}-*.txt"))
+def fixture(number: int, directory: Path = FIXTURES) -> Path:
+    matches = sorted(directory.glob(f"{number:02d}-*.txt"))
     if len(matches) != 1:
-        raise SystemExit(f"generate.py: expected one fixture {number:02d}-*.txt in {FIXTURES}, found {len(matches)}")
+        raise SystemExit(f"generate.py: expected one fixture {number:02d}-*.txt in {directory}, found {len(matches)}")
     return matches[0]
 
 
@@ -158,6 +171,16 @@ def luna_messages() -> list[tuple[int, str]]:
     return messages
 
 
+def later_messages() -> list[tuple[int, str]]:
+    messages = []
+    for number in LATER_NUMBERS:
+        timestamp, text = read_record(fixture(number, LATER_FIXTURES))
+        if number in LATER_FLATTENED:
+            text = " ".join(text.split("\n"))
+        messages.append((timestamp, text))
+    return messages
+
+
 def payloads() -> dict[str, dict]:
     out: dict[str, dict] = {}
     for name, stream, numbers in DATA_FILES:
@@ -165,6 +188,7 @@ def payloads() -> dict[str, dict]:
     out[CONTROL_FILE] = control_message()
     out[NOT_AUDIT_FILE] = data_message(NOT_AUDIT_STREAM, [(NOT_AUDIT_TIMESTAMP_MS, NOT_AUDIT_TEXT)])
     out[LUNA_FILE] = data_message(LUNA_STREAM, luna_messages(), LUNA_LOG_GROUP)
+    out[LATER_FILE] = data_message(LATER_STREAM, later_messages(), LATER_LOG_GROUP)
     return out
 
 

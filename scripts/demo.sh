@@ -44,6 +44,15 @@ show sessions --cluster "$LUNA"
 show keys --cluster "$LUNA"
 show failed-logins --cluster "$LUNA"
 show alerts --cluster "$LUNA"
+# Records in the later layout (events/13-later-layout.json): the trail's USER column shows
+# actor -> target, sessions name the users acted upon, the key shows its shares, and the
+# quorum view the token's request, approval and deletion.
+LATER=cluster-later
+show trail --cluster "$LATER"
+show sessions --cluster "$LATER"
+show keys --cluster "$LATER"
+show quorum --cluster "$LATER"
+show alerts --cluster "$LATER"
 
 if (( ${#failed[@]} )); then
     printf '\ndemo: %d view(s) failed: %s\n' "${#failed[@]}" "$(IFS=,; echo "${failed[*]}")" >&2

@@ -488,7 +488,7 @@ fn is_provisional(
                 !carried && first_event.is_none_or(|first| first >= settle)
             }
         },
-        ViewOf::Event { time } => *time >= settle,
+        ViewOf::Event { time } | ViewOf::Quorum { time } => *time >= settle,
         ViewOf::FailedLogin | ViewOf::Stream => false,
         ViewOf::Alert { kind, time, user } => match kind {
             AlertKind::SequenceGap | AlertKind::Reboot => true,

@@ -125,8 +125,14 @@ enum Command {
         to: Option<Timestamp>,
     },
     /// Brute force, sequence gaps, conflicting duplicates, sensitive operations, reboots,
-    /// certificate-storage errors.
+    /// certificate-storage errors, lowered quorum values.
     Alerts {
+        #[arg(long)]
+        cluster: String,
+    },
+    /// Quorum (M of N) evidence: each token request per HSM with its approvals, its end
+    /// and what the requester did while it lived; every M-value setting.
+    Quorum {
         #[arg(long)]
         cluster: String,
     },
@@ -316,6 +322,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Alerts { cluster } => {
             let alerts = store.alerts(&cluster).await.map_err(processing)?;
             render::emit(output, &alerts, || render::alerts_table(&alerts))
+        }
+        Command::Quorum { cluster } => {
+            let quorum = store.quorum(&cluster).await.map_err(processing)?;
+            render::emit(output, &quorum, || render::quorum_table(&quorum))
         }
         Command::Quarantine => {
             let items = store.quarantined().await.map_err(processing)?;

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::{Failure, Output};
 use crate::decode::Quarantined;
-use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration};
-use crate::model::{AuditRecord, TrailEntry};
+use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, QuorumStep, QuorumView};
+use crate::model::{AuditRecord, HsmRecord, TrailEntry};
 use crate::pipeline::Report;
 
 pub(super) fn emit<T: Serialize + ?Sized>(
@@ -128,7 +128,47 @@ fn entry_json(entry: &TrailEntry) -> serde_json::Value {
     if let (Some(target), serde_json::Value::Object(fields)) = (merged.as_object_mut(), record) {
         target.extend(fields);
     }
+    // The later layout's fields, named as in the trail item (a label as its name and
+    // `…_code`); absent ones stay out, so a record in the seed's layout reads as before.
+    if let (Some(target), Some(record)) = (merged.as_object_mut(), entry.cloudhsm())
+        && let Ok(serde_json::Value::Object(later)) = serde_json::to_value(record.later())
+    {
+        {
+            for (key, value) in later {
+                match value {
+                    serde_json::Value::Object(label)
+                        if key == "target_user_type" || key == "share_operation" =>
+                    {
+                        let code = label.get("code").cloned();
+                        target.insert(key.clone(), label["name"].clone());
+                        target.insert(format!("{key}_code"), code.unwrap_or_default());
+                    }
+                    value => {
+                        target.insert(key, value);
+                    }
+                }
+            }
+        }
+    }
     merged
+}
+
+/// The USER column of a CloudHSM record: `actor -> target` where the record names the
+/// user it acts on apart from `User Name` (the later layout), else `User Name`.
+fn user_column(record: &HsmRecord) -> String {
+    let later = record.later();
+    if !later.names_target() {
+        return or_dash(record.user_name.as_deref());
+    }
+    let target = later
+        .target_user_name
+        .clone()
+        .or_else(|| later.target_user_id.as_ref().map(|id| format!("id {id}")));
+    format!(
+        "{} -> {}",
+        or_dash(record.user_name.as_deref()),
+        or_dash(target)
+    )
 }
 
 pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
@@ -142,7 +182,7 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
                 r.time.iso(),
                 r.opcode.to_string(),
                 format!("{}:{}", r.response_code, r.response_text),
-                or_dash(r.user_name.as_deref()),
+                user_column(r),
                 or_dash(r.key_handle),
             ],
             AuditRecord::Certificate(r) => vec![
@@ -278,9 +318,93 @@ pub(super) fn keys_table(keys: &[KeyGeneration]) -> String {
                 attributes
             );
         }
+        for share in &key.shared_with {
+            let user = match &share.user_name {
+                Some(name) => format!("{name} (id {})", share.user_id),
+                None => format!("id {}", share.user_id),
+            };
+            let direction = if share.operation == "UNSHARE" {
+                "unshared from"
+            } else {
+                "shared with"
+            };
+            let _ = writeln!(
+                out,
+                "    {}  {}  0x{:<4x} {} {user} by {}",
+                share.time,
+                share.hsm,
+                share.seq,
+                direction,
+                or_dash(share.by.as_deref())
+            );
+        }
     }
     if keys.is_empty() {
         out.push_str("(no keys)\n");
+    }
+    out
+}
+
+/// One quorum step as a line of the quorum table.
+fn quorum_step_line(out: &mut String, step: &QuorumStep) {
+    let _ = writeln!(
+        out,
+        "    {}  {}  0x{:<4x} {:<32} {:<6} {}",
+        step.time,
+        step.hsm,
+        step.seq,
+        step.opcode.as_str(),
+        if step.success { "ok" } else { "FAILED" },
+        or_dash(step.user.as_deref())
+    );
+}
+
+pub(super) fn quorum_table(quorum: &QuorumView) -> String {
+    let mut out = String::new();
+    for token in &quorum.tokens {
+        let _ = writeln!(
+            out,
+            "token on {} at {}: requested by {}  approved by [{}]  ended {} by {}",
+            token.hsm,
+            token.time,
+            token
+                .requested_by
+                .as_deref()
+                .unwrap_or("- (request not in the trail)"),
+            token.approved_by.join(", "),
+            or_dash(token.end_time),
+            token.ended_by.as_deref().unwrap_or("- (alive)")
+        );
+        for step in &token.steps {
+            quorum_step_line(&mut out, step);
+        }
+        if token.activity_count > 0 {
+            let _ = writeln!(
+                out,
+                "  requester's activity while it lived ({}):",
+                token.activity_count
+            );
+            for step in &token.activity {
+                quorum_step_line(&mut out, step);
+            }
+        }
+    }
+    for setting in &quorum.m_values {
+        let _ = writeln!(
+            out,
+            "M value set at {} on {} by {}: {} (previous {}){}",
+            setting.step.time,
+            setting.step.hsm,
+            or_dash(setting.step.user.as_deref()),
+            setting
+                .value
+                .map_or_else(|| "value not logged".to_owned(), |v| v.to_string()),
+            or_dash(setting.previous),
+            if setting.step.success { "" } else { "  FAILED" }
+        );
+    }
+    if quorum.tokens.is_empty() && quorum.m_values.is_empty() {
+        out.push_str("(no quorum records)\n");
     }
     out
 }

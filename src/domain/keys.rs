@@ -11,6 +11,11 @@
 //!   while the handle has no live generation is held for the next successful creation
 //!   of that handle if one follows within the mirror window, and becomes part of it.
 //! - Failed records are events with `success = false` and change no state.
+//! - A successful `CN_SHARE_OBJECT` that logs its `Operation` (`SHARE`/`UNSHARE`) and
+//!   `UserIDs` adds one `shared_with` entry per user id to the live generation, named from
+//!   the trail's id ↔ name map (`users`) where it can be. Each HSM's record of a share is
+//!   its own entry, as each HSM's record of any command is its own event. A share record
+//!   without those fields (the seed's layout) is an event only.
 //!
 //! Incremental use ([`KeyCarry`]): a handle's lifecycle resumes from its last generation
 //! (without its events) and the inserts held for a creation not yet seen.
@@ -20,7 +25,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::records::Rec;
-use super::{KeyEvent, KeyGeneration, KeyState};
+use super::users::UserNames;
+use super::{KeyEvent, KeyGeneration, KeyShare, KeyState};
 use crate::model::{Opcode, Timestamp};
 
 /// Where a handle's lifecycle stands: its last generation (events left out) and the
@@ -42,6 +48,7 @@ enum Role {
     Export,
     Extract,
     Insert,
+    Share,
     Use,
 }
 
@@ -78,6 +85,7 @@ fn roles(rec: Rec<'_>) -> Vec<(u64, Role)> {
                 Opcode::WrapKey if is_private => Role::Export,
                 Opcode::ExtractMaskedObjectUser => Role::Extract,
                 Opcode::InsertMaskedObjectUser => Role::Insert,
+                Opcode::ShareObject if rec.record.later().share_operation.is_some() => Role::Share,
                 _ => Role::Use,
             };
             (handle, role)
@@ -90,6 +98,7 @@ fn roles(rec: Rec<'_>) -> Vec<(u64, Role)> {
 pub(crate) fn derive(
     recs: &[Rec<'_>],
     actors: &[Option<String>],
+    names: &UserNames,
     mirror_window_micros: i64,
     carries: &BTreeMap<u64, KeyCarry>,
     settle_before: Timestamp,
@@ -105,30 +114,40 @@ pub(crate) fn derive(
     for (handle, mut list) in touches {
         list.sort_by_key(|&(index, _)| recs[index].time_key());
         let carry = carries.get(&handle).cloned().unwrap_or_default();
-        let (generations, carry) = lifecycle(
-            handle,
-            &list,
+        let context = Context {
             recs,
             actors,
-            mirror_window_micros,
-            carry,
-            settle_before,
-        );
+            names,
+            window: mirror_window_micros,
+        };
+        let (generations, carry) = lifecycle(handle, &list, &context, carry, settle_before);
         keys.extend(generations);
         settled.insert(handle, carry);
     }
     (keys, settled)
 }
 
+/// What every lifecycle reads besides its own touches.
+struct Context<'r, 'a> {
+    recs: &'r [Rec<'a>],
+    actors: &'r [Option<String>],
+    names: &'r UserNames,
+    window: i64,
+}
+
 fn lifecycle(
     handle: u64,
     touches: &[(usize, Role)],
-    recs: &[Rec<'_>],
-    actors: &[Option<String>],
-    window: i64,
+    context: &Context<'_, '_>,
     carry: KeyCarry,
     settle_before: Timestamp,
 ) -> (Vec<KeyGeneration>, KeyCarry) {
+    let Context {
+        recs,
+        actors,
+        names,
+        window,
+    } = *context;
     let mut generations: Vec<KeyGeneration> = carry.last.into_iter().collect();
     let mut held: Vec<KeyEvent> = carry.held;
     let mut settled = None;
@@ -186,6 +205,7 @@ fn lifecycle(
                     hsms,
                     exported: false,
                     events,
+                    shared_with: Vec::new(),
                 });
             }
             Role::Insert
@@ -211,6 +231,11 @@ fn lifecycle(
                     Role::Tombstone => current.state = KeyState::Tombstoned,
                     Role::Export => current.exported = true,
                     Role::Extract | Role::Insert => current.hsms.push(rec.hsm.to_owned()),
+                    Role::Share => current.shared_with.extend(shares(
+                        rec,
+                        actors.get(index).cloned().flatten(),
+                        names,
+                    )),
                     Role::Create { .. } | Role::Use => {}
                 }
             }
@@ -242,6 +267,28 @@ fn creation_follows(
         .any(|&(index, role)| matches!(role, Role::Create { .. }) && recs[index].ok())
 }
 
+/// The `shared_with` entries of a share record: one per user id it names.
+fn shares(rec: Rec<'_>, by: Option<String>, names: &UserNames) -> Vec<KeyShare> {
+    let later = &rec.record.later();
+    let operation = later
+        .share_operation
+        .as_ref()
+        .map_or_else(String::new, |label| label.name.clone());
+    later
+        .share_user_ids
+        .iter()
+        .map(|id| KeyShare {
+            time: rec.time(),
+            hsm: rec.hsm.to_owned(),
+            seq: rec.seq(),
+            operation: operation.clone(),
+            user_id: id.clone(),
+            user_name: names.name_of(id, rec.time()),
+            by: by.clone(),
+        })
+        .collect()
+}
+
 fn unknown_generation(handle: u64) -> KeyGeneration {
     KeyGeneration::blank(handle, None, 0, "unknown")
 }
@@ -261,6 +308,7 @@ mod tests {
         derive(
             &recs,
             &actors,
+            &UserNames::learn(&recs),
             WINDOW,
             &BTreeMap::new(),
             Timestamp(i64::MAX),
@@ -398,5 +446,91 @@ mod tests {
     #[test]
     fn given_a_share_without_handles_when_derived_then_no_key_is_touched() {
         assert!(run(&[rec("a", 1, 1, 10, Opcode::ShareObject).build()]).is_empty());
+    }
+
+    #[test]
+    fn given_a_key_shared_and_unshared_when_derived_then_its_lifecycle_names_who_and_when() {
+        let share = |seq: u64, micros: i64, operation: &str, ids: &[&str]| {
+            rec("a", 1, seq, micros, Opcode::ShareObject)
+                .key(5)
+                .later(|later| {
+                    later.share_operation = Some(crate::model::Labeled {
+                        name: operation.into(),
+                        code: None,
+                    });
+                    later.share_user_ids = ids.iter().map(|id| (*id).to_owned()).collect();
+                })
+        };
+        let keys = run(&[
+            rec("a", 1, 1, 10, Opcode::Login)
+                .user("carol", "CN_CRYPTO_USER")
+                .user_id("9")
+                .build(),
+            rec("a", 1, 2, 20, Opcode::GenerateKey).key(5).build(),
+            share(3, 30, "SHARE", &["9", "10"]).build(),
+            share(4, 40, "UNSHARE", &["10"]).build(),
+            share(5, 50, "SHARE", &["11"]).build(),
+            rec("a", 1, 6, 60, Opcode::ShareObject).key(5).build(),
+        ]);
+        let with_failed = run(&[
+            rec("a", 1, 2, 20, Opcode::GenerateKey).key(5).build(),
+            share(7, 70, "SHARE", &["12"]).fail(1, "denied").build(),
+        ]);
+        assert!(with_failed[0].shared_with.is_empty());
+        let shares: Vec<(i64, &str, &str, Option<&str>)> = keys[0]
+            .shared_with
+            .iter()
+            .map(|s| {
+                (
+                    s.time.micros(),
+                    s.operation.as_str(),
+                    s.user_id.as_str(),
+                    s.user_name.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shares,
+            vec![
+                (30, "SHARE", "9", Some("carol")),
+                (30, "SHARE", "10", None),
+                (40, "UNSHARE", "10", None),
+                (50, "SHARE", "11", None),
+            ]
+        );
+        assert_eq!(
+            keys[0].events.len(),
+            5,
+            "a share without Operation is an event"
+        );
+        assert_eq!(keys[0].shared_with[0].by.as_deref(), Some("crypto_user"));
+    }
+
+    #[test]
+    fn given_a_derived_key_tombstoned_and_its_handle_reused_when_derived_then_two_generations() {
+        let keys = run(&[
+            rec("a", 1, 1, 10, Opcode::DeriveKey).key(9).build(),
+            rec("a", 1, 2, 20, Opcode::TombstoneObject).key(9).build(),
+            rec("a", 1, 3, 30, Opcode::GenerateKey).key(9).build(),
+            rec("a", 1, 4, 40, Opcode::DestroyObject).key(9).build(),
+        ]);
+        let summary: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.generation,
+                    k.state,
+                    k.kind.as_str(),
+                    k.created_opcode.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, KeyState::Tombstoned, "secret", Some(Opcode::DeriveKey)),
+                (2, KeyState::Destroyed, "secret", Some(Opcode::GenerateKey)),
+            ]
+        );
     }
 }

@@ -9,9 +9,11 @@
 //! The logic lives in submodules, each documenting its decisions: `records` (dedupe and
 //! order), `sessions` (cluster sessions and command attribution), `keys` (lifecycles),
 //! `logins` (failed logins, brute force), `integrity` (streams, gaps, reboots,
-//! conflicts), `sensitive` (sensitive operations), `certificates` (certificate
-//! lifecycles from certificate-storage records) and `luna` (Thales Luna records onto the
-//! same sessions, lifecycles, failed logins and alerts).
+//! conflicts), `sensitive` (sensitive operations), `users` (actor and target of a
+//! record, names for user ids), `certificates` (certificate
+//! lifecycles from certificate-storage records), `quorum` (quorum tokens and M values) and
+//! `luna` (Thales Luna records onto the same sessions, lifecycles, failed logins and
+//! alerts).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,11 +28,13 @@ mod integrity;
 mod keys;
 mod logins;
 pub mod luna;
+mod quorum;
 mod records;
 mod sensitive;
 mod sessions;
 #[cfg(test)]
 mod testkit;
+mod users;
 
 /// Tunables of the derivation, read once from the environment by [`crate::config`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +104,64 @@ pub struct Derived {
     pub failed_logins: Vec<FailedLogin>,
     pub alerts: Vec<Alert>,
     pub streams: Vec<StreamSummary>,
+    /// Quorum tokens and M-value settings (see `quorum`).
+    #[serde(default)]
+    pub quorum: QuorumView,
+}
+
+/// The cluster's quorum (M of N) evidence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumView {
+    pub tokens: Vec<QuorumToken>,
+    pub m_values: Vec<MValueSetting>,
+}
+
+/// One quorum record as a step of the view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumStep {
+    pub time: Timestamp,
+    pub hsm: String,
+    pub seq: u64,
+    pub opcode: Opcode,
+    pub success: bool,
+    /// The record's `User Name`, else the user of the session it belongs to.
+    pub user: Option<String>,
+}
+
+/// One quorum token on one HSM: its request, approvals and end, and what its requester
+/// did while it lived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumToken {
+    pub hsm: String,
+    pub reboot_counter: u32,
+    /// Sequence number and time of the token's first record (its request, where the
+    /// trail holds it).
+    pub seq: u64,
+    pub time: Timestamp,
+    /// Absent when the request is not in the trail.
+    pub requested_by: Option<String>,
+    /// Users whose approval succeeded, in approval order.
+    pub approved_by: Vec<String>,
+    pub end_time: Option<Timestamp>,
+    /// `CN_DELETE_TOKEN`, `CN_GET_TOKEN` (a new request by the same user), `REBOOT` or
+    /// `FAILED` (the request failed); absent while the token lives.
+    pub ended_by: Option<String>,
+    /// The token's quorum records in order: request, approvals, deletion.
+    pub steps: Vec<QuorumStep>,
+    /// The requester's commands on the token's HSM while it lived (the first 100).
+    pub activity: Vec<QuorumStep>,
+    pub activity_count: usize,
+}
+
+/// One `CN_SET_M_VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MValueSetting {
+    #[serde(flatten)]
+    pub step: QuorumStep,
+    /// The value, where the record logs one (see `quorum`).
+    pub value: Option<u64>,
+    /// The value of the cluster's previous successful setting that logged one.
+    pub previous: Option<u64>,
 }
 
 /// One user's session across the cluster: the per-HSM sessions whose logins mirror each
@@ -141,7 +203,9 @@ pub struct SessionEvent {
     pub reboot_counter: Option<u32>,
     pub opcode: Opcode,
     pub success: bool,
-    /// The user a user-management command acts on (`User Name` of that record).
+    /// The user a command acts on: `Target User Name` (or the name the trail gives its
+    /// `Target User id`) where the record names a target, else a user-management
+    /// record's `User Name` (see `users`).
     pub target_user: Option<String>,
     pub key_handles: Vec<u64>,
     /// Luna object ids (`meta.ouids`) the command named.
@@ -182,6 +246,28 @@ pub struct KeyGeneration {
     pub hsms: Vec<String>,
     pub exported: bool,
     pub events: Vec<KeyEvent>,
+    /// Who the key was shared with and unshared from, and when (`CN_SHARE_OBJECT` with
+    /// `Operation` and `UserIDs`, the later layout), in time order; left out when empty so
+    /// lifecycles without such records read as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<KeyShare>,
+}
+
+/// One user a `CN_SHARE_OBJECT` record shared a key with or unshared it from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyShare {
+    pub time: Timestamp,
+    pub hsm: String,
+    pub seq: u64,
+    /// `SHARE` or `UNSHARE`, as logged.
+    pub operation: String,
+    /// As logged in `UserIDs`.
+    pub user_id: String,
+    /// The name the trail gives the id, where it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// The user of the session the command belongs to.
+    pub by: Option<String>,
 }
 
 /// The order of a session's or key's events: time, then, within a second of Luna's
@@ -225,6 +311,7 @@ impl KeyGeneration {
             hsms: Vec::new(),
             exported: false,
             events: Vec::new(),
+            shared_with: Vec::new(),
         }
     }
 }
@@ -288,6 +375,8 @@ pub enum AlertKind {
     CertificateStorageError,
     /// A record arrived later than the allowed lateness: the views omit it until rebuilt.
     LateRecord,
+    /// A `CN_SET_M_VALUE` set a quorum value below the previous one.
+    QuorumLowered,
 }
 
 impl AlertKind {
@@ -300,6 +389,7 @@ impl AlertKind {
             AlertKind::Reboot => "reboot",
             AlertKind::CertificateStorageError => "certificate_storage_error",
             AlertKind::LateRecord => "late_record",
+            AlertKind::QuorumLowered => "quorum_lowered",
         }
     }
 }
@@ -356,6 +446,9 @@ pub fn derive(entries: &[TrailEntry], conflicts: &[Conflict], config: &DeriveCon
 /// (sessions, recent failed logins, streams), never on how long the history is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Carry {
+    /// User names by id, learned from every settled record.
+    pub names: users::UserNames,
+    pub quorum: quorum::QuorumCarry,
     pub sessions: sessions::Carry,
     pub logins: logins::Carry,
     pub integrity: integrity::Carry,
@@ -430,13 +523,23 @@ pub fn fold(
 ) -> Folded {
     let recs = records::prepare(entries);
     let window = config.mirror_window_micros;
+    let mut names = carry.names.clone();
+    names.take_in(&recs);
+    let mut settled_names = carry.names.clone();
+    settled_names.take_in(recs.iter().filter(|rec| rec.time() < settle_before));
     let sessions::SessionView {
         mut sessions,
         actors,
         carry: sessions_carry,
-    } = sessions::derive(&recs, window, &carry.sessions, settle_before);
-    let (mut keys, key_carries) =
-        keys::derive(&recs, &actors, window, &entities.keys, settle_before);
+    } = sessions::derive(&recs, window, &names, &carry.sessions, settle_before);
+    let (mut keys, key_carries) = keys::derive(
+        &recs,
+        &actors,
+        &names,
+        window,
+        &entities.keys,
+        settle_before,
+    );
     let (certificates, certificate_alerts, certificate_carries) =
         certificates::derive(entries, &entities.certificates, settle_before);
     keys.extend(certificates);
@@ -461,8 +564,11 @@ pub fn fold(
         integrity::derive(&recs, conflicts, &carry.integrity, settle_before);
     alerts.extend(integrity_alerts);
     let (sensitive_alerts, earliest) =
-        sensitive::derive(&recs, &actors, &carry.earliest, settle_before);
+        sensitive::derive(&recs, &actors, &names, &carry.earliest, settle_before);
     alerts.extend(sensitive_alerts);
+    let (quorum, quorum_alerts, quorum_carry) =
+        quorum::derive(&recs, &actors, &carry.quorum, settle_before);
+    alerts.extend(quorum_alerts);
     alerts.sort_by(alert_order);
     alerts.dedup();
     Folded {
@@ -472,8 +578,11 @@ pub fn fold(
             failed_logins: flagged.logins,
             alerts,
             streams,
+            quorum,
         },
         carry: Carry {
+            names: settled_names,
+            quorum: quorum_carry,
             sessions: sessions_carry,
             logins: flagged.carry,
             integrity: integrity_carry,

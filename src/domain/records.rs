@@ -5,6 +5,9 @@
 
 use crate::model::{HsmRecord, Opcode, Timestamp, TrailEntry};
 
+/// The command type of time-information records (the vendor's current reference).
+const TIME_INFORMATION: u64 = 0xeee2;
+
 /// One audit record together with the HSM that logged it (the id is only in the stream).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rec<'a> {
@@ -43,6 +46,13 @@ impl<'a> Rec<'a> {
 
     pub fn user_type_name(&self) -> Option<&'a str> {
         self.record.user_type.as_ref().map(|t| t.name.as_str())
+    }
+
+    /// A record of command type `0xeee2` (time information): the HSM logging its clock.
+    /// It stays in the trail, but it is no user's activity, so no session opens, ends or
+    /// absorbs it, whatever its session handle.
+    pub fn is_time_information(&self) -> bool {
+        self.record.command_type.code == Some(TIME_INFORMATION)
     }
 
     pub fn time_key(&self) -> TimeKey<'a> {

@@ -3,8 +3,12 @@
 //! Decisions:
 //! - Failed attempts are alerted too (an attempt to zeroize or export is itself worth a
 //!   look); their detail ends with `failed: <code>: <response>`.
-//! - `CN_CHANGE_PSWD` counts only for crypto officers (`CN_CRYPTO_OFFICER`,
-//!   `CN_CRYPTO_PRE_OFFICER`), where the record's user type is the target's.
+//! - `CN_CHANGE_PSWD` counts only when the user whose password changed is a crypto
+//!   officer (`CN_CRYPTO_OFFICER`, `CN_CRYPTO_PRE_OFFICER`): the target's type where the
+//!   record names a target (a CO changing a CU's password is routine), else the record's
+//!   user type, which is the target's in the seed's layout (see `users`).
+//! - The detail names the user acted upon (`users::target_user`), never the actor, who is
+//!   the alert's `user`.
 //! - `CN_INIT_TOKEN` counts when it initialises an HSM that is not new: it is not
 //!   sequence 0 of its stream, or the cluster holds a record with an earlier time on
 //!   another HSM, or the same HSM logged an earlier boot. Initialising the first HSM of
@@ -13,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::records::Rec;
-use super::sessions::target_user;
+use super::users::{UserNames, target_user, target_user_type};
 use super::{Alert, AlertKind};
 use crate::model::{Opcode, Timestamp};
 
@@ -32,7 +36,7 @@ fn is_sensitive(rec: Rec<'_>) -> bool {
         | Opcode::RestoreBegin
         | Opcode::RestoreEnd => true,
         Opcode::ChangePswd => matches!(
-            rec.user_type_name(),
+            target_user_type(rec),
             Some("CN_CRYPTO_OFFICER" | "CN_CRYPTO_PRE_OFFICER")
         ),
         _ => false,
@@ -55,6 +59,7 @@ fn take_in(earliest: &mut Earliest, rec: &Rec<'_>) {
 pub(crate) fn derive(
     recs: &[Rec<'_>],
     actors: &[Option<String>],
+    names: &UserNames,
     carried: &Earliest,
     settle_before: Timestamp,
 ) -> (Vec<Alert>, Earliest) {
@@ -84,7 +89,7 @@ pub(crate) fn derive(
             is_sensitive(rec) || (*rec.op() == Opcode::InitToken && reinitialises(rec))
         })
         .map(|(index, &rec)| {
-            let mut detail: Vec<String> = target_user(rec).into_iter().collect();
+            let mut detail: Vec<String> = target_user(rec, names).into_iter().collect();
             if !rec.ok() {
                 detail.push(format!(
                     "failed: {}: {}",
@@ -118,7 +123,14 @@ mod tests {
     fn run(entries: &[TrailEntry]) -> Vec<Alert> {
         let recs = prepare(entries);
         let actors = vec![Some("admin".to_owned()); recs.len()];
-        derive(&recs, &actors, &Earliest::new(), Timestamp(i64::MAX)).0
+        derive(
+            &recs,
+            &actors,
+            &UserNames::learn(&recs),
+            &Earliest::new(),
+            Timestamp(i64::MAX),
+        )
+        .0
     }
 
     #[test]
@@ -173,5 +185,41 @@ mod tests {
     #[test]
     fn given_routine_commands_when_derived_then_no_alert() {
         assert!(run(&[rec("a", 1, 0, 10, Opcode::GenerateKey).key(3).build()]).is_empty());
+    }
+
+    #[test]
+    fn given_an_officer_changing_a_users_password_when_derived_then_the_targets_type_decides() {
+        let alerts = run(&[
+            rec("a", 1, 1, 10, Opcode::ChangePswd)
+                .user("admin", "CN_CRYPTO_OFFICER")
+                .target("bob", "CN_CRYPTO_USER", "7")
+                .build(),
+            rec("a", 1, 2, 20, Opcode::ChangePswd)
+                .user("bob", "CN_CRYPTO_USER")
+                .target("admin", "CN_CRYPTO_OFFICER", "2")
+                .build(),
+        ]);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].seq, Some(2));
+        assert_eq!(alerts[0].detail.as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn given_user_management_in_the_later_layout_when_derived_then_details_name_the_target() {
+        let alerts = run(&[
+            rec("a", 1, 1, 10, Opcode::CreateCo)
+                .user("admin", "CN_CRYPTO_OFFICER")
+                .target("carol", "CN_CRYPTO_OFFICER", "8")
+                .build(),
+            rec("a", 1, 2, 20, Opcode::DeleteUser)
+                .user("admin", "CN_CRYPTO_OFFICER")
+                .later(|later| later.target_user_id = Some("8".into()))
+                .build(),
+            rec("a", 1, 3, 30, Opcode::SetMValue)
+                .user("admin", "CN_CRYPTO_OFFICER")
+                .build(),
+        ]);
+        let details: Vec<_> = alerts.iter().map(|a| a.detail.as_deref()).collect();
+        assert_eq!(details, vec![Some("carol"), Some("carol"), None]);
     }
 }

@@ -29,6 +29,8 @@
 //!    logout must not hold state, or interfere with later sessions, for ever.
 //! 5. A cluster session's events are the origin login, every member's attributed
 //!    commands and matched ending records; mirrored logins show as `mirror_hsms` only.
+//! 6. Time-information records (command type `0xeee2`) are no user activity: they open,
+//!    end and join no session (a new boot they show still ends the HSM's sessions).
 //!
 //! Incremental use ([`Carry`]): the sweep can start from the state an earlier sweep left
 //! at a point in time and stop recording state at another. What it keeps is what later
@@ -42,6 +44,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::records::Rec;
+use super::users::{UserNames, target_user};
 use super::{ClusterSession, SessionEvent};
 use crate::model::{Opcode, Timestamp};
 
@@ -152,6 +155,7 @@ fn same_session(a: u64, b: u64) -> bool {
 pub(crate) fn derive(
     recs: &[Rec<'_>],
     mirror_window_micros: i64,
+    names: &UserNames,
     carry: &Carry,
     settle_before: Timestamp,
 ) -> SessionView {
@@ -163,7 +167,7 @@ pub(crate) fn derive(
         }
         hsm_of.push(hsm_names.len() - 1);
     }
-    let mut sweep = Sweep::resume(recs, carry, mirror_window_micros);
+    let mut sweep = Sweep::resume(recs, names, carry, mirror_window_micros);
     sweep.group_logins();
     // Stream heads by (time, hsm): records of one HSM are contiguous in `recs`.
     let mut heads = BinaryHeap::new();
@@ -188,6 +192,7 @@ pub(crate) fn derive(
 
 struct Sweep<'r, 'a> {
     recs: &'r [Rec<'a>],
+    names: &'r UserNames,
     window: i64,
     groups: Vec<Group>,
     members: Vec<Member>,
@@ -197,9 +202,10 @@ struct Sweep<'r, 'a> {
 }
 
 impl<'r, 'a> Sweep<'r, 'a> {
-    fn resume(recs: &'r [Rec<'a>], carry: &Carry, window: i64) -> Self {
+    fn resume(recs: &'r [Rec<'a>], names: &'r UserNames, carry: &Carry, window: i64) -> Self {
         Sweep {
             recs,
+            names,
             window,
             groups: carry
                 .groups
@@ -339,6 +345,9 @@ impl<'r, 'a> Sweep<'r, 'a> {
         state
             .cut
             .retain(|&(_, cut_at)| rec.time().micros().saturating_sub(cut_at.micros()) <= window);
+        if rec.is_time_information() {
+            return;
+        }
         match rec.op() {
             Opcode::Login => {
                 // Failed logins open nothing and belong to no session.
@@ -594,7 +603,10 @@ impl<'r, 'a> Sweep<'r, 'a> {
                     origin_hsm: group.origin_hsm.clone(),
                     origin_seq: group.origin_seq,
                     mirror_hsms,
-                    events: events.into_iter().map(|i| session_event(recs[i])).collect(),
+                    events: events
+                        .into_iter()
+                        .map(|i| session_event(recs[i], self.names))
+                        .collect(),
                 }
             })
             .collect();
@@ -612,19 +624,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
     }
 }
 
-/// In user-management records `User Name` is the user acted on, not the actor.
-pub(crate) fn target_user(rec: Rec<'_>) -> Option<String> {
-    match rec.op() {
-        Opcode::CreateUser
-        | Opcode::CreateCo
-        | Opcode::DeleteUser
-        | Opcode::ChangePswd
-        | Opcode::CreateApplianceUser => rec.user_name().map(str::to_owned),
-        _ => None,
-    }
-}
-
-fn session_event(rec: Rec<'_>) -> SessionEvent {
+fn session_event(rec: Rec<'_>, names: &UserNames) -> SessionEvent {
     SessionEvent {
         time: rec.time(),
         hsm: rec.hsm.to_owned(),
@@ -632,7 +632,7 @@ fn session_event(rec: Rec<'_>) -> SessionEvent {
         reboot_counter: Some(rec.boot()),
         opcode: rec.op().clone(),
         success: rec.ok(),
-        target_user: target_user(rec),
+        target_user: target_user(rec, names),
         key_handles: rec.key_handles(),
         object_ids: Vec::new(),
         log_event_id: None,
@@ -653,7 +653,13 @@ mod tests {
         let recs = prepare(entries);
         let ids = recs.iter().map(|r| (r.hsm.to_owned(), r.seq())).collect();
         (
-            derive(&recs, WINDOW, &Carry::default(), Timestamp(i64::MAX)),
+            derive(
+                &recs,
+                WINDOW,
+                &UserNames::learn(&recs),
+                &Carry::default(),
+                Timestamp(i64::MAX),
+            ),
             ids,
         )
     }
@@ -886,5 +892,30 @@ mod tests {
         let sessions = run(&entries).0.sessions;
         assert_eq!(sessions[0].ended_by.as_deref(), Some("REBOOT"));
         assert_eq!(sessions[0].end_time, Some(Timestamp(6_000 * MS)));
+    }
+
+    #[test]
+    fn given_time_information_in_an_open_session_when_derived_then_it_is_nobodys_activity() {
+        let entries = vec![
+            login("a", 0, 1_000, 0x3004000, "bob").build(),
+            rec("a", 1, 1, 2_000, Opcode::Other("CN_TIME_INFO".into()))
+                .command_type("CN_TIME_INFO", 0xeee2)
+                .handle(0x3004001)
+                .build(),
+            rec("a", 1, 2, 3_000, Opcode::Other("CN_TIME_INFO".into()))
+                .command_type("CN_TIME_INFO", 0xeee2)
+                .build(),
+            rec("a", 1, 3, 4_000, Opcode::FipsRand).build(),
+        ];
+        let view = run(&entries);
+        let opcodes: Vec<&str> = view.0.sessions[0]
+            .events
+            .iter()
+            .map(|event| event.opcode.as_str())
+            .collect();
+        assert_eq!(opcodes, vec!["CN_LOGIN", "CN_FIPS_RAND"]);
+        assert_eq!(actor_of(&view, "a", 1), None);
+        assert_eq!(actor_of(&view, "a", 2), None);
+        assert_eq!(actor_of(&view, "a", 3).as_deref(), Some("bob"));
     }
 }

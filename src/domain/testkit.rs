@@ -1,7 +1,9 @@
 //! Builds trail entries directly for unit tests, so the domain can be tested without
 //! the parser (written separately) and with only the fields a test cares about.
 
-use crate::model::{AuditRecord, HsmRecord, Labeled, Opcode, StreamId, Timestamp, TrailEntry};
+use crate::model::{
+    AuditRecord, HsmRecord, Labeled, LaterFields, Opcode, StreamId, Timestamp, TrailEntry,
+};
 
 pub(crate) struct Builder {
     entry: TrailEntry,
@@ -36,6 +38,7 @@ pub(crate) fn rec(hsm: &str, boot: u32, seq: u64, micros: i64, opcode: Opcode) -
                 user_type: None,
                 key_handle: None,
                 public_key_handle: None,
+                later: Default::default(),
             }),
             log_group: "/aws/cloudhsm/cluster-test".into(),
             log_event_id: format!("{hsm}-{boot}-{seq}"),
@@ -95,6 +98,36 @@ impl Builder {
 
     pub fn boot(mut self, boot: u32) -> Self {
         self.record_mut().reboot_counter = boot;
+        self
+    }
+
+    /// The later layout's `Target User …` fields: the record acts on this user.
+    pub fn target(self, name: &str, user_type: &str, id: &str) -> Self {
+        self.later(|later| {
+            later.target_user_name = Some(name.into());
+            later.target_user_type = Some(Labeled {
+                name: user_type.into(),
+                code: None,
+            });
+            later.target_user_id = Some(id.into());
+        })
+    }
+
+    pub fn user_id(self, id: &str) -> Self {
+        self.later(|later| later.user_id = Some(id.into()))
+    }
+
+    /// Sets any of the later layout's fields.
+    pub fn later(mut self, set: impl FnOnce(&mut LaterFields)) -> Self {
+        set(self.record_mut().later_mut());
+        self
+    }
+
+    pub fn command_type(mut self, name: &str, code: u64) -> Self {
+        self.record_mut().command_type = Labeled {
+            name: name.into(),
+            code: Some(code),
+        };
         self
     }
 

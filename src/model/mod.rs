@@ -6,7 +6,7 @@ mod time;
 
 pub use opcode::Opcode;
 pub use record::{
-    AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, RecordIdentity, StreamId,
-    TrailEntry,
+    AuditRecord, CertificateRecord, HsmRecord, Labeled, LaterFields, LunaRecord, RecordIdentity,
+    StreamId, TrailEntry,
 };
 pub use time::Timestamp;

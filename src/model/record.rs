@@ -1,5 +1,7 @@
 //! One CloudHSM audit record, and the trail entry that ties it to where it was read.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -54,11 +56,118 @@ pub struct HsmRecord {
     pub user_type: Option<Labeled>,
     pub key_handle: Option<u64>,
     pub public_key_handle: Option<u64>,
+    /// What records of current HSMs carry beyond the seed's layout; `None` when the
+    /// record has none of it (read it through [`HsmRecord::later`]). Boxed, and absent
+    /// for the seed's layout, so a record costs what it did before these fields existed.
+    #[serde(flatten, deserialize_with = "later_unless_empty")]
+    pub later: Option<Box<LaterFields>>,
+}
+
+/// No later-layout fields, for records that have none.
+static NO_LATER_FIELDS: LaterFields = LaterFields {
+    version_no: None,
+    user_id: None,
+    target_user_name: None,
+    target_user_type: None,
+    target_user_id: None,
+    mfa_enabled: None,
+    mechanism: None,
+    local_time: None,
+    host_time: None,
+    propagation_delay_us: None,
+    share_operation: None,
+    share_user_count: None,
+    share_user_ids: Vec::new(),
+    extra_fields: BTreeMap::new(),
+};
+
+/// Reads the flattened later-layout fields, `None` when there are none, so a record read
+/// back equals the record parsed.
+fn later_unless_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Box<LaterFields>>, D::Error> {
+    LaterFields::deserialize(deserializer).map(LaterFields::boxed)
+}
+
+/// The fields of the later CloudHSM record layout, all optional, and every `Key : value`
+/// the parser does not know.
+///
+/// Decision: each is left out of the record's JSON when absent or empty, so a record in
+/// the seed's layout serializes, and so digests ([`HsmRecord::content_sha256`]), exactly
+/// as before these fields existed; stored trails keep recognising redeliveries.
+/// Identifiers and free-form values are kept as logged (`User id`, `Mechanism`, the local
+/// and host times): nothing decides on them but equality, and a value this version
+/// cannot type must not cost the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaterFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_no: Option<String>,
+    /// The id of `User Name`, the actor when the record names a target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The user a user-management command acts on; `User Name` is then the actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_user_type: Option<Labeled>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_enabled: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    /// `local time`, as logged (`MM/DD/YY HH:MM:SS, usec:N`); `Time`'s `usecs` stays the
+    /// record's instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_time: Option<String>,
+    /// `host time`, as logged (`MM/DD/YY HH:MM:SS usec:N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_time: Option<String>,
+    /// `propagation delay : usec:N`, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation_delay_us: Option<u64>,
+    /// `Operation` of `CN_SHARE_OBJECT`: `SHARE` or `UNSHARE`, with its number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_operation: Option<Labeled>,
+    /// `Number of Users` a share names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_user_count: Option<u64>,
+    /// `UserIDs` a share names, each as logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub share_user_ids: Vec<String>,
+    /// Every `Key : value` this version does not know, by key, so nothing a newer HSM
+    /// logs is lost; a key logged twice keeps both values, joined by a line break.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_fields: BTreeMap<String, String>,
+}
+
+impl LaterFields {
+    /// These fields as a record holds them: `None` when there are none.
+    pub fn boxed(self) -> Option<Box<Self>> {
+        (self != NO_LATER_FIELDS).then(|| Box::new(self))
+    }
+
+    /// Whether the record names a user acted upon apart from `User Name`.
+    pub fn names_target(&self) -> bool {
+        self.target_user_name.is_some()
+            || self.target_user_type.is_some()
+            || self.target_user_id.is_some()
+    }
 }
 
 impl HsmRecord {
     pub fn succeeded(&self) -> bool {
         self.response_code == 0
+    }
+
+    /// The later layout's fields, all absent for a record in the seed's layout.
+    pub fn later(&self) -> &LaterFields {
+        self.later.as_deref().unwrap_or(&NO_LATER_FIELDS)
+    }
+
+    /// The later layout's fields, to set some.
+    pub fn later_mut(&mut self) -> &mut LaterFields {
+        self.later.get_or_insert_with(Box::default)
     }
 
     /// A digest of the parsed content, so that the same record in another layout (CRLF,

@@ -5,12 +5,26 @@
 //! line. A multi-line record is split at line ends, so a value may hold anything but a
 //! line break; a flattened record can only be split where a known field name followed by
 //! `:` begins, so there a value must not contain ` <known field name>:`. Neither the
-//! vendor's response texts nor its user names do.
+//! vendor's response texts nor its user names do. Fields may come in any order: the
+//! later layout logs `Opcode` before `Command Type(hex)` and may log `Priv/Secret Key
+//! Handle` after `Public Key Handle`.
+//!
+//! Leniency: a `Key : value` whose key this version does not know is kept in the record's
+//! `extra_fields`, never dropped and never a reason to refuse the record. On its own line
+//! any key is recognised. In a flattened record nothing marks where an unknown key
+//! begins, so one is recognised only as one to four words, the first capitalised and not all
+//! capitals (so `HSM` or a code-less label is never one), made of letters, digits and
+//! `/()-` (no `_`, so `CN_…` values never qualify), followed by blanks, `:` and a blank,
+//! and not running into a known field name. A capitalised word ending
+//! the value before it can therefore be read as part of the unknown key; the record's
+//! original text is kept in the trail (`raw`) for that case.
 //!
 //! Parsing borrows from the input until the record is built, so the only allocations are
 //! the owned strings the record keeps.
 
-use crate::model::{HsmRecord, Labeled, Opcode, Timestamp};
+use std::collections::BTreeMap;
+
+use crate::model::{HsmRecord, Labeled, LaterFields, Opcode, Timestamp};
 
 /// Why a text is not a usable CloudHSM audit record. Values quoted in messages are cut
 /// short, because the input may be arbitrarily large and ends up in logs.
@@ -73,10 +87,24 @@ enum Field {
     UserType,
     KeyHandle,
     PublicKeyHandle,
+    VersionNo,
+    UserId,
+    TargetUserName,
+    TargetUserType,
+    TargetUserId,
+    MfaEnabled,
+    Mechanism,
+    LocalTime,
+    HostTime,
+    PropagationDelay,
+    Operation,
+    NumberOfUsers,
+    UserIds,
 }
 
-/// Every [`Field`], in the order the HSM logs them.
-const ALL_FIELDS: [Field; 12] = [
+/// Every [`Field`]: the seed layout's in the order the HSM logs them, then the later
+/// layout's.
+const ALL_FIELDS: [Field; 25] = [
     Field::Time,
     Field::SequenceNo,
     Field::RebootCounter,
@@ -89,6 +117,19 @@ const ALL_FIELDS: [Field; 12] = [
     Field::UserType,
     Field::KeyHandle,
     Field::PublicKeyHandle,
+    Field::VersionNo,
+    Field::UserId,
+    Field::TargetUserName,
+    Field::TargetUserType,
+    Field::TargetUserId,
+    Field::MfaEnabled,
+    Field::Mechanism,
+    Field::LocalTime,
+    Field::HostTime,
+    Field::PropagationDelay,
+    Field::Operation,
+    Field::NumberOfUsers,
+    Field::UserIds,
 ];
 
 impl Field {
@@ -107,6 +148,19 @@ impl Field {
             Field::UserType => "User Type",
             Field::KeyHandle => "Priv/Secret Key Handle",
             Field::PublicKeyHandle => "Public Key Handle",
+            Field::VersionNo => "Version No",
+            Field::UserId => "User id",
+            Field::TargetUserName => "Target User Name",
+            Field::TargetUserType => "Target User Type",
+            Field::TargetUserId => "Target User id",
+            Field::MfaEnabled => "Mfa enabled",
+            Field::Mechanism => "Mechanism",
+            Field::LocalTime => "local time",
+            Field::HostTime => "host time",
+            Field::PropagationDelay => "propagation delay",
+            Field::Operation => "Operation",
+            Field::NumberOfUsers => "Number of Users",
+            Field::UserIds => "UserIDs",
         }
     }
 
@@ -121,14 +175,30 @@ impl Field {
     /// The fields whose name starts with `byte`, so that most words need no comparison.
     fn starting_with(byte: u8) -> &'static [Field] {
         match byte {
-            b'T' => &[Field::Time],
+            b'T' => &[
+                Field::Time,
+                Field::TargetUserName,
+                Field::TargetUserType,
+                Field::TargetUserId,
+            ],
             b'S' => &[Field::SequenceNo, Field::SessionHandle],
             b'R' => &[Field::RebootCounter, Field::Response],
             b'C' => &[Field::CommandType],
-            b'O' => &[Field::Opcode],
+            b'O' => &[Field::Opcode, Field::Operation],
             b'L' => &[Field::LogType],
-            b'U' => &[Field::UserName, Field::UserType],
+            b'U' => &[
+                Field::UserName,
+                Field::UserType,
+                Field::UserId,
+                Field::UserIds,
+            ],
             b'P' => &[Field::KeyHandle, Field::PublicKeyHandle],
+            b'V' => &[Field::VersionNo],
+            b'M' => &[Field::MfaEnabled, Field::Mechanism],
+            b'N' => &[Field::NumberOfUsers],
+            b'l' => &[Field::LocalTime],
+            b'h' => &[Field::HostTime],
+            b'p' => &[Field::PropagationDelay],
             _ => &[],
         }
     }
@@ -138,6 +208,8 @@ impl Field {
 #[derive(Debug, Default)]
 struct Fields<'a> {
     values: [Option<&'a str>; ALL_FIELDS.len()],
+    /// `Key : value` pairs whose key this parser does not know, in input order.
+    extra: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Fields<'a> {
@@ -151,6 +223,25 @@ impl<'a> Fields<'a> {
         }
         *slot = Some(value.trim());
         Ok(())
+    }
+
+    /// Keeps a field this parser does not know.
+    fn set_extra(&mut self, key: &'a str, value: &'a str) {
+        self.extra.push((key, value.trim()));
+    }
+
+    /// The unknown fields by key; a key logged twice keeps both values, in input order.
+    fn extra_fields(&self) -> BTreeMap<String, String> {
+        let mut map: BTreeMap<String, String> = BTreeMap::new();
+        for &(key, value) in &self.extra {
+            map.entry(key.to_owned())
+                .and_modify(|joined| {
+                    joined.push('\n');
+                    joined.push_str(value);
+                })
+                .or_insert_with(|| value.to_owned());
+        }
+        map
     }
 
     /// The value of an optional field; an empty value counts as absent.
@@ -176,13 +267,16 @@ impl<'a> Fields<'a> {
 fn collect_lines(text: &str) -> Result<Fields<'_>, ParseError> {
     let mut fields = Fields::default();
     for line in text.split('\n') {
-        // Lines that are not `Key: value`, or whose key is not ours, carry nothing the
-        // record keeps; newer firmware may add such lines, and they must not cost the record.
+        // A line that is not `Key: value` carries nothing to keep (the record's text is
+        // kept whole in the trail anyway); one whose key is not ours is newer firmware's.
         let Some((key, value)) = line.split_once(':') else {
             continue;
         };
-        if let Some(field) = Field::from_key(key.trim()) {
-            fields.set(field, value)?;
+        let key = key.trim();
+        match Field::from_key(key) {
+            Some(field) => fields.set(field, value)?,
+            None if !key.is_empty() => fields.set_extra(key, value),
+            None => {}
         }
     }
     Ok(fields)
@@ -193,14 +287,17 @@ fn collect_lines(text: &str) -> Result<Fields<'_>, ParseError> {
 fn collect_flat(text: &str) -> Result<Fields<'_>, ParseError> {
     let mut fields = Fields::default();
     let bytes = text.as_bytes();
-    let mut open: Option<(Field, usize)> = None;
+    let mut open: Option<(Slot<'_>, usize)> = None;
     // Only the start of the text and bytes right after ASCII whitespace can start a name.
     let mut candidate = Some(0);
     while let Some(at) = candidate {
-        let resume = match field_at(text, at) {
-            Some((field, value_start)) => {
-                if let Some((previous, start)) = open.replace((field, value_start)) {
-                    fields.set(previous, text.get(start..at).unwrap_or_default())?;
+        let found = field_at(text, at)
+            .map(|(field, value_start)| (Slot::Known(field), value_start))
+            .or_else(|| unknown_key_at(text, at).map(|(key, start)| (Slot::Unknown(key), start)));
+        let resume = match found {
+            Some((slot, value_start)) => {
+                if let Some((previous, start)) = open.replace((slot, value_start)) {
+                    previous.fill(&mut fields, text.get(start..at).unwrap_or_default())?;
                 }
                 value_start
             }
@@ -212,9 +309,80 @@ fn collect_flat(text: &str) -> Result<Fields<'_>, ParseError> {
             .map(|offset| resume + offset + 1);
     }
     if let Some((last, start)) = open {
-        fields.set(last, text.get(start..).unwrap_or_default())?;
+        last.fill(&mut fields, text.get(start..).unwrap_or_default())?;
     }
     Ok(fields)
+}
+
+/// Where a flattened value goes: a field of ours, or an unknown key's entry.
+#[derive(Debug, Clone, Copy)]
+enum Slot<'a> {
+    Known(Field),
+    Unknown(&'a str),
+}
+
+impl<'a> Slot<'a> {
+    fn fill(self, fields: &mut Fields<'a>, value: &'a str) -> Result<(), ParseError> {
+        match self {
+            Slot::Known(field) => fields.set(field, value),
+            Slot::Unknown(key) => {
+                fields.set_extra(key, value);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The most words an unknown key of a flattened record is read as.
+const MAX_UNKNOWN_KEY_WORDS: usize = 4;
+
+/// An unknown key starting at byte `at` of a flattened record, by the rule in the module
+/// documentation, and where its value starts.
+fn unknown_key_at(text: &str, at: usize) -> Option<(&str, usize)> {
+    let rest = text.get(at..)?;
+    // Capitalised but not all capitals: `HSM` or a label without its code is a value.
+    let first_word = rest.split(|c: char| c.is_ascii_whitespace()).next()?;
+    if !first_word.starts_with(|c: char| c.is_ascii_uppercase())
+        || !first_word.contains(|c: char| c.is_ascii_lowercase())
+    {
+        return None;
+    }
+    let mut end = 0;
+    for word in 0..MAX_UNKNOWN_KEY_WORDS {
+        let tail = rest.get(end..)?;
+        let length = tail
+            .find(|c: char| c.is_ascii_whitespace())
+            .unwrap_or(tail.len());
+        if !is_key_word(tail.get(..length)?) || (word > 0 && field_at(text, at + end).is_some()) {
+            return None;
+        }
+        end += length;
+        let after = rest.get(end..)?;
+        let after_blanks = after.trim_start_matches([' ', '\t']);
+        if after_blanks.len() < after.len()
+            && let Some(value) = after_blanks.strip_prefix(':')
+        {
+            {
+                if value.is_empty() || value.starts_with(|c: char| c.is_ascii_whitespace()) {
+                    let value_start = at + (rest.len() - value.len());
+                    return Some((rest.get(..end)?, value_start));
+                }
+            }
+        }
+        if !after.starts_with(' ') {
+            return None;
+        }
+        end += 1;
+    }
+    None
+}
+
+/// A word an unknown key may be made of: a letter, then letters, digits and `/()-`.
+fn is_key_word(word: &str) -> bool {
+    word.starts_with(|c: char| c.is_ascii_alphabetic())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '(' | ')' | '-'))
 }
 
 /// The field whose name, optional blanks and `:` start at byte `at`, and where its value
@@ -260,7 +428,69 @@ fn build_record(fields: &Fields<'_>) -> Result<HsmRecord, ParseError> {
             Field::PublicKeyHandle,
             fields.optional(Field::PublicKeyHandle),
         )?,
+        later: build_later(fields)?.boxed(),
     })
+}
+
+/// Types the later layout's fields; every one is optional.
+fn build_later(fields: &Fields<'_>) -> Result<LaterFields, ParseError> {
+    let text = |field| fields.optional(field).map(str::to_owned);
+    let label = |field| {
+        fields
+            .optional(field)
+            .map(|value| labeled(field, value))
+            .transpose()
+    };
+    Ok(LaterFields {
+        version_no: text(Field::VersionNo),
+        user_id: text(Field::UserId),
+        target_user_name: text(Field::TargetUserName),
+        target_user_type: label(Field::TargetUserType)?,
+        target_user_id: text(Field::TargetUserId),
+        mfa_enabled: text(Field::MfaEnabled),
+        mechanism: text(Field::Mechanism),
+        local_time: text(Field::LocalTime),
+        host_time: text(Field::HostTime),
+        propagation_delay_us: fields
+            .optional(Field::PropagationDelay)
+            .map(parse_usec)
+            .transpose()?,
+        share_operation: label(Field::Operation)?,
+        share_user_count: fields
+            .optional(Field::NumberOfUsers)
+            .map(|value| parse_number(Field::NumberOfUsers, value, value))
+            .transpose()?,
+        share_user_ids: fields
+            .optional(Field::UserIds)
+            .map(split_ids)
+            .unwrap_or_default(),
+        extra_fields: fields.extra_fields(),
+    })
+}
+
+/// Reads `usec:N` (or a bare `N`) in microseconds.
+fn parse_usec(value: &str) -> Result<u64, ParseError> {
+    let digits = match value.strip_prefix("usec") {
+        Some(rest) => rest.trim_start().strip_prefix(':').unwrap_or(rest).trim(),
+        None => value,
+    };
+    parse_digits(digits, 10).map_err(|_| {
+        invalid(
+            Field::PropagationDelay,
+            value,
+            "is not `usec:` and a decimal number",
+        )
+    })
+}
+
+/// The ids of a `UserIDs` list, each as logged; commas, semicolons, blanks and brackets
+/// separate them.
+fn split_ids(value: &str) -> Vec<String> {
+    value
+        .split(|c: char| c == ',' || c == ';' || c == '[' || c == ']' || c.is_whitespace())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Reads the instant from `usecs:`, ignoring the human-readable time in front of it:
@@ -483,6 +713,7 @@ User Type : CN_CRYPTO_USER (1)
             user_type: None,
             key_handle: None,
             public_key_handle: None,
+            later: Default::default(),
         }
     }
 
@@ -651,10 +882,48 @@ User Type : CN_CRYPTO_USER (1)
     }
 
     #[test]
-    fn unknown_lines_and_empty_optional_fields_are_ignored() {
+    fn unknown_fields_are_kept_and_empty_optional_fields_ignored() {
         let text =
             format!("{INIT_TOKEN}Firmware Build : 3.4.1: extra\nno colon here\nUser Name :\n");
-        assert_eq!(parse_cloudhsm_record(&text).unwrap(), init_token());
+        let mut expected = init_token();
+        expected
+            .later_mut()
+            .extra_fields
+            .insert("Firmware Build".into(), "3.4.1: extra".into());
+        assert_eq!(parse_cloudhsm_record(&text).unwrap(), expected);
+        let flat = format!(
+            "{} Firmware Build : 3.4.1 Backup Mode : FIPS (2) User Name :",
+            INIT_TOKEN.trim().replace('\n', " ")
+        );
+        expected
+            .later_mut()
+            .extra_fields
+            .insert("Firmware Build".into(), "3.4.1".into());
+        expected
+            .later_mut()
+            .extra_fields
+            .insert("Backup Mode".into(), "FIPS (2)".into());
+        assert_eq!(parse_cloudhsm_record(&flat).unwrap(), expected);
+    }
+
+    #[test]
+    fn flattened_unknown_keys_never_swallow_values_or_known_fields() {
+        // All capitals, an underscore or a parenthesised code is a value, not a key.
+        for value in ["HSM Return: SUCCESS", "CN_CRYPTO_USER (1)", "AB CD"] {
+            assert_eq!(unknown_key_at(&format!("{value} : x"), 0), None, "{value}");
+        }
+        let text = "Mfa level User Name : bob";
+        assert_eq!(unknown_key_at(text, 0), None);
+        assert_eq!(
+            unknown_key_at("Some New Key : 1", 0),
+            Some(("Some New Key", 14))
+        );
+        assert_eq!(
+            unknown_key_at("Key: 1", 0),
+            None,
+            "a blank before `:` is needed"
+        );
+        assert_eq!(unknown_key_at("One two three four five : 1", 0), None);
     }
 
     #[test]
@@ -951,11 +1220,13 @@ mod properties {
                 proptest::option::of(1u64..),
                 proptest::option::of(1u64..),
             ),
+            later(),
         )
             .prop_map(
                 |(
                     (time, sequence_no, reboot_counter, command_type, opcode, opcode_code, session),
                     (response_code, response_text, log_type, user_name, user_type, key, public),
+                    later,
                 )| HsmRecord {
                     time: Timestamp::from_micros(time),
                     sequence_no,
@@ -971,6 +1242,58 @@ mod properties {
                     user_type,
                     key_handle: key,
                     public_key_handle: public,
+                    later: later.boxed(),
+                },
+            )
+    }
+
+    /// The later layout's fields, each present or not, and unknown fields whose keys
+    /// follow the flattened layout's rule for them.
+    fn later() -> impl Strategy<Value = LaterFields> {
+        use proptest::option::of;
+        (
+            (
+                of("[0-9]{1,3}"),
+                of("[0-9]{1,5}"),
+                of("[a-z0-9_.@-]{1,8}"),
+                of(label()),
+                of("[0-9]{1,5}"),
+                of("(0|1)"),
+                of("(0x)?[0-9a-f]{1,6}"),
+            ),
+            (
+                of("[0-9]{2}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}, usec:[0-9]{1,6}"),
+                of("[0-9]{2}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} usec:[0-9]{1,6}"),
+                of(any::<u32>()),
+                of(label()),
+                of(0u64..100),
+                prop::collection::vec("[0-9]{1,5}", 0..4),
+                prop::collection::btree_map(
+                    "Z[a-z]{1,6}( [a-z]{1,6}){0,2}",
+                    "[a-z0-9.]{1,8}",
+                    0..3,
+                ),
+            ),
+        )
+            .prop_map(
+                |(
+                    (version, user_id, target, target_type, target_id, mfa, mechanism),
+                    (local, host, delay, operation, count, ids, extra),
+                )| LaterFields {
+                    version_no: version,
+                    user_id,
+                    target_user_name: target,
+                    target_user_type: target_type,
+                    target_user_id: target_id,
+                    mfa_enabled: mfa,
+                    mechanism,
+                    local_time: local,
+                    host_time: host,
+                    propagation_delay_us: delay.map(u64::from),
+                    share_operation: operation,
+                    share_user_count: count,
+                    share_user_ids: ids,
+                    extra_fields: extra,
                 },
             )
     }
@@ -980,7 +1303,7 @@ mod properties {
         (
             prop::sample::select(vec![" : ", ": ", "\t: ", ":"]),
             proptest::option::of(prop::sample::select(vec!["\n", "\r\n"])),
-            prop::collection::vec(any::<usize>(), 11),
+            prop::collection::vec(any::<usize>(), 30),
             any::<bool>(),
             prop::sample::select(vec!["", " ", "\n\n", "\r\n \t"]),
             any::<bool>(),
@@ -1059,16 +1382,61 @@ mod properties {
         );
         fields.extend(handle(record.key_handle).map(|h| ("Priv/Secret Key Handle", h)));
         fields.extend(handle(record.public_key_handle).map(|h| ("Public Key Handle", h)));
+        let later = record.later();
+        let texts = [
+            ("Version No", &later.version_no),
+            ("User id", &later.user_id),
+            ("Target User Name", &later.target_user_name),
+            ("Target User id", &later.target_user_id),
+            ("Mfa enabled", &later.mfa_enabled),
+            ("Mechanism", &later.mechanism),
+            ("local time", &later.local_time),
+            ("host time", &later.host_time),
+        ];
+        for (key, value) in texts {
+            fields.extend(value.clone().map(|value| (key, value)));
+        }
+        fields.extend(later.target_user_type.as_ref().map(|target_type| {
+            (
+                "Target User Type",
+                render_label(target_type, layout.hex_codes),
+            )
+        }));
+        fields.extend(
+            later
+                .propagation_delay_us
+                .map(|delay| ("propagation delay", format!("usec:{delay}"))),
+        );
+        fields.extend(
+            later
+                .share_operation
+                .as_ref()
+                .map(|operation| ("Operation", render_label(operation, layout.hex_codes))),
+        );
+        fields.extend(
+            later
+                .share_user_count
+                .map(|count| ("Number of Users", count.to_string())),
+        );
+        if !later.share_user_ids.is_empty() {
+            fields.push(("UserIDs", later.share_user_ids.join(",")));
+        }
+        // Unknown keys are written with ` : `: the flattened layout recognises no other.
+        let extra: Vec<String> = later
+            .extra_fields
+            .iter()
+            .map(|(key, value)| format!("{key} : {value}"))
+            .collect();
+        fields.extend(extra.iter().map(|line| ("", line.clone())));
         for (index, seed) in layout.shuffle_seed.iter().enumerate().take(fields.len()) {
             let other = seed % fields.len();
             fields.swap(index, other);
         }
         let mut lines = vec![format!("Time: {human}, usecs:{}", record.time.micros())];
-        lines.extend(
-            fields
-                .iter()
-                .map(|(key, value)| format!("{key}{}{value}", layout.separator)),
-        );
+        lines.extend(fields.iter().map(|(key, value)| match *key {
+            "" => value.clone(),
+            key => format!("{key}{}{value}", layout.separator),
+        }));
         let body = match layout.line_end {
             Some(line_end) => {
                 if layout.extra_line {
@@ -1098,8 +1466,15 @@ mod properties {
         #[test]
         fn rendered_records_parse_back(record in record(), layout in layout()) {
             let text = render(&record, &layout);
+            let mut expected = record;
+            if layout.line_end.is_some() && layout.extra_line {
+                expected
+                    .later_mut()
+                    .extra_fields
+                    .insert("Vendor Extra".into(), "whatever: 1".into());
+            }
             prop_assert!(looks_like_cloudhsm_record(&text));
-            prop_assert_eq!(parse_cloudhsm_record(&text), Ok(record), "{:?}", text);
+            prop_assert_eq!(parse_cloudhsm_record(&text), Ok(expected), "{:?}", text);
         }
     }
 }

@@ -9,7 +9,8 @@
 //! - `CLUSTER#<cluster>`: the derived views, rewritten as a whole by the lease holder:
 //!   `SESSION#<user>#<login time>#…`, `KEY#<handle>#GEN#<n>` (Luna objects under
 //!   `KEY#LUNA#<ouid>#GEN#<n>`, apart from CloudHSM handles), `FAILED_LOGIN#<time>#…`,
-//!   `ALERT#<time>#<kind>#…`, `STREAM#<hsm>#RC#<reboot>`, and the `LEASE`.
+//!   `ALERT#<time>#<kind>#…`, `STREAM#<hsm>#RC#<reboot>`, `QUORUM#…` (see `quorum`), and
+//!   the `LEASE`.
 //! - `QUARANTINE`: what could not be processed.
 
 use std::borrow::Cow;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 use sha2::{Digest, Sha256};
 
+use self::later::LaterTrailFields;
 use super::StoreError;
 use super::attributes::to_item;
 use crate::decode::Quarantined;
@@ -31,6 +33,11 @@ use crate::model::{
     AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, Opcode, RecordIdentity,
     StreamId, Timestamp, TrailEntry,
 };
+
+mod later;
+mod quorum;
+
+pub use self::quorum::{QUORUM_PREFIX, quorum_from_items};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -337,6 +344,8 @@ struct TrailItem {
     content_sha256: String,
     raw: String,
     raw_truncated: bool,
+    #[serde(flatten)]
+    later: LaterTrailFields,
 }
 
 fn cut_raw(raw: &str) -> (String, bool) {
@@ -401,6 +410,7 @@ fn cloudhsm_item(
         content_sha256,
         raw,
         raw_truncated,
+        later: LaterTrailFields::of(record.later()),
     };
     to_clean_item(&item, &item.sk)
 }
@@ -605,6 +615,7 @@ pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
             }),
             key_handle: item.key_handle,
             public_key_handle: item.public_key_handle,
+            later: item.later.into_record().boxed(),
         }),
         log_group: item.log_group,
         log_event_id: item.log_event_id,
@@ -845,6 +856,10 @@ pub enum ViewOf {
     Event {
         time: Timestamp,
     },
+    /// A quorum token or M-value setting: the time of the record that starts it.
+    Quorum {
+        time: Timestamp,
+    },
     FailedLogin,
     Alert {
         kind: AlertKind,
@@ -959,6 +974,9 @@ pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, Sto
             derived_item(cluster, stream_sk(stream), "stream", stream)?,
             ViewOf::Stream,
         ));
+    }
+    for (item, time) in quorum::quorum_items(cluster, &derived.quorum)? {
+        items.push(view(item, ViewOf::Quorum { time }));
     }
     Ok(items)
 }

@@ -50,15 +50,15 @@ fn parse_counts_the_samples_without_any_aws_call() {
     );
     let summary = json_of(&output);
     assert_eq!(
-        summary["events"], 43,
-        "32 CloudHSM records and 11 Luna records"
+        summary["events"], 61,
+        "32 CloudHSM records, 11 Luna records and 18 in the later layout"
     );
     assert_eq!(summary["quarantined"], 1);
     assert_eq!(
         summary["failed_logins"], 7,
         "157, 163 and five Luna failures"
     );
-    assert_eq!(summary["by_opcode"]["CN_LOGIN"], 8);
+    assert_eq!(summary["by_opcode"]["CN_LOGIN"], 10);
     assert_eq!(summary["by_opcode"]["LUNA_LOGIN"], 6);
 }
 
@@ -90,7 +90,7 @@ fn the_json_contract_of_every_query() {
     let run = |args: &[&str]| cli(args, &table, &endpoint);
     assert!(run(&["setup"]).status.success());
     let report = json_of(&run(&["ingest", "events/", "--output", "json"]));
-    assert_eq!(report["records"], 43);
+    assert_eq!(report["records"], 61);
 
     let sessions = json_of(&run(&[
         "sessions",
@@ -268,6 +268,72 @@ fn the_json_contract_of_every_query() {
         .filter_map(|r| r["seq"].as_u64())
         .collect();
     assert_eq!(sequence, [0x0, 0x1, 0x2, 0x4, 0x5, 0xb]);
+
+    let later = |command: &str| {
+        json_of(&run(&[
+            command,
+            "--cluster",
+            "cluster-later",
+            "--output",
+            "json",
+        ]))
+    };
+    let quorum = later("quorum");
+    let token = &quorum["tokens"][0];
+    has_fields(
+        token,
+        &[
+            "hsm",
+            "time",
+            "requested_by",
+            "approved_by",
+            "ended_by",
+            "steps",
+            "activity_count",
+        ],
+    );
+    assert_eq!(token["requested_by"], "admin");
+    assert_eq!(token["approved_by"], serde_json::json!(["carol"]));
+    assert_eq!(quorum["m_values"][0]["opcode"], "CN_SET_M_VALUE");
+    assert!(quorum["m_values"][0]["value"].is_null());
+
+    let trail = later("trail");
+    let create = trail
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .find(|r| r["opcode"] == "CN_CREATE_USER")
+        .expect("the CU's creation");
+    assert_eq!(create["user_name"], "admin");
+    assert_eq!(create["target_user_name"], "bob");
+    assert_eq!(create["target_user_type"], "CN_CRYPTO_USER");
+    assert_eq!(create["target_user_type_code"], 1);
+    let seed = trail_record_without_later_fields(&run);
+    assert!(seed.get("target_user_name").is_none() && seed.get("extra_fields").is_none());
+
+    let keys = later("keys");
+    let shared = keys
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .find(|k| k["handle"] == 262150)
+        .expect("key 262150");
+    assert_eq!(shared["shared_with"][0]["user_name"], "carol");
+    assert_eq!(shared["shared_with"][2]["operation"], "UNSHARE");
+}
+
+/// A seed-layout record as `trail --output json` prints it.
+fn trail_record_without_later_fields(
+    run: &impl Fn(&[&str]) -> std::process::Output,
+) -> serde_json::Value {
+    let trail = json_of(&run(&[
+        "trail",
+        "--cluster",
+        "cluster-demo",
+        "--output",
+        "json",
+    ]));
+    trail[0].clone()
 }
 
 /// `cli` off the async runtime's threads: the fault proxy serves on them meanwhile.

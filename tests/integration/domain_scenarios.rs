@@ -42,6 +42,7 @@ fn rec(hsm: &str, boot: u32, seq: u64, usecs: i64, opcode: &str, handle: u64) ->
             user_type: None,
             key_handle: None,
             public_key_handle: None,
+            later: Default::default(),
         }),
         log_group: "/aws/cloudhsm/cluster-seed".into(),
         log_event_id: format!("{hsm}/{boot}/{seq}"),

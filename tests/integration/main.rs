@@ -14,6 +14,7 @@ mod fault_injection;
 mod fuzz_decode;
 mod incremental;
 mod kinesis;
+mod later_layout;
 mod lease;
 mod luna;
 mod order_independence;

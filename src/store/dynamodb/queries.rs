@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::store::{DynamoStore, request_error};
 use crate::decode::Quarantined;
-use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, StreamSummary};
+use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, QuorumView, StreamSummary};
 use crate::incremental::TailStart;
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::StoreError;
@@ -228,6 +228,17 @@ impl DynamoStore {
             )
             .await?;
         items::bodies_from_items(found)
+    }
+
+    /// The cluster's quorum tokens and M-value settings, each in time order.
+    pub async fn quorum(&self, cluster: &str) -> Result<QuorumView, StoreError> {
+        let found = self
+            .query_partition(
+                &items::cluster_pk(cluster),
+                Some(SortKey::Prefix(items::QUORUM_PREFIX)),
+            )
+            .await?;
+        items::quorum_from_items(found)
     }
 
     pub async fn quarantined(&self) -> Result<Vec<Quarantined>, StoreError> {
