@@ -1,7 +1,10 @@
 //! A synthetic but realistic workload for benchmarks and load tests: CloudWatch Logs
 //! subscription events of several HSMs of one cluster, with interleaved sessions of many
 //! users (logins mirrored on every HSM), key creation and synchronisation, pairs,
-//! exports, shares and destruction, and about 5 % failed logins.
+//! exports, shares and destruction, and about 5 % failed logins. With `app`, an
+//! application's session besides: logged in once on every HSM and never out, using a
+//! few keys over and over between the interactive sessions — the long session and the
+//! busy keys whose views grow with the history.
 //!
 //! Deterministic for a seed, so two runs of a benchmark measure the same input.
 
@@ -22,6 +25,8 @@ pub struct WorkloadSpec {
     /// Log events per subscription payload; CloudWatch batches per stream.
     pub records_per_payload: usize,
     pub seed: u64,
+    /// An application's session using a few keys throughout (see the module doc).
+    pub app: bool,
 }
 
 impl Default for WorkloadSpec {
@@ -33,6 +38,7 @@ impl Default for WorkloadSpec {
             records: 10_000,
             records_per_payload: 1000,
             seed: 7,
+            app: false,
         }
     }
 }
@@ -69,6 +75,7 @@ struct Simulation {
 }
 
 const REBOOT: u32 = 0x107;
+const APP_USER: &str = "app-payments";
 
 fn render(
     time: i64,
@@ -299,6 +306,41 @@ impl Simulation {
         }
     }
 
+    /// The application logs in on every HSM (its handle slot 0 is never an interactive
+    /// session's) and makes its keys on the first.
+    fn app_login(&mut self) -> Vec<u64> {
+        let tail = user_tail(APP_USER, "CN_CRYPTO_USER");
+        for hsm in 0..self.hsms.len() {
+            let time = self.now_micros;
+            let handle = self.hsms[hsm].handle_base | 2;
+            self.emit(hsm, |seq| render(time, seq, "CN_LOGIN", 0xd, handle, OK, &tail));
+            self.tick(30);
+        }
+        let handle = self.hsms[0].handle_base | 4;
+        (0..3)
+            .map(|_| {
+                self.tick(100);
+                let key = self.new_key();
+                self.live_keys.retain(|&live| live != key);
+                let time = self.now_micros;
+                self.emit(0, |seq| {
+                    render(time, seq, "CN_GENERATE_KEY", 0x17, handle, OK, &key_tail(key, 0))
+                });
+                key
+            })
+            .collect()
+    }
+
+    /// One use of one of the application's keys, on the HSM it logged in first.
+    fn app_command(&mut self, keys: &[u64]) {
+        let key = keys[self.rng.usize(..keys.len())];
+        let handle = self.hsms[0].handle_base | 4;
+        let time = self.now_micros;
+        self.emit(0, |seq| {
+            render(time, seq, "CN_NIST_AES_WRAP", 0x1e, handle, OK, &key_tail(key, 0))
+        });
+    }
+
     fn new_key(&mut self) -> u64 {
         self.next_key += 1;
         self.live_keys.push(self.next_key);
@@ -361,9 +403,20 @@ pub fn generate(spec: &WorkloadSpec) -> Vec<GeneratedPayload> {
         payloads: Vec::new(),
         event_id: 0,
     };
+    let app_keys = if spec.app {
+        simulation.app_login()
+    } else {
+        Vec::new()
+    };
     while simulation.records < spec.records {
         simulation.session();
         simulation.tick(20_000);
+        if !app_keys.is_empty() {
+            for _ in 0..simulation.rng.usize(1..6) {
+                simulation.app_command(&app_keys);
+                simulation.tick(500);
+            }
+        }
     }
     for hsm in 0..simulation.hsms.len() {
         simulation.flush(hsm);

@@ -108,6 +108,7 @@ fn workload(seed: u64, records: usize) -> Vec<Payload> {
         records,
         records_per_payload: 8,
         seed,
+        app: true,
     };
     let mut payloads: Vec<Payload> = generate(&spec)
         .into_iter()
