@@ -313,7 +313,9 @@ impl Simulation {
         for hsm in 0..self.hsms.len() {
             let time = self.now_micros;
             let handle = self.hsms[hsm].handle_base | 2;
-            self.emit(hsm, |seq| render(time, seq, "CN_LOGIN", 0xd, handle, OK, &tail));
+            self.emit(hsm, |seq| {
+                render(time, seq, "CN_LOGIN", 0xd, handle, OK, &tail)
+            });
             self.tick(30);
         }
         let handle = self.hsms[0].handle_base | 4;
@@ -324,7 +326,15 @@ impl Simulation {
                 self.live_keys.retain(|&live| live != key);
                 let time = self.now_micros;
                 self.emit(0, |seq| {
-                    render(time, seq, "CN_GENERATE_KEY", 0x17, handle, OK, &key_tail(key, 0))
+                    render(
+                        time,
+                        seq,
+                        "CN_GENERATE_KEY",
+                        0x17,
+                        handle,
+                        OK,
+                        &key_tail(key, 0),
+                    )
                 });
                 key
             })
@@ -337,7 +347,15 @@ impl Simulation {
         let handle = self.hsms[0].handle_base | 4;
         let time = self.now_micros;
         self.emit(0, |seq| {
-            render(time, seq, "CN_NIST_AES_WRAP", 0x1e, handle, OK, &key_tail(key, 0))
+            render(
+                time,
+                seq,
+                "CN_NIST_AES_WRAP",
+                0x1e,
+                handle,
+                OK,
+                &key_tail(key, 0),
+            )
         });
     }
 

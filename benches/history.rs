@@ -1,0 +1,281 @@
+//! `make bench`, the history curve: what one invocation costs as the cluster's history
+//! grows. A workload with interactive sessions on three HSMs, an application's session
+//! that stays logged in throughout and uses three keys over and over (the long session
+//! and the busy keys), is ingested payload by payload into the in-memory store, which
+//! counts the requests and capacity units DynamoDB would be sent (`MemoryStore::ledger`;
+//! a test checks it against the requests the DynamoDB store sends). At each point of
+//! history one 100-record and one 1,000-record payload are measured: requests by
+//! operation, read and write units, items read, the heap allocated at the peak of the
+//! invocation, and its time in process.
+//!
+//! Points: BENCH_HISTORY_POINTS (comma-separated record counts; default 1000,10000,
+//! 100000,1000000 under `cargo bench`, a small smoke run under `cargo test`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hsm_audit::config::Config;
+use hsm_audit::lambda::handle;
+use hsm_audit::store::memory::{Ledger, MemoryStore};
+use hsm_audit::workload::{GeneratedPayload, WorkloadSpec, generate};
+
+/// Counts the heap in use and its peak since the last reset.
+struct Counting;
+
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let pointer = unsafe { System.alloc(layout) };
+        if !pointer.is_null() {
+            let now = IN_USE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(pointer, layout) };
+        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// One invocation, measured.
+struct Probe {
+    history: usize,
+    records: usize,
+    ledger: Ledger,
+    heap_peak: usize,
+    time: Duration,
+}
+
+fn points(measuring: bool) -> Vec<usize> {
+    std::env::var("BENCH_HISTORY_POINTS")
+        .ok()
+        .map(|points| {
+            points
+                .split(',')
+                .filter_map(|point| point.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            if measuring {
+                vec![1_000, 10_000, 100_000, 1_000_000]
+            } else {
+                vec![1_000, 4_000]
+            }
+        })
+}
+
+/// The log events of several payloads of one stream as one payload.
+fn merged(parts: &[&GeneratedPayload]) -> serde_json::Value {
+    let mut events = Vec::new();
+    let mut body = serde_json::Value::Null;
+    for part in parts {
+        let data = part
+            .event
+            .pointer("/awslogs/data")
+            .and_then(|data| data.as_str())
+            .unwrap_or_default();
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .expect("generated base64");
+        let inflated = hsm_audit::decode::inflate_capped(&compressed, 1 << 26).expect("gzip");
+        let mut payload: serde_json::Value = serde_json::from_slice(&inflated).expect("json");
+        if let Some(list) = payload
+            .get_mut("logEvents")
+            .and_then(|list| list.as_array_mut())
+        {
+            events.append(list);
+        }
+        body = payload;
+    }
+    body["logEvents"] = serde_json::Value::Array(events);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, body.to_string().as_bytes()).expect("gzip");
+    let data = base64::engine::general_purpose::STANDARD.encode(encoder.finish().expect("gzip"));
+    serde_json::json!({"awslogs": {"data": data}})
+}
+
+fn main() {
+    let measuring = std::env::args().any(|arg| arg == "--bench");
+    let points = points(measuring);
+    let last = points.iter().copied().max().unwrap_or(1_000);
+    let spec = WorkloadSpec {
+        records: last + 3_000,
+        records_per_payload: 100,
+        app: true,
+        ..WorkloadSpec::default()
+    };
+    let payloads = generate(&spec);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = MemoryStore::new();
+    let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
+    let mut probes: Vec<Probe> = Vec::new();
+    let mut history = 0;
+    let mut next = 0;
+    println!(
+        "== history curve: one invocation into a cluster of growing history ({} HSMs, {} users, an application session; allowed lateness {} s)",
+        spec.hsms,
+        spec.users,
+        config.derive.allowed_lateness_micros / 1_000_000
+    );
+    let started = Instant::now();
+    for &point in &points {
+        while history < point && next < payloads.len() {
+            runtime
+                .block_on(handle(payloads[next].event.clone(), &store, &config))
+                .expect("history");
+            history += payloads[next].records;
+            next += 1;
+        }
+        // The next payload, then the next ten of one stream as one 1,000-record payload.
+        let small = payloads[next].event.clone();
+        let stream = &payloads[next + 1].log_stream;
+        let tenth: Vec<&GeneratedPayload> = payloads[next + 1..]
+            .iter()
+            .filter(|payload| &payload.log_stream == stream)
+            .take(10)
+            .collect();
+        let large = merged(&tenth);
+        for (records, event) in [
+            (payloads[next].records, small),
+            (tenth.iter().map(|p| p.records).sum(), large),
+        ] {
+            store.reset_ledger();
+            let before = IN_USE.load(Ordering::Relaxed);
+            PEAK.store(before, Ordering::Relaxed);
+            let clock = Instant::now();
+            runtime
+                .block_on(handle(event, &store, &config))
+                .expect("probe");
+            let time = clock.elapsed();
+            probes.push(Probe {
+                history,
+                records,
+                ledger: store.ledger(),
+                heap_peak: PEAK.load(Ordering::Relaxed).saturating_sub(before),
+                time,
+            });
+            history += records;
+        }
+        // The records of the ten payloads are in; their other streams' payloads follow.
+        next += 1;
+        let merged_streams: Vec<usize> = (next..payloads.len())
+            .filter(|&index| &payloads[index].log_stream == stream)
+            .take(10)
+            .collect();
+        let mut rest: Vec<usize> = (next..payloads.len())
+            .filter(|index| !merged_streams.contains(index))
+            .collect();
+        rest.truncate(0);
+        next = merged_streams
+            .last()
+            .map_or(next, |&last| last + 1)
+            .max(next);
+        let _ = rest;
+    }
+    println!(
+        "built in {:.0} s\n\n{:>9} {:>7} {:>8} {:>9} {:>9} {:>10} {:>10} {:>11} {:>9}  requests by operation",
+        started.elapsed().as_secs_f64(),
+        "history",
+        "payload",
+        "requests",
+        "read RU",
+        "write WU",
+        "items read",
+        "heap MiB",
+        "time ms",
+        "req/rec"
+    );
+    for probe in &probes {
+        let ledger = &probe.ledger;
+        let operations: Vec<String> = ledger
+            .requests
+            .iter()
+            .map(|(operation, count)| format!("{operation} {count}"))
+            .collect();
+        println!(
+            "{:>9} {:>7} {:>8} {:>9.1} {:>9} {:>10} {:>10.2} {:>11.1} {:>9.3}  {}",
+            probe.history,
+            probe.records,
+            ledger.total_requests(),
+            ledger.read_units,
+            ledger.write_units,
+            ledger.items_read,
+            probe.heap_peak as f64 / 1_048_576.0,
+            probe.time.as_secs_f64() * 1e3,
+            ledger.total_requests() as f64 / probe.records as f64,
+            operations.join(", ")
+        );
+    }
+    println!(
+        "\nlargest history against the smallest, per payload size (target: every figure within 1.5x):"
+    );
+    for size in [100usize, 1_000] {
+        let of_size: Vec<&Probe> = probes
+            .iter()
+            .filter(|p| p.records.abs_diff(size) * 10 < size * 5)
+            .collect();
+        let (Some(first), Some(last)) = (of_size.first(), of_size.last()) else {
+            continue;
+        };
+        let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { 1.0 };
+        let figures = [
+            (
+                "requests",
+                ratio(
+                    first.ledger.total_requests() as f64,
+                    last.ledger.total_requests() as f64,
+                ),
+            ),
+            (
+                "read units",
+                ratio(first.ledger.read_units, last.ledger.read_units),
+            ),
+            (
+                "write units",
+                ratio(
+                    first.ledger.write_units as f64,
+                    last.ledger.write_units as f64,
+                ),
+            ),
+            (
+                "items read",
+                ratio(
+                    first.ledger.items_read as f64,
+                    last.ledger.items_read as f64,
+                ),
+            ),
+            (
+                "heap peak",
+                ratio(first.heap_peak as f64, last.heap_peak as f64),
+            ),
+            (
+                "time",
+                ratio(first.time.as_secs_f64(), last.time.as_secs_f64()),
+            ),
+        ];
+        let worst = figures.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+        let text: Vec<String> = figures
+            .iter()
+            .map(|(name, r)| format!("{name} {r:.2}x"))
+            .collect();
+        println!(
+            "  {size}-record payload, history {} -> {}: {} — {}",
+            first.history,
+            last.history,
+            text.join(", "),
+            if worst <= 1.5 { "HOLDS" } else { "MISSED" }
+        );
+    }
+}
