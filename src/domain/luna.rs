@@ -225,6 +225,7 @@ fn sessions(recs: &[LunaRec<'_>], window: i64) -> Vec<ClusterSession> {
                 ended_by: closed.then(|| INACTIVITY.to_owned()),
                 origin_hsm: partition.to_owned(),
                 origin_seq: 0,
+                origin_reboot_counter: 0,
                 mirror_hsms: Vec::new(),
                 events: run.iter().map(|rec| session_event(rec)).collect(),
             });

@@ -358,6 +358,7 @@ impl<'a> Sweep<'_, 'a> {
                     ended_by: end.map(|(_, by)| by),
                     origin_hsm: login.hsm.to_owned(),
                     origin_seq: login.seq(),
+                    origin_reboot_counter: login.boot(),
                     mirror_hsms,
                     events: events.into_iter().map(|i| session_event(recs[i])).collect(),
                 })
