@@ -41,9 +41,16 @@ impl Quarantined {
     }
 
     pub fn at(mut self, log_group: &str, log_stream: &str, log_event_id: Option<&str>) -> Self {
-        self.log_group = Some(log_group.to_owned());
-        self.log_stream = Some(log_stream.to_owned());
-        self.log_event_id = log_event_id.map(str::to_owned);
+        // Bounded: names longer than CloudWatch allows come only from hostile input, and
+        // the quarantine item must still fit DynamoDB's item limit.
+        let bounded = |name: &str| {
+            let mut name = name.to_owned();
+            crate::model::bounds::bound_text(&mut name);
+            name
+        };
+        self.log_group = Some(bounded(log_group));
+        self.log_stream = Some(bounded(log_stream));
+        self.log_event_id = log_event_id.map(bounded);
         self
     }
 }

@@ -15,10 +15,19 @@ use crate::decode::Quarantined;
 use crate::domain::{Conflict, Derived};
 use crate::model::{RecordIdentity, TrailEntry};
 
-/// Failures of the store. All of them are worth retrying: the data was fine, the
-/// dependency was not (bad data never reaches here; it is quarantined before).
+/// Failures of the store. All but [`StoreError::Rejected`] are worth retrying: the data
+/// was fine, the dependency was not (bad data never reaches here; it is quarantined or
+/// bounded before).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// DynamoDB refused the request as invalid (`ValidationException`: an item over
+    /// 400 KB, a key over its limit). The same request fails on every retry, so it is
+    /// never retried as if it were throttling; it means a bound was missed.
+    #[error("DynamoDB refused {operation} as invalid: {message}")]
+    Rejected {
+        operation: &'static str,
+        message: String,
+    },
     #[error("DynamoDB {operation} failed: {message}")]
     Request {
         operation: &'static str,
@@ -30,6 +39,13 @@ pub enum StoreError {
     LeaseTimeout { cluster: String, waited_ms: u128 },
     #[error("stored item {key} is not readable: {message}")]
     Corrupt { key: String, message: String },
+}
+
+impl StoreError {
+    /// Whether retrying the same request can succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, StoreError::Rejected { .. })
+    }
 }
 
 /// What appending a batch to the trail did with each entry.
