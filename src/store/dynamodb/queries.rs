@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::store::{DynamoStore, request_error};
+use super::store::{DynamoStore, sdk_error};
 use crate::decode::Quarantined;
 use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, StreamSummary};
 use crate::model::{Timestamp, TrailEntry};
@@ -65,7 +65,7 @@ impl DynamoStore {
             let output = request
                 .send()
                 .await
-                .map_err(|error| request_error("Query", error))?;
+                .map_err(|error| sdk_error("Query", error))?;
             on_page(output.items.unwrap_or_default())?;
             start = output.last_evaluated_key;
             if start.is_none() {
