@@ -66,6 +66,16 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
         }
         MessageType::DataMessage => {}
     }
+    for event in &payload.undecodable {
+        parsed.log_events += 1;
+        parsed
+            .quarantined
+            .push(Quarantined::new(event.reason.clone(), &event.message).at(
+                &payload.log_group,
+                &payload.log_stream,
+                Some(&event.id),
+            ));
+    }
     let stream = StreamId::from_log(&payload.log_group, &payload.log_stream);
     for event in payload.log_events {
         parsed.log_events += 1;

@@ -576,8 +576,93 @@ struct QuarantineItem {
     pk: String,
     sk: String,
     item_type: String,
+    /// How many `…#PART#<n>` items hold the whole content, when `raw` is cut.
+    raw_parts: Option<usize>,
     #[serde(flatten)]
     quarantined: Quarantined,
+}
+
+const QUARANTINE_TYPE: &str = "quarantined";
+const QUARANTINE_PART_TYPE: &str = "quarantined_part";
+
+/// Bytes of content per part item: a binary attribute well inside the 400 KB item limit.
+pub const QUARANTINE_PART_BYTES: usize = 256 * 1024;
+
+/// The item of a quarantined input and, when its `raw` is cut, the parts that hold its
+/// whole content (`<sk>#PART#0000`, …, binary `data`), so that nothing quarantined is lost.
+pub fn quarantine_items(quarantined: &Quarantined) -> Result<Vec<Item>, StoreError> {
+    let head = quarantine_item(quarantined)?;
+    let Some(content) = &quarantined.content else {
+        return Ok(vec![head]);
+    };
+    let sk = sort_key(&head);
+    let mut items = vec![head];
+    for (index, part) in content.chunks(QUARANTINE_PART_BYTES).enumerate() {
+        items.push(HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(QUARANTINE_PK.to_owned())),
+            (
+                "sk".to_owned(),
+                AttributeValue::S(format!("{sk}#PART#{index:04}")),
+            ),
+            (
+                "item_type".to_owned(),
+                AttributeValue::S(QUARANTINE_PART_TYPE.to_owned()),
+            ),
+            (
+                "raw_sha256".to_owned(),
+                AttributeValue::S(quarantined.raw_sha256.clone()),
+            ),
+            (
+                "data".to_owned(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(part.to_vec())),
+            ),
+        ]));
+    }
+    Ok(items)
+}
+
+/// Whether an item of the quarantine partition is a quarantined input (not a part).
+pub fn is_quarantined(item: &Item) -> bool {
+    item_type(item) == QUARANTINE_TYPE
+}
+
+/// Sort-key prefix of the parts of the quarantined input stored under `sk`.
+pub fn quarantine_parts_prefix(sk: &str) -> String {
+    format!("{sk}#PART#")
+}
+
+/// Joins the parts of a quarantined input (in sort-key order) and checks them against the
+/// item's digest and part count: what comes back is the content, or an error.
+pub fn quarantined_content(head: &Item, parts: &[Item]) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        key: item_key(head),
+        message,
+    };
+    let expected = head
+        .get("raw_parts")
+        .and_then(|value| value.as_n().ok())
+        .and_then(|count| count.parse::<usize>().ok());
+    if expected != Some(parts.len()) {
+        return Err(corrupt(format!(
+            "{} content parts stored, {expected:?} expected",
+            parts.len()
+        )));
+    }
+    let mut content = Vec::new();
+    for part in parts {
+        let data = part
+            .get("data")
+            .and_then(|value| value.as_b().ok())
+            .ok_or_else(|| corrupt(format!("part {} has no data", sort_key(part))))?;
+        content.extend_from_slice(data.as_ref());
+    }
+    let digest = hex::encode(Sha256::digest(&content));
+    if digest != text_attribute(head, "raw_sha256") {
+        return Err(corrupt(format!(
+            "the joined parts' SHA-256 {digest} is not the item's"
+        )));
+    }
+    Ok(content)
 }
 
 /// Keyed by where it came from when known, else by its digest, so that quarantining the
@@ -599,7 +684,11 @@ pub fn quarantine_item(quarantined: &Quarantined) -> Result<Item, StoreError> {
     let item = QuarantineItem {
         pk: QUARANTINE_PK.to_owned(),
         sk,
-        item_type: "quarantined".to_owned(),
+        item_type: QUARANTINE_TYPE.to_owned(),
+        raw_parts: quarantined
+            .content
+            .as_ref()
+            .map(|content| content.len().div_ceil(QUARANTINE_PART_BYTES)),
         quarantined: quarantined.clone(),
     };
     to_clean_item(&item, &item.sk)

@@ -89,7 +89,9 @@ impl AuditStore for MemoryStore {
 
     async fn quarantine(&self, quarantined: &[Quarantined]) -> Result<(), StoreError> {
         for item in quarantined {
-            self.put(items::quarantine_item(item)?);
+            for item in items::quarantine_items(item)? {
+                self.put(item);
+            }
         }
         Ok(())
     }

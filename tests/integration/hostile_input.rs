@@ -467,3 +467,114 @@ async fn racing_conflicting_deliveries_keep_the_first_record_and_record_every_ot
         .count();
     assert_eq!(conflict_alerts, deliveries - IDENTITIES as usize);
 }
+
+/// A subscription event whose inflated payload is `json`, byte for byte.
+fn raw_payload_event(json: &[u8]) -> serde_json::Value {
+    serde_json::json!({"awslogs": {"data": b64(&gzip(json))}})
+}
+
+/// Issue 17 item 4: invalid UTF-8 or a lone surrogate escape in one log event used to
+/// quarantine the whole payload; only that event is quarantined now.
+#[tokio::test]
+async fn an_event_that_is_not_text_is_quarantined_alone() {
+    let store = fresh_store("lenient").await;
+    let event = |id: u32, message: &str| {
+        serde_json::json!({"id": id.to_string(), "timestamp": T0 / 1000, "message": message})
+            .to_string()
+    };
+    let mut json = format!(
+        r#"{{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"{GROUP}","logStream":"hsm-a","subscriptionFilters":["f"],"logEvents":[{},"#,
+        event(1, &login(T0, 0, 1, "admin"))
+    )
+    .into_bytes();
+    json.extend_from_slice(
+        b"{\"id\":\"2\",\"timestamp\":1516067329824,\"message\":\"Time: \xff\xfe broken\"},",
+    );
+    json.extend_from_slice(
+        br#"{"id":"3","timestamp":1516067329824,"message":"User Name : \ud800 lone"},"#,
+    );
+    json.extend_from_slice(format!("{}]}}", event(4, &logout(T0 + 5, 1, 1, "admin"))).as_bytes());
+    let report = handle(raw_payload_event(&json), &store, &config_for(&store))
+        .await
+        .expect("handled");
+    assert_eq!((report.stored, report.quarantined), (2, 2));
+    let mut quarantined = store.quarantined().await.expect("quarantine");
+    quarantined.sort_by(|a, b| a.log_event_id.cmp(&b.log_event_id));
+    let ids: Vec<_> = quarantined
+        .iter()
+        .map(|q| q.log_event_id.as_deref().unwrap_or_default())
+        .collect();
+    assert_eq!(ids, ["2", "3"]);
+    assert!(quarantined[0].reason.contains("not valid UTF-8"));
+    assert!(quarantined[1].reason.contains("lone UTF-16 surrogate"));
+    // The bad event's bytes are kept exactly, not only as readable text.
+    let content = store
+        .quarantined_content(&quarantined[0].raw_sha256)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(content, b"Time: \xff\xfe broken");
+    let sessions = store
+        .sessions(CLUSTER, Some("admin"), None, None)
+        .await
+        .expect("sessions");
+    assert_eq!(sessions.len(), 1);
+    assert!(sessions[0].end_time.is_some(), "the logout was stored too");
+}
+
+/// A payload that must be quarantined whole (here: its JSON is cut short) is kept whole:
+/// 3,000 records, far past the 16 KiB of `raw`, come back byte for byte through the CLI.
+#[tokio::test]
+async fn a_payload_quarantined_whole_is_recoverable_in_full() {
+    let store = fresh_store("whole").await;
+    let records: Vec<String> = (0..3000)
+        .map(|seq| login(T0 + seq as i64, seq, 1, "admin"))
+        .collect();
+    let messages: Vec<&str> = records.iter().map(String::as_str).collect();
+    let event = subscription_event(GROUP, "hsm-a", 1, &messages);
+    let data = event["awslogs"]["data"].as_str().expect("data").to_owned();
+    let whole = {
+        use base64::Engine;
+        let gz = base64::engine::general_purpose::STANDARD
+            .decode(&data)
+            .expect("base64");
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json)
+            .expect("gunzip");
+        json
+    };
+    let broken = &whole[..whole.len() - 10];
+    let report = handle(raw_payload_event(broken), &store, &config_for(&store))
+        .await
+        .expect("handled");
+    assert_eq!((report.stored, report.quarantined), (0, 1));
+    let quarantined = store.quarantined().await.expect("quarantine");
+    assert_eq!(quarantined.len(), 1);
+    assert!(quarantined[0].raw_truncated);
+    let exported = std::process::Command::new(env!("CARGO_BIN_EXE_hsm-audit"))
+        .args(["quarantine", "--export", &quarantined[0].raw_sha256])
+        .env("TABLE_NAME", store.table())
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("run hsm-audit");
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    // The export is the subscription data as received: base64 of the gzip.
+    let inflated = {
+        use base64::Engine;
+        let gz = base64::engine::general_purpose::STANDARD
+            .decode(&exported.stdout)
+            .expect("the export is the base64 data");
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json)
+            .expect("gunzip");
+        json
+    };
+    assert_eq!(inflated, broken, "every byte of the payload is recoverable");
+}

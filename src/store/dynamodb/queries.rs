@@ -185,7 +185,36 @@ impl DynamoStore {
         let found = self.query_partition(items::QUARANTINE_PK, None).await?;
         found
             .into_iter()
+            .filter(items::is_quarantined)
             .map(items::quarantined_from_item)
             .collect()
+    }
+
+    /// The whole content of the quarantined input whose SHA-256 is `raw_sha256`, checked
+    /// against it; `None` when nothing quarantined has that digest.
+    pub async fn quarantined_content(
+        &self,
+        raw_sha256: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let found = self.query_partition(items::QUARANTINE_PK, None).await?;
+        let Some(head) = found.into_iter().find(|item| {
+            items::is_quarantined(item)
+                && item
+                    .get("raw_sha256")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(raw_sha256)
+        }) else {
+            return Ok(None);
+        };
+        if !head.contains_key("raw_parts") {
+            // Not cut: `raw` is the content.
+            return Ok(Some(items::quarantined_from_item(head)?.raw.into_bytes()));
+        }
+        let prefix = items::quarantine_parts_prefix(&items::sort_key(&head));
+        let parts = self
+            .query_partition(items::QUARANTINE_PK, Some(SortKey::Prefix(&prefix)))
+            .await?;
+        items::quarantined_content(&head, &parts).map(Some)
     }
 }

@@ -319,10 +319,11 @@ impl AuditStore for DynamoStore {
 
     async fn quarantine(&self, quarantined: &[Quarantined]) -> Result<(), StoreError> {
         let mut writes: HashMap<String, Item> = HashMap::new();
-        for item in quarantined {
-            let item = items::quarantine_item(item)?;
-            // One batch may not name the same key twice.
-            writes.insert(items::item_key(&item), item);
+        for quarantined in quarantined {
+            for item in items::quarantine_items(quarantined)? {
+                // One batch may not name the same key twice.
+                writes.insert(items::item_key(&item), item);
+            }
         }
         let writes: Vec<Item> = writes.into_values().collect();
         self.account(&writes);
