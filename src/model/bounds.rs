@@ -7,8 +7,9 @@ use sha2::{Digest, Sha256};
 use super::{AuditRecord, Opcode};
 
 /// The longest field kept as it is. CloudHSM user names, opcode names and Luna ids are
-/// tens of bytes; CloudWatch names (log group, stream) at most 512.
-pub const MAX_FIELD_BYTES: usize = 1024;
+/// tens of bytes, CloudWatch names (log group, stream) at most 512; a hostile name of a
+/// few KiB is still kept whole (its key part is cut to a digest).
+pub const MAX_FIELD_BYTES: usize = 4096;
 
 /// Past this many bytes of fields (after each was bounded), a record is quarantined: only
 /// lists (Luna object ids, certificate attributes) can still grow, and a record is ~400
@@ -16,7 +17,7 @@ pub const MAX_FIELD_BYTES: usize = 1024;
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
 /// `text` itself when it has at most [`MAX_FIELD_BYTES`], else its start, the original
-/// length and the SHA-256 of the whole: `admin…[1048576 bytes, sha256 ab12…]`. A cut
+/// length and the SHA-256 of the whole: `mmmm…[1048576 bytes, sha256 ab12…]`. A cut
 /// form is always longer than [`MAX_FIELD_BYTES`], so no value kept as it is can equal
 /// one, and two long values that share the start still differ.
 pub fn bound_text(text: &mut String) {
@@ -109,11 +110,11 @@ mod tests {
         let mut short = "admin".to_owned();
         bound_text(&mut short);
         assert_eq!(short, "admin");
-        let long = "é".repeat(600);
+        let long = "é".repeat(2100);
         let mut cut = long.clone();
         bound_text(&mut cut);
         assert!(cut.len() > MAX_FIELD_BYTES && cut.len() < MAX_FIELD_BYTES + 100);
-        assert!(cut.contains("…[1200 bytes, sha256 "), "{cut}");
+        assert!(cut.contains("…[4200 bytes, sha256 "), "{cut}");
         let mut other = format!("{long}x");
         bound_text(&mut other);
         assert_ne!(cut, other);
