@@ -261,11 +261,8 @@ impl AuditStore for DynamoStore {
             let (fresh, _) = crate::store::classify_entries(entries, &stored_by_others);
             let pending = fresh
                 .into_iter()
+                .filter(|(entry, _)| !written.contains(&items::identity_sk(&entry.identity())))
                 .map(|(entry, digest)| items::trail_item_with_digest(entry, digest))
-                .filter(|item| {
-                    item.as_ref()
-                        .map_or(true, |item| !written.contains(&items::sort_key(item)))
-                })
                 .collect::<Result<Vec<_>, _>>()?;
             if pending.is_empty() {
                 break;
