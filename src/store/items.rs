@@ -10,7 +10,11 @@
 //!   `SESSION#<user>#<login time>#…`, `KEY#<handle>#GEN#<n>` (Luna objects under
 //!   `KEY#LUNA#<ouid>#GEN#<n>`, apart from CloudHSM handles), `FAILED_LOGIN#<time>#…`,
 //!   `ALERT#<time>#<kind>#…`, `STREAM#<hsm>#RC#<reboot>`, and the `LEASE`.
-//! - `QUARANTINE`: what could not be processed.
+//! - `QUARANTINE`: what could not be processed, and the whole content of what its `raw`
+//!   cuts under `…#PART#<n>`.
+//!
+//! Names from the input go into keys through [`key_part`]: escaped, so that no part holds
+//! the separator `#`, and bounded with a digest of the whole value.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
