@@ -286,9 +286,10 @@ async fn dynamodb_cost(endpoint: &str, payloads: &[GeneratedPayload], records: u
         elapsed.as_secs_f64()
     );
     println!(
-        "  requests: {} = {:.3} per record (BatchWriteItem {}, BatchGetItem {}, Query {}, single-item {}, retries {})",
+        "  requests: {} = {:.3} per record (TransactWriteItems {}, BatchWriteItem {}, BatchGetItem {}, Query {}, single-item {}, retries {})",
         counts.total(),
         counts.total() as f64 / records as f64,
+        load(&counts.transact_write),
         load(&counts.batch_write),
         load(&counts.batch_get),
         load(&counts.query),

@@ -130,7 +130,10 @@ cmd_start() {
     local attempt port pid waited
     for attempt in 1 2 3; do
         port="$(free_port)"
-        nohup "$VENV/bin/moto_server" -H "$HOST" -p "$port" >"$LOG_FILE" 2>&1 </dev/null &
+        # moto_server with its DynamoDB model serialized (see the script: atomic item
+        # writes and transactions, as DynamoDB's).
+        nohup "$VENV/bin/python" "$ROOT/scripts/moto_server_serialized.py" -H "$HOST" -p "$port" \
+            >"$LOG_FILE" 2>&1 </dev/null &
         pid=$!
         echo "$pid" >"$PID_FILE"
         echo "$port" >"$PORT_FILE"

@@ -28,10 +28,16 @@ pub enum HandlerError {
 
 impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Self {
+        let HandlerError::Store(store_error) = &error;
+        // Lambda retries the event, then hands it to the on-failure destination; the type
+        // tells an operator reading either whether a retry can succeed.
+        let error_type = if store_error.is_retryable() {
+            "Retryable"
+        } else {
+            "Rejected"
+        };
         Diagnostic {
-            // Lambda retries the event, then hands it to the on-failure destination;
-            // the type tells an operator reading either that a retry can succeed.
-            error_type: "Retryable".to_owned(),
+            error_type: error_type.to_owned(),
             error_message: error.to_string(),
         }
     }

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::domain::{AlertKind, Conflict, fold};
 use crate::incremental::{ObjectCarry, StepWrite, object_names, plan_write, prepare_step};
-use crate::model::{Opcode, StreamId, Timestamp, TrailEntry};
+use crate::model::{Opcode, StreamId, Timestamp, TrailEntry, bounds};
 use crate::parse::parse_message;
 use crate::store::{AuditStore, ClusterLease, StoreError};
 
@@ -69,10 +69,34 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
         }
         MessageType::DataMessage => {}
     }
+    for event in &payload.undecodable {
+        parsed.log_events += 1;
+        parsed
+            .quarantined
+            .push(Quarantined::new(event.reason.clone(), &event.message).at(
+                &payload.log_group,
+                &payload.log_stream,
+                Some(&event.id),
+            ));
+    }
     let stream = StreamId::from_log(&payload.log_group, &payload.log_stream);
     for event in payload.log_events {
         parsed.log_events += 1;
-        match parse_message(&event.message) {
+        // A time the trail cannot store would be written and then fail every later read.
+        let log_event_time = Timestamp::from_millis(event.timestamp);
+        let checked = parse_message(&event.message).and_then(|mut record| {
+            record.time().check_storable("the record's time")?;
+            log_event_time.check_storable("the CloudWatch event timestamp")?;
+            // A record's fields come from its message: a short one is bounded already.
+            if event.message.len() > bounds::MAX_FIELD_BYTES {
+                bounds::bound_record(&mut record)?;
+            }
+            bounds::check_name("the log group", &payload.log_group)?;
+            bounds::check_name("the log stream", &payload.log_stream)?;
+            bounds::check_name("the log event id", &event.id)?;
+            Ok(record)
+        });
+        match checked {
             Ok(record) => parsed
                 .entries
                 .entry(stream.cluster.clone())
@@ -82,7 +106,7 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
                     record,
                     log_group: payload.log_group.clone(),
                     log_event_id: event.id,
-                    log_event_time: Timestamp::from_millis(event.timestamp),
+                    log_event_time,
                     raw: event.message,
                 }),
             Err(reason) => {

@@ -171,6 +171,7 @@ async fn backfill_stream(
                 log_stream: stream.to_owned(),
                 subscription_filters: Vec::new(),
                 log_events: events,
+                undecodable: Vec::new(),
             };
             let stored = store_parsed(store, parse_decoded([Decoded::Payload(payload)]))
                 .await

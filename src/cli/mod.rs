@@ -137,7 +137,15 @@ enum Command {
         cluster: String,
     },
     /// What could not be processed, with the reason.
-    Quarantine,
+    Quarantine {
+        /// Write the whole content of the item whose `raw_sha256` this is (checked
+        /// against it), byte for byte, instead of listing.
+        #[arg(long, value_name = "RAW_SHA256")]
+        export: Option<String>,
+        /// Where `--export` writes; standard output when absent.
+        #[arg(long, requires = "export")]
+        out: Option<PathBuf>,
+    },
     /// Rebuild a cluster's views from its whole trail, a bounded part of each stream at a
     /// time: after `late_record` alerts (records that arrived later than the allowed
     /// lateness), or after an upgrade that changed how views are derived.
@@ -327,7 +335,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let quorum = store.quorum(&cluster).await.map_err(processing)?;
             render::emit(output, &quorum, || render::quorum_table(&quorum))
         }
-        Command::Quarantine => {
+        Command::Quarantine {
+            export: Some(digest),
+            out,
+        } => {
+            let content = store
+                .quarantined_content(&digest)
+                .await
+                .map_err(processing)?
+                .ok_or_else(|| {
+                    Failure::Usage(format!("nothing quarantined has SHA-256 {digest}"))
+                })?;
+            match out {
+                Some(path) => std::fs::write(&path, &content)
+                    .map_err(|error| processing(format!("{}: {error}", path.display()))),
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&content).map_err(processing)
+                }
+            }
+        }
+        Command::Quarantine { export: None, .. } => {
             let items = store.quarantined().await.map_err(processing)?;
             render::emit(output, &items, || render::quarantine_table(&items))
         }

@@ -48,6 +48,20 @@ pub struct LogsPayload {
     #[serde(default)]
     pub subscription_filters: Vec<String>,
     pub log_events: Vec<LogEvent>,
+    /// Events whose message is not text (invalid UTF-8, a lone surrogate escape): each is
+    /// quarantined on its own, the other events of the payload are processed.
+    #[serde(skip)]
+    pub undecodable: Vec<UndecodableEvent>,
+}
+
+/// A log event whose message could not be decoded as text, with the bytes it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndecodableEvent {
+    pub id: String,
+    pub timestamp: i64,
+    pub reason: String,
+    /// The message's bytes as sent (escapes resolved, a lone surrogate as WTF-8).
+    pub message: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -124,14 +138,113 @@ fn initial_capacity(compressed: &[u8]) -> usize {
 }
 
 /// Straight into the typed payload (one pass, no intermediate `Value`); only when that
-/// fails is the JSON read again, to tell invalid JSON from JSON of another shape.
-fn parse_payload(json: &[u8]) -> Result<LogsPayload, DecodeError> {
-    serde_json::from_slice::<LogsPayload>(json).map_err(
-        |typed_error| match serde_json::from_slice::<serde::de::IgnoredAny>(json) {
-            Ok(_) => DecodeError::NotSubscriptionPayload(typed_error.to_string()),
-            Err(syntax_error) => DecodeError::InvalidJson(syntax_error.to_string()),
-        },
-    )
+/// fails is the JSON read again: leniently, in case one event's message is not text
+/// (then only that event is set apart), else to tell invalid JSON from JSON of another
+/// shape.
+pub(crate) fn parse_payload(json: &[u8]) -> Result<LogsPayload, DecodeError> {
+    serde_json::from_slice::<LogsPayload>(json).or_else(|typed_error| {
+        if let Ok(payload) = serde_json::from_slice::<LenientPayload>(json) {
+            return Ok(payload.into_payload());
+        }
+        Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(json) {
+                Ok(_) => DecodeError::NotSubscriptionPayload(typed_error.to_string()),
+                Err(syntax_error) => DecodeError::InvalidJson(syntax_error.to_string()),
+            },
+        )
+    })
+}
+
+/// The payload with every message read as bytes: serde_json reads a string as bytes
+/// without requiring UTF-8, and a lone surrogate escape as its WTF-8 encoding.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LenientPayload {
+    message_type: MessageType,
+    #[serde(default)]
+    owner: String,
+    log_group: String,
+    log_stream: String,
+    #[serde(default)]
+    subscription_filters: Vec<String>,
+    log_events: Vec<LenientEvent>,
+}
+
+#[derive(Deserialize)]
+struct LenientEvent {
+    id: String,
+    timestamp: i64,
+    message: MessageBytes,
+}
+
+struct MessageBytes(Vec<u8>);
+
+impl<'de> Deserialize<'de> for MessageBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BytesVisitor;
+        impl serde::de::Visitor<'_> for BytesVisitor {
+            type Value = MessageBytes;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<MessageBytes, E> {
+                Ok(MessageBytes(bytes.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(
+                self,
+                bytes: Vec<u8>,
+            ) -> Result<MessageBytes, E> {
+                Ok(MessageBytes(bytes))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<MessageBytes, E> {
+                Ok(MessageBytes(text.as_bytes().to_vec()))
+            }
+        }
+        deserializer.deserialize_bytes(BytesVisitor)
+    }
+}
+
+impl LenientPayload {
+    fn into_payload(self) -> LogsPayload {
+        let mut log_events = Vec::with_capacity(self.log_events.len());
+        let mut undecodable = Vec::new();
+        for event in self.log_events {
+            match String::from_utf8(event.message.0) {
+                Ok(message) => log_events.push(LogEvent {
+                    id: event.id,
+                    timestamp: event.timestamp,
+                    message,
+                }),
+                Err(error) => undecodable.push(UndecodableEvent {
+                    id: event.id,
+                    timestamp: event.timestamp,
+                    reason: not_text_reason(error.utf8_error(), error.as_bytes()),
+                    message: error.into_bytes(),
+                }),
+            }
+        }
+        LogsPayload {
+            message_type: self.message_type,
+            owner: self.owner,
+            log_group: self.log_group,
+            log_stream: self.log_stream,
+            subscription_filters: self.subscription_filters,
+            log_events,
+            undecodable,
+        }
+    }
+}
+
+fn not_text_reason(error: std::str::Utf8Error, bytes: &[u8]) -> String {
+    let at = error.valid_up_to();
+    // A surrogate code point (U+D800..U+DFFF) encodes as ED A0..BF xx: what an unpaired
+    // `\uD800` escape becomes.
+    if bytes.get(at) == Some(&0xED) && bytes.get(at + 1).is_some_and(|b| (0xA0..=0xBF).contains(b))
+    {
+        format!("log event message has a lone UTF-16 surrogate escape at byte {at}: not text")
+    } else {
+        format!("log event message is not valid UTF-8 (invalid byte at offset {at})")
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +312,28 @@ pub(crate) mod tests {
             Err(DecodeError::TooLarge { cap: 1 << 20 })
         );
         assert_eq!(inflate_capped(&bomb, 4 << 20).map(|v| v.len()), Ok(4 << 20));
+    }
+
+    #[test]
+    fn one_event_that_is_not_text_is_set_apart_and_the_others_decode() {
+        let mut json = br#"{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"/aws/cloudhsm/c","logStream":"hsm-1","subscriptionFilters":["f"],"logEvents":[{"id":"1","timestamp":5,"message":"good"},{"id":"2","timestamp":6,"message":"bad "#.to_vec();
+        json.extend_from_slice(b"\xff\xfe");
+        json.extend_from_slice(br#""},{"id":"3","timestamp":7,"message":"lone \ud800 x"},{"id":"4","timestamp":8,"message":"pair \ud83d\ude00"}]}"#);
+        let payload = decode_awslogs_data(&b64(&gzip(&json)), 1 << 20).unwrap();
+        let ids: Vec<&str> = payload.log_events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["1", "4"]);
+        assert_eq!(payload.log_events[1].message, "pair 😀");
+        assert_eq!(payload.undecodable.len(), 2);
+        assert_eq!(payload.undecodable[0].id, "2");
+        assert_eq!(payload.undecodable[0].message, b"bad \xff\xfe");
+        assert!(payload.undecodable[0].reason.contains("not valid UTF-8"));
+        assert_eq!(payload.undecodable[1].id, "3");
+        assert!(
+            payload.undecodable[1]
+                .reason
+                .contains("lone UTF-16 surrogate")
+        );
+        assert_eq!(payload.undecodable[1].message, b"lone \xed\xa0\x80 x");
     }
 
     #[test]

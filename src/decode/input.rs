@@ -95,6 +95,10 @@ pub fn decode_document(
     match serde_json::from_slice::<Value>(bytes) {
         Ok(value) => decode_json_document(&value, source, max_inflated_bytes),
         Err(json_error) => {
+            // A subscription payload with one event that is not text: the others count.
+            if let Ok(payload) = super::awslogs::parse_payload(bytes) {
+                return Ok(vec![Decoded::Payload(payload)]);
+            }
             let text = String::from_utf8_lossy(bytes);
             if crate::parse::looks_like_cloudhsm_record(&text) {
                 raw_text_payload(&text, name, source).map(|payload| vec![Decoded::Payload(payload)])
@@ -272,6 +276,7 @@ fn data_message(log_group: &str, log_stream: &str, log_events: Vec<LogEvent>) ->
         log_stream: log_stream.to_owned(),
         subscription_filters: Vec::new(),
         log_events,
+        undecodable: Vec::new(),
     }
 }
 

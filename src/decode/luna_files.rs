@@ -239,6 +239,7 @@ fn payloads(name: &str, values: Vec<Value>, fallback_cluster: Option<&str>) -> V
             log_stream: stream,
             subscription_filters: Vec::new(),
             log_events,
+            undecodable: Vec::new(),
         })
     }));
     out

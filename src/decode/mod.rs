@@ -9,7 +9,8 @@ mod luna_files;
 mod quarantine;
 
 pub use awslogs::{
-    DecodeError, LogEvent, LogsPayload, MessageType, decode_awslogs_data, inflate_capped,
+    DecodeError, LogEvent, LogsPayload, MessageType, UndecodableEvent, decode_awslogs_data,
+    inflate_capped,
 };
 pub use input::{Decoded, RawTextSource, decode_document, decode_lambda_event, split_raw_text};
 pub use kinesis::{EventShape, StreamRecord, event_shape, firehose_records, kinesis_records};

@@ -19,7 +19,16 @@ pub struct Quarantined {
     pub raw_bytes: usize,
     /// Digest of the whole content, so a truncated item still identifies its original.
     pub raw_sha256: String,
+    /// The whole content, byte for byte, when `raw` is cut (up to [`MAX_KEPT_BYTES`]): the
+    /// store keeps it in parts beside the item, so a quarantined payload stays recoverable
+    /// (`hsm-audit quarantine --export <raw_sha256>`).
+    #[serde(skip)]
+    pub content: Option<Vec<u8>>,
 }
+
+/// The largest content kept whole. A Lambda event is at most 6 MB; only a file given to
+/// the CLI can be larger, and the CLI still has the file.
+pub const MAX_KEPT_BYTES: usize = 16 * 1024 * 1024;
 
 impl Quarantined {
     pub fn new(reason: impl Into<String>, raw: &[u8]) -> Self {
@@ -28,6 +37,11 @@ impl Quarantined {
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
+        // `raw` is not the content itself when cut or when the content is not UTF-8 (made
+        // readable with replacement characters): then the content is kept whole.
+        let lossy = matches!(text, std::borrow::Cow::Owned(_));
+        let content =
+            ((cut < text.len() || lossy) && raw.len() <= MAX_KEPT_BYTES).then(|| raw.to_vec());
         Self {
             reason: reason.into(),
             log_group: None,
@@ -37,13 +51,21 @@ impl Quarantined {
             raw_truncated: cut < text.len(),
             raw_bytes: raw.len(),
             raw_sha256: hex::encode(Sha256::digest(raw)),
+            content,
         }
     }
 
     pub fn at(mut self, log_group: &str, log_stream: &str, log_event_id: Option<&str>) -> Self {
-        self.log_group = Some(log_group.to_owned());
-        self.log_stream = Some(log_stream.to_owned());
-        self.log_event_id = log_event_id.map(str::to_owned);
+        // Bounded: names longer than CloudWatch allows come only from hostile input, and
+        // the quarantine item must still fit DynamoDB's item limit.
+        let bounded = |name: &str| {
+            let mut name = name.to_owned();
+            crate::model::bounds::bound_text(&mut name);
+            name
+        };
+        self.log_group = Some(bounded(log_group));
+        self.log_stream = Some(bounded(log_stream));
+        self.log_event_id = log_event_id.map(bounded);
         self
     }
 }
@@ -60,6 +82,16 @@ mod tests {
         assert!(item.raw.len() <= MAX_RAW_BYTES);
         assert_eq!(item.raw_bytes, raw.len());
         assert_eq!(item.raw_sha256, hex::encode(Sha256::digest(raw.as_bytes())));
+    }
+
+    #[test]
+    fn content_that_raw_does_not_hold_is_kept_whole() {
+        let long = "x".repeat(MAX_RAW_BYTES + 1);
+        let item = Quarantined::new("too big", long.as_bytes());
+        assert_eq!(item.content.as_deref(), Some(long.as_bytes()));
+        let binary = Quarantined::new("not text", b"a\xffb");
+        assert_eq!(binary.content.as_deref(), Some(&b"a\xffb"[..]));
+        assert_eq!(Quarantined::new("bad", b"abc").content, None);
     }
 
     #[test]

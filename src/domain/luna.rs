@@ -324,6 +324,7 @@ fn sessions(
                 ended_by: closed.then(|| INACTIVITY.to_owned()),
                 origin_hsm: partition.clone(),
                 origin_seq: 0,
+                origin_reboot_counter: 0,
                 mirror_hsms: Vec::new(),
                 events: events.iter().map(|rec| session_event(rec)).collect(),
             });

@@ -177,6 +177,10 @@ pub struct ClusterSession {
     pub origin_hsm: String,
     /// Sequence number of the origin login, so two sessions never share an identity.
     pub origin_seq: u64,
+    /// Reboot counter of the origin login: two boots of one HSM restart the sequence, and
+    /// their sessions must not share a key. Absent in views stored before it existed.
+    #[serde(default)]
+    pub origin_reboot_counter: u32,
     pub mirror_hsms: Vec<String>,
     pub events: Vec<SessionEvent>,
 }

@@ -85,6 +85,7 @@ struct GroupState {
     first_time: Timestamp,
     origin_hsm: String,
     origin_seq: u64,
+    origin_boot: u32,
     end: Option<(Timestamp, String)>,
     members: Vec<usize>,
 }
@@ -113,6 +114,7 @@ struct Group {
     first_time: Timestamp,
     origin_hsm: String,
     origin_seq: u64,
+    origin_boot: u32,
     /// The origin login, when it is among the records of this sweep.
     origin_login: Option<usize>,
     /// In grouping order, so the first is the origin.
@@ -216,6 +218,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
                     first_time: group.first_time,
                     origin_hsm: group.origin_hsm.clone(),
                     origin_seq: group.origin_seq,
+                    origin_boot: group.origin_boot,
                     origin_login: None,
                     members: group.members.clone(),
                     end: group.end.clone(),
@@ -301,6 +304,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
                         first_time: rec.time(),
                         origin_hsm: rec.hsm.to_owned(),
                         origin_seq: rec.seq(),
+                        origin_boot: rec.boot(),
                         origin_login: Some(login),
                         members: Vec::new(),
                         end: None,
@@ -525,6 +529,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
                 first_time: state.first_time,
                 origin_hsm: state.origin_hsm.clone(),
                 origin_seq: state.origin_seq,
+                origin_boot: state.origin_boot,
                 end: state.end.clone(),
                 members: Vec::new(),
             });
@@ -602,6 +607,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
                     ended_by: end.map(|(_, by)| by),
                     origin_hsm: group.origin_hsm.clone(),
                     origin_seq: group.origin_seq,
+                    origin_reboot_counter: group.origin_boot,
                     mirror_hsms,
                     events: events
                         .into_iter()

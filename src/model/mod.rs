@@ -1,5 +1,6 @@
 //! The typed values every stage shares: audit records, where they came from, and time.
 
+pub mod bounds;
 mod opcode;
 mod record;
 mod time;

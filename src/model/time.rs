@@ -10,6 +10,31 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The earliest time the trail stores: 0000-01-01T00:00:00Z.
+    pub const MIN: Self = Self(-62_167_219_200_000_000);
+    /// The latest: 9999-12-31T23:59:59.999999Z. Beyond four-digit years ISO-8601 needs a
+    /// sign (`+10000-…`) that breaks both the fixed width sort keys rely on and reading the
+    /// item back, so a record outside is quarantined before anything is stored.
+    pub const MAX: Self = Self(253_402_300_799_999_999);
+
+    /// Whether the time lies in [`Self::MIN`]..=[`Self::MAX`], where it reads back as it
+    /// was written and sorts as a key.
+    pub fn is_storable(self) -> bool {
+        (Self::MIN..=Self::MAX).contains(&self)
+    }
+
+    /// `Err` with the reason a record is quarantined for, when `self` is not storable.
+    pub fn check_storable(self, what: &str) -> Result<Self, String> {
+        if self.is_storable() {
+            Ok(self)
+        } else {
+            Err(format!(
+                "{what} ({} µs since the epoch) lies outside the years 0000 to 9999 the trail can store",
+                self.0
+            ))
+        }
+    }
+
     pub fn from_micros(micros: i64) -> Self {
         Self(micros)
     }
@@ -97,6 +122,30 @@ mod tests {
         let json = serde_json::to_string(&time).unwrap();
         assert_eq!(json, "\"2017-12-19T21:01:16.962174Z\"");
         assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), time);
+    }
+
+    #[test]
+    fn storable_times_read_back_exactly_and_the_next_microsecond_is_refused() {
+        for time in [Timestamp::MIN, Timestamp::MAX, Timestamp(0)] {
+            assert!(time.is_storable());
+            let json = serde_json::to_string(&time).unwrap();
+            assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), time);
+            assert_eq!(time.iso().len(), "2018-01-16T01:48:49.824999Z".len());
+        }
+        assert_eq!(Timestamp::MAX.iso(), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(Timestamp::MIN.iso(), "0000-01-01T00:00:00.000000Z");
+        for time in [
+            Timestamp(Timestamp::MAX.0 + 1),
+            Timestamp(Timestamp::MIN.0 - 1),
+            Timestamp::from_millis(i64::MAX),
+        ] {
+            assert!(!time.is_storable());
+            let reason = time.check_storable("`usecs`").unwrap_err();
+            assert!(
+                reason.contains("outside the years 0000 to 9999"),
+                "{reason}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,13 @@
 //!   `KEY#LUNA#<ouid>#GEN#<n>`, apart from CloudHSM handles), `FAILED_LOGIN#<time>#…`,
 //!   `ALERT#<time>#<kind>#…`, `STREAM#<hsm>#RC#<reboot>`, `QUORUM#…` (see `quorum`), and
 //!   the `LEASE`.
-//! - `QUARANTINE`: what could not be processed.
+//! - `STATE#<cluster>`: where the incremental derivation stands (`CHECKPOINT#…`) and each
+//!   object's carry (`OBJ#…`); see `crate::incremental`.
+//! - `QUARANTINE`: what could not be processed, and the whole content of what its `raw`
+//!   cuts under `…#PART#<n>`.
+//!
+//! Names from the input go into keys through [`key_part`]: escaped, so that no part holds
+//! the separator `#`, and bounded with a digest of the whole value.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -48,23 +54,58 @@ const MAX_TRAIL_RAW_BYTES: usize = 16 * 1024;
 pub const QUARANTINE_PK: &str = "QUARANTINE";
 pub const LEASE_SK: &str = "LEASE";
 
-/// The longest piece of input that goes into a key as it is. DynamoDB refuses sort keys
-/// over 1,024 bytes (partition keys over 2,048); a user name or stream name from hostile
-/// input must stay data, not become a request that fails on every retry.
+/// The longest key part. DynamoDB refuses sort keys over 1,024 bytes (partition keys over
+/// 2,048); a user name or stream name from hostile input must stay data, not become a
+/// request that fails on every retry.
 const MAX_KEY_PART: usize = 200;
 
-/// `text` as a key part: itself when short, else its start and a digest of the whole
-/// (so two long values still differ, and the same value always maps alike).
+/// Hex digits of the SHA-256 a long key part ends in: 128 bits, so two long values that
+/// share a readable start still never share a key.
+const KEY_DIGEST_HEX: usize = 32;
+
+/// Marks a key part cut down to its start and a digest. Escaped in every value, so no
+/// input can produce a cut-down form of its own.
+const CUT_MARKER: char = '~';
+
+/// `text` as a key part: itself when it holds nothing to escape and is short (the console
+/// stays readable: `SESSION#alice#2018-…`); else `%`, `#` and `~` escaped (`%25`, `%23`,
+/// `%7E`), so that a part never contains the separator and a prefix query ending in `#`
+/// matches whole parts only; and past [`MAX_KEY_PART`] bytes, the escaped start, `~` and
+/// a digest of the whole value, never a cut alone. The mapping is injective: escaping is,
+/// a short form never contains `~`, and a long form's digest covers the whole value.
 pub fn key_part(text: &str) -> Cow<'_, str> {
-    if text.len() <= MAX_KEY_PART {
+    let needs_escape = text.bytes().any(|byte| matches!(byte, b'%' | b'#' | b'~'));
+    if !needs_escape && text.len() <= MAX_KEY_PART {
         return Cow::Borrowed(text);
     }
-    let mut cut = MAX_KEY_PART - 17;
-    while !text.is_char_boundary(cut) {
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for character in text.chars() {
+        match character {
+            '%' => escaped.push_str("%25"),
+            '#' => escaped.push_str("%23"),
+            CUT_MARKER => escaped.push_str("%7E"),
+            other => escaped.push(other),
+        }
+    }
+    if escaped.len() <= MAX_KEY_PART {
+        return Cow::Owned(escaped);
+    }
+    let mut cut = MAX_KEY_PART - KEY_DIGEST_HEX - 1;
+    while !escaped.is_char_boundary(cut) {
         cut -= 1;
     }
+    // An escape split in two would read as a different character.
+    if let Some(percent) = escaped[..cut].rfind('%')
+        && percent + 3 > cut
+    {
+        cut = percent;
+    }
     let digest = hex::encode(Sha256::digest(text.as_bytes()));
-    Cow::Owned(format!("{}~{}", &text[..cut], &digest[..16]))
+    Cow::Owned(format!(
+        "{}{CUT_MARKER}{}",
+        &escaped[..cut],
+        &digest[..KEY_DIGEST_HEX]
+    ))
 }
 
 pub fn trail_pk(cluster: &str) -> String {
@@ -687,8 +728,93 @@ struct QuarantineItem {
     pk: String,
     sk: String,
     item_type: String,
+    /// How many `…#PART#<n>` items hold the whole content, when `raw` is cut.
+    raw_parts: Option<usize>,
     #[serde(flatten)]
     quarantined: Quarantined,
+}
+
+const QUARANTINE_TYPE: &str = "quarantined";
+const QUARANTINE_PART_TYPE: &str = "quarantined_part";
+
+/// Bytes of content per part item: a binary attribute well inside the 400 KB item limit.
+pub const QUARANTINE_PART_BYTES: usize = 256 * 1024;
+
+/// The item of a quarantined input and, when its `raw` is cut, the parts that hold its
+/// whole content (`<sk>#PART#0000`, …, binary `data`), so that nothing quarantined is lost.
+pub fn quarantine_items(quarantined: &Quarantined) -> Result<Vec<Item>, StoreError> {
+    let head = quarantine_item(quarantined)?;
+    let Some(content) = &quarantined.content else {
+        return Ok(vec![head]);
+    };
+    let sk = sort_key(&head);
+    let mut items = vec![head];
+    for (index, part) in content.chunks(QUARANTINE_PART_BYTES).enumerate() {
+        items.push(HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(QUARANTINE_PK.to_owned())),
+            (
+                "sk".to_owned(),
+                AttributeValue::S(format!("{sk}#PART#{index:04}")),
+            ),
+            (
+                "item_type".to_owned(),
+                AttributeValue::S(QUARANTINE_PART_TYPE.to_owned()),
+            ),
+            (
+                "raw_sha256".to_owned(),
+                AttributeValue::S(quarantined.raw_sha256.clone()),
+            ),
+            (
+                "data".to_owned(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(part.to_vec())),
+            ),
+        ]));
+    }
+    Ok(items)
+}
+
+/// Whether an item of the quarantine partition is a quarantined input (not a part).
+pub fn is_quarantined(item: &Item) -> bool {
+    item_type(item) == QUARANTINE_TYPE
+}
+
+/// Sort-key prefix of the parts of the quarantined input stored under `sk`.
+pub fn quarantine_parts_prefix(sk: &str) -> String {
+    format!("{sk}#PART#")
+}
+
+/// Joins the parts of a quarantined input (in sort-key order) and checks them against the
+/// item's digest and part count: what comes back is the content, or an error.
+pub fn quarantined_content(head: &Item, parts: &[Item]) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        key: item_key(head),
+        message,
+    };
+    let expected = head
+        .get("raw_parts")
+        .and_then(|value| value.as_n().ok())
+        .and_then(|count| count.parse::<usize>().ok());
+    if expected != Some(parts.len()) {
+        return Err(corrupt(format!(
+            "{} content parts stored, {expected:?} expected",
+            parts.len()
+        )));
+    }
+    let mut content = Vec::new();
+    for part in parts {
+        let data = part
+            .get("data")
+            .and_then(|value| value.as_b().ok())
+            .ok_or_else(|| corrupt(format!("part {} has no data", sort_key(part))))?;
+        content.extend_from_slice(data.as_ref());
+    }
+    let digest = hex::encode(Sha256::digest(&content));
+    if digest != text_attribute(head, "raw_sha256") {
+        return Err(corrupt(format!(
+            "the joined parts' SHA-256 {digest} is not the item's"
+        )));
+    }
+    Ok(content)
 }
 
 /// Keyed by where it came from when known, else by its digest, so that quarantining the
@@ -710,7 +836,11 @@ pub fn quarantine_item(quarantined: &Quarantined) -> Result<Item, StoreError> {
     let item = QuarantineItem {
         pk: QUARANTINE_PK.to_owned(),
         sk,
-        item_type: "quarantined".to_owned(),
+        item_type: QUARANTINE_TYPE.to_owned(),
+        raw_parts: quarantined
+            .content
+            .as_ref()
+            .map(|content| content.len().div_ceil(QUARANTINE_PART_BYTES)),
         quarantined: quarantined.clone(),
     };
     to_clean_item(&item, &item.sk)
@@ -773,10 +903,11 @@ const EVENT_INFIX: &str = "#EV#";
 
 pub fn session_sk(session: &ClusterSession) -> String {
     format!(
-        "SESSION#{}#{}#{}#{:016x}",
+        "SESSION#{}#{}#{}#RC#{:08x}#{:016x}",
         key_part(&session.user),
         session.login_time.iso(),
         key_part(&session.origin_hsm),
+        session.origin_reboot_counter,
         session.origin_seq
     )
 }
@@ -800,9 +931,10 @@ pub fn key_sk(key: &KeyGeneration) -> String {
 /// second on one partition stay two.
 fn failed_login_sk(login: &FailedLogin) -> String {
     let sk = format!(
-        "{FAILED_LOGIN_PREFIX}{}#{}#{:016x}",
+        "{FAILED_LOGIN_PREFIX}{}#{}#RC#{:08x}#{:016x}",
         login.time.iso(),
         key_part(&login.hsm),
+        login.reboot_counter,
         login.seq
     );
     match &login.log_event_id {
@@ -1272,9 +1404,24 @@ mod size_tests {
     #[test]
     fn long_input_becomes_a_bounded_distinct_key_part() {
         assert_eq!(key_part("admin"), "admin");
+        assert_eq!(key_part("a#b%c~d"), "a%23b%25c%7Ed");
         let long = "u".repeat(2048);
         let other = format!("{}v", "u".repeat(2047));
         assert!(key_part(&long).len() <= MAX_KEY_PART);
+        let cut = key_part(&long).into_owned();
+        assert_eq!(cut.matches(CUT_MARKER).count(), 1);
+        assert_ne!(
+            key_part(&cut),
+            cut,
+            "a cut-down form given as input is escaped, not taken as itself"
+        );
+        let escapes = "#".repeat(100);
+        let part = key_part(&escapes);
+        let (start, _) = part.split_once(CUT_MARKER).expect("cut down");
+        assert!(
+            start.len() % 3 == 0 && start.chars().all(|c| "%23".contains(c)),
+            "no escape is split: {start}"
+        );
         assert_ne!(
             key_part(&long),
             key_part(&other),
@@ -1306,5 +1453,129 @@ mod size_tests {
         assert_eq!(write_units(&item), 1);
         let big: Item = HashMap::from([("raw".to_owned(), AttributeValue::S("x".repeat(2048)))]);
         assert_eq!(write_units(&big), 3, "2051 bytes start a third KiB");
+    }
+}
+
+#[cfg(test)]
+mod key_properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::FailedLogin;
+
+    /// Arbitrary text as hostile input has it: separators, escapes, the cut marker,
+    /// unicode, and lengths past the cut (up to 1 KiB and a little more).
+    fn hostile_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a#%~é]{0,12}",
+            ".{0,40}",
+            "[a#%~\\u{1F600}]{150,400}",
+            (".{0,8}", "[a-z#~%]{0,4}", 1usize..1100).prop_map(|(start, tail, repeat)| {
+                format!(
+                    "{}{tail}",
+                    start.repeat(repeat.min(1100 / start.len().max(1)))
+                )
+            }),
+        ]
+    }
+
+    /// Two distinct values, often sharing a long start (where a cut alone would collide)
+    /// or one being the other plus a separator and more.
+    fn distinct_pair() -> impl Strategy<Value = (String, String)> {
+        prop_oneof![
+            (hostile_text(), hostile_text()),
+            (hostile_text(), "[a#~%]{1,6}").prop_map(|(a, tail)| (a.clone(), format!("{a}{tail}"))),
+            (hostile_text(), hostile_text()).prop_map(|(a, b)| (a.clone(), format!("{a}#{b}"))),
+        ]
+        .prop_filter("distinct", |(a, b)| a != b)
+    }
+
+    fn session(user: &str, hsm: &str) -> ClusterSession {
+        ClusterSession {
+            user: user.to_owned(),
+            user_type: None,
+            login_time: Timestamp::from_micros(1_516_067_329_824_999),
+            end_time: None,
+            ended_by: None,
+            origin_hsm: hsm.to_owned(),
+            origin_seq: 7,
+            origin_reboot_counter: 1,
+            mirror_hsms: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn failed_login(hsm: &str) -> FailedLogin {
+        FailedLogin {
+            time: Timestamp::from_micros(1_516_067_329_824_999),
+            hsm: hsm.to_owned(),
+            seq: 7,
+            reboot_counter: 1,
+            user: "u".to_owned(),
+            user_type: None,
+            response_code: 163,
+            response: "wrong password".to_owned(),
+            hsm_response: "HSM Error".to_owned(),
+            brute_force: false,
+            opcode: None,
+            log_event_id: None,
+        }
+    }
+
+    fn quarantine_sk(group: &str, stream: &str, id: &str) -> String {
+        let quarantined = Quarantined::new("bad", b"x").at(group, stream, Some(id));
+        quarantine_item(&quarantined)
+            .map(|item| sort_key(&item))
+            .unwrap_or_default()
+    }
+
+    fn assert_apart(a: &str, b: &str, key_a: &str, key_b: &str, prefix_b: &str) {
+        assert_ne!(key_a, key_b, "{a:?} and {b:?} share a key");
+        assert!(
+            !key_a.starts_with(prefix_b),
+            "{a:?}'s key {key_a} matches {b:?}'s query {prefix_b}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn distinct_values_never_share_a_key_or_match_each_others_queries(
+            (a, b) in distinct_pair()
+        ) {
+            for (x, y) in [(&a, &b), (&b, &a)] {
+                prop_assert_ne!(key_part(x), key_part(y));
+                // Users: a session's key and a user's session query.
+                assert_apart(x, y, &session_sk(&session(x, "h")), &session_sk(&session(y, "h")),
+                    &session_prefix(Some(y)));
+                // HSMs: trail records, an HSM's trail query, sessions, failed logins, streams.
+                assert_apart(x, y, &trail_sk(x, 1, 7), &trail_sk(y, 1, 7), &hsm_trail_prefix(y));
+                prop_assert_ne!(session_sk(&session("u", x)), session_sk(&session("u", y)));
+                prop_assert_ne!(failed_login_sk(&failed_login(x)), failed_login_sk(&failed_login(y)));
+                prop_assert_ne!(trail_pk(x), trail_pk(y));
+                prop_assert_ne!(cluster_pk(x), cluster_pk(y));
+                // Log groups, streams and event ids: quarantine entries and trail records
+                // without a sequence number.
+                prop_assert_ne!(quarantine_sk(x, "s", "1"), quarantine_sk(y, "s", "1"));
+                prop_assert_ne!(quarantine_sk("g", x, "1"), quarantine_sk("g", y, "1"));
+                prop_assert_ne!(quarantine_sk("g", "s", x), quarantine_sk("g", "s", y));
+                // A value's separator cannot move a boundary: `C#s`/`x` is not `C`/`s#x`.
+                prop_assert_ne!(quarantine_sk(x, y, "1"), quarantine_sk(y, x, "1"));
+                let log_x = identity_sk(&RecordIdentity::LogEvent {
+                    stream: x.clone(),
+                    log_event_id: "1".to_owned(),
+                });
+                let log_y = identity_sk(&RecordIdentity::LogEvent {
+                    stream: y.clone(),
+                    log_event_id: "1".to_owned(),
+                });
+                prop_assert_ne!(log_x, log_y);
+                // Every key stays within DynamoDB's sort-key limit.
+                prop_assert!(session_sk(&session(x, x)).len() <= 1024);
+                prop_assert!(quarantine_sk(x, x, x).len() <= 1024);
+                prop_assert!(!key_part(x).contains('#'));
+            }
+        }
     }
 }

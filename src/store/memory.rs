@@ -1,5 +1,9 @@
 //! The same items as DynamoDB holds, kept in a map: lets the pipeline be tested
-//! without a network. Not a DynamoDB emulator: it does only what [`AuditStore`] needs.
+//! without a network, and the benchmark build a history of a million records. Not a
+//! DynamoDB emulator: it does only what [`AuditStore`] needs, and keeps a [`Ledger`] of the
+//! requests and capacity units the DynamoDB store would spend on the same calls (its
+//! batch sizes, its pages; units by DynamoDB's rules from item sizes), which a test
+//! checks against the requests the DynamoDB store sends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -16,6 +20,36 @@ use crate::model::TrailEntry;
 pub struct MemoryStore {
     items: Mutex<BTreeMap<(String, String), Item>>,
     leases: Mutex<HashSet<String>>,
+    ledger: Mutex<Ledger>,
+}
+
+/// What the DynamoDB store would have spent on the calls made so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ledger {
+    /// Requests by DynamoDB operation.
+    pub requests: BTreeMap<&'static str, u64>,
+    /// Strongly consistent reads: 1 unit per started 4 KB of each item read by key, of
+    /// each query page's items together.
+    pub read_units: f64,
+    /// 1 unit per started KB of each item written or deleted; 2 in a transaction.
+    pub write_units: u64,
+    pub items_read: u64,
+}
+
+impl Ledger {
+    pub fn total_requests(&self) -> u64 {
+        self.requests.values().sum()
+    }
+}
+
+/// DynamoDB's limits per request, as the DynamoDB store batches.
+const WRITE_BATCH: usize = 25;
+const GET_BATCH: usize = 100;
+const TRANSACTION: usize = 100;
+const PAGE_BYTES: usize = 1 << 20;
+
+fn read_units(bytes: usize) -> f64 {
+    bytes.div_ceil(4096).max(1) as f64
 }
 
 fn key_of(item: &Item) -> (String, String) {
@@ -57,6 +91,64 @@ impl MemoryStore {
     fn put(&self, item: Item) {
         self.guard().insert(key_of(&item), item);
     }
+
+    /// The requests and units spent since the last reset.
+    pub fn ledger(&self) -> Ledger {
+        self.book().clone()
+    }
+
+    pub fn reset_ledger(&self) {
+        *self.book() = Ledger::default();
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn count(&self, operation: &'static str, requests: usize) {
+        if requests > 0 {
+            *self.book().requests.entry(operation).or_default() += requests as u64;
+        }
+    }
+
+    /// Writes (puts, or deletes of `keys`) as the DynamoDB store batches them.
+    fn book_writes(&self, written: &[Item], deletes: usize) {
+        self.count("BatchWriteItem", written.len().div_ceil(WRITE_BATCH));
+        self.count("BatchWriteItem", deletes.div_ceil(WRITE_BATCH));
+        let units: u64 = written.iter().map(items::write_units).sum();
+        self.book().write_units += units + deletes as u64;
+    }
+
+    /// One query's pages: 1 MB each.
+    fn book_query(&self, found: &[Item]) {
+        let bytes: usize = found.iter().map(items::item_size).sum();
+        self.count("Query", bytes.div_ceil(PAGE_BYTES).max(1));
+        let mut book = self.book();
+        book.read_units += read_units(bytes);
+        book.items_read += found.len() as u64;
+    }
+
+    /// Items by key, a hundred a request, each read whole.
+    fn book_gets(&self, keys: usize, found: &[Item]) {
+        self.count("BatchGetItem", keys.div_ceil(GET_BATCH));
+        let mut book = self.book();
+        book.read_units += found
+            .iter()
+            .map(|item| read_units(items::item_size(item)))
+            .sum::<f64>();
+        book.items_read += found.len() as u64;
+    }
+
+    /// Items of `pk` whose sort key starts with `prefix`, in order.
+    fn range(&self, pk: &str, prefix: &str) -> Vec<Item> {
+        self.guard()
+            .range((pk.to_owned(), prefix.to_owned())..)
+            .take_while(|((p, sk), _)| p == pk && sk.starts_with(prefix))
+            .map(|(_, item)| item.clone())
+            .collect()
+    }
 }
 
 impl AuditStore for MemoryStore {
@@ -65,30 +157,50 @@ impl AuditStore for MemoryStore {
         cluster: &str,
         entries: &[TrailEntry],
     ) -> Result<TrailOutcome, StoreError> {
-        let stored: HashMap<_, _> = self
-            .partition(&items::trail_pk(cluster))
-            .into_iter()
-            .filter(items::is_trail_record)
-            .map(|item| {
-                (
-                    items::sort_key(&item),
-                    items::content_digest(&item).unwrap_or_default(),
-                )
-            })
+        let pk = items::trail_pk(cluster);
+        let identities: std::collections::BTreeSet<String> = entries
+            .iter()
+            .map(|entry| items::identity_sk(&entry.identity()))
             .collect();
+        let stored: HashMap<String, String> = {
+            let map = self.guard();
+            identities
+                .iter()
+                .filter_map(|sk| {
+                    let item = map.get(&(pk.clone(), sk.clone()))?;
+                    Some((sk.clone(), items::content_digest(item).unwrap_or_default()))
+                })
+                .collect()
+        };
         let (fresh, outcome) = super::classify_entries(entries, &stored);
-        for (entry, digest) in fresh {
-            self.put(items::trail_item_with_digest(entry, digest)?);
-        }
-        for conflict in &outcome.conflicts {
-            self.put(items::conflict_item(cluster, conflict)?);
+        // The DynamoDB store writes every identity conditionally, a hundred a transaction;
+        // those already stored fail their condition and are read back.
+        self.count("TransactWriteItems", identities.len().div_ceil(TRANSACTION));
+        let written = fresh
+            .into_iter()
+            .map(|(entry, digest)| items::trail_item_with_digest(entry, digest))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.book().write_units += 2 * written.iter().map(items::write_units).sum::<u64>();
+        let conflicts = outcome
+            .conflicts
+            .iter()
+            .map(|conflict| items::conflict_item(cluster, conflict))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.book_writes(&conflicts, 0);
+        for item in written.into_iter().chain(conflicts) {
+            self.put(item);
         }
         Ok(outcome)
     }
 
     async fn quarantine(&self, quarantined: &[Quarantined]) -> Result<(), StoreError> {
+        let mut written = Vec::new();
         for item in quarantined {
-            self.put(items::quarantine_item(item)?);
+            written.extend(items::quarantine_items(item)?);
+        }
+        self.book_writes(&written, 0);
+        for item in written {
+            self.put(item);
         }
         Ok(())
     }
@@ -101,6 +213,13 @@ impl AuditStore for MemoryStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(cluster.to_owned());
             if taken {
+                // The DynamoDB store reads the lease item, then claims it.
+                self.count("GetItem", 1);
+                self.count("PutItem", 1);
+                let mut book = self.book();
+                book.read_units += 1.0;
+                book.write_units += 1;
+                drop(book);
                 return Ok(ClusterLease {
                     cluster: cluster.to_owned(),
                     owner: "memory".to_owned(),
@@ -113,6 +232,8 @@ impl AuditStore for MemoryStore {
     }
 
     async fn unlock_cluster(&self, lease: &ClusterLease) -> Result<(), StoreError> {
+        self.count("PutItem", 1);
+        self.book().write_units += 1;
         self.leases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -121,11 +242,8 @@ impl AuditStore for MemoryStore {
     }
 
     async fn load_checkpoint(&self, cluster: &str) -> Result<Checkpoint, StoreError> {
-        let pieces: Vec<Item> = self
-            .partition(&items::state_pk(cluster))
-            .into_iter()
-            .filter(|item| items::sort_key(item).starts_with(items::CHECKPOINT_PREFIX))
-            .collect();
+        let pieces = self.range(&items::state_pk(cluster), items::CHECKPOINT_PREFIX);
+        self.book_query(&pieces);
         items::checkpoint_from_items(cluster, &pieces)
     }
 
@@ -137,27 +255,25 @@ impl AuditStore for MemoryStore {
     ) -> Result<TailRead, StoreError> {
         let pk = items::trail_pk(cluster);
         let mut tail = TailRead::default();
-        let map = self.guard();
         for start in starts {
-            let low = (pk.clone(), start.after.clone().unwrap_or_default());
-            let mut taken = 0;
-            for ((_, sk), item) in map.range(low..) {
-                if !sk.starts_with(&start.prefix) || !items::is_trail_record(item) {
-                    if sk.as_str() > start.prefix.as_str() && !sk.starts_with(&start.prefix) {
-                        break;
-                    }
-                    continue;
+            let low = start.after.clone().unwrap_or_else(|| start.prefix.clone());
+            // As the DynamoDB store's query: one more than the cap tells whether more remain.
+            let found: Vec<Item> = self
+                .guard()
+                .range((pk.clone(), low)..)
+                .take_while(|((p, sk), _)| *p == pk && sk.starts_with(&start.prefix))
+                .filter(|((_, sk), _)| Some(sk) != start.after.as_ref())
+                .take(per_stream + 1)
+                .map(|(_, item)| item.clone())
+                .collect();
+            self.book_query(&found);
+            if found.len() > per_stream {
+                tail.cut.insert(start.prefix.clone());
+            }
+            for item in found.into_iter().take(per_stream) {
+                if items::is_trail_record(&item) {
+                    tail.entries.push(items::trail_entry_from_item(item)?);
                 }
-                if Some(sk) == start.after.as_ref() {
-                    continue;
-                }
-                if taken == per_stream {
-                    tail.cut.insert(start.prefix.clone());
-                    break;
-                }
-                tail.entries
-                    .push(items::trail_entry_from_item(item.clone())?);
-                taken += 1;
             }
         }
         Ok(tail)
@@ -168,34 +284,39 @@ impl AuditStore for MemoryStore {
         cluster: &str,
         names: &[String],
     ) -> Result<Vec<(String, ObjectCarry)>, StoreError> {
-        let map = self.guard();
-        names
-            .iter()
-            .filter_map(|name| map.get(&key_of(&items::object_key(cluster, name))))
-            .map(items::object_from_item)
-            .collect()
+        let found: Vec<Item> = {
+            let map = self.guard();
+            names
+                .iter()
+                .filter_map(|name| map.get(&key_of(&items::object_key(cluster, name))).cloned())
+                .collect()
+        };
+        self.book_gets(names.len(), &found);
+        found.iter().map(items::object_from_item).collect()
     }
 
     async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError> {
-        for key in &write.deletes {
-            self.guard().remove(&key_of(key));
-        }
-        for item in &write.puts {
-            self.put(item.clone());
-        }
+        let mut puts = write.puts.clone();
         for (name, carry) in &write.objects {
-            self.put(items::object_item(&lease.cluster, name, carry)?);
+            puts.push(items::object_item(&lease.cluster, name, carry)?);
         }
         let pieces = items::checkpoint_items(&lease.cluster, &write.checkpoint)?;
-        for index in pieces.len()..write.checkpoint.stored_pieces {
-            let key = items::key_item(
-                &items::state_pk(&lease.cluster),
-                &format!("{}{index:04}", items::CHECKPOINT_PREFIX),
-            );
-            self.guard().remove(&key_of(&key));
+        let stale: Vec<Item> = (pieces.len()..write.checkpoint.stored_pieces)
+            .map(|index| {
+                items::key_item(
+                    &items::state_pk(&lease.cluster),
+                    &format!("{}{index:04}", items::CHECKPOINT_PREFIX),
+                )
+            })
+            .collect();
+        self.book_writes(&[], write.deletes.len());
+        self.book_writes(&puts, 0);
+        self.book_writes(&pieces, stale.len());
+        for key in write.deletes.iter().chain(&stale) {
+            self.guard().remove(&key_of(key));
         }
-        for piece in pieces {
-            self.put(piece);
+        for item in puts.into_iter().chain(pieces) {
+            self.put(item);
         }
         Ok(())
     }

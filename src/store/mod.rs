@@ -16,10 +16,19 @@ use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::{RecordIdentity, TrailEntry};
 
-/// Failures of the store. All of them are worth retrying: the data was fine, the
-/// dependency was not (bad data never reaches here; it is quarantined before).
+/// Failures of the store. All but [`StoreError::Rejected`] are worth retrying: the data
+/// was fine, the dependency was not (bad data never reaches here; it is quarantined or
+/// bounded before).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// DynamoDB refused the request as invalid (`ValidationException`: an item over
+    /// 400 KB, a key over its limit). The same request fails on every retry, so it is
+    /// never retried as if it were throttling; it means a bound was missed.
+    #[error("DynamoDB refused {operation} as invalid: {message}")]
+    Rejected {
+        operation: &'static str,
+        message: String,
+    },
     /// `message` is one line (the error code and the service's message, or the chain of
     /// causes when there is no answer); `detail` is the SDK's whole report of it, for
     /// `hsm-audit -v` and the logs' debug level.
@@ -37,6 +46,13 @@ pub enum StoreError {
     LeaseLost { cluster: String },
     #[error("stored item {key} is not readable: {message}")]
     Corrupt { key: String, message: String },
+}
+
+impl StoreError {
+    /// Whether retrying the same request can succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, StoreError::Rejected { .. })
+    }
 }
 
 /// What appending a batch to the trail did with each entry.

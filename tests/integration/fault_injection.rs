@@ -117,7 +117,7 @@ async fn throttling_and_5xx_are_retried_by_the_sdk_and_leave_no_duplicates() {
         &endpoint(),
         vec![
             Rule::on("BatchWriteItem", Fault::ProvisionedThroughputExceeded).times(2),
-            Rule::on("BatchGetItem", Fault::Throttling).times(2),
+            Rule::on("TransactWriteItems", Fault::Throttling).times(2),
             Rule::on("Query", Fault::ServerError(500)).times(1),
             Rule::on("Query", Fault::ServerError(503)).times(1),
             Rule::on("PutItem", Fault::Throttling).times(1),
@@ -146,7 +146,10 @@ async fn throttling_and_5xx_are_retried_by_the_sdk_and_leave_no_duplicates() {
         proxy.requests("BatchWriteItem"),
         load(&counts.batch_write) + 2
     );
-    assert_eq!(proxy.requests("BatchGetItem"), load(&counts.batch_get) + 2);
+    assert_eq!(
+        proxy.requests("TransactWriteItems"),
+        load(&counts.transact_write) + 2
+    );
     assert_eq!(
         proxy.requests("Query") + proxy.requests("PutItem") + proxy.requests("GetItem"),
         load(&counts.query) + load(&counts.single_item) + 4
@@ -262,7 +265,7 @@ async fn timeouts_are_retried_and_a_request_that_lands_late_changes_nothing() {
     let slow = Duration::from_millis(1500);
     let proxy = FaultProxy::start(
         &endpoint(),
-        ["BatchGetItem", "PutItem", "Query", "BatchWriteItem"]
+        ["TransactWriteItems", "PutItem", "Query", "BatchWriteItem"]
             .into_iter()
             .map(|operation| Rule::on(operation, Fault::Delay(slow)).times(1))
             .collect(),
@@ -327,7 +330,7 @@ async fn a_store_that_never_answers_in_time_fails_the_invocation_as_retryable() 
     let proxy = FaultProxy::start(
         &endpoint(),
         vec![Rule::on(
-            "BatchGetItem",
+            "TransactWriteItems",
             Fault::Delay(Duration::from_secs(2)),
         )],
     )
@@ -338,9 +341,13 @@ async fn a_store_that_never_answers_in_time_fails_the_invocation_as_retryable() 
         &table,
     );
     let error = deliver(&store, &event).await.expect_err("timed out");
-    assert!(error.to_string().contains("BatchGetItem"), "{error}");
+    assert!(error.to_string().contains("TransactWriteItems"), "{error}");
     assert_retryable(error);
-    assert_eq!(proxy.requests("BatchGetItem"), 3, "three attempts, no more");
+    assert_eq!(
+        proxy.requests("TransactWriteItems"),
+        3,
+        "three attempts, no more"
+    );
 }
 
 #[tokio::test]

@@ -257,8 +257,80 @@ fn assert_decoded(decoded: &[Decoded]) {
     }
 }
 
+/// What makes one log event's message not text: invalid UTF-8 bytes, or a lone UTF-16
+/// surrogate escape (a leading one without its trail, or a trailing one alone).
+fn not_text() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        (
+            "[a-zA-Z :]{0,20}",
+            prop::sample::select(vec![
+                &b"\xff"[..],
+                b"\xfe\xff",
+                b"\xc3",
+                b"\xe2\x82",
+                b"\xed\xa0\x80",
+                b"\xf8\x88\x80\x80\x80",
+                b"\x80",
+            ]),
+            "[a-zA-Z :]{0,20}",
+        )
+            .prop_map(|(before, bad, after)| [before.as_bytes(), bad, after.as_bytes()].concat()),
+        ("[a-zA-Z :]{0,20}", 0xd800u32..0xe000, "[a-zA-Z :]{0,20}")
+            .prop_map(|(before, unit, after)| format!("{before}\\u{unit:04x}{after}").into_bytes()),
+    ]
+}
+
+/// `payload_json(messages)` with one more event, at `at`, whose message is `bad` (bytes
+/// placed into the JSON string as they are).
+fn payload_with_bad_event(messages: &[String], at: usize, bad: &[u8]) -> Vec<u8> {
+    const MARK: &str = "@@NOT-TEXT@@";
+    let mut with_mark = messages.to_vec();
+    with_mark.insert(at.min(messages.len()), MARK.to_owned());
+    let json = payload_json(&with_mark);
+    let (before, after) = json.split_once(MARK).expect("the mark is in the payload");
+    [before.as_bytes(), bad, after.as_bytes()].concat()
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// One event that is not text inside an otherwise valid payload: that event alone is
+    /// quarantined (with its reason and id), every other event parses as it would without
+    /// it, through the Lambda event and as a file alike.
+    #[test]
+    fn one_event_that_is_not_text_is_quarantined_alone(
+        messages in log_messages(),
+        at in 0..64usize,
+        bad in not_text(),
+    ) {
+        let clean = parse_decoded(decode_lambda_event(
+            &event_of(crate::common::b64(&crate::common::gzip(payload_json(&messages).as_bytes()))),
+            CAP,
+        ));
+        let json = payload_with_bad_event(&messages, at, &bad);
+        let bad_id = format!("{:056}", at.min(messages.len()));
+        let inputs = [
+            decode_lambda_event(&event_of(crate::common::b64(&crate::common::gzip(&json))), CAP),
+            decode_document(&json, "payload.json", &source(), CAP).unwrap(),
+        ];
+        for decoded in inputs {
+            prop_assert!(matches!(decoded.as_slice(), [Decoded::Payload(_)]), "{decoded:?}");
+            let parsed = parse_decoded(decoded);
+            prop_assert_eq!(parsed.log_events, messages.len() + 1);
+            assert_accounted(&parsed);
+            prop_assert_eq!(parsed.records().count(), clean.records().count());
+            prop_assert_eq!(parsed.quarantined.len(), clean.quarantined.len() + 1);
+            let set_apart: Vec<_> = parsed
+                .quarantined
+                .iter()
+                .filter(|item| item.reason.starts_with("log event message"))
+                .collect();
+            prop_assert_eq!(set_apart.len(), 1, "{:?}", parsed.quarantined);
+            prop_assert_eq!(set_apart[0].log_event_id.as_deref(), Some(bad_id.as_str()));
+            // The event's bytes are kept whole, beside the readable `raw`.
+            prop_assert!(set_apart[0].content.is_some());
+        }
+    }
 
     /// A valid payload of N events, some damaged: N records and quarantine items.
     #[test]

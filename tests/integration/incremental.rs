@@ -495,3 +495,41 @@ async fn rederive_in_bounded_steps_ends_with_the_reference_views() {
         Vec::<String>::new()
     );
 }
+
+/// The in-memory store's ledger (what the benchmark's history curve reports up to a
+/// million records) counts the requests the DynamoDB store sends for the same calls.
+#[tokio::test]
+async fn the_in_memory_ledger_counts_what_the_dynamodb_store_sends() {
+    let payloads = workload(3, 120);
+    let store = fresh_store("ledger").await;
+    let config = config(store.table(), 60);
+    let memory = MemoryStore::new();
+    for payload in &payloads {
+        handle(payload.event.clone(), &store, &config)
+            .await
+            .expect("delivery");
+        handle(payload.event.clone(), &memory, &config)
+            .await
+            .expect("delivery");
+    }
+    let counts = store.counts();
+    let sent =
+        |count: &std::sync::atomic::AtomicU64| count.load(std::sync::atomic::Ordering::Relaxed);
+    let ledger = memory.ledger();
+    let booked = |operations: &[&str]| -> u64 {
+        operations
+            .iter()
+            .map(|operation| ledger.requests.get(operation).copied().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(sent(&counts.retries), 0, "a clean delivery");
+    assert_eq!(
+        sent(&counts.transact_write),
+        booked(&["TransactWriteItems"])
+    );
+    assert_eq!(sent(&counts.batch_write), booked(&["BatchWriteItem"]));
+    assert_eq!(sent(&counts.batch_get), booked(&["BatchGetItem"]));
+    assert_eq!(sent(&counts.query), booked(&["Query"]));
+    assert_eq!(sent(&counts.single_item), booked(&["GetItem", "PutItem"]));
+    assert_eq!(counts.total(), ledger.total_requests());
+}

@@ -12,6 +12,7 @@ mod console_queries;
 mod domain_scenarios;
 mod fault_injection;
 mod fuzz_decode;
+mod hostile_input;
 mod incremental;
 mod kinesis;
 mod later_layout;

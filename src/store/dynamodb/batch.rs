@@ -8,15 +8,30 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    DeleteRequest, KeysAndAttributes, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, WriteRequest,
+};
 use futures::{StreamExt, TryStreamExt, stream};
 
-use super::store::{DynamoStore, request_error};
+use super::store::{DynamoStore, request_error, sdk_error};
 use crate::store::StoreError;
-use crate::store::items::Item;
+use crate::store::items::{self, Item};
+
+/// What conditional puts did: identities written, and identities another writer had
+/// taken (with the stored content digest when the answer carried it).
+#[derive(Debug, Default)]
+pub(super) struct Settled {
+    pub written: Vec<String>,
+    pub lost: Vec<(String, Option<String>)>,
+}
 
 /// DynamoDB's limits per request.
 const WRITE_BATCH: usize = 25;
+const TRANSACT_ITEMS: usize = 100;
+/// A transaction may carry 4 MB; chunks stay below it with room for request overhead.
+const TRANSACT_BYTES: usize = 3 * 1024 * 1024;
 const GET_BATCH: usize = 100;
 /// Concurrent batch requests per invocation: enough to hide latency, few enough not to
 /// throttle a fresh on-demand table.
@@ -85,7 +100,7 @@ impl DynamoStore {
                 .request_items(&self.table, pending)
                 .send()
                 .await
-                .map_err(|error| request_error("BatchWriteItem", error))?;
+                .map_err(|error| sdk_error("BatchWriteItem", error))?;
             pending = output
                 .unprocessed_items
                 .and_then(|mut left| left.remove(&self.table))
@@ -98,6 +113,126 @@ impl DynamoStore {
         }
         Err(StoreError::Unprocessed {
             remaining: pending.len(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Puts items that must not exist yet (`attribute_not_exists(pk)`), in transactions of
+    /// up to [`TRANSACT_ITEMS`]: one request per hundred new records, where a batch write
+    /// cannot carry a condition. A transaction is all or nothing: when conditions fail,
+    /// the chunk reports which identities were taken (with the stored digest when DynamoDB
+    /// returns the item) and writes nothing; the caller retries the rest.
+    pub(super) async fn put_new_all(&self, items: Vec<Item>) -> Result<Settled, StoreError> {
+        let mut chunks: Vec<Vec<Item>> = Vec::new();
+        let mut chunk_bytes = 0;
+        for item in items {
+            let size = items::item_size(&item);
+            match chunks.last_mut() {
+                Some(chunk)
+                    if chunk.len() < TRANSACT_ITEMS && chunk_bytes + size <= TRANSACT_BYTES =>
+                {
+                    chunk_bytes += size;
+                    chunk.push(item);
+                }
+                _ => {
+                    chunk_bytes = size;
+                    chunks.push(vec![item]);
+                }
+            }
+        }
+        let results = stream::iter(chunks)
+            .map(|chunk| self.put_new_chunk(chunk))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<Settled>>()
+            .await?;
+        let mut settled = Settled::default();
+        for result in results {
+            settled.written.extend(result.written);
+            settled.lost.extend(result.lost);
+        }
+        Ok(settled)
+    }
+
+    async fn put_new_chunk(&self, items: Vec<Item>) -> Result<Settled, StoreError> {
+        let keys: Vec<String> = items.iter().map(items::sort_key).collect();
+        // Transactional writes cost twice the write units of plain ones.
+        let costs: Vec<(String, u64)> = items
+            .iter()
+            .map(|item| (items::type_of(item), 2 * items::write_units(item)))
+            .collect();
+        let puts = items
+            .into_iter()
+            .map(|item| {
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()
+                    .map(|put| TransactWriteItem::builder().put(put).build())
+                    .map_err(|error| request_error("TransactWriteItems", error))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            self.counts.count_transact_write();
+            // The SDK gives the call an idempotency token kept across its own retries: a
+            // retry after a lost answer succeeds instead of finding its own writes.
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(puts.clone()))
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => {
+                    self.book(costs);
+                    return Ok(Settled {
+                        written: keys,
+                        lost: Vec::new(),
+                    });
+                }
+                Err(error) => error,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
+                error.as_service_error()
+            else {
+                return Err(sdk_error("TransactWriteItems", error));
+            };
+            let reasons = canceled.cancellation_reasons();
+            let mut lost = Vec::new();
+            for (key, reason) in keys.iter().zip(reasons) {
+                match reason.code() {
+                    Some("ConditionalCheckFailed") => {
+                        let digest = reason.item().and_then(items::content_digest);
+                        lost.push((key.clone(), digest));
+                    }
+                    Some("ValidationError") => {
+                        return Err(StoreError::Rejected {
+                            operation: "TransactWriteItems",
+                            message: format!(
+                                "{key}: {}",
+                                reason.message().unwrap_or("invalid item")
+                            ),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            if !lost.is_empty() {
+                return Ok(Settled {
+                    written: Vec::new(),
+                    lost,
+                });
+            }
+            // Canceled by a concurrent transaction on the same items or by throttling:
+            // nothing was written, and trying again can succeed.
+            self.counts.count_retry();
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        Err(StoreError::Unprocessed {
+            remaining: keys.len(),
             attempts: MAX_ATTEMPTS,
         })
     }
@@ -137,7 +272,7 @@ impl DynamoStore {
                 .request_items(&self.table, request)
                 .send()
                 .await
-                .map_err(|error| request_error("BatchGetItem", error))?;
+                .map_err(|error| sdk_error("BatchGetItem", error))?;
             found.extend(
                 output
                     .responses

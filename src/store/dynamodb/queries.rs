@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::store::{DynamoStore, request_error};
+use super::store::{DynamoStore, sdk_error};
 use crate::decode::Quarantined;
 use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, QuorumView, StreamSummary};
 use crate::incremental::TailStart;
@@ -47,7 +47,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(from)
                 .send()
                 .await
-                .map_err(|error| request_error("Query", error))?;
+                .map_err(|error| sdk_error("Query", error))?;
             items.extend(
                 output
                     .items
@@ -114,7 +114,7 @@ impl DynamoStore {
             let output = request
                 .send()
                 .await
-                .map_err(|error| request_error("Query", error))?;
+                .map_err(|error| sdk_error("Query", error))?;
             on_page(output.items.unwrap_or_default())?;
             start = output.last_evaluated_key;
             if start.is_none() {
@@ -245,7 +245,36 @@ impl DynamoStore {
         let found = self.query_partition(items::QUARANTINE_PK, None).await?;
         found
             .into_iter()
+            .filter(items::is_quarantined)
             .map(items::quarantined_from_item)
             .collect()
+    }
+
+    /// The whole content of the quarantined input whose SHA-256 is `raw_sha256`, checked
+    /// against it; `None` when nothing quarantined has that digest.
+    pub async fn quarantined_content(
+        &self,
+        raw_sha256: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let found = self.query_partition(items::QUARANTINE_PK, None).await?;
+        let Some(head) = found.into_iter().find(|item| {
+            items::is_quarantined(item)
+                && item
+                    .get("raw_sha256")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(raw_sha256)
+        }) else {
+            return Ok(None);
+        };
+        if !head.contains_key("raw_parts") {
+            // Not cut: `raw` is the content.
+            return Ok(Some(items::quarantined_from_item(head)?.raw.into_bytes()));
+        }
+        let prefix = items::quarantine_parts_prefix(&items::sort_key(&head));
+        let parts = self
+            .query_partition(items::QUARANTINE_PK, Some(SortKey::Prefix(&prefix)))
+            .await?;
+        items::quarantined_content(&head, &parts).map(Some)
     }
 }

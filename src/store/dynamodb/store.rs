@@ -25,6 +25,7 @@ use crate::store::{AuditStore, ClusterLease, StoreError, TrailOutcome};
 pub struct RequestCounts {
     pub batch_write: AtomicU64,
     pub batch_get: AtomicU64,
+    pub transact_write: AtomicU64,
     pub query: AtomicU64,
     pub single_item: AtomicU64,
     pub retries: AtomicU64,
@@ -33,6 +34,9 @@ pub struct RequestCounts {
 impl RequestCounts {
     pub(super) fn count_batch_write(&self) {
         self.batch_write.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(super) fn count_transact_write(&self) {
+        self.transact_write.fetch_add(1, Ordering::Relaxed);
     }
     pub(super) fn count_batch_get(&self) {
         self.batch_get.fetch_add(1, Ordering::Relaxed);
@@ -52,6 +56,7 @@ impl RequestCounts {
         [
             &self.batch_write,
             &self.batch_get,
+            &self.transact_write,
             &self.query,
             &self.single_item,
         ]
@@ -128,6 +133,24 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text.replace('\n', " ")
+}
+
+/// A failed SDK call as a [`StoreError`]: a `ValidationException` is
+/// [`StoreError::Rejected`] (never worth a retry), anything else a retryable request error.
+pub(crate) fn sdk_error<E, R>(operation: &'static str, error: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    if let Some((code, message)) = error.code_and_message()
+        && code == "ValidationException"
+    {
+        return StoreError::Rejected {
+            operation,
+            message: format!("{code}: {}", message.unwrap_or_default()),
+        };
+    }
+    request_error(operation, error)
 }
 
 /// A client from the standard AWS environment (`AWS_ENDPOINT_URL` for a local server),
@@ -216,7 +239,7 @@ impl DynamoStore {
     }
 
     /// Books writes in the ledger: `(item type, write units)` of each item written or deleted.
-    fn book(&self, writes: impl IntoIterator<Item = (String, u64)>) {
+    pub(super) fn book(&self, writes: impl IntoIterator<Item = (String, u64)>) {
         if let Ok(mut ledger) = self.ledger.lock() {
             for (item_type, write_units) in writes {
                 let cost = ledger.entry(item_type).or_default();
@@ -233,49 +256,75 @@ impl AuditStore for DynamoStore {
         cluster: &str,
         entries: &[TrailEntry],
     ) -> Result<TrailOutcome, StoreError> {
-        // BatchGetItem refuses a request that names one key twice.
-        let sort_keys: std::collections::BTreeSet<String> = entries
-            .iter()
-            .map(|entry| items::identity_sk(&entry.identity()))
-            .collect();
-        let keys: Vec<Item> = sort_keys
-            .into_iter()
-            .map(|sk| {
-                HashMap::from([
-                    ("pk".to_owned(), AttributeValue::S(items::trail_pk(cluster))),
-                    ("sk".to_owned(), AttributeValue::S(sk)),
-                ])
-            })
-            .collect();
-        let found = self.get_all(keys, "pk, sk, content_sha256").await?;
-        let stored: HashMap<String, String> = found
-            .iter()
-            .map(|item| {
-                (
-                    items::sort_key(item),
-                    items::content_digest(item).unwrap_or_default(),
-                )
-            })
-            .collect();
-        let (fresh, outcome) = crate::store::classify_entries(entries, &stored);
-        let mut writes = fresh
-            .into_iter()
-            .map(|(entry, digest)| items::trail_item_with_digest(entry, digest))
-            .collect::<Result<Vec<_>, _>>()?;
-        for conflict in &outcome.conflicts {
-            writes.push(items::conflict_item(cluster, conflict)?);
+        // Identity sort key → digest stored by another writer. A new record is written only
+        // if its identity is absent (a condition, in one transaction per chunk): whoever
+        // loses the race reads what won and records a conflict, never overwrites it.
+        let mut stored_by_others: HashMap<String, String> = HashMap::new();
+        let mut written: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for attempt in 1..=super::batch::MAX_ATTEMPTS {
+            let (fresh, _) = crate::store::classify_entries(entries, &stored_by_others);
+            let pending = fresh
+                .into_iter()
+                .filter(|(entry, _)| !written.contains(&items::identity_sk(&entry.identity())))
+                .map(|(entry, digest)| items::trail_item_with_digest(entry, digest))
+                .collect::<Result<Vec<_>, _>>()?;
+            if pending.is_empty() {
+                break;
+            }
+            if attempt == super::batch::MAX_ATTEMPTS {
+                return Err(StoreError::Unprocessed {
+                    remaining: pending.len(),
+                    attempts: attempt,
+                });
+            }
+            let settled = self.put_new_all(pending).await?;
+            written.extend(settled.written);
+            if settled.lost.is_empty() {
+                continue;
+            }
+            let mut unread = Vec::new();
+            for (sk, digest) in settled.lost {
+                match digest {
+                    Some(digest) => {
+                        stored_by_others.insert(sk, digest);
+                    }
+                    None => unread.push(sk),
+                }
+            }
+            let keys: Vec<Item> = unread
+                .into_iter()
+                .map(|sk| {
+                    HashMap::from([
+                        ("pk".to_owned(), AttributeValue::S(items::trail_pk(cluster))),
+                        ("sk".to_owned(), AttributeValue::S(sk)),
+                    ])
+                })
+                .collect();
+            for item in self.get_all(keys, "pk, sk, content_sha256").await? {
+                stored_by_others.insert(
+                    items::sort_key(&item),
+                    items::content_digest(&item).unwrap_or_default(),
+                );
+            }
         }
-        self.account(&writes);
-        self.put_all(writes).await?;
+        let (_, outcome) = crate::store::classify_entries(entries, &stored_by_others);
+        let conflicts = outcome
+            .conflicts
+            .iter()
+            .map(|conflict| items::conflict_item(cluster, conflict))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.account(&conflicts);
+        self.put_all(conflicts).await?;
         Ok(outcome)
     }
 
     async fn quarantine(&self, quarantined: &[Quarantined]) -> Result<(), StoreError> {
         let mut writes: HashMap<String, Item> = HashMap::new();
-        for item in quarantined {
-            let item = items::quarantine_item(item)?;
-            // One batch may not name the same key twice.
-            writes.insert(items::item_key(&item), item);
+        for quarantined in quarantined {
+            for item in items::quarantine_items(quarantined)? {
+                // One batch may not name the same key twice.
+                writes.insert(items::item_key(&item), item);
+            }
         }
         let writes: Vec<Item> = writes.into_values().collect();
         self.account(&writes);

@@ -1,0 +1,128 @@
+//! Bounds on what one record puts into the table. DynamoDB refuses an item over 400 KB,
+//! and a refused write fails the whole payload on every retry; a hostile or broken
+//! record must become bounded data or a quarantined record, never such a write.
+
+use sha2::{Digest, Sha256};
+
+use super::{AuditRecord, Opcode};
+
+/// The longest field kept as it is. CloudHSM user names, opcode names and Luna ids are
+/// tens of bytes, CloudWatch names (log group, stream) at most 512; a hostile name of a
+/// few KiB is still kept whole (its key part is cut to a digest).
+pub const MAX_FIELD_BYTES: usize = 4096;
+
+/// Past this many bytes of fields (after each was bounded), a record is quarantined: only
+/// lists (Luna object ids, certificate attributes) can still grow, and a record is ~400
+/// bytes. Leaves room under the 400 KB item limit for the raw message (16 KiB) and keys.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// `text` itself when it has at most [`MAX_FIELD_BYTES`], else its start, the original
+/// length and the SHA-256 of the whole: `mmmm…[1048576 bytes, sha256 ab12…]`. A cut
+/// form is always longer than [`MAX_FIELD_BYTES`], so no value kept as it is can equal
+/// one, and two long values that share the start still differ.
+pub fn bound_text(text: &mut String) {
+    if text.len() <= MAX_FIELD_BYTES {
+        return;
+    }
+    let mut cut = MAX_FIELD_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = hex::encode(Sha256::digest(text.as_bytes()));
+    let bytes = text.len();
+    text.truncate(cut);
+    text.push_str(&format!("…[{bytes} bytes, sha256 {digest}]"));
+}
+
+fn bound_option(text: &mut Option<String>) {
+    if let Some(text) = text {
+        bound_text(text);
+    }
+}
+
+/// Bounds every text field of `record` ([`bound_text`]); `Err` with the reason when the
+/// record is still too large to store.
+pub fn bound_record(record: &mut AuditRecord) -> Result<(), String> {
+    match record {
+        AuditRecord::CloudHsm(record) => {
+            bound_text(&mut record.command_type.name);
+            if let Opcode::Other(name) = &mut record.opcode {
+                bound_text(name);
+            }
+            bound_text(&mut record.response_text);
+            bound_text(&mut record.log_type.name);
+            bound_option(&mut record.user_name);
+            if let Some(user_type) = &mut record.user_type {
+                bound_text(&mut user_type.name);
+            }
+        }
+        AuditRecord::Certificate(record) => {
+            bound_text(&mut record.op_code);
+            bound_text(&mut record.response);
+            record.attributes.iter_mut().flatten().for_each(bound_text);
+        }
+        AuditRecord::Luna(record) => {
+            bound_text(&mut record.action);
+            bound_text(&mut record.status);
+            for field in [
+                &mut record.source,
+                &mut record.resource_id,
+                &mut record.actor_id,
+                &mut record.tenant_id,
+                &mut record.partition_id,
+                &mut record.hsm_id,
+                &mut record.client_ip,
+                &mut record.role,
+                &mut record.record_id,
+            ] {
+                bound_option(field);
+            }
+            record.object_ids.iter_mut().for_each(bound_text);
+        }
+    }
+    let size = serde_json::to_vec(record).map_or(usize::MAX, |json| json.len());
+    if size > MAX_RECORD_BYTES {
+        return Err(format!(
+            "record too large to store: {size} bytes of fields (at most {MAX_RECORD_BYTES})"
+        ));
+    }
+    Ok(())
+}
+
+/// `Err` with the reason when a name from the envelope (log group, stream, event id) is
+/// longer than CloudWatch allows: it would go into every item of the record verbatim.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.len() > MAX_FIELD_BYTES {
+        return Err(format!(
+            "{what} of {} bytes is longer than the {MAX_FIELD_BYTES} a name may have",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_with_its_length_and_digest_and_never_equals_a_kept_value() {
+        let mut short = "admin".to_owned();
+        bound_text(&mut short);
+        assert_eq!(short, "admin");
+        let long = "é".repeat(2100);
+        let mut cut = long.clone();
+        bound_text(&mut cut);
+        assert!(cut.len() > MAX_FIELD_BYTES && cut.len() < MAX_FIELD_BYTES + 100);
+        assert!(cut.contains("…[4200 bytes, sha256 "), "{cut}");
+        let mut other = format!("{long}x");
+        bound_text(&mut other);
+        assert_ne!(cut, other);
+        let mut again = cut.clone();
+        bound_text(&mut again);
+        assert_ne!(
+            again, cut,
+            "a cut form given as input is cut again, not kept"
+        );
+    }
+}
