@@ -412,6 +412,26 @@ pub async fn derive_cluster<S: AuditStore>(
     released.map(|()| derived)
 }
 
+/// Rebuilds the views of every cluster of `report` that stored late records (what their
+/// `late_record` alerts ask for): the CLI's bulk paths (files, backfill) do it themselves.
+/// Returns the clusters rebuilt.
+pub async fn rebuild_late_clusters<S: AuditStore>(
+    store: &S,
+    config: &Config,
+    report: &Report,
+) -> Result<Vec<String>, StoreError> {
+    let late: Vec<String> = report
+        .by_cluster
+        .iter()
+        .filter(|(_, counts)| counts.late > 0)
+        .map(|(cluster, _)| cluster.clone())
+        .collect();
+    for cluster in &late {
+        rederive(store, config, cluster).await?;
+    }
+    Ok(late)
+}
+
 /// Rebuilds a cluster's views from its whole trail: removes them and the derivation
 /// state, then folds the trail stream by stream, a bounded part of each at a time. For
 /// late records (`late_record` alerts) and after a change of the derivation's rules.

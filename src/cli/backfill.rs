@@ -18,7 +18,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType};
-use crate::pipeline::{Report, derive_clusters, parse_decoded, store_parsed};
+use crate::pipeline::{
+    Report, derive_clusters, parse_decoded, rebuild_late_clusters, store_parsed,
+};
 use crate::store::dynamodb::DynamoStore;
 
 pub const CHECKPOINT_PK_PREFIX: &str = "BACKFILL#";
@@ -59,6 +61,9 @@ pub async fn backfill(
     }
     bar.set_message("deriving views");
     derive_clusters(store, config, &mut report)
+        .await
+        .map_err(|error| error.to_string())?;
+    rebuild_late_clusters(store, config, &report)
         .await
         .map_err(|error| error.to_string())?;
     bar.finish_and_clear();

@@ -18,7 +18,8 @@ use crate::config::Config;
 use crate::decode::RawTextSource;
 use crate::model::Timestamp;
 use crate::pipeline::{
-    Report, derive_clusters, is_failed_login, parse_decoded, rederive, store_parsed,
+    Report, derive_clusters, is_failed_login, parse_decoded, rebuild_late_clusters, rederive,
+    store_parsed,
 };
 use crate::store::StoreError;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
@@ -461,20 +462,10 @@ async fn ingest_files(
         .map_err(processing)?;
     // Records older than what the cluster had settled: the views are rebuilt with them,
     // as the late-record alerts would ask the user to.
-    let late: Vec<String> = report
-        .by_cluster
-        .iter()
-        .filter(|(_, counts)| counts.late > 0)
-        .map(|(cluster, _)| cluster.clone())
-        .collect();
-    for cluster in late {
-        bar.set_message(format!(
-            "{cluster}: records older than its settled views; rebuilding them"
-        ));
-        rederive(store, config, &cluster)
-            .await
-            .map_err(processing)?;
-    }
+    bar.set_message("rebuilding the views of clusters that received late records");
+    rebuild_late_clusters(store, config, &report)
+        .await
+        .map_err(processing)?;
     bar.finish_and_clear();
     render::emit(output, &report, || render::report_text(&report))
 }

@@ -55,6 +55,29 @@ pub fn bound_record(record: &mut AuditRecord) -> Result<(), String> {
             if let Some(user_type) = &mut record.user_type {
                 bound_text(&mut user_type.name);
             }
+            // The later layout's fields, and any field of a layout not yet known.
+            if let Some(later) = record.later.as_deref_mut() {
+                for field in [
+                    &mut later.version_no,
+                    &mut later.user_id,
+                    &mut later.target_user_name,
+                    &mut later.target_user_id,
+                    &mut later.mfa_enabled,
+                    &mut later.mechanism,
+                    &mut later.local_time,
+                    &mut later.host_time,
+                ] {
+                    bound_option(field);
+                }
+                for label in [&mut later.target_user_type, &mut later.share_operation]
+                    .into_iter()
+                    .flatten()
+                {
+                    bound_text(&mut label.name);
+                }
+                later.share_user_ids.iter_mut().for_each(bound_text);
+                later.extra_fields.values_mut().for_each(bound_text);
+            }
         }
         AuditRecord::Certificate(record) => {
             bound_text(&mut record.op_code);

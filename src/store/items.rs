@@ -898,6 +898,30 @@ fn event_sk(
     )
 }
 
+/// The key of one event of a session.
+pub fn session_event_sk(session: &ClusterSession, event: &SessionEvent) -> String {
+    event_sk(
+        &session_sk(session),
+        event.time,
+        &event.hsm,
+        event.reboot_counter,
+        Some(event.seq),
+        event.log_event_id.as_deref(),
+    )
+}
+
+/// The key of one event of a key generation.
+pub fn key_event_sk(key: &KeyGeneration, event: &KeyEvent) -> String {
+    event_sk(
+        &key_sk(key),
+        event.time,
+        &event.hsm,
+        event.reboot_counter,
+        event.seq,
+        event.log_event_id.as_deref(),
+    )
+}
+
 /// Between a session's or key's key and its events' keys.
 const EVENT_INFIX: &str = "#EV#";
 
@@ -1041,16 +1065,13 @@ pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, Sto
             },
         ));
         for event in &session.events {
-            let event_sk = event_sk(
-                &sk,
-                event.time,
-                &event.hsm,
-                event.reboot_counter,
-                Some(event.seq),
-                event.log_event_id.as_deref(),
-            );
             items.push(view(
-                derived_item(cluster, event_sk, "session_event", event)?,
+                derived_item(
+                    cluster,
+                    session_event_sk(session, event),
+                    "session_event",
+                    event,
+                )?,
                 ViewOf::Event { time: event.time },
             ));
         }
@@ -1071,16 +1092,8 @@ pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, Sto
             object: Some(object_of(key)),
         });
         for event in &key.events {
-            let event_sk = event_sk(
-                &sk,
-                event.time,
-                &event.hsm,
-                event.reboot_counter,
-                event.seq,
-                event.log_event_id.as_deref(),
-            );
             items.push(view(
-                derived_item(cluster, event_sk, "key_event", event)?,
+                derived_item(cluster, key_event_sk(key, event), "key_event", event)?,
                 ViewOf::Event { time: event.time },
             ));
         }
