@@ -121,6 +121,7 @@ fn main() {
     let store = MemoryStore::new();
     let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
     let mut probes: Vec<Probe> = Vec::new();
+    let mut delivered = vec![false; payloads.len()];
     let mut history = 0;
     let mut next = 0;
     println!(
@@ -130,34 +131,48 @@ fn main() {
         config.derive.allowed_lateness_micros / 1_000_000
     );
     let started = Instant::now();
+    let deliver = |event: serde_json::Value| {
+        runtime
+            .block_on(handle(event, &store, &config))
+            .expect("delivery");
+    };
     for &point in &points {
         while history < point && next < payloads.len() {
-            runtime
-                .block_on(handle(payloads[next].event.clone(), &store, &config))
-                .expect("history");
-            history += payloads[next].records;
+            if !delivered[next] {
+                deliver(payloads[next].event.clone());
+                delivered[next] = true;
+                history += payloads[next].records;
+            }
             next += 1;
         }
-        // The next payload, then the next ten of one stream as one 1,000-record payload.
-        let small = payloads[next].event.clone();
-        let stream = &payloads[next + 1].log_stream;
-        let tenth: Vec<&GeneratedPayload> = payloads[next + 1..]
-            .iter()
-            .filter(|payload| &payload.log_stream == stream)
+        // The next payload; then the next ten of one stream as one 1,000-record payload.
+        let Some(small) = (next..payloads.len()).find(|&index| !delivered[index]) else {
+            break;
+        };
+        let stream = payloads[small].log_stream.clone();
+        let tenth: Vec<usize> = (small + 1..payloads.len())
+            .filter(|&index| !delivered[index] && payloads[index].log_stream == stream)
             .take(10)
             .collect();
-        let large = merged(&tenth);
-        for (records, event) in [
-            (payloads[next].records, small),
-            (tenth.iter().map(|p| p.records).sum(), large),
-        ] {
+        let large = merged(
+            &tenth
+                .iter()
+                .map(|&index| &payloads[index])
+                .collect::<Vec<_>>(),
+        );
+        let probes_here = [
+            (payloads[small].records, payloads[small].event.clone()),
+            (
+                tenth.iter().map(|&index| payloads[index].records).sum(),
+                large,
+            ),
+        ];
+        for (records, event) in probes_here {
             store.reset_ledger();
             let before = IN_USE.load(Ordering::Relaxed);
             PEAK.store(before, Ordering::Relaxed);
             let clock = Instant::now();
-            runtime
-                .block_on(handle(event, &store, &config))
-                .expect("probe");
+            deliver(event);
             let time = clock.elapsed();
             probes.push(Probe {
                 history,
@@ -168,21 +183,9 @@ fn main() {
             });
             history += records;
         }
-        // The records of the ten payloads are in; their other streams' payloads follow.
-        next += 1;
-        let merged_streams: Vec<usize> = (next..payloads.len())
-            .filter(|&index| &payloads[index].log_stream == stream)
-            .take(10)
-            .collect();
-        let mut rest: Vec<usize> = (next..payloads.len())
-            .filter(|index| !merged_streams.contains(index))
-            .collect();
-        rest.truncate(0);
-        next = merged_streams
-            .last()
-            .map_or(next, |&last| last + 1)
-            .max(next);
-        let _ = rest;
+        for index in std::iter::once(small).chain(tenth) {
+            delivered[index] = true;
+        }
     }
     println!(
         "built in {:.0} s\n\n{:>9} {:>7} {:>8} {:>9} {:>9} {:>10} {:>10} {:>11} {:>9}  requests by operation",

@@ -51,7 +51,7 @@ use crate::domain::{
 };
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::StoreError;
-use crate::store::items::{self, Item, ViewItem, ViewOf};
+use crate::store::dynamodb::items::{self, Item, ViewItem, ViewOf};
 
 /// The most records of one stream a step reads by default (`TAIL_RECORDS_PER_STREAM`):
 /// its memory stays bounded whatever arrived at once (a backfill, a rebuild).

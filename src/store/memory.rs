@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::items::{self, Item};
+use super::dynamodb::items::{self, Item};
 use super::{AuditStore, ClusterLease, StoreError, TrailOutcome};
 use crate::decode::Quarantined;
 use crate::domain::Conflict;

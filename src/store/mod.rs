@@ -1,12 +1,12 @@
 //! Where the trail and the derived views live. [`AuditStore`] is the few operations the
 //! pipeline needs; [`dynamodb::DynamoStore`] is the real one and [`memory::MemoryStore`]
-//! keeps the same items in a map, for pipeline tests without a network.
+//! keeps the same items in a map, for pipeline tests and the benchmark's largest history
+//! without a network.
 //!
-//! Both hold the same items, built in [`items`], so the item layout is tested once.
+//! Both hold DynamoDB's items, laid out in [`dynamodb::items`], so the item layout is
+//! tested once.
 
-mod attributes;
 pub mod dynamodb;
-pub mod items;
 pub mod memory;
 
 use std::collections::{BTreeSet, HashMap};
@@ -163,7 +163,7 @@ pub fn classify_entries<'a>(
     let mut outcome = TrailOutcome::default();
     for entry in entries {
         let identity = entry.identity();
-        let key = items::identity_sk(&identity);
+        let key = dynamodb::items::identity_sk(&identity);
         let digest = entry.record.content_sha256();
         match stored.get(&key).or_else(|| seen.get(&key)) {
             Some(first) if *first == digest => outcome.duplicates += 1,

@@ -16,7 +16,7 @@ use crate::common::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hsm_audit::lambda::handle;
 use hsm_audit::store::dynamodb::DynamoStore;
-use hsm_audit::store::items;
+use hsm_audit::store::dynamodb::items;
 use serde_json::Value;
 
 fn readme() -> String {

@@ -18,7 +18,7 @@ use hsm_audit::domain::derive;
 use hsm_audit::lambda::handle;
 use hsm_audit::pipeline::{parse_decoded, rederive};
 use hsm_audit::store::AuditStore;
-use hsm_audit::store::items::{cluster_pk, derived_items, sort_key};
+use hsm_audit::store::dynamodb::items::{cluster_pk, derived_items, sort_key};
 use hsm_audit::store::memory::MemoryStore;
 use hsm_audit::workload::{WorkloadSpec, generate};
 use proptest::prelude::*;

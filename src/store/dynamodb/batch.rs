@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 
 use super::store::{DynamoStore, request_error, sdk_error};
 use crate::store::StoreError;
-use crate::store::items::{self, Item};
+use crate::store::dynamodb::items::{self, Item};
 
 /// What conditional puts did: identities written, and identities another writer had
 /// taken (with the stored content digest when the answer carried it).

@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::store::{DynamoStore, RequestCounts, request_error};
-use crate::store::items::{self, Item};
+use crate::store::dynamodb::items::{self, Item};
 use crate::store::{ClusterLease, StoreError};
 
 /// How long a claim or a renewal holds the lease. Renewed every third of it.

@@ -1,6 +1,8 @@
-//! [`AuditStore`](super::AuditStore) on DynamoDB.
+//! [`AuditStore`](super::AuditStore) on DynamoDB, and the layout of its items.
 
+mod attributes;
 mod batch;
+pub mod items;
 mod lease;
 mod queries;
 pub mod retries;

@@ -9,7 +9,7 @@ use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, QuorumVie
 use crate::incremental::TailStart;
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::StoreError;
-use crate::store::items::{self, Item};
+use crate::store::dynamodb::items::{self, Item};
 
 /// A sort-key condition: a prefix, or a closed range.
 pub(crate) enum SortKey<'a> {

@@ -16,7 +16,7 @@ use crate::decode::Quarantined;
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::TrailEntry;
-use crate::store::items::{self, Item};
+use crate::store::dynamodb::items::{self, Item};
 use crate::store::{AuditStore, ClusterLease, StoreError, TrailOutcome};
 
 /// DynamoDB requests made, by kind: the benchmark's requests-per-record come from here,

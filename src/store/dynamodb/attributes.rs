@@ -14,7 +14,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
-use super::items::Item;
+/// An item as the SDK takes it (the items module's `Item`, named here so that the
+/// serializer does not depend on the layout built with it).
+type Item = HashMap<String, AttributeValue>;
 
 #[derive(Debug)]
 pub struct Error(String);

@@ -28,7 +28,6 @@ use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 use sha2::{Digest, Sha256};
 
 use self::later::LaterTrailFields;
-use super::StoreError;
 use super::attributes::to_item;
 use crate::decode::Quarantined;
 use crate::domain::{
@@ -39,6 +38,7 @@ use crate::model::{
     AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, Opcode, RecordIdentity,
     StreamId, Timestamp, TrailEntry,
 };
+use crate::store::StoreError;
 
 mod later;
 mod quorum;
