@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod packed;
+
+use self::packed::{Packed, pack, unpack};
 use super::dynamodb::items::{self, Item};
 use super::{AuditStore, ClusterLease, StoreError, TrailOutcome};
 use crate::decode::Quarantined;
@@ -18,7 +21,7 @@ use crate::model::TrailEntry;
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    items: Mutex<BTreeMap<(String, String), Item>>,
+    items: Mutex<BTreeMap<(String, String), Packed>>,
     leases: Mutex<HashSet<String>>,
     ledger: Mutex<Ledger>,
 }
@@ -69,7 +72,7 @@ impl MemoryStore {
 
     /// Every item, in key order: what a full-table scan would show.
     pub fn snapshot(&self) -> Vec<Item> {
-        self.guard().values().cloned().collect()
+        self.guard().values().map(unpack).collect()
     }
 
     /// Items of one partition, in sort-key order.
@@ -77,11 +80,11 @@ impl MemoryStore {
         self.guard()
             .iter()
             .filter(|((p, _), _)| p == pk)
-            .map(|(_, item)| item.clone())
+            .map(|(_, item)| unpack(item))
             .collect()
     }
 
-    fn guard(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Item>> {
+    fn guard(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Packed>> {
         // A panicking test thread cannot leave the map half-written: every write is one insert.
         self.items
             .lock()
@@ -89,7 +92,8 @@ impl MemoryStore {
     }
 
     fn put(&self, item: Item) {
-        self.guard().insert(key_of(&item), item);
+        let packed = pack(&item);
+        self.guard().insert(key_of(&item), packed);
     }
 
     /// The requests and units spent since the last reset.
@@ -146,7 +150,7 @@ impl MemoryStore {
         self.guard()
             .range((pk.to_owned(), prefix.to_owned())..)
             .take_while(|((p, sk), _)| p == pk && sk.starts_with(prefix))
-            .map(|(_, item)| item.clone())
+            .map(|(_, item)| unpack(item))
             .collect()
     }
 }
@@ -167,8 +171,8 @@ impl AuditStore for MemoryStore {
             identities
                 .iter()
                 .filter_map(|sk| {
-                    let item = map.get(&(pk.clone(), sk.clone()))?;
-                    Some((sk.clone(), items::content_digest(item).unwrap_or_default()))
+                    let item = unpack(map.get(&(pk.clone(), sk.clone()))?);
+                    Some((sk.clone(), items::content_digest(&item).unwrap_or_default()))
                 })
                 .collect()
         };
@@ -264,7 +268,7 @@ impl AuditStore for MemoryStore {
                 .take_while(|((p, sk), _)| *p == pk && sk.starts_with(&start.prefix))
                 .filter(|((_, sk), _)| Some(sk) != start.after.as_ref())
                 .take(per_stream + 1)
-                .map(|(_, item)| item.clone())
+                .map(|(_, item)| unpack(item))
                 .collect();
             self.book_query(&found);
             if found.len() > per_stream {
@@ -288,7 +292,10 @@ impl AuditStore for MemoryStore {
             let map = self.guard();
             names
                 .iter()
-                .filter_map(|name| map.get(&key_of(&items::object_key(cluster, name))).cloned())
+                .filter_map(|name| {
+                    map.get(&key_of(&items::object_key(cluster, name)))
+                        .map(unpack)
+                })
                 .collect()
         };
         self.book_gets(names.len(), &found);
