@@ -108,9 +108,10 @@ fn main() {
     let points = points(measuring);
     let last = points.iter().copied().max().unwrap_or(1_000);
     let spec = WorkloadSpec {
-        records: last + 3_000,
+        records: last + 20_000,
         records_per_payload: 100,
         app: true,
+        delivery_seconds: Some(30),
         ..WorkloadSpec::default()
     };
     let payloads = generate(&spec);
@@ -145,13 +146,18 @@ fn main() {
             }
             next += 1;
         }
-        // The next payload; then the next ten of one stream as one 1,000-record payload.
-        let Some(small) = (next..payloads.len()).find(|&index| !delivered[index]) else {
+        // The next full payload; then the next ten full ones of its stream as one
+        // 1,000-record payload (quiet streams send smaller ones, delivered as history).
+        let full = |index: usize| payloads[index].records == spec.records_per_payload;
+        let Some(small) = (next..payloads.len()).find(|&index| !delivered[index] && full(index))
+        else {
             break;
         };
         let stream = payloads[small].log_stream.clone();
         let tenth: Vec<usize> = (small + 1..payloads.len())
-            .filter(|&index| !delivered[index] && payloads[index].log_stream == stream)
+            .filter(|&index| {
+                !delivered[index] && payloads[index].log_stream == stream && full(index)
+            })
             .take(10)
             .collect();
         let large = merged(

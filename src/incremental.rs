@@ -494,7 +494,7 @@ fn is_provisional(
             AlertKind::SequenceGap | AlertKind::Reboot => true,
             AlertKind::BruteForce => user
                 .as_ref()
-                .is_some_and(|user| folded.open_bursts.contains(user)),
+                .is_some_and(|user| folded.open_bursts.contains(&(user.clone(), *time))),
             AlertKind::ConflictingDuplicate | AlertKind::LateRecord => false,
             _ => *time >= settle,
         },

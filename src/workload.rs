@@ -27,6 +27,10 @@ pub struct WorkloadSpec {
     pub seed: u64,
     /// An application's session using a few keys throughout (see the module doc).
     pub app: bool,
+    /// Deliver an HSM's records at the latest this many seconds (of event time) after
+    /// the first of them, as CloudWatch Logs does, rather than only when a payload is
+    /// full: a quiet HSM's records then arrive with the busy ones', not hours later.
+    pub delivery_seconds: Option<u64>,
 }
 
 impl Default for WorkloadSpec {
@@ -39,6 +43,7 @@ impl Default for WorkloadSpec {
             records_per_payload: 1000,
             seed: 7,
             app: false,
+            delivery_seconds: None,
         }
     }
 }
@@ -124,6 +129,19 @@ impl Simulation {
         self.records += 1;
         if self.hsms[hsm].pending.len() >= self.spec.records_per_payload {
             self.flush(hsm);
+        }
+        if let Some(seconds) = self.spec.delivery_seconds {
+            let due = self.now_micros
+                - i64::try_from(seconds).unwrap_or(i64::MAX / 2_000_000) * 1_000_000;
+            for index in 0..self.hsms.len() {
+                if self.hsms[index]
+                    .pending
+                    .first()
+                    .is_some_and(|(time, _)| *time < due)
+                {
+                    self.flush(index);
+                }
+            }
         }
     }
 

@@ -91,8 +91,8 @@ pub(crate) struct Flagged {
     pub logins: Vec<FailedLogin>,
     /// One per burst among them that reached the threshold.
     pub alerts: Vec<Alert>,
-    /// Users whose burst may still grow after `settle_before`.
-    pub open_bursts: Vec<String>,
+    /// Alerts (user, time) of bursts that may still grow after `settle_before`.
+    pub open_bursts: Vec<(String, Timestamp)>,
     pub carry: Carry,
 }
 
@@ -165,8 +165,8 @@ pub(crate) fn flag_brute_force(
             }
             let last_time = times[burst_end];
             let open = last_time.saturating_add(window) >= settle_before.micros();
-            if open {
-                open_bursts.push(user.clone());
+            if let (true, Some(alert)) = (open, &alert) {
+                open_bursts.push((user.clone(), alert.time));
             }
             // The burst as of the settle point: its failures before it, and how many of
             // those are older than the window the next run will see.

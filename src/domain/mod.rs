@@ -509,8 +509,8 @@ pub struct Folded {
     pub carry: Carry,
     /// The touched objects' carries as of the settle point.
     pub entities: EntityCarries,
-    /// Users whose brute-force burst may still grow: its alert is not final.
-    pub open_bursts: BTreeSet<String>,
+    /// Brute-force alerts (user, time) of bursts that may still grow: not final yet.
+    pub open_bursts: BTreeSet<(String, Timestamp)>,
 }
 
 /// Derives what `entries` touch, resumed from `carry` and the carries of the objects they

@@ -109,6 +109,7 @@ fn workload(seed: u64, records: usize) -> Vec<Payload> {
         records_per_payload: 8,
         seed,
         app: true,
+        delivery_seconds: None,
     };
     let mut payloads: Vec<Payload> = generate(&spec)
         .into_iter()
@@ -532,4 +533,48 @@ async fn the_in_memory_ledger_counts_what_the_dynamodb_store_sends() {
     assert_eq!(sent(&counts.query), booked(&["Query"]));
     assert_eq!(sent(&counts.single_item), booked(&["GetItem", "PutItem"]));
     assert_eq!(counts.total(), ledger.total_requests());
+}
+
+/// Hours of a busy cluster delivered as CloudWatch Logs does (each HSM's records within
+/// 30 s, full payloads sooner): long brute-force bursts, an application session and key
+/// churn cross many settle points, and the stored views are still exactly `derive`'s.
+#[tokio::test]
+async fn a_long_live_delivery_settles_into_exactly_the_reference_views() {
+    let spec = WorkloadSpec {
+        cluster: CLUSTER.into(),
+        records: 4_000,
+        records_per_payload: 100,
+        app: true,
+        delivery_seconds: Some(30),
+        ..WorkloadSpec::default()
+    };
+    let payloads: Vec<Payload> = generate(&spec)
+        .into_iter()
+        .map(|generated| Payload {
+            event: generated.event,
+            first_micros: 0,
+            last_micros: 0,
+        })
+        .collect();
+    let store = MemoryStore::new();
+    // The default lateness: live delivery needs no more.
+    let config = config_with("memory", 300, None);
+    for payload in &payloads {
+        handle(payload.event.clone(), &store, &config)
+            .await
+            .expect("delivery");
+    }
+    let expected = reference(&payloads, &config);
+    let views = views_of(&store.snapshot(), CLUSTER);
+    assert_eq!(late_alerts(&views), 0);
+    let settled = store
+        .load_checkpoint(CLUSTER)
+        .await
+        .expect("checkpoint")
+        .settled_before;
+    assert!(settled.is_some());
+    assert_eq!(
+        differences(&views, &expected[CLUSTER]),
+        Vec::<String>::new()
+    );
 }
