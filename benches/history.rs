@@ -115,6 +115,15 @@ fn main() {
         ..WorkloadSpec::default()
     };
     let payloads = generate(&spec);
+    let mut per_stream: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for payload in &payloads {
+        *per_stream.entry(payload.log_stream.as_str()).or_default() += payload.records;
+    }
+    let busiest = per_stream
+        .iter()
+        .max_by_key(|(_, records)| **records)
+        .map(|(stream, _)| (*stream).to_owned())
+        .unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -146,33 +155,37 @@ fn main() {
             }
             next += 1;
         }
-        // The next full payload; then the next ten full ones of its stream as one
-        // 1,000-record payload (quiet streams send smaller ones, delivered as history).
-        let full = |index: usize| payloads[index].records == spec.records_per_payload;
-        let Some(small) = (next..payloads.len()).find(|&index| !delivered[index] && full(index))
-        else {
-            break;
-        };
-        let stream = payloads[small].log_stream.clone();
-        let tenth: Vec<usize> = (small + 1..payloads.len())
-            .filter(|&index| {
-                !delivered[index] && payloads[index].log_stream == stream && full(index)
-            })
-            .take(10)
-            .collect();
-        let large = merged(
-            &tenth
-                .iter()
-                .map(|&index| &payloads[index])
-                .collect::<Vec<_>>(),
-        );
-        let probes_here = [
-            (payloads[small].records, payloads[small].event.clone()),
-            (
-                tenth.iter().map(|&index| payloads[index].records).sum(),
-                large,
-            ),
-        ];
+        // The busiest stream's next payloads, merged until they hold 100 records, then
+        // the following ones until 1,000: what a CloudWatch delivery of that size carries.
+        let mut probes_here = Vec::new();
+        let mut taken: Vec<usize> = Vec::new();
+        for size in [100usize, 1_000] {
+            let mut parts: Vec<usize> = Vec::new();
+            let mut records = 0;
+            for index in next..payloads.len() {
+                if records >= size {
+                    break;
+                }
+                if !delivered[index]
+                    && !taken.contains(&index)
+                    && payloads[index].log_stream == busiest
+                {
+                    parts.push(index);
+                    records += payloads[index].records;
+                }
+            }
+            if parts.is_empty() {
+                break;
+            }
+            let event = merged(
+                &parts
+                    .iter()
+                    .map(|&index| &payloads[index])
+                    .collect::<Vec<_>>(),
+            );
+            taken.extend(&parts);
+            probes_here.push((records, event));
+        }
         for (records, event) in probes_here {
             store.reset_ledger();
             let before = IN_USE.load(Ordering::Relaxed);
@@ -189,7 +202,7 @@ fn main() {
             });
             history += records;
         }
-        for index in std::iter::once(small).chain(tenth) {
+        for index in taken {
             delivered[index] = true;
         }
     }
