@@ -163,6 +163,18 @@ pub fn checkpoint_items(
         .collect())
 }
 
+/// Keys of the checkpoint's pieces `from..to`: those a shorter checkpoint leaves behind.
+pub fn checkpoint_piece_keys(cluster: &str, pieces: std::ops::Range<usize>) -> Vec<Item> {
+    pieces
+        .map(|index| {
+            key_item(
+                &state_pk(cluster),
+                &format!("{CHECKPOINT_PREFIX}{index:04}"),
+            )
+        })
+        .collect()
+}
+
 /// The checkpoint from its items (in sort-key order); the default when there are none.
 pub fn checkpoint_from_items(
     cluster: &str,
@@ -617,6 +629,15 @@ pub fn is_trail_record(item: &Item) -> bool {
 
 pub fn is_conflict(item: &Item) -> bool {
     sort_key(item).starts_with(CONFLICT_PREFIX)
+}
+
+/// The audit records among `items` (a trail query's), in their order.
+pub fn trail_entries(items: impl IntoIterator<Item = Item>) -> Result<Vec<TrailEntry>, StoreError> {
+    items
+        .into_iter()
+        .filter(is_trail_record)
+        .map(trail_entry_from_item)
+        .collect()
 }
 
 pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {

@@ -137,11 +137,7 @@ impl DynamoStore {
                 prefix.as_deref().map(SortKey::Prefix),
             )
             .await?;
-        found
-            .into_iter()
-            .filter(items::is_trail_record)
-            .map(items::trail_entry_from_item)
-            .collect()
+        items::trail_entries(found)
     }
 
     /// Sessions of a cluster (or of one user) whose login falls in `[from, to]`.

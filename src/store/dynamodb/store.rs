@@ -362,11 +362,7 @@ impl AuditStore for DynamoStore {
             if cut {
                 tail.cut.insert(start.prefix.clone());
             }
-            for item in found {
-                if items::is_trail_record(&item) {
-                    tail.entries.push(items::trail_entry_from_item(item)?);
-                }
-            }
+            tail.entries.extend(items::trail_entries(found)?);
         }
         Ok(tail)
     }
@@ -408,14 +404,10 @@ impl AuditStore for DynamoStore {
         self.delete_all(write.deletes.clone()).await?;
         self.put_all(puts).await?;
         let checkpoint = items::checkpoint_items(&lease.cluster, &write.checkpoint)?;
-        let stale: Vec<Item> = (checkpoint.len()..write.checkpoint.stored_pieces)
-            .map(|index| {
-                items::key_item(
-                    &items::state_pk(&lease.cluster),
-                    &format!("{}{index:04}", items::CHECKPOINT_PREFIX),
-                )
-            })
-            .collect();
+        let stale = items::checkpoint_piece_keys(
+            &lease.cluster,
+            checkpoint.len()..write.checkpoint.stored_pieces,
+        );
         // The views were written under the lease; the checkpoint, which makes them the
         // settled state, only while it is still held.
         if lease.is_lost() {

@@ -274,11 +274,8 @@ impl AuditStore for MemoryStore {
             if found.len() > per_stream {
                 tail.cut.insert(start.prefix.clone());
             }
-            for item in found.into_iter().take(per_stream) {
-                if items::is_trail_record(&item) {
-                    tail.entries.push(items::trail_entry_from_item(item)?);
-                }
-            }
+            tail.entries
+                .extend(items::trail_entries(found.into_iter().take(per_stream))?);
         }
         Ok(tail)
     }
@@ -308,14 +305,10 @@ impl AuditStore for MemoryStore {
             puts.push(items::object_item(&lease.cluster, name, carry)?);
         }
         let pieces = items::checkpoint_items(&lease.cluster, &write.checkpoint)?;
-        let stale: Vec<Item> = (pieces.len()..write.checkpoint.stored_pieces)
-            .map(|index| {
-                items::key_item(
-                    &items::state_pk(&lease.cluster),
-                    &format!("{}{index:04}", items::CHECKPOINT_PREFIX),
-                )
-            })
-            .collect();
+        let stale = items::checkpoint_piece_keys(
+            &lease.cluster,
+            pieces.len()..write.checkpoint.stored_pieces,
+        );
         self.book_writes(&[], write.deletes.len());
         self.book_writes(&puts, 0);
         self.book_writes(&pieces, stale.len());
