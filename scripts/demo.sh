@@ -54,8 +54,13 @@ show keys --cluster "$LATER"
 show quorum --cluster "$LATER"
 show alerts --cluster "$LATER"
 
+# The auditor's report of the demo cluster (README "Reports"): one self-contained HTML file.
+REPORT="$ROOT/.local/report.html"
+mkdir -p "$(dirname "$REPORT")"
+show report --cluster "$CLUSTER" --out "$REPORT"
+
 if (( ${#failed[@]} )); then
     printf '\ndemo: %d view(s) failed: %s\n' "${#failed[@]}" "$(IFS=,; echo "${failed[*]}")" >&2
     exit 1
 fi
-printf '\ndemo: done\n'
+printf '\ndemo: done; the report of %s: %s\n' "$CLUSTER" "$REPORT"

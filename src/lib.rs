@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod model;
 pub mod parse;
 pub mod pipeline;
+pub mod report;
 pub mod store;
 pub mod workload;

@@ -33,7 +33,7 @@ mod records;
 mod sensitive;
 mod sessions;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 mod users;
 
 /// Tunables of the derivation, read once from the environment by [`crate::config`].

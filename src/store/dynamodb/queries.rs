@@ -90,37 +90,48 @@ impl DynamoStore {
     ) -> Result<(), StoreError> {
         let mut start = None;
         loop {
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-                .set_exclusive_start_key(start);
-            request = match &sort {
-                None => request.key_condition_expression("pk = :pk"),
-                Some(SortKey::Prefix(prefix)) => request
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(
-                        ":prefix",
-                        AttributeValue::S((*prefix).to_owned()),
-                    ),
-                Some(SortKey::Between(low, high)) => request
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
-                    .expression_attribute_values(":low", AttributeValue::S(low.clone()))
-                    .expression_attribute_values(":high", AttributeValue::S(high.clone())),
-            };
-            self.counts.count_query();
-            let output = request
-                .send()
-                .await
-                .map_err(|error| sdk_error("Query", error))?;
-            on_page(output.items.unwrap_or_default())?;
-            start = output.last_evaluated_key;
+            let (page, next) = self.query_page(pk, &sort, true, start).await?;
+            on_page(page)?;
+            start = next;
             if start.is_none() {
                 return Ok(());
             }
         }
+    }
+
+    /// One page of a partition's items from `start` (a previous page's last key), in
+    /// sort-key order (`forward`) or its reverse, and the key to go on from, if any.
+    pub(super) async fn query_page(
+        &self,
+        pk: &str,
+        sort: &Option<SortKey<'_>>,
+        forward: bool,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .scan_index_forward(forward)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .set_exclusive_start_key(start);
+        request = match sort {
+            None => request.key_condition_expression("pk = :pk"),
+            Some(SortKey::Prefix(prefix)) => request
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S((*prefix).to_owned())),
+            Some(SortKey::Between(low, high)) => request
+                .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+                .expression_attribute_values(":low", AttributeValue::S(low.clone()))
+                .expression_attribute_values(":high", AttributeValue::S(high.clone())),
+        };
+        self.counts.count_query();
+        let output = request
+            .send()
+            .await
+            .map_err(|error| sdk_error("Query", error))?;
+        Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
     }
 
     /// The trail of a cluster (HSM streams in sequence order, then records without a
