@@ -20,5 +20,6 @@ mod lease;
 mod luna;
 mod order_independence;
 mod parse_corpus;
+mod report;
 mod seed_examples;
 mod trail_dynamodb;
