@@ -41,7 +41,12 @@ fn opt(value: Option<&str>) -> Cow<'_, str> {
 }
 
 fn time_cell(time: Option<Timestamp>) -> String {
-    time.map_or_else(|| "–".to_owned(), |time| readable(time))
+    time.map_or_else(|| "–".to_owned(), cell_time)
+}
+
+/// A time in a table: kept on one line.
+fn cell_time(time: Timestamp) -> String {
+    format!("<span class=\"t\">{}</span>", readable(time))
 }
 
 /// `2018-01-16 01:48:49Z`: seconds are what an auditor compares with the console.
@@ -72,7 +77,8 @@ th { background: #f1f3f7; font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12px; }
 .state-active { color: var(--ok); } .state-destroyed, .state-tombstoned { color: var(--muted); }
-tr.gap td, .bad { color: var(--bad); font-weight: 600; } .flag { color: var(--bad); font-weight: 600; }
+tr.incomplete td:first-child, .gap, .bad, .flag { color: var(--bad); font-weight: 600; }
+.t { white-space: nowrap; } .scroll { overflow-x: auto; }
 tr.past td.age { color: var(--bad); font-weight: 600; }
 .pager { margin: 4px 0; } .pager button { margin: 0 6px; }
 svg { width: 100%; height: auto; display: block; }
@@ -89,7 +95,7 @@ table.commands { margin: 4px 0 4px 12px; width: auto; } table.commands td { bord
 @media print {
   body { max-width: none; padding: 0; font-size: 10px; }
   tr[hidden] { display: table-row !important; }
-  .pager, nav.toc { display: none; }
+  .pager, nav.toc { display: none; } .scroll { overflow: visible; } .t { white-space: normal; }
   h2 { break-after: avoid; } tr, .verdict, svg { break-inside: avoid; }
 }
 "#;
@@ -258,7 +264,11 @@ fn stream_row(stream: &StreamRow, out: &mut impl Write) -> io::Result<()> {
         "<tr class=\"{}\" data-hsm=\"{}\" data-reboot=\"{}\"><td>{}</td><td class=\"num mono\">0x{:x}</td>\
          <td class=\"num mono\">0x{:x}</td><td class=\"num mono\">0x{:x}</td><td class=\"num\">{}</td>\
          <td>{ranges}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
-        if stream.complete() { "complete" } else { "gap" },
+        if stream.complete() {
+            "complete"
+        } else {
+            "incomplete"
+        },
         escape(&stream.hsm),
         stream.reboot_counter,
         escape(&stream.hsm),
@@ -268,8 +278,8 @@ fn stream_row(stream: &StreamRow, out: &mut impl Write) -> io::Result<()> {
         stream.records,
         if stream.after_reboot { "yes" } else { "–" },
         stream.conflicts,
-        readable(stream.first_time),
-        readable(stream.last_time),
+        cell_time(stream.first_time),
+        cell_time(stream.last_time),
     )
 }
 
@@ -317,14 +327,14 @@ fn inventory(report: &Report, out: &mut impl Write) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "<table id=\"inventory\" class=\"paged\"><thead><tr><th>Key</th><th>Gen</th><th>Kind</th>\
+        "<div class=\"scroll\"><table id=\"inventory\" class=\"paged\"><thead><tr><th>Key</th><th>Gen</th><th>Kind</th>\
          <th>State</th><th>Created</th><th>Created by</th><th>How</th><th>HSMs</th><th>Exported</th>\
          <th>Shared with</th><th>Last use</th><th>Destroyed</th><th>Age (days)</th></tr></thead><tbody>"
     )?;
     for row in &report.keys.rows {
         key_row(row, out)?;
     }
-    writeln!(out, "</tbody></table></section>")
+    writeln!(out, "</tbody></table></div></section>")
 }
 
 fn key_row(row: &InventoryRow, out: &mut impl Write) -> io::Result<()> {
@@ -332,14 +342,18 @@ fn key_row(row: &InventoryRow, out: &mut impl Write) -> io::Result<()> {
     let last_use = match (&row.last_use_time, &row.last_use_opcode) {
         (Some(time), Some(opcode)) => format!(
             "{} <code>{}</code> by {}",
-            readable(*time),
+            cell_time(*time),
             escape(opcode),
             opt(row.last_use_by.as_deref())
         ),
         _ => "–".to_owned(),
     };
     let destroyed = match row.destroyed_time {
-        Some(time) => format!("{} by {}", readable(time), opt(row.destroyed_by.as_deref())),
+        Some(time) => format!(
+            "{} by {}",
+            cell_time(time),
+            opt(row.destroyed_by.as_deref())
+        ),
         None => "–".to_owned(),
     };
     let age = match row.age_days {
@@ -574,8 +588,10 @@ fn session_row(report: &Report, row: &SessionRow, out: &mut impl Write) -> io::R
         row.index + 1,
         escape(&session.user),
         opt(session.user_type.as_deref()),
-        readable(session.login_time),
-        session.end_time.map_or_else(|| "open".to_owned(), readable),
+        cell_time(session.login_time),
+        session
+            .end_time
+            .map_or_else(|| "open".to_owned(), cell_time),
         opt(session.ended_by.as_deref()),
         escape(&session.origin_hsm),
         if session.mirror_hsms.is_empty() {
@@ -601,7 +617,7 @@ fn session_row(report: &Report, row: &SessionRow, out: &mut impl Write) -> io::R
                 out,
                 "<tr><td>{}</td><td>{}</td><td class=\"mono\">{position}</td><td><code>{}</code></td>\
                  <td{}>{}</td><td>{}</td><td>{}</td></tr>",
-                readable(event.time),
+                cell_time(event.time),
                 escape(&event.hsm),
                 escape(event.opcode.as_str()),
                 if event.success { "" } else { " class=\"bad\"" },
@@ -729,7 +745,7 @@ fn failed_row(login: &FailedLogin, out: &mut impl Write) -> io::Result<()> {
         } else {
             ""
         },
-        readable(login.time),
+        cell_time(login.time),
         escape(&login.hsm),
         escape(&login.user),
         opt(login.user_type.as_deref()),
@@ -784,7 +800,7 @@ fn alerts(report: &Report, out: &mut impl Write) -> io::Result<()> {
             "<tr data-kind=\"{}\"><td>{}</td><td{}>{}</td><td>{}</td><td class=\"mono\">{position}</td>\
              <td>{}</td><td><code>{}</code></td><td class=\"mono\">{}</td><td>{}</td></tr>",
             alert.kind.as_str(),
-            readable(alert.time),
+            cell_time(alert.time),
             if serious { " class=\"bad\"" } else { "" },
             alert.kind.as_str().replace('_', " "),
             opt(alert.hsm.as_deref()),
@@ -810,7 +826,7 @@ fn quorum(report: &Report, out: &mut impl Write) -> io::Result<()> {
             out,
             "<tr><td>{}</td><td>{}</td><td class=\"mono\">0x{:x}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td></tr>",
-            readable(token.time),
+            cell_time(token.time),
             escape(&token.hsm),
             token.seq,
             opt(token.requested_by.as_deref()),
@@ -841,7 +857,7 @@ fn quorum(report: &Report, out: &mut impl Write) -> io::Result<()> {
             writeln!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td></tr>",
-                readable(setting.step.time),
+                cell_time(setting.step.time),
                 escape(&setting.step.hsm),
                 opt(setting.step.user.as_deref()),
                 if lowered { " class=\"bad\"" } else { "" },
