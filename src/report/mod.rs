@@ -346,14 +346,21 @@ impl Report {
     }
 }
 
+/// What the alerts say of one stream (HSM, boot).
+#[derive(Debug, Default)]
+struct Integrity {
+    gaps: Vec<(u64, u64)>,
+    conflicts: usize,
+    after_reboot: bool,
+}
+
 /// Builds a [`Report`] from view items in the order the store holds them: streams, then
 /// alerts newest first, keys (each head before its events), sessions (likewise), failed
 /// logins and quorum.
 #[derive(Debug)]
 pub struct Builder {
     report: Report,
-    /// (hsm, boot) → missing ranges, conflicting duplicates, whether a reboot began it.
-    integrity: BTreeMap<(String, u32), (Vec<(u64, u64)>, usize, bool)>,
+    integrity: BTreeMap<(String, u32), Integrity>,
     key: Option<InventoryRow>,
     session: Option<SessionRow>,
     lanes: BTreeMap<String, usize>,
@@ -419,9 +426,9 @@ impl Builder {
         {
             let slot = self.integrity.entry((hsm.clone(), boot)).or_default();
             match (alert.kind, alert.from, alert.to) {
-                (AlertKind::SequenceGap, Some(from), Some(to)) => slot.0.push((from, to)),
-                (AlertKind::ConflictingDuplicate, _, _) => slot.1 += 1,
-                (AlertKind::Reboot, _, _) => slot.2 = true,
+                (AlertKind::SequenceGap, Some(from), Some(to)) => slot.gaps.push((from, to)),
+                (AlertKind::ConflictingDuplicate, _, _) => slot.conflicts += 1,
+                (AlertKind::Reboot, _, _) => slot.after_reboot = true,
                 _ => {}
             }
         }
@@ -549,14 +556,14 @@ impl Builder {
         self.end_key();
         self.end_session();
         for stream in &mut self.report.streams {
-            if let Some((gaps, conflicts, reboot)) = self
+            if let Some(found) = self
                 .integrity
                 .remove(&(stream.hsm.clone(), stream.reboot_counter))
             {
-                stream.gaps = gaps;
+                stream.gaps = found.gaps;
                 stream.gaps.sort_unstable();
-                stream.conflicts = conflicts;
-                stream.after_reboot = reboot;
+                stream.conflicts = found.conflicts;
+                stream.after_reboot = found.after_reboot;
             }
         }
         self.report
