@@ -148,7 +148,8 @@ enum Command {
         /// never cut by the period.
         #[arg(long, value_parser = parse_time)]
         from: Option<Timestamp>,
-        /// … and at or before this time; key ages are measured to it (default: now).
+        /// Sessions, failed logins, alerts and quorum tokens at or before this time; key
+        /// ages are measured to it (default: to now).
         #[arg(long, value_parser = parse_time)]
         to: Option<Timestamp>,
         /// The file to write (replaced only once it is whole).
@@ -158,6 +159,7 @@ enum Command {
         /// 720h).
         #[arg(long, default_value = "365d", value_parser = crate::report::parse_age)]
         max_key_age: i64,
+        /// `html`: the whole report in one file; `csv`, `json`: the rows --data names.
         #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
         format: ReportFormat,
         /// With --format csv or json, the rows to write: the key inventory (default) or
