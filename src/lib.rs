@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod digest;
 pub mod domain;
 pub mod incremental;
 pub mod lambda;
@@ -17,4 +18,5 @@ pub mod model;
 pub mod parse;
 pub mod pipeline;
 pub mod store;
+pub mod verify;
 pub mod workload;

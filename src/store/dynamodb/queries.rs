@@ -123,6 +123,52 @@ impl DynamoStore {
         }
     }
 
+    /// The last item of `pk` whose sort key starts with `prefix`: one query, newest first.
+    pub(super) async fn query_last(
+        &self,
+        pk: &str,
+        prefix: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        self.counts.count_query();
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|error| sdk_error("Query", error))?;
+        Ok(output.items.unwrap_or_default().into_iter().next())
+    }
+
+    /// One page of a partition after the sort key `after`, and the sort key to continue
+    /// from when there is more.
+    pub(super) async fn query_page(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        self.counts.count_query();
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .set_exclusive_start_key(after.map(|sk| items::key_item(pk, sk)))
+            .send()
+            .await
+            .map_err(|error| sdk_error("Query", error))?;
+        let next = output.last_evaluated_key.as_ref().map(items::sort_key);
+        Ok((output.items.unwrap_or_default(), next))
+    }
+
     /// The trail of a cluster (HSM streams in sequence order, then records without a
     /// sequence number), or of one HSM in sequence order.
     pub async fn trail(
