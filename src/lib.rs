@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod digest;
 pub mod domain;
 pub mod incremental;
 pub mod lambda;
@@ -18,4 +19,5 @@ pub mod parse;
 pub mod pipeline;
 pub mod report;
 pub mod store;
+pub mod verify;
 pub mod workload;

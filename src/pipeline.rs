@@ -7,8 +7,6 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::decode::{Decoded, LogsPayload, MessageType, Quarantined};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::domain::{AlertKind, Conflict, fold};
 use crate::incremental::{ObjectCarry, StepWrite, object_names, plan_write, prepare_step};
 use crate::model::{Opcode, StreamId, Timestamp, TrailEntry, bounds};
@@ -390,13 +388,6 @@ impl Rederived {
     }
 }
 
-fn wall_clock() -> Timestamp {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_micros());
-    Timestamp::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
-}
-
 /// Folds what `batch` brought into the cluster's views, under the cluster's lease
 /// ([`crate::incremental`] says how, and what it reads).
 pub async fn derive_cluster<S: AuditStore>(
@@ -478,7 +469,7 @@ async fn derive_steps<S: AuditStore>(
             &batch.entries,
             &batch.fresh,
             &config.derive,
-            wall_clock(),
+            Timestamp::now(),
         );
         let loaded =
             ObjectCarry::assemble(store.load_objects(cluster, &object_names(&step)).await?);

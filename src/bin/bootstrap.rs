@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 use hsm_audit::config::{Config, Logging};
+use hsm_audit::digest::kms::DigestSigner;
 use hsm_audit::lambda::invoke;
 use hsm_audit::store::dynamodb::{DynamoStore, connect};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
@@ -15,7 +16,8 @@ async fn main() -> Result<(), Error> {
     // JSON lines under the template's LoggingConfig (AWS_LAMBDA_LOG_FORMAT=JSON).
     Logging::from_env().init();
     let config = Config::from_env(None)?;
-    let store = DynamoStore::new(connect().await, &config.table_name);
+    let store = DynamoStore::new(connect().await, &config.table_name)
+        .with_signer(DigestSigner::from_env().await);
     let (store, config) = (&store, &config);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         invoke(event.payload, &event.context.request_id, store, config).await

@@ -16,6 +16,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::decode::RawTextSource;
+use crate::digest::kms::{DigestSigner, kms_client, public_key as kms_public_key};
+use crate::digest::signature::PublicKey;
 use crate::model::Timestamp;
 use crate::pipeline::{
     Report, derive_clusters, is_failed_login, parse_decoded, rebuild_late_clusters, rederive,
@@ -23,6 +25,7 @@ use crate::pipeline::{
 };
 use crate::store::StoreError;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
+use crate::verify::{VerifyOptions, export_digests, verify_trail};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -184,6 +187,42 @@ enum Command {
         #[arg(long)]
         cluster: String,
     },
+    /// Check the cluster's trail against its digest chain: records modified, deleted or
+    /// added after their digest, broken links, dropped digests, bad signatures. Reads the
+    /// whole trail partition once, a page at a time. Exit code 0 only when everything
+    /// holds; 3 when something was found (each finding is listed).
+    Verify {
+        #[arg(long)]
+        cluster: String,
+        /// Report records (and digests) timed at or after this time; the chain is still
+        /// checked whole.
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Timestamp>,
+        /// Report records timed at or before this time.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Timestamp>,
+        /// The signing key's public half (PEM, or DER as `aws kms get-public-key` gives
+        /// it, base64-decoded): every digest must carry a valid signature by it. Without
+        /// it or --kms-key-id, signatures are not checked.
+        #[arg(long, value_name = "FILE", conflicts_with = "kms_key_id")]
+        public_key: Option<PathBuf>,
+        /// Read the public key of this KMS key (GetPublicKey) instead of a file.
+        #[arg(long, value_name = "KEY_ID")]
+        kms_key_id: Option<String>,
+        /// Digests exported by `hsm-audit digests` (kept outside the table): the chain is
+        /// checked on them, and the table's digests must equal them.
+        #[arg(long, value_name = "DIR")]
+        digests: Option<PathBuf>,
+    },
+    /// Export the cluster's digests as JSON files (`digest-<number>.json`), to keep them
+    /// outside the table's reach (an S3 bucket with Object Lock); `verify --digests DIR`
+    /// checks the table against them.
+    Digests {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -234,6 +273,8 @@ fn parse_time(text: &str) -> Result<Timestamp, String> {
 enum Failure {
     Usage(String),
     Processing(String, Option<String>),
+    /// `verify` found the trail not as its digests say (the report is printed).
+    Unverified,
 }
 
 pub fn main() -> ExitCode {
@@ -264,6 +305,7 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
+        Err(Failure::Unverified) => ExitCode::from(3),
     }
 }
 
@@ -283,7 +325,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let config = Config::from_env(cli.table.clone())
         .map_err(|error| Failure::Usage(format!("{error} (or pass --table)")))?;
-    let store = DynamoStore::new(connect().await, &config.table_name);
+    let store = DynamoStore::new(connect().await, &config.table_name)
+        .with_signer(DigestSigner::from_env().await);
     let output = cli.output;
     match cli.command {
         Command::Parse(_) => Ok(()),
@@ -443,6 +486,69 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     summary.cluster, summary.views_written, summary.steps, summary.open_gaps
                 )
             })
+        }
+        Command::Verify {
+            cluster,
+            from,
+            to,
+            public_key,
+            kms_key_id,
+            digests,
+        } => {
+            let public_key = match (public_key, kms_key_id) {
+                (Some(path), _) => {
+                    let bytes = std::fs::read(&path)
+                        .map_err(|error| Failure::Usage(format!("{}: {error}", path.display())))?;
+                    Some(
+                        PublicKey::from_pem_or_der(&bytes).map_err(|error| {
+                            Failure::Usage(format!("{}: {error}", path.display()))
+                        })?,
+                    )
+                }
+                (None, Some(key_id)) => Some(
+                    kms_public_key(&kms_client().await, &key_id)
+                        .await
+                        .map_err(|message| Failure::Processing(message, None))?
+                        .0,
+                ),
+                (None, None) => None,
+            };
+            let options = VerifyOptions {
+                public_key,
+                from,
+                to,
+                exported: digests,
+            };
+            let bar = ProgressBar::new_spinner();
+            bar.set_message(format!("verifying {cluster}"));
+            let report = verify_trail(&store, &cluster, &options, |records| {
+                bar.set_message(format!("verifying {cluster}: {records} records"));
+                bar.tick();
+            })
+            .await
+            .map_err(processing)?;
+            bar.finish_and_clear();
+            render::emit(output, &report, || render::verify_text(&report))?;
+            if report.clean {
+                Ok(())
+            } else {
+                Err(Failure::Unverified)
+            }
+        }
+        Command::Digests { cluster, out } => {
+            let written = export_digests(&store, &cluster, &out)
+                .await
+                .map_err(processing)?;
+            render::emit(
+                output,
+                &serde_json::json!({"cluster": cluster, "digests": written, "out": out}),
+                || {
+                    format!(
+                        "{written} digests of {cluster} written to {}\n",
+                        out.display()
+                    )
+                },
+            )
         }
     }
 }

@@ -557,3 +557,35 @@ pub(super) fn report_summary_text(summary: &super::ReportSummary) -> String {
     out.push('\n');
     out
 }
+
+/// `verify`'s answer: the verdict first, then each finding.
+pub(super) fn verify_text(report: &crate::verify::VerifyReport) -> String {
+    let signatures = if report.signatures_checked {
+        "signatures checked"
+    } else {
+        "signatures not checked (no public key given)"
+    };
+    let mut text = format!(
+        "{}: {} digests, {} records, {signatures}: {}\n",
+        report.cluster,
+        report.digests,
+        report.records,
+        if report.clean {
+            "the trail is as its digests say"
+        } else {
+            "NOT as its digests say"
+        }
+    );
+    for finding in &report.findings {
+        text.push_str("  ");
+        text.push_str(&finding.describe());
+        text.push('\n');
+    }
+    if report.findings_omitted > 0 {
+        text.push_str(&format!(
+            "  … and {} more findings\n",
+            report.findings_omitted
+        ));
+    }
+    text
+}

@@ -39,6 +39,14 @@ impl Timestamp {
         Self(micros)
     }
 
+    /// The wall clock.
+    pub fn now() -> Self {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_micros());
+        Self(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+
     pub fn from_millis(millis: i64) -> Self {
         Self(millis.saturating_mul(1000))
     }

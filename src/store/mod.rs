@@ -15,6 +15,7 @@ use crate::decode::Quarantined;
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::{RecordIdentity, TrailEntry};
+use crate::store::dynamodb::items::Item;
 
 /// Failures of the store. All but [`StoreError::Rejected`] are worth retrying: the data
 /// was fine, the dependency was not (bad data never reaches here; it is quarantined or
@@ -148,6 +149,18 @@ pub trait AuditStore {
         &self,
         cluster: &str,
     ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError>;
+
+    /// One page (up to 1 MB) of the raw items of the cluster's trail partition, in sort-key
+    /// order after `after`, and the sort key to continue from when there is more: what
+    /// `verify` reads, a page at a time.
+    async fn trail_page(
+        &self,
+        cluster: &str,
+        after: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError>;
+
+    /// Raw items of the cluster's trail partition by sort key (those that exist).
+    async fn trail_items(&self, cluster: &str, sks: &[String]) -> Result<Vec<Item>, StoreError>;
 
     /// The refused conflicting duplicates recorded in the cluster's trail.
     async fn conflicts(&self, cluster: &str) -> Result<Vec<Conflict>, StoreError>;

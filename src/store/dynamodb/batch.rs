@@ -32,6 +32,8 @@ const WRITE_BATCH: usize = 25;
 const TRANSACT_ITEMS: usize = 100;
 /// A transaction may carry 4 MB; chunks stay below it with room for request overhead.
 const TRANSACT_BYTES: usize = 3 * 1024 * 1024;
+/// Items per transaction kept for the digest a transaction of new records carries.
+pub(super) const DIGEST_RESERVE: usize = 1;
 const GET_BATCH: usize = 100;
 /// Concurrent batch requests per invocation: enough to hide latency, few enough not to
 /// throttle a fresh on-demand table.
@@ -117,20 +119,18 @@ impl DynamoStore {
         })
     }
 
-    /// Puts items that must not exist yet (`attribute_not_exists(pk)`), in transactions of
-    /// up to [`TRANSACT_ITEMS`]: one request per hundred new records, where a batch write
-    /// cannot carry a condition. A transaction is all or nothing: when conditions fail,
-    /// the chunk reports which identities were taken (with the stored digest when DynamoDB
-    /// returns the item) and writes nothing; the caller retries the rest.
-    pub(super) async fn put_new_all(&self, items: Vec<Item>) -> Result<Settled, StoreError> {
+    /// Splits items that must not exist yet into transactions: up to [`TRANSACT_ITEMS`]
+    /// less `reserve` items (the digest each transaction of new records carries) and
+    /// below the size limit, so that one request stores about a hundred new records,
+    /// where a batch write cannot carry a condition.
+    pub(super) fn transaction_chunks(items: Vec<Item>, reserve: usize) -> Vec<Vec<Item>> {
         let mut chunks: Vec<Vec<Item>> = Vec::new();
         let mut chunk_bytes = 0;
+        let room = TRANSACT_ITEMS - reserve;
         for item in items {
             let size = items::item_size(&item);
             match chunks.last_mut() {
-                Some(chunk)
-                    if chunk.len() < TRANSACT_ITEMS && chunk_bytes + size <= TRANSACT_BYTES =>
-                {
+                Some(chunk) if chunk.len() < room && chunk_bytes + size <= TRANSACT_BYTES => {
                     chunk_bytes += size;
                     chunk.push(item);
                 }
@@ -140,20 +140,14 @@ impl DynamoStore {
                 }
             }
         }
-        let results = stream::iter(chunks)
-            .map(|chunk| self.put_new_chunk(chunk))
-            .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<Settled>>()
-            .await?;
-        let mut settled = Settled::default();
-        for result in results {
-            settled.written.extend(result.written);
-            settled.lost.extend(result.lost);
-        }
-        Ok(settled)
+        chunks
     }
 
-    async fn put_new_chunk(&self, items: Vec<Item>) -> Result<Settled, StoreError> {
+    /// Puts items that must not exist yet (`attribute_not_exists(pk)`) in one transaction.
+    /// It is all or nothing: when conditions fail, it reports which keys were taken (with
+    /// the stored content digest when DynamoDB returns the item) and writes nothing; the
+    /// caller retries the rest.
+    pub(super) async fn put_new_chunk(&self, items: Vec<Item>) -> Result<Settled, StoreError> {
         let keys: Vec<String> = items.iter().map(items::sort_key).collect();
         // Transactional writes cost twice the write units of plain ones.
         let costs: Vec<(String, u64)> = items
@@ -241,7 +235,7 @@ impl DynamoStore {
     pub(super) async fn get_all(
         &self,
         keys: Vec<Item>,
-        projection: &str,
+        projection: Option<&str>,
     ) -> Result<Vec<Item>, StoreError> {
         let chunks: Vec<Vec<Item>> = keys.chunks(GET_BATCH).map(<[_]>::to_vec).collect();
         let found = stream::iter(chunks)
@@ -255,14 +249,14 @@ impl DynamoStore {
     async fn get_chunk(
         &self,
         mut pending: Vec<Item>,
-        projection: &str,
+        projection: Option<&str>,
     ) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         for attempt in 1..=MAX_ATTEMPTS {
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(pending))
                 .consistent_read(true)
-                .projection_expression(projection)
+                .set_projection_expression(projection.map(str::to_owned))
                 .build()
                 .map_err(|error| request_error("BatchGetItem", error))?;
             self.counts.count_batch_get();

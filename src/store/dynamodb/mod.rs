@@ -11,4 +11,5 @@ mod table;
 
 pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper};
 pub use store::{DynamoStore, RequestCounts, WriteCost, connect};
+pub(crate) use store::{error_chain, request_error};
 pub use table::{TableSchema, TableSetup, create_table};

@@ -9,13 +9,13 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::queries::SortKey;
 use crate::decode::Quarantined;
+use crate::digest::{self, ChainHead, kms::DigestSigner};
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
-use crate::model::TrailEntry;
+use crate::model::{Timestamp, TrailEntry};
 use crate::store::dynamodb::items::{self, Item};
 use crate::store::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
 
@@ -73,6 +73,7 @@ pub struct DynamoStore {
     ledger: std::sync::Mutex<BTreeMap<String, WriteCost>>,
     pub(super) lease_wait: Duration,
     pub(super) lease_ttl: Duration,
+    signer: DigestSigner,
 }
 
 /// Items written (put or deleted) and the write capacity units that costs, computed from
@@ -194,7 +195,22 @@ impl DynamoStore {
             ledger: std::sync::Mutex::default(),
             lease_wait: Duration::from_secs(45),
             lease_ttl: super::lease::DEFAULT_TTL,
+            signer: DigestSigner::Unsigned,
         }
+    }
+
+    /// Signs the trail's digests with `signer`.
+    pub fn with_signer(mut self, signer: DigestSigner) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    /// The last digest of the cluster's chain: one query, newest first, one item.
+    async fn chain_head(&self, cluster: &str) -> Result<ChainHead, StoreError> {
+        let last = self
+            .query_last(&items::trail_pk(cluster), digest::DIGEST_PREFIX)
+            .await?;
+        digest::head_of(last.as_slice())
     }
 
     /// How long a claim or renewal holds the lease: how long a holder that died blocks
@@ -257,54 +273,69 @@ impl AuditStore for DynamoStore {
         entries: &[TrailEntry],
     ) -> Result<TrailOutcome, StoreError> {
         // Identity sort key → digest stored by another writer. A new record is written only
-        // if its identity is absent (a condition, in one transaction per chunk): whoever
-        // loses the race reads what won and records a conflict, never overwrites it.
+        // if its identity is absent (a condition, in one transaction per chunk, with the
+        // chunk's digest): whoever loses the race reads what won and records a conflict,
+        // never overwrites it.
         let mut stored_by_others: HashMap<String, String> = HashMap::new();
         let mut written: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for attempt in 1..=super::batch::MAX_ATTEMPTS {
+        let mut head = self.chain_head(cluster).await?;
+        let mut stalls = 0;
+        'rounds: loop {
             let (fresh, _) = crate::store::classify_entries(entries, &stored_by_others);
             let pending = fresh
                 .into_iter()
                 .filter(|(entry, _)| !written.contains(&items::identity_sk(&entry.identity())))
                 .map(|(entry, digest)| items::trail_item_with_digest(entry, digest))
                 .collect::<Result<Vec<_>, _>>()?;
-            if pending.is_empty() {
+            let remaining = pending.len();
+            if remaining == 0 {
                 break;
             }
-            if attempt == super::batch::MAX_ATTEMPTS {
-                return Err(StoreError::Unprocessed {
-                    remaining: pending.len(),
-                    attempts: attempt,
-                });
-            }
-            let settled = self.put_new_all(pending).await?;
-            written.extend(settled.written);
-            if settled.lost.is_empty() {
-                continue;
-            }
-            let mut unread = Vec::new();
-            for (sk, digest) in settled.lost {
-                match digest {
-                    Some(digest) => {
-                        stored_by_others.insert(sk, digest);
-                    }
-                    None => unread.push(sk),
+            for mut chunk in Self::transaction_chunks(pending, super::batch::DIGEST_RESERVE) {
+                let sealed = digest::seal(cluster, &head, &mut chunk, Timestamp::now());
+                let signature = self.signer.sign(&sealed.hash).await?;
+                let digest_key = digest::digest_sk(sealed.seq);
+                chunk.push(digest::digest_item(&sealed, signature.as_ref()));
+                let settled = self.put_new_chunk(chunk).await?;
+                if settled.lost.is_empty() {
+                    written.extend(settled.written.into_iter().filter(|key| *key != digest_key));
+                    head = sealed.head();
+                    continue;
                 }
-            }
-            let keys: Vec<Item> = unread
-                .into_iter()
-                .map(|sk| {
-                    HashMap::from([
-                        ("pk".to_owned(), AttributeValue::S(items::trail_pk(cluster))),
-                        ("sk".to_owned(), AttributeValue::S(sk)),
-                    ])
-                })
-                .collect();
-            for item in self.get_all(keys, "pk, sk, content_sha256").await? {
-                stored_by_others.insert(
-                    items::sort_key(&item),
-                    items::content_digest(&item).unwrap_or_default(),
-                );
+                stalls += 1;
+                if stalls >= super::batch::MAX_ATTEMPTS {
+                    return Err(StoreError::Unprocessed {
+                        remaining,
+                        attempts: stalls,
+                    });
+                }
+                let mut chain_moved = false;
+                let mut unread = Vec::new();
+                for (sk, digest) in settled.lost {
+                    match digest {
+                        _ if sk == digest_key => chain_moved = true,
+                        Some(digest) => {
+                            stored_by_others.insert(sk, digest);
+                        }
+                        None => unread.push(sk),
+                    }
+                }
+                let keys: Vec<Item> = unread
+                    .into_iter()
+                    .map(|sk| items::key_item(&items::trail_pk(cluster), &sk))
+                    .collect();
+                for item in self.get_all(keys, Some("pk, sk, content_sha256")).await? {
+                    stored_by_others.insert(
+                        items::sort_key(&item),
+                        items::content_digest(&item).unwrap_or_default(),
+                    );
+                }
+                if chain_moved {
+                    // Another writer sealed the next digest first: seal after it.
+                    tokio::time::sleep(super::batch::backoff(stalls)).await;
+                    head = self.chain_head(cluster).await?;
+                }
+                continue 'rounds;
             }
         }
         let (_, outcome) = crate::store::classify_entries(entries, &stored_by_others);
@@ -313,8 +344,11 @@ impl AuditStore for DynamoStore {
             .iter()
             .map(|conflict| items::conflict_item(cluster, conflict))
             .collect::<Result<Vec<_>, _>>()?;
-        self.account(&conflicts);
-        self.put_all(conflicts).await?;
+        // Conditional too: the trail partition takes no overwriting write (the role denies
+        // batch writes there); a conflict recorded before is left as it is.
+        for chunk in Self::transaction_chunks(conflicts, 0) {
+            self.put_new_chunk(chunk).await?;
+        }
         Ok(outcome)
     }
 
@@ -382,7 +416,7 @@ impl AuditStore for DynamoStore {
         let found = self
             .get_all(
                 keys.into_values().collect(),
-                "pk, sk, object_name, object_carry",
+                Some("pk, sk, object_name, object_carry"),
             )
             .await?;
         found.iter().map(items::object_from_item).collect()
@@ -467,7 +501,7 @@ impl AuditStore for DynamoStore {
         reverse: bool,
         start: Option<Item>,
     ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
-        self.query_page(
+        self.query_sorted_page(
             &items::cluster_pk(cluster),
             &Some(SortKey::Prefix(prefix)),
             !reverse,
@@ -492,12 +526,28 @@ impl AuditStore for DynamoStore {
             })
             .collect();
         let keys = by_sk.keys().map(|sk| items::key_item(&pk, sk)).collect();
-        let found = self.get_all(keys, "pk, sk, log_event_id").await?;
+        let found = self.get_all(keys, Some("pk, sk, log_event_id")).await?;
         Ok(found
             .iter()
             .filter_map(items::trail_log_event_id)
             .filter_map(|(sk, id)| by_sk.get(&sk).map(|&position| (position.clone(), id)))
             .collect())
+    }
+
+    async fn trail_page(
+        &self,
+        cluster: &str,
+        after: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        self.query_page(&items::trail_pk(cluster), after).await
+    }
+
+    async fn trail_items(&self, cluster: &str, sks: &[String]) -> Result<Vec<Item>, StoreError> {
+        let keys = sks
+            .iter()
+            .map(|sk| items::key_item(&items::trail_pk(cluster), sk))
+            .collect();
+        self.get_all(keys, None).await
     }
 
     async fn conflicts(&self, cluster: &str) -> Result<Vec<Conflict>, StoreError> {

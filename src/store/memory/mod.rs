@@ -15,9 +15,10 @@ use self::packed::{Packed, pack, unpack};
 use super::dynamodb::items::{self, Item};
 use super::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
 use crate::decode::Quarantined;
+use crate::digest;
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
-use crate::model::TrailEntry;
+use crate::model::{Timestamp, TrailEntry};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -145,6 +146,15 @@ impl MemoryStore {
         book.items_read += found.len() as u64;
     }
 
+    /// The last item of `pk` whose sort key starts with `prefix`.
+    fn last_in(&self, pk: &str, prefix: &str) -> Option<Item> {
+        self.guard()
+            .range((pk.to_owned(), prefix.to_owned())..)
+            .take_while(|((p, sk), _)| p == pk && sk.starts_with(prefix))
+            .last()
+            .map(|(_, item)| unpack(item))
+    }
+
     /// Items of `pk` whose sort key starts with `prefix`, in order.
     fn range(&self, pk: &str, prefix: &str) -> Vec<Item> {
         self.guard()
@@ -177,20 +187,41 @@ impl AuditStore for MemoryStore {
                 .collect()
         };
         let (fresh, outcome) = super::classify_entries(entries, &stored);
-        // The DynamoDB store writes every identity conditionally, a hundred a transaction;
-        // those already stored fail their condition and are read back.
-        self.count("TransactWriteItems", identities.len().div_ceil(TRANSACTION));
-        let written = fresh
+        // The DynamoDB store reads the chain's head, then writes every identity it does not
+        // know to be stored conditionally, with a digest, 99 a transaction; when some were
+        // stored already, their transactions fail and the fresh ones go again.
+        let last_digest = self.last_in(&pk, digest::DIGEST_PREFIX);
+        self.book_query(last_digest.as_slice());
+        let mut head = digest::head_of(last_digest.as_slice())?;
+        let per_transaction = TRANSACTION - 1;
+        self.count(
+            "TransactWriteItems",
+            identities.len().div_ceil(per_transaction),
+        );
+        if !stored.is_empty() {
+            self.count("TransactWriteItems", fresh.len().div_ceil(per_transaction));
+        }
+        let records = fresh
             .into_iter()
             .map(|(entry, digest)| items::trail_item_with_digest(entry, digest))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut written = Vec::with_capacity(records.len() + records.len() / per_transaction + 1);
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let mut chunk: Vec<Item> = records.by_ref().take(per_transaction).collect();
+            let sealed = digest::seal(cluster, &head, &mut chunk, Timestamp::now());
+            chunk.push(digest::digest_item(&sealed, None));
+            head = sealed.head();
+            written.extend(chunk);
+        }
         self.book().write_units += 2 * written.iter().map(items::write_units).sum::<u64>();
         let conflicts = outcome
             .conflicts
             .iter()
             .map(|conflict| items::conflict_item(cluster, conflict))
             .collect::<Result<Vec<_>, _>>()?;
-        self.book_writes(&conflicts, 0);
+        self.count("TransactWriteItems", conflicts.len().div_ceil(TRANSACTION));
+        self.book().write_units += 2 * conflicts.iter().map(items::write_units).sum::<u64>();
         for item in written.into_iter().chain(conflicts) {
             self.put(item);
         }
@@ -407,6 +438,51 @@ impl AuditStore for MemoryStore {
         }
         self.book_gets(records.len(), &found);
         Ok(ids)
+    }
+
+    async fn trail_page(
+        &self,
+        cluster: &str,
+        after: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        let pk = items::trail_pk(cluster);
+        let start = (pk.clone(), after.unwrap_or_default().to_owned());
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        let mut more = false;
+        let map = self.guard();
+        for ((_, sk), packed) in map.range(start..).take_while(|((p, _), _)| *p == pk) {
+            if page.is_empty() && after == Some(sk.as_str()) {
+                continue;
+            }
+            if bytes >= PAGE_BYTES {
+                more = true;
+                break;
+            }
+            let item = unpack(packed);
+            bytes += items::item_size(&item);
+            page.push(item);
+        }
+        drop(map);
+        let next = if more {
+            page.last().map(items::sort_key)
+        } else {
+            None
+        };
+        self.book_query(&page);
+        Ok((page, next))
+    }
+
+    async fn trail_items(&self, cluster: &str, sks: &[String]) -> Result<Vec<Item>, StoreError> {
+        let pk = items::trail_pk(cluster);
+        let found: Vec<Item> = {
+            let map = self.guard();
+            sks.iter()
+                .filter_map(|sk| map.get(&(pk.clone(), sk.clone())).map(unpack))
+                .collect()
+        };
+        self.book_gets(sks.len(), &found);
+        Ok(found)
     }
 
     async fn conflicts(&self, cluster: &str) -> Result<Vec<Conflict>, StoreError> {
