@@ -21,4 +21,5 @@ mod luna;
 mod order_independence;
 mod parse_corpus;
 mod seed_examples;
+mod tamper;
 mod trail_dynamodb;
