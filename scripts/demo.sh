@@ -53,6 +53,9 @@ show sessions --cluster "$LATER"
 show keys --cluster "$LATER"
 show quorum --cluster "$LATER"
 show alerts --cluster "$LATER"
+# Tamper evidence: every record of the demo cluster checked against the digest chain its
+# writes sealed (`verify` exits non-zero when anything was changed, deleted or added).
+show verify --cluster "$CLUSTER"
 
 if (( ${#failed[@]} )); then
     printf '\ndemo: %d view(s) failed: %s\n' "${#failed[@]}" "$(IFS=,; echo "${failed[*]}")" >&2

@@ -252,7 +252,7 @@ pub fn stored_digest(item: &Item) -> Result<StoredDigest, StoreError> {
 /// The chain head among a query's items (the digest with the highest number), or the
 /// genesis when there is none.
 pub fn head_of(found: &[Item]) -> Result<ChainHead, StoreError> {
-    match found.iter().filter(|item| is_digest(item)).last() {
+    match found.iter().rev().find(|item| is_digest(item)) {
         None => Ok(ChainHead::genesis()),
         Some(item) => {
             let digest = stored_digest(item)?;

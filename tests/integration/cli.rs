@@ -7,7 +7,7 @@ use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::*;
 use serde_json::Value;
 
-fn cli(args: &[&str], table: &str, endpoint: &str) -> Output {
+pub(crate) fn cli(args: &[&str], table: &str, endpoint: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hsm-audit"))
         .args(args)
         .current_dir(repo_path(""))

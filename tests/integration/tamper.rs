@@ -117,7 +117,7 @@ async fn trail_items(store: &DynamoStore) -> (Vec<Item>, Vec<Item>) {
         .collect();
     let records = items
         .into_iter()
-        .filter(|i| hsm_audit::store::dynamodb::items::is_trail_record(i))
+        .filter(hsm_audit::store::dynamodb::items::is_trail_record)
         .collect();
     (digests, records)
 }
@@ -344,6 +344,11 @@ async fn exported_digests_and_the_public_key_alone_verify_the_table() {
         .await
         .expect("verify");
     assert!(report.clean, "{:?}", report.findings);
+    // A third party's check, from the README's rules alone, agrees.
+    let (clean, independent) = verify_independently(&signed.store, &key_file);
+    assert!(clean, "{independent}");
+    assert_eq!(independent["records"], report.records);
+    assert_eq!(independent["digests"], report.digests);
 
     // A whole chain rewritten in the table (bodies and hashes consistent, signatures
     // dropped) still differs from the export.
@@ -355,6 +360,15 @@ async fn exported_digests_and_the_public_key_alone_verify_the_table() {
     );
     rewritten.insert("body".to_owned(), AttributeValue::S(body));
     put(&signed.store, rewritten).await;
+    let (clean, independent) = verify_independently(&signed.store, &key_file);
+    assert!(!clean);
+    assert_eq!(
+        independent["findings"],
+        serde_json::json!([
+            "bad or missing signature on digest 2",
+            "broken link at digest 3"
+        ])
+    );
     let report = verify(&signed, Some(dir.clone())).await;
     assert_eq!(
         report.findings,
@@ -364,4 +378,77 @@ async fn exported_digests_and_the_public_key_alone_verify_the_table() {
         }]
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `scripts/verify_independently.py` (README rules, no hsm-audit code) on the table:
+/// whether it exits 0, and what it printed.
+fn verify_independently(
+    store: &DynamoStore,
+    key_file: &std::path::Path,
+) -> (bool, serde_json::Value) {
+    let output = std::process::Command::new(repo_path(".venv/bin/python"))
+        .arg(repo_path("scripts/verify_independently.py"))
+        .args([
+            "--table",
+            store.table(),
+            "--cluster",
+            CLUSTER,
+            "--public-key",
+        ])
+        .arg(key_file)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .expect("run scripts/verify_independently.py (make deps installs .venv)");
+    let printed = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no JSON from verify_independently.py: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.success(), printed)
+}
+
+/// The CLI as scripts use it: `ingest` signs nothing without a key and `verify` exits 0 on
+/// the untouched trail, 3 with the finding in its JSON once a record is edited.
+#[tokio::test]
+async fn the_cli_verify_exits_3_and_names_the_edited_record() {
+    let store = fresh_store("verify-cli").await;
+    let ingest = crate::cli::cli(&["ingest", "events/"], store.table(), &endpoint());
+    assert!(
+        ingest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingest.stderr)
+    );
+    let verify = || {
+        crate::cli::cli(
+            &["verify", "--cluster", CLUSTER, "--output", "json"],
+            store.table(),
+            &endpoint(),
+        )
+    };
+    let clean = verify();
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&clean.stdout).expect("JSON");
+    assert_eq!(report["clean"], true);
+    assert_eq!(report["signatures_checked"], false);
+
+    let (_, records) = trail_items(&store).await;
+    let mut edited = records[0].clone();
+    edited.insert("opcode".to_owned(), AttributeValue::S("CN_NOP".to_owned()));
+    let sk = text(&edited, "sk");
+    put(&store, edited).await;
+    let tampered = verify();
+    assert_eq!(tampered.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&tampered.stdout).expect("JSON");
+    assert_eq!(report["clean"], false);
+    assert_eq!(report["findings"][0]["kind"], "modified");
+    assert_eq!(report["findings"][0]["sk"], sk.as_str());
 }
