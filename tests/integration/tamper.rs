@@ -451,4 +451,24 @@ async fn the_cli_verify_exits_3_and_names_the_edited_record() {
     assert_eq!(report["clean"], false);
     assert_eq!(report["findings"][0]["kind"], "modified");
     assert_eq!(report["findings"][0]["sk"], sk.as_str());
+    // A period before every record reports none of them.
+    let before = crate::cli::cli(
+        &[
+            "verify",
+            "--cluster",
+            CLUSTER,
+            "--to",
+            "2000-01-01",
+            "--output",
+            "json",
+        ],
+        store.table(),
+        &endpoint(),
+    );
+    assert_eq!(
+        before.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&before.stdout)
+    );
 }
