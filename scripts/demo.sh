@@ -23,6 +23,13 @@ cargo build --bin hsm-audit
 heading "hsm-audit setup (table $TABLE_NAME at $AWS_ENDPOINT_URL)"
 "$CLI" setup
 
+# The trail's digests are signed with a KMS key (ECC_NIST_P256, SIGN_VERIFY) of the local
+# server, as the template's DigestSigningKeyArn does in AWS.
+heading "KMS signing key for the digest chain"
+DIGEST_SIGNING_KEY_ID="$(.venv/bin/python -c "import boto3; print(boto3.client('kms').create_key(KeySpec='ECC_NIST_P256', KeyUsage='SIGN_VERIFY')['KeyMetadata']['KeyId'])")"
+export DIGEST_SIGNING_KEY_ID
+echo "DIGEST_SIGNING_KEY_ID=$DIGEST_SIGNING_KEY_ID"
+
 heading "hsm-audit ingest events/"
 "$CLI" ingest events/
 
@@ -54,8 +61,9 @@ show keys --cluster "$LATER"
 show quorum --cluster "$LATER"
 show alerts --cluster "$LATER"
 # Tamper evidence: every record of the demo cluster checked against the digest chain its
-# writes sealed (`verify` exits non-zero when anything was changed, deleted or added).
-show verify --cluster "$CLUSTER"
+# writes sealed, and each digest's signature with the key's public half (`verify` exits
+# non-zero when anything was changed, deleted or added).
+show verify --cluster "$CLUSTER" --kms-key-id "$DIGEST_SIGNING_KEY_ID"
 
 if (( ${#failed[@]} )); then
     printf '\ndemo: %d view(s) failed: %s\n' "${#failed[@]}" "$(IFS=,; echo "${failed[*]}")" >&2
