@@ -17,6 +17,7 @@ use base64::Engine;
 use hsm_audit::config::Config;
 use hsm_audit::lambda::handle;
 use hsm_audit::store::memory::{Ledger, MemoryStore};
+use hsm_audit::verify::{VerifyOptions, verify_trail};
 use hsm_audit::workload::{GeneratedPayload, WorkloadSpec, generate};
 
 #[path = "common/counting.rs"]
@@ -110,6 +111,7 @@ fn main() {
     let store = MemoryStore::new();
     let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
     let mut probes: Vec<Probe> = Vec::new();
+    let mut verified: Vec<(u64, u64, usize, Duration)> = Vec::new();
     let mut delivered = vec![false; payloads.len()];
     let mut history = 0;
     let mut next = 0;
@@ -183,6 +185,24 @@ fn main() {
         for index in taken {
             delivered[index] = true;
         }
+        // `verify` over the whole trail: time grows with the history, memory must not.
+        let before = counting::start();
+        let clock = Instant::now();
+        let report = runtime
+            .block_on(verify_trail(
+                &store,
+                &spec.cluster,
+                &VerifyOptions::default(),
+                |_| {},
+            ))
+            .expect("verify");
+        assert!(report.clean, "the bench's trail verifies clean");
+        verified.push((
+            report.records,
+            report.digests,
+            counting::peak_since(before),
+            clock.elapsed(),
+        ));
     }
     println!(
         "built in {:.0} s\n\n{:>9} {:>7} {:>8} {:>9} {:>9} {:>10} {:>10} {:>11} {:>9}  requests by operation",
@@ -276,6 +296,16 @@ fn main() {
             last.history,
             text.join(", "),
             if worst <= 1.5 { "HOLDS" } else { "MISSED" }
+        );
+    }
+    println!(
+        "\n== verify: the whole trail against its digest chain (records, digests, heap peak MiB, time s)"
+    );
+    for (records, digests, heap_peak, time) in &verified {
+        println!(
+            "{records:>9} {digests:>7} {:>9.2} {:>8.2}",
+            *heap_peak as f64 / 1_048_576.0,
+            time.as_secs_f64()
         );
     }
 }

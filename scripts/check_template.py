@@ -544,6 +544,42 @@ def check_redeployable(template: dict[str, Any]) -> list[str]:
     return problems
 
 
+# --- (h) the trail is append-only for the function ---------------------------------
+
+# What could change or remove a stored trail record or digest: the role must deny these
+# on `TRAIL#` partitions (a conditional put is the only write the code makes there).
+APPEND_ONLY_DENIED = {
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:PartiQLDelete",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:UpdateItem",
+}
+
+
+def check_trail_append_only(template: dict[str, Any]) -> list[str]:
+    role = template["Resources"].get("IngestFunctionRole")
+    if not isinstance(role, dict):
+        return []
+    for _, stmt in statements_in(role.get("Properties") or {}, ""):
+        if stmt.get("Effect") != "Deny":
+            continue
+        actions = set(strings_in(stmt.get("Action")))
+        condition = (stmt.get("Condition") or {}).get("ForAnyValue:StringLike") or {}
+        leading = as_list(condition.get("dynamodb:LeadingKeys"))
+        if (
+            APPEND_ONLY_DENIED <= actions
+            and "TRAIL#*" in leading
+            and stmt.get("Resource") == {"Fn::GetAtt": ["AuditTable", "Arn"]}
+        ):
+            return []
+    return [
+        "Resources.IngestFunctionRole: no Deny of "
+        + ", ".join(sorted(APPEND_ONLY_DENIED))
+        + ' on the table with ForAnyValue:StringLike dynamodb:LeadingKeys ["TRAIL#*"]: the trail must be append-only for the function'
+    ]
+
+
 def check(template: dict[str, Any], schema: dict[str, Any], src: Path = DEFAULT_SRC) -> list[str]:
     return (
         check_policies(template)
@@ -552,6 +588,7 @@ def check(template: dict[str, Any], schema: dict[str, Any], src: Path = DEFAULT_
         + check_role_actions(template, src)
         + check_alarms(template)
         + check_redeployable(template)
+        + check_trail_append_only(template)
     )
 
 
@@ -572,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"check_template: FAIL: {args.template}: {problem}", file=sys.stderr)
         return 1
-    print(f"check_template: OK: {args.template} (no wildcard IAM beyond X-Ray's, table matches {args.schema.name}, PITR and SSE on, queues encrypted, role = DynamoDB calls in src/, alarms, deployable twice)")
+    print(f"check_template: OK: {args.template} (no wildcard IAM beyond X-Ray's, table matches {args.schema.name}, PITR and SSE on, queues encrypted, role = DynamoDB calls in src/, alarms, deployable twice, trail append-only)")
     return 0
 
 

@@ -23,6 +23,13 @@ cargo build --bin hsm-audit
 heading "hsm-audit setup (table $TABLE_NAME at $AWS_ENDPOINT_URL)"
 "$CLI" setup
 
+# The trail's digests are signed with a KMS key (ECC_NIST_P256, SIGN_VERIFY) of the local
+# server, as the template's DigestSigningKeyArn does in AWS.
+heading "KMS signing key for the digest chain"
+DIGEST_SIGNING_KEY_ID="$(.venv/bin/python -c "import boto3; print(boto3.client('kms').create_key(KeySpec='ECC_NIST_P256', KeyUsage='SIGN_VERIFY')['KeyMetadata']['KeyId'])")"
+export DIGEST_SIGNING_KEY_ID
+echo "DIGEST_SIGNING_KEY_ID=$DIGEST_SIGNING_KEY_ID"
+
 heading "hsm-audit ingest events/"
 "$CLI" ingest events/
 
@@ -53,11 +60,15 @@ show sessions --cluster "$LATER"
 show keys --cluster "$LATER"
 show quorum --cluster "$LATER"
 show alerts --cluster "$LATER"
-
 # The auditor's report of the demo cluster (README "Reports"): one self-contained HTML file.
 REPORT="$ROOT/.local/report.html"
 mkdir -p "$(dirname "$REPORT")"
 show report --cluster "$CLUSTER" --out "$REPORT"
+
+# Tamper evidence: every record of the demo cluster checked against the digest chain its
+# writes sealed, and each digest's signature with the key's public half (`verify` exits
+# non-zero when anything was changed, deleted or added).
+show verify --cluster "$CLUSTER" --kms-key-id "$DIGEST_SIGNING_KEY_ID"
 
 if (( ${#failed[@]} )); then
     printf '\ndemo: %d view(s) failed: %s\n' "${#failed[@]}" "$(IFS=,; echo "${failed[*]}")" >&2

@@ -204,6 +204,21 @@ class CheckTemplateTest(unittest.TestCase):
         problems = check_template.check(t, self.schema)
         self.assertTrue(any("lacks dynamodb:Query, which src/store/dynamodb/queries.rs calls" in p for p in problems), problems)
 
+    def append_only_statement(self, t: dict) -> dict:
+        return next(s for s in role_statements(t) if isinstance(s, dict) and s.get("Sid") == "TrailIsAppendOnly")
+
+    def test_a_role_that_may_rewrite_the_trail_fails(self):
+        for mutate in (
+            lambda s: s["Action"].remove("dynamodb:DeleteItem"),
+            lambda s: s["Action"].remove("dynamodb:BatchWriteItem"),
+            lambda s: s["Condition"]["ForAnyValue:StringLike"].update({"dynamodb:LeadingKeys": ["CLUSTER#*"]}),
+            lambda s: s.update({"Effect": "Allow"}),
+        ):
+            t = self.mutated()
+            mutate(self.append_only_statement(t))
+            problems = check_template.check(t, self.schema)
+            self.assertTrue(any("the trail must be append-only" in p for p in problems), problems)
+
     def write_src(self, root: Path, files: dict[str, str]) -> Path:
         for rel, text in files.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)

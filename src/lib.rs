@@ -4,7 +4,8 @@
 //! The flow shows in the modules: [`decode`] (subscription payloads, capped inflation)
 //! → [`parse`] (audit records) → [`domain`] (sessions, key lifecycles, failed logins,
 //! alerts; pure) → [`store`] (the trail and the derived views). [`pipeline`] ties them
-//! together for both the Lambda handler and the CLI.
+//! together for both the Lambda handler and the CLI. Every write of new records seals a
+//! [`digest`] into a chain that [`verify`] checks the stored trail against.
 
 pub mod cli;
 pub mod config;

@@ -5,7 +5,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 
 use super::DigestSignature;
-use super::signature::{PublicKey, SIGNING_ALGORITHM};
+use super::signature::{PublicKey, SIGNING_ALGORITHM, signed_message};
 use crate::store::StoreError;
 use crate::store::dynamodb::request_error;
 
@@ -17,7 +17,7 @@ pub enum DigestSigner {
     #[default]
     Unsigned,
     /// KMS `Sign` with an `ECC_NIST_P256` key (`SIGN_VERIFY`), `ECDSA_SHA_256` over the
-    /// digest's hash (message type `DIGEST`).
+    /// digest's hash in hex ([`signed_message`]).
     Kms { client: Client, key_id: String },
 }
 
@@ -40,8 +40,8 @@ impl DigestSigner {
         let output = client
             .sign()
             .key_id(key_id)
-            .message(Blob::new(hash.to_vec()))
-            .message_type(MessageType::Digest)
+            .message(Blob::new(signed_message(hash).into_bytes()))
+            .message_type(MessageType::Raw)
             .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
             .send()
             .await

@@ -12,7 +12,7 @@
 //!
 //! The digest's body is JSON kept verbatim in the item (`body`), so its hash is the
 //! SHA-256 of those bytes, not of a re-serialization. With a KMS key configured the
-//! hash is signed (`ECDSA_SHA_256`, message type `DIGEST`); [`verify`] recomputes
+//! hash is signed ([`signature`] says how); [`verify`] recomputes
 //! everything from the stored items and needs only the public key. README "Tamper
 //! evidence" states the canonical form, the chaining rule and the threat model.
 
@@ -252,7 +252,7 @@ pub fn stored_digest(item: &Item) -> Result<StoredDigest, StoreError> {
 /// The chain head among a query's items (the digest with the highest number), or the
 /// genesis when there is none.
 pub fn head_of(found: &[Item]) -> Result<ChainHead, StoreError> {
-    match found.iter().rfind(|item| is_digest(item)) {
+    match found.iter().rev().find(|item| is_digest(item)) {
         None => Ok(ChainHead::genesis()),
         Some(item) => {
             let digest = stored_digest(item)?;

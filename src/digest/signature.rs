@@ -1,8 +1,11 @@
 //! Digest signatures: ECDSA over NIST P-256 with SHA-256 (KMS `ECC_NIST_P256`,
-//! `ECDSA_SHA_256`), checked with the public key alone: a PEM or DER file, or what KMS
-//! `GetPublicKey` returns.
+//! `ECDSA_SHA_256`, message type `RAW`) of the digest's hash written as 64 lower-case hex
+//! characters, checked with the public key alone: a PEM or DER file, or what KMS
+//! `GetPublicKey` returns. The hex text, not the 32 bytes with message type `DIGEST`: it is
+//! what `openssl dgst -sha256 -verify` checks as it stands, and a KMS emulator that
+//! ignores the message type (moto's) signs it the same way AWS does.
 
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{DerSignature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 
@@ -33,17 +36,25 @@ impl PublicKey {
         Ok(Self(key))
     }
 
-    /// Whether `signature` (ASN.1 DER, as KMS returns it) signs the SHA-256 `hash`.
+    /// Whether `signature` (ASN.1 DER, as KMS returns it) signs the digest hash `hash`.
     pub fn verifies(&self, hash: &[u8; 32], signature: &[u8]) -> bool {
-        DerSignature::try_from(signature)
-            .is_ok_and(|signature| self.0.verify_prehash(hash, &signature).is_ok())
+        DerSignature::try_from(signature).is_ok_and(|signature| {
+            self.0
+                .verify(signed_message(hash).as_bytes(), &signature)
+                .is_ok()
+        })
     }
+}
+
+/// What is signed for a digest whose body hashes to `hash`: the hash in hex.
+pub fn signed_message(hash: &[u8; 32]) -> String {
+    hex::encode(hash)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use p256::ecdsa::SigningKey;
-    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use p256::ecdsa::signature::Signer;
     use p256::pkcs8::EncodePublicKey;
 
     use super::*;
@@ -56,7 +67,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn sign(key: &SigningKey, hash: &[u8; 32]) -> Vec<u8> {
-        let signature: DerSignature = key.sign_prehash(hash).expect("signs");
+        let signature: DerSignature = key.sign(signed_message(hash).as_bytes());
         signature.to_bytes().to_vec()
     }
 

@@ -22,4 +22,5 @@ mod order_independence;
 mod parse_corpus;
 mod report;
 mod seed_examples;
+mod tamper;
 mod trail_dynamodb;

@@ -102,7 +102,9 @@ pub fn config_with_lateness(store: &DynamoStore, seconds: &str) -> Config {
 /// Every item of the table but the derivation's own bookkeeping, sorted by key: the
 /// state two runs are compared by. The lease (its version counts the derivations) and
 /// the `STATE#` partition (the checkpoint: where the settle point stands, what the last
-/// step wrote) differ between two deliveries that end in the same trail and views.
+/// step wrote) differ between two deliveries that end in the same trail and views, and so
+/// do the digest chain and each record's `digest_seq`: the chain records the order in
+/// which records were stored, which is the delivery's.
 pub async fn scan_all(store: &DynamoStore) -> Vec<Item> {
     let mut items = Vec::new();
     let mut start = None;
@@ -136,6 +138,10 @@ pub async fn scan_all(store: &DynamoStore) -> Vec<Item> {
             .cloned()
             .unwrap_or_default()
     };
+    items.retain(|item| !hsm_audit::digest::is_digest(item));
+    for item in &mut items {
+        item.remove(hsm_audit::digest::DIGEST_SEQ);
+    }
     items.sort_by_key(|item| (key(item, "pk"), key(item, "sk")));
     items
 }
