@@ -361,3 +361,44 @@ async fn given_alerts_when_exported_as_json_then_an_array_of_the_csv_columns() {
         .unwrap_or_default();
     assert_eq!(empty, b"[]\n");
 }
+
+#[test]
+fn given_quorum_tokens_when_rendered_then_a_quorum_section_names_requester_and_approvers() {
+    let without = html_of(&Builder::new(options(), Limits::default()).finish());
+    assert!(!without.contains("id=\"quorum\""), "no quorum, no section");
+
+    let view = || crate::domain::QuorumView {
+        tokens: vec![crate::domain::QuorumToken {
+            hsm: "hsm-a".into(),
+            reboot_counter: 1,
+            seq: 20,
+            time: Timestamp(at(5)),
+            requested_by: Some("admin".into()),
+            approved_by: vec!["carol".into(), "dave".into()],
+            end_time: Some(Timestamp(at(9))),
+            ended_by: Some("CN_DELETE_TOKEN".into()),
+            steps: Vec::new(),
+            activity: Vec::new(),
+            activity_count: 0,
+        }],
+        m_values: Vec::new(),
+    };
+    let mut builder = Builder::new(options(), Limits::default());
+    builder.quorum(view());
+    let html = html_of(&builder.finish());
+    assert!(html.contains("id=\"quorum\""));
+    assert!(html.contains("<td>admin</td><td>carol, dave</td>"));
+
+    let mut later = Builder::new(
+        Options {
+            from: Some(Timestamp(at(100))),
+            ..options()
+        },
+        Limits::default(),
+    );
+    later.quorum(view());
+    assert!(
+        !html_of(&later.finish()).contains("id=\"quorum\""),
+        "a token before the period is not the period's"
+    );
+}
