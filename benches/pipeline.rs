@@ -18,7 +18,7 @@ use hsm_audit::decode::{decode_lambda_event, inflate_capped};
 use hsm_audit::domain::{DeriveConfig, derive};
 use hsm_audit::pipeline::parse_decoded;
 use hsm_audit::store::dynamodb::items::{derived_items, trail_item};
-use hsm_audit::workload::{GeneratedPayload, WorkloadSpec, generate};
+use hsm_audit::testkit::workload::{GeneratedPayload, WorkloadSpec, generate};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)

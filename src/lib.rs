@@ -17,4 +17,5 @@ pub mod model;
 pub mod parse;
 pub mod pipeline;
 pub mod store;
-pub mod workload;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

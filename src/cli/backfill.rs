@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::config::Config;
 use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType};
@@ -51,7 +51,7 @@ pub async fn backfill(
     request: &Request,
 ) -> Result<Report, String> {
     let streams = log_streams(logs, &request.log_group).await?;
-    let bar = progress(streams.len());
+    let bar = super::progress(streams.len(), "backfill", "streams");
     let mut report = Report::default();
     for stream in &streams {
         bar.set_message(stream.clone());
@@ -68,16 +68,6 @@ pub async fn backfill(
         .map_err(|error| error.to_string())?;
     bar.finish_and_clear();
     Ok(report)
-}
-
-fn progress(streams: usize) -> ProgressBar {
-    // indicatif draws on stderr only when it is a terminal: scripts see clean output.
-    let bar = ProgressBar::new(streams as u64);
-    if let Ok(style) = ProgressStyle::with_template("backfill [{bar:30}] {pos}/{len} streams {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 async fn log_streams(

@@ -361,7 +361,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             render::emit(output, &items, || render::quarantine_table(&items))
         }
         Command::Rederive { cluster } => {
-            let bar = progress(1, "rederive");
+            let bar = progress(1, "rederive", "clusters");
             bar.set_message(format!("rebuilding {cluster} from its trail"));
             let rebuilt = rederive(&store, &config, &cluster)
                 .await
@@ -426,13 +426,15 @@ fn source_of(input: &InputArgs) -> RawTextSource {
     }
 }
 
-fn progress(len: usize, what: &str) -> ProgressBar {
+/// A progress bar of `len` `unit`s for `task`.
+fn progress(len: usize, task: &str, unit: &str) -> ProgressBar {
     // indicatif draws on stderr only when it is a terminal: scripts see clean output.
     let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} files {msg}") {
+    let template = format!("{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar.set_prefix(what.to_owned());
+    bar.set_prefix(task.to_owned());
     bar
 }
 
@@ -444,7 +446,7 @@ async fn ingest_files(
 ) -> Result<(), Failure> {
     let files = files::collect(&input.paths).map_err(Failure::Usage)?;
     let source = source_of(input);
-    let bar = progress(files.len(), "ingest");
+    let bar = progress(files.len(), "ingest", "files");
     let mut report = Report::default();
     for file in &files {
         let decoded = decode_input(file, input, &source, config.max_inflated_bytes)
@@ -486,7 +488,7 @@ fn parse_only(input: &InputArgs, output: Output) -> Result<(), Failure> {
         .map_err(|error| Failure::Usage(error.to_string()))?;
     let files = files::collect(&input.paths).map_err(Failure::Usage)?;
     let source = source_of(input);
-    let bar = progress(files.len(), "parse");
+    let bar = progress(files.len(), "parse", "files");
     let mut summary = ParseSummary {
         events: 0,
         quarantined: 0,

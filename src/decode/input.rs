@@ -333,10 +333,8 @@ pub fn split_raw_text(text: &str) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine;
-
-    use super::super::awslogs::tests::gzip;
     use super::*;
+    use crate::testkit::{self, awslogs_event, gzip, receive_message_output};
 
     const RECORD: &str =
         "Time: 01/16/18 01:48:49.824999, usecs:1516067329824999\nSequence No : 0x0\n";
@@ -415,8 +413,7 @@ mod tests {
         let decoded =
             decode_document(&gzip(json.as_bytes()), "f", &RawTextSource::default(), 1024).unwrap();
         assert!(matches!(decoded.as_slice(), [Decoded::Payload(_)]));
-        let event = serde_json::json!({"awslogs": {"data":
-            base64::engine::general_purpose::STANDARD.encode(gzip(json.as_bytes()))}});
+        let event = awslogs_event(json.as_bytes());
         let decoded = decode_document(
             event.to_string().as_bytes(),
             "f",
@@ -428,45 +425,11 @@ mod tests {
     }
 
     fn subscription_event(stream: &str) -> Value {
-        let json = format!(
-            r#"{{"messageType":"DATA_MESSAGE","logGroup":"/aws/cloudhsm/c","logStream":"{stream}","logEvents":[{{"id":"1","timestamp":1,"message":"m"}}]}}"#
-        );
-        serde_json::json!({"awslogs": {"data":
-            base64::engine::general_purpose::STANDARD.encode(gzip(json.as_bytes()))}})
+        testkit::subscription_event("/aws/cloudhsm/c", stream, 1, &["m"])
     }
 
-    /// What the on-failure destination of an asynchronous invocation sends to SQS.
     fn destination_record(event: &Value) -> Value {
-        serde_json::json!({
-            "version": "1.0",
-            "timestamp": "2024-05-01T12:00:00.000Z",
-            "requestContext": {
-                "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
-                "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:hsm-audit:$LATEST",
-                "condition": "RetriesExhausted",
-                "approximateInvokeCount": 3
-            },
-            "requestPayload": event,
-            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-            "responsePayload": {"errorType": "Retryable", "errorMessage": "DynamoDB BatchWriteItem failed: throttled"}
-        })
-    }
-
-    /// `aws sqs receive-message` output holding `bodies`.
-    fn receive_message_output(bodies: &[String]) -> Value {
-        let messages: Vec<Value> = bodies
-            .iter()
-            .enumerate()
-            .map(|(index, body)| {
-                serde_json::json!({
-                    "MessageId": format!("0000000{index}-6b8c-xmpl-a8d4-1d5e8d4a8b9c"),
-                    "ReceiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-                    "MD5OfBody": "fafb00f5732ab283681e124bf8747ed1",
-                    "Body": body,
-                })
-            })
-            .collect();
-        serde_json::json!({ "Messages": messages })
+        testkit::destination_record(event, "DynamoDB BatchWriteItem failed: throttled")
     }
 
     fn decode(value: &Value) -> Vec<Decoded> {

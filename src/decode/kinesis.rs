@@ -129,15 +129,14 @@ fn records_of<'a>(
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine;
     use serde_json::json;
 
-    use super::super::awslogs::tests::gzip;
     use super::*;
+    use crate::testkit::{b64, gzip};
 
     fn data() -> String {
         let json = r#"{"messageType":"DATA_MESSAGE","logGroup":"/aws/cloudhsm/c","logStream":"hsm-1","logEvents":[]}"#;
-        base64::engine::general_purpose::STANDARD.encode(gzip(json.as_bytes()))
+        b64(&gzip(json.as_bytes()))
     }
 
     #[test]

@@ -236,8 +236,8 @@ fn burst_alert(at: &FailedLogin) -> Alert {
 mod tests {
     use super::*;
     use crate::domain::records::prepare;
-    use crate::domain::testkit::login;
     use crate::model::TrailEntry;
+    use crate::testkit::login;
 
     const MINUTE: i64 = 60_000_000;
 

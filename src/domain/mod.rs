@@ -32,8 +32,6 @@ mod quorum;
 mod records;
 mod sensitive;
 mod sessions;
-#[cfg(test)]
-mod testkit;
 mod users;
 
 /// Tunables of the derivation, read once from the environment by [`crate::config`].

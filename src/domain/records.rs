@@ -104,7 +104,7 @@ fn stream_key<'a>((hsm, record): &(&'a str, &HsmRecord)) -> (&'a str, u32, u64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::testkit::rec;
+    use crate::testkit::rec;
 
     #[test]
     fn given_duplicates_in_any_order_when_prepared_then_one_per_identity_in_stream_order() {

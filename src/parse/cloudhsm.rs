@@ -693,27 +693,9 @@ User Type : CN_CRYPTO_USER (1)
     /// The record in [`INIT_TOKEN`], typed.
     fn init_token() -> HsmRecord {
         HsmRecord {
-            time: Timestamp::from_micros(1513717276962174),
-            sequence_no: 0,
-            reboot_counter: 0xe8,
-            command_type: Labeled {
-                name: "CN_MGMT_CMD".into(),
-                code: Some(0),
-            },
-            opcode: Opcode::InitToken,
             opcode_code: Some(1),
             session_handle: 0x1004001,
-            response_code: 0,
-            response_text: "HSM Return: SUCCESS".into(),
-            log_type: Labeled {
-                name: "MINIMAL_LOG_ENTRY".into(),
-                code: Some(0),
-            },
-            user_name: None,
-            user_type: None,
-            key_handle: None,
-            public_key_handle: None,
-            later: Default::default(),
+            ..crate::testkit::hsm_record(1513717276962174, 0, 0xe8, Opcode::InitToken)
         }
     }
 

@@ -7,6 +7,7 @@
 //! tested once.
 
 pub mod dynamodb;
+#[cfg(any(test, feature = "testkit"))]
 pub mod memory;
 
 use std::collections::{BTreeSet, HashMap};

@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use hsm_audit::lambda::{HandlerError, handle};
 use hsm_audit::pipeline::Report;
 use hsm_audit::store::dynamodb::{DynamoStore, create_table};
+use hsm_audit::testkit::{destination_record, receive_message_output};
 use lambda_runtime::Diagnostic;
 
 const GROUP: &str = "/aws/cloudhsm/cluster-faults";
@@ -480,25 +481,7 @@ async fn replaying_the_failure_queue_equals_a_direct_delivery() {
         .expect_err("the table fails midway");
     let message = error.to_string();
     assert_retryable(error);
-    let record = serde_json::json!({
-        "version": "1.0",
-        "timestamp": "2024-05-01T12:00:00.000Z",
-        "requestContext": {
-            "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
-            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:hsm-audit:$LATEST",
-            "condition": "RetriesExhausted",
-            "approximateInvokeCount": 3
-        },
-        "requestPayload": event,
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "responsePayload": {"errorType": "Retryable", "errorMessage": message}
-    });
-    let received = serde_json::json!({"Messages": [{
-        "MessageId": "d7d4c7b1-6b8c-xmpl-a8d4-1d5e8d4a8b9c",
-        "ReceiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-        "MD5OfBody": "fafb00f5732ab283681e124bf8747ed1",
-        "Body": record.to_string(),
-    }]});
+    let received = receive_message_output(&[destination_record(&event, &message).to_string()]);
     expire_leases(&table).await;
     let store = healthy_store(&table);
     let config = config_for(&store);

@@ -20,7 +20,7 @@ use hsm_audit::pipeline::{parse_decoded, rederive};
 use hsm_audit::store::AuditStore;
 use hsm_audit::store::dynamodb::items::{cluster_pk, derived_items, sort_key};
 use hsm_audit::store::memory::MemoryStore;
-use hsm_audit::workload::{WorkloadSpec, generate};
+use hsm_audit::testkit::workload::{WorkloadSpec, generate};
 use proptest::prelude::*;
 
 use crate::common::*;

@@ -156,10 +156,8 @@ impl DynamoStore {
     async fn put_new_chunk(&self, items: Vec<Item>) -> Result<Settled, StoreError> {
         let keys: Vec<String> = items.iter().map(items::sort_key).collect();
         // Transactional writes cost twice the write units of plain ones.
-        let costs: Vec<(String, u64)> = items
-            .iter()
-            .map(|item| (items::type_of(item), 2 * items::write_units(item)))
-            .collect();
+        #[cfg(any(test, feature = "testkit"))]
+        let costs = crate::testkit::WriteLedger::costs_of(&items, 2);
         let puts = items
             .into_iter()
             .map(|item| {
@@ -187,7 +185,8 @@ impl DynamoStore {
                 .await;
             let error = match result {
                 Ok(_) => {
-                    self.book(costs);
+                    #[cfg(any(test, feature = "testkit"))]
+                    self.ledger.book(costs);
                     return Ok(Settled {
                         written: keys,
                         lost: Vec::new(),

@@ -10,5 +10,5 @@ mod store;
 mod table;
 
 pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper};
-pub use store::{DynamoStore, RequestCounts, WriteCost, connect};
+pub use store::{DynamoStore, RequestCounts, connect};
 pub use table::{TableSchema, TableSetup, create_table};

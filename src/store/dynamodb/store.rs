@@ -1,6 +1,6 @@
 //! The DynamoDB store: the client, the lease, and the trail and view writes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -70,17 +70,10 @@ pub struct DynamoStore {
     pub(super) client: Client,
     pub(super) table: String,
     pub(super) counts: Arc<RequestCounts>,
-    ledger: std::sync::Mutex<BTreeMap<String, WriteCost>>,
+    #[cfg(any(test, feature = "testkit"))]
+    pub(super) ledger: crate::testkit::WriteLedger,
     pub(super) lease_wait: Duration,
     pub(super) lease_ttl: Duration,
-}
-
-/// Items written (put or deleted) and the write capacity units that costs, computed from
-/// item sizes since a local server's `ConsumedCapacity` is not faithful.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteCost {
-    pub items: u64,
-    pub write_units: u64,
 }
 
 /// A failed request as one line a person can act on — `ValidationException: TableName must
@@ -191,7 +184,8 @@ impl DynamoStore {
             client,
             table: table.into(),
             counts: Arc::default(),
-            ledger: std::sync::Mutex::default(),
+            #[cfg(any(test, feature = "testkit"))]
+            ledger: crate::testkit::WriteLedger::default(),
             lease_wait: Duration::from_secs(45),
             lease_ttl: super::lease::DEFAULT_TTL,
         }
@@ -223,30 +217,28 @@ impl DynamoStore {
     }
 
     /// Write cost so far, by `item_type`.
-    pub fn write_costs(&self) -> BTreeMap<String, WriteCost> {
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn write_costs(&self) -> std::collections::BTreeMap<String, crate::testkit::WriteCost> {
+        self.ledger.costs()
+    }
+
+    /// Books what writing `written` costs in the benchmark's ledger; a store built without
+    /// `testkit` (the Lambda's) keeps none and computes nothing.
+    fn account(&self, written: &[Item]) {
+        #[cfg(any(test, feature = "testkit"))]
         self.ledger
-            .lock()
-            .map(|ledger| ledger.clone())
-            .unwrap_or_default()
+            .book(crate::testkit::WriteLedger::costs_of(written, 1));
+        #[cfg(not(any(test, feature = "testkit")))]
+        let _ = written;
     }
 
-    fn account(&self, items: &[Item]) {
-        self.book(
-            items
-                .iter()
-                .map(|item| (items::type_of(item), items::write_units(item))),
-        );
-    }
-
-    /// Books writes in the ledger: `(item type, write units)` of each item written or deleted.
-    pub(super) fn book(&self, writes: impl IntoIterator<Item = (String, u64)>) {
-        if let Ok(mut ledger) = self.ledger.lock() {
-            for (item_type, write_units) in writes {
-                let cost = ledger.entry(item_type).or_default();
-                cost.items += 1;
-                cost.write_units += write_units;
-            }
-        }
+    /// Books `count` deletes of views, one unit each, as [`Self::account`] does writes.
+    fn account_deletes(&self, count: usize) {
+        #[cfg(any(test, feature = "testkit"))]
+        self.ledger
+            .book(std::iter::repeat_n(("view".to_owned(), 1), count));
+        #[cfg(not(any(test, feature = "testkit")))]
+        let _ = count;
     }
 }
 
@@ -400,7 +392,7 @@ impl AuditStore for DynamoStore {
             puts.push(items::object_item(&lease.cluster, name, carry)?);
         }
         self.account(&puts);
-        self.book(write.deletes.iter().map(|_| ("view".to_owned(), 1)));
+        self.account_deletes(write.deletes.len());
         self.delete_all(write.deletes.clone()).await?;
         self.put_all(puts).await?;
         let checkpoint = items::checkpoint_items(&lease.cluster, &write.checkpoint)?;
