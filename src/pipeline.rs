@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::domain::{AlertKind, Conflict, fold};
 use crate::incremental::{ObjectCarry, StepWrite, object_names, plan_write, prepare_step};
-use crate::model::{Opcode, StreamId, Timestamp, TrailEntry, bounds};
+use crate::model::{StreamId, Timestamp, TrailEntry, bounds};
 use crate::parse::parse_message;
 use crate::store::{AuditStore, ClusterLease, StoreError};
 
@@ -252,15 +252,6 @@ fn quarantine_cluster(item: &Quarantined) -> String {
     }
 }
 
-pub fn is_failed_login(entry: &TrailEntry) -> bool {
-    entry
-        .cloudhsm()
-        .is_some_and(|record| record.opcode == Opcode::Login && !record.succeeded())
-        || entry
-            .luna()
-            .is_some_and(|record| record.action == "LUNA_LOGIN" && !record.succeeded())
-}
-
 /// Stores what was parsed and derives the views of every cluster it touched. A store
 /// failure is returned (the caller fails the invocation so that it is retried); every
 /// write is idempotent, so a retry converges to the state of one clean delivery.
@@ -298,7 +289,7 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
         control_messages: parsed.control_messages,
         failed_logins: parsed
             .records()
-            .filter(|entry| is_failed_login(entry))
+            .filter(|entry| entry.record.is_failed_login())
             .count(),
         ..Report::default()
     };
@@ -343,7 +334,7 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
                 conflicts: outcome.conflicts.len(),
                 failed_logins: entries
                     .iter()
-                    .filter(|entry| is_failed_login(entry))
+                    .filter(|entry| entry.record.is_failed_login())
                     .count(),
                 ..ClusterReport::default()
             });

@@ -18,8 +18,7 @@ use crate::config::Config;
 use crate::decode::RawTextSource;
 use crate::model::Timestamp;
 use crate::pipeline::{
-    Report, derive_clusters, is_failed_login, parse_decoded, rebuild_late_clusters, rederive,
-    store_parsed,
+    Report, derive_clusters, parse_decoded, rebuild_late_clusters, rederive, store_parsed,
 };
 use crate::store::StoreError;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
@@ -503,10 +502,10 @@ fn parse_only(input: &InputArgs, output: Output) -> Result<(), Failure> {
         );
         for entry in parsed.records() {
             summary.events += 1;
-            summary.failed_logins += usize::from(is_failed_login(entry));
+            summary.failed_logins += usize::from(entry.record.is_failed_login());
             *summary
                 .by_opcode
-                .entry(render::opcode_name(&entry.record).to_owned())
+                .entry(entry.record.opcode_name().to_owned())
                 .or_default() += 1;
         }
         summary.quarantined += parsed.quarantined.len();

@@ -56,15 +56,6 @@ fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-/// The name of what a record logs: the opcode, or the certificate-storage operation.
-pub(super) fn opcode_name(record: &AuditRecord) -> &str {
-    match record {
-        AuditRecord::CloudHsm(record) => record.opcode.as_str(),
-        AuditRecord::Certificate(record) => &record.op_code,
-        AuditRecord::Luna(record) => &record.action,
-    }
-}
-
 /// The trail in the JSON contract: handles, sequence numbers and counters as numbers.
 pub(super) fn trail_json(trail: &[TrailEntry]) -> serde_json::Value {
     serde_json::Value::Array(trail.iter().map(entry_json).collect())

@@ -42,7 +42,7 @@ pub(crate) fn derive(recs: &[Rec<'_>], config: &DeriveConfig) -> (Vec<FailedLogi
 /// Every failed `CN_LOGIN`, not yet flagged.
 pub(crate) fn failures(recs: &[Rec<'_>]) -> Vec<FailedLogin> {
     recs.iter()
-        .filter(|rec| *rec.op() == Opcode::Login && !rec.ok())
+        .filter(|rec| rec.record.is_failed_login())
         .map(|rec| FailedLogin {
             time: rec.time(),
             hsm: rec.hsm.to_owned(),

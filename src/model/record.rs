@@ -160,6 +160,11 @@ impl HsmRecord {
         self.response_code == 0
     }
 
+    /// A `CN_LOGIN` the HSM refused: what the brute-force rule counts.
+    pub fn is_failed_login(&self) -> bool {
+        self.opcode == Opcode::Login && !self.succeeded()
+    }
+
     /// The later layout's fields, all absent for a record in the seed's layout.
     pub fn later(&self) -> &LaterFields {
         self.later.as_deref().unwrap_or(&NO_LATER_FIELDS)
@@ -251,9 +256,17 @@ pub struct LunaRecord {
     pub record_id: Option<String>,
 }
 
+/// The Luna action of a login, the one the brute-force rule and sessions look for.
+pub const LUNA_LOGIN: &str = "LUNA_LOGIN";
+
 impl LunaRecord {
     pub fn succeeded(&self) -> bool {
         self.status == "LUNA_RET_OK"
+    }
+
+    /// A `LUNA_LOGIN` the HSM refused.
+    pub fn is_failed_login(&self) -> bool {
+        self.action == LUNA_LOGIN && !self.succeeded()
     }
 }
 
@@ -272,6 +285,25 @@ impl AuditRecord {
             AuditRecord::CloudHsm(record) => record.time,
             AuditRecord::Certificate(record) => record.time,
             AuditRecord::Luna(record) => record.time,
+        }
+    }
+
+    /// A login the HSM refused, of either vendor (certificate storage has no logins).
+    pub fn is_failed_login(&self) -> bool {
+        match self {
+            AuditRecord::CloudHsm(record) => record.is_failed_login(),
+            AuditRecord::Certificate(_) => false,
+            AuditRecord::Luna(record) => record.is_failed_login(),
+        }
+    }
+
+    /// The name of what the record did: the CloudHSM opcode, the certificate-storage
+    /// operation or the Luna action, verbatim where it is not known.
+    pub fn opcode_name(&self) -> &str {
+        match self {
+            AuditRecord::CloudHsm(record) => record.opcode.as_str(),
+            AuditRecord::Certificate(record) => &record.op_code,
+            AuditRecord::Luna(record) => &record.action,
         }
     }
 

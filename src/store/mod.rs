@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use crate::decode::Quarantined;
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
-use crate::model::{RecordIdentity, TrailEntry};
+use crate::model::TrailEntry;
 
 /// Failures of the store. All but [`StoreError::Rejected`] are worth retrying: the data
 /// was fine, the dependency was not (bad data never reaches here; it is quarantined or
@@ -152,62 +152,27 @@ pub trait AuditStore {
 }
 
 /// Sorts a batch against what the trail already holds (identity sort key → content
-/// digest): new entries to write (with their digest, for their items), duplicates to
-/// skip, conflicts to record. Within the batch the first delivered entry of an identity
-/// counts as stored first.
+/// digest) by the domain's rule ([`crate::domain::classify_delivery`]): new entries to
+/// write (with their digest, for their items), and the outcome.
 pub fn classify_entries<'a>(
     entries: &'a [TrailEntry],
     stored: &HashMap<String, String>,
 ) -> (Vec<(&'a TrailEntry, String)>, TrailOutcome) {
-    let mut seen: HashMap<String, String> = HashMap::new();
-    let mut fresh = Vec::new();
-    let mut outcome = TrailOutcome::default();
-    for entry in entries {
-        let identity = entry.identity();
-        let key = dynamodb::items::identity_sk(&identity);
-        let digest = entry.record.content_sha256();
-        match stored.get(&key).or_else(|| seen.get(&key)) {
-            Some(first) if *first == digest => outcome.duplicates += 1,
-            Some(first) => {
-                let conflict = conflict_of(&identity, entry, first, digest);
-                if outcome.conflicts.contains(&conflict) {
-                    outcome.duplicates += 1;
-                } else {
-                    outcome.conflicts.push(conflict);
-                }
-            }
-            None => {
-                outcome.fresh.insert(key.clone());
-                seen.insert(key, digest.clone());
-                fresh.push((entry, digest));
-            }
-        }
-    }
-    outcome.stored = fresh.len();
-    (fresh, outcome)
-}
-
-fn conflict_of(
-    identity: &RecordIdentity,
-    entry: &TrailEntry,
-    stored: &str,
-    rejected: String,
-) -> Conflict {
-    let (hsm, reboot_counter, sequence_no) = match identity {
-        RecordIdentity::Sequence {
-            hsm,
-            reboot_counter,
-            sequence_no,
-        } => (hsm.clone(), Some(*reboot_counter), Some(*sequence_no)),
-        RecordIdentity::LogEvent { stream, .. } => (stream.clone(), None, None),
+    let classified =
+        crate::domain::classify_delivery(entries, stored, dynamodb::items::identity_sk);
+    let mut outcome = TrailOutcome {
+        stored: classified.fresh.len(),
+        duplicates: classified.duplicates,
+        conflicts: classified.conflicts,
+        fresh: BTreeSet::new(),
     };
-    Conflict {
-        hsm,
-        reboot_counter,
-        sequence_no,
-        time: entry.record.time(),
-        stored_sha256: stored.to_owned(),
-        rejected_sha256: rejected,
-        rejected_log_event_id: entry.log_event_id.clone(),
-    }
+    let fresh = classified
+        .fresh
+        .into_iter()
+        .map(|(key, entry, digest)| {
+            outcome.fresh.insert(key);
+            (entry, digest)
+        })
+        .collect();
+    (fresh, outcome)
 }

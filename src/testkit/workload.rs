@@ -453,7 +453,7 @@ pub fn generate(spec: &WorkloadSpec) -> Vec<GeneratedPayload> {
 mod tests {
     use super::*;
     use crate::decode::decode_lambda_event;
-    use crate::pipeline::{is_failed_login, parse_decoded};
+    use crate::pipeline::parse_decoded;
 
     #[test]
     fn generated_payloads_parse_completely_with_some_failed_logins() {
@@ -481,7 +481,7 @@ mod tests {
         );
         let failed = records
             .iter()
-            .filter(|entry| is_failed_login(entry))
+            .filter(|entry| entry.record.is_failed_login())
             .count();
         assert!(
             failed * 100 > records.len() && failed * 100 < records.len() * 6,
