@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hsm_audit::config::Config;
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use hsm_audit::store::memory::{Ledger, MemoryStore};
 use hsm_audit::testkit::workload::{GeneratedPayload, WorkloadSpec, generate};
 
@@ -140,7 +140,7 @@ fn main() {
     let started = Instant::now();
     let deliver = |event: serde_json::Value| {
         runtime
-            .block_on(handle(event, &store, &config))
+            .block_on(ingest_event(event, &store, &config))
             .expect("delivery");
     };
     for &point in &points {

@@ -1,6 +1,7 @@
 //! The Lambda handler: a thin edge over [`crate::pipeline`]. One function serves every
-//! delivery of the subscription, told apart by the event's shape: a direct subscription
-//! event, a Kinesis Data Streams batch, a Firehose data-transformation batch.
+//! delivery of the subscription — a direct subscription event, a Kinesis Data Streams
+//! batch, a Firehose data-transformation batch — which [`decode_event`] tells apart once,
+//! by the event's shape; each is answered in the shape its source expects.
 
 use std::collections::BTreeMap;
 
@@ -10,11 +11,9 @@ use serde_json::Value;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Config;
-use crate::decode::{
-    EventShape, StreamRecord, decode_lambda_event, event_shape, firehose_records, kinesis_records,
-};
+use crate::decode::{Delivery, StreamRecord, decode_event};
 use crate::pipeline::{
-    Report, derive_cluster, derive_clusters, ingest, parse_decoded, store_parsed,
+    Report, derive_clusters, ingest, parse_decoded, stop_at_first, store_decoded,
 };
 use crate::store::{AuditStore, StoreError};
 
@@ -41,18 +40,6 @@ impl From<HandlerError> for Diagnostic {
             error_message: error.to_string(),
         }
     }
-}
-
-/// Handles one direct-subscription invocation: decode, parse, store, derive. (Any other
-/// shape is decoded whole, as one batch; [`handle_event`] answers it per record.)
-pub async fn handle<S: AuditStore>(
-    event: Value,
-    store: &S,
-    config: &Config,
-) -> Result<Report, HandlerError> {
-    let parsed = parse_decoded(decode_lambda_event(&event, config.max_inflated_bytes));
-    let report = ingest(store, config, parsed).await?;
-    Ok(report)
 }
 
 /// What the function returns, in the shape its event source expects.
@@ -99,23 +86,38 @@ pub struct Handled {
     pub report: Report,
 }
 
-/// Handles an event of any shape the function is subscribed with.
-pub async fn handle_event<S: AuditStore>(
+/// Decodes `event` once and processes the delivery it is.
+pub async fn process_event<S: AuditStore>(
     event: Value,
     store: &S,
     config: &Config,
 ) -> Result<Handled, HandlerError> {
-    match event_shape(&event) {
-        EventShape::Kinesis => {
-            let records = kinesis_records(&event, config.max_inflated_bytes);
-            handle_kinesis(records, store, config).await
-        }
-        EventShape::Firehose => {
-            let records = firehose_records(&event, config.max_inflated_bytes);
-            handle_firehose(records, store, config).await
-        }
-        EventShape::Subscription | EventShape::Unknown => {
-            let report = handle(event, store, config).await?;
+    let delivery = decode_event(&event, config.max_inflated_bytes);
+    drop(event);
+    process_delivery(delivery, store, config).await
+}
+
+/// What [`process_event`] did, without the answer: for callers that answer no event
+/// source (tests, the benchmark).
+pub async fn ingest_event<S: AuditStore>(
+    event: Value,
+    store: &S,
+    config: &Config,
+) -> Result<Report, HandlerError> {
+    Ok(process_event(event, store, config).await?.report)
+}
+
+/// Stores a delivery and derives the views it touched, answering as its source expects.
+pub async fn process_delivery<S: AuditStore>(
+    delivery: Delivery,
+    store: &S,
+    config: &Config,
+) -> Result<Handled, HandlerError> {
+    match delivery {
+        Delivery::Kinesis(records) => process_kinesis(records, store, config).await,
+        Delivery::Firehose(records) => process_firehose(records, store, config).await,
+        delivery @ (Delivery::Subscription(_) | Delivery::Unrecognised(_)) => {
+            let report = ingest(store, config, parse_decoded(delivery.into_decoded())).await?;
             Ok(Handled {
                 response: Response::Subscription(report.clone()),
                 report,
@@ -131,7 +133,7 @@ pub async fn handle_event<S: AuditStore>(
 /// and it is reported failed too: Lambda then retries from it (the repeats are
 /// idempotent) until `MaximumRetryAttempts`, and puts it in the failure queue, where an
 /// operator sees it beside the quarantine item.
-async fn handle_kinesis<S: AuditStore>(
+async fn process_kinesis<S: AuditStore>(
     records: Vec<StreamRecord>,
     store: &S,
     config: &Config,
@@ -146,7 +148,7 @@ async fn handle_kinesis<S: AuditStore>(
         if record.is_undecodable() {
             undecodable.push(index);
         }
-        match store_parsed(store, parse_decoded(record.decoded)).await {
+        match store_decoded(store, record.decoded).await {
             Ok(stored) => {
                 for cluster in &stored.clusters {
                     first_record_of.entry(cluster.clone()).or_insert(index);
@@ -161,19 +163,16 @@ async fn handle_kinesis<S: AuditStore>(
             }
         }
     }
-    for (cluster, batch) in std::mem::take(&mut report.pending) {
-        match derive_cluster(store, config, &cluster, batch).await {
-            Ok(derived) => report.add_derivation(&cluster, &derived),
-            Err(error) => {
-                // The records are in the trail, but the views lag: retrying from the
-                // cluster's first record of the batch re-derives it (idempotently).
-                warn!(%cluster, %error, "re-deriving failed; the cluster's records are reported failed");
-                let first = first_record_of.get(&cluster).copied().unwrap_or(0);
-                failed_from = Some(failed_from.map_or(first, |failed| failed.min(first)));
-                last_error = Some(error);
-            }
-        }
-    }
+    derive_clusters(store, config, &mut report, |cluster, error| {
+        // The records are in the trail, but the views lag: retrying from the cluster's
+        // first record of the batch re-derives it (idempotently).
+        warn!(%cluster, %error, "re-deriving failed; the cluster's records are reported failed");
+        let first = first_record_of.get(cluster).copied().unwrap_or(0);
+        failed_from = Some(failed_from.map_or(first, |failed| failed.min(first)));
+        last_error = Some(error);
+        Ok(())
+    })
+    .await?;
     let mut failures: Vec<BatchItemFailure> = undecodable
         .into_iter()
         .filter(|index| failed_from.is_none_or(|from| *index < from))
@@ -210,7 +209,7 @@ async fn handle_kinesis<S: AuditStore>(
 /// delivery stream still archives the raw payloads. Undecodable records are quarantined
 /// and passed through too. A store failure fails the invocation: Firehose retries the
 /// whole batch, and every write is idempotent.
-async fn handle_firehose<S: AuditStore>(
+async fn process_firehose<S: AuditStore>(
     records: Vec<StreamRecord>,
     store: &S,
     config: &Config,
@@ -223,35 +222,36 @@ async fn handle_firehose<S: AuditStore>(
             result: "Ok".to_owned(),
             data: record.data.unwrap_or_default(),
         });
-        report.add(store_parsed(store, parse_decoded(record.decoded)).await?);
+        report.add(store_decoded(store, record.decoded).await?);
     }
-    derive_clusters(store, config, &mut report).await?;
+    derive_clusters(store, config, &mut report, stop_at_first).await?;
     Ok(Handled {
         response: Response::Firehose(response),
         report,
     })
 }
 
-/// One invocation as the runtime sees it: a span naming its sources, the handler, one
-/// summary log line and the EMF metrics lines.
-pub async fn invoke<S: AuditStore>(
+/// One invocation as the runtime sees it: the event decoded, a span naming its sources,
+/// the delivery processed, one summary log line and the EMF metrics lines.
+pub async fn serve_invocation<S: AuditStore>(
     event: Value,
     request_id: &str,
     store: &S,
     config: &Config,
 ) -> Result<Response, HandlerError> {
-    let shape = event_shape(&event);
-    // The sources are known once the event is decoded; they are recorded on the span
+    let delivery = decode_event(&event, config.max_inflated_bytes);
+    drop(event);
+    // The sources are known once the records are parsed; they are recorded on the span
     // then, so the summary line (and any later one) carries them.
     let span = info_span!(
         "invocation",
         request_id,
-        shape = ?shape,
+        delivery = delivery.kind(),
         log_groups = tracing::field::Empty,
         log_streams = tracing::field::Empty,
     );
     let retries_before = crate::store::dynamodb::retries::sdk_retries();
-    let result = handle_event(event, store, config)
+    let result = process_delivery(delivery, store, config)
         .instrument(span.clone())
         .await;
     let retries = crate::store::dynamodb::retries::sdk_retries().saturating_sub(retries_before);

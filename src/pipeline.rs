@@ -261,26 +261,44 @@ pub async fn ingest<S: AuditStore>(
     parsed: Parsed,
 ) -> Result<Report, StoreError> {
     let mut report = store_parsed(store, parsed).await?;
-    derive_clusters(store, config, &mut report).await?;
+    derive_clusters(store, config, &mut report, stop_at_first).await?;
     Ok(report)
 }
 
+/// The failure policy of [`derive_clusters`] for an invocation that fails as a whole:
+/// the first cluster that cannot be derived ends it.
+pub fn stop_at_first(_cluster: &str, error: StoreError) -> Result<(), StoreError> {
+    Err(error)
+}
+
+/// Parses decoded input and stores it, without deriving: the CLI stores file after file
+/// this way and derives once at the end, and the record-stream handlers record by record.
+pub async fn store_decoded<S: AuditStore>(
+    store: &S,
+    decoded: Vec<Decoded>,
+) -> Result<Report, StoreError> {
+    store_parsed(store, parse_decoded(decoded)).await
+}
+
 /// Derives every cluster the report stored records of and has not derived yet, and
-/// adds what that found.
+/// adds what that found. A cluster whose derivation fails is handed to `failed`, which
+/// ends the run with its error or lets the other clusters be derived (`Ok`).
 pub async fn derive_clusters<S: AuditStore>(
     store: &S,
     config: &Config,
     report: &mut Report,
+    mut failed: impl FnMut(&str, StoreError) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     for (cluster, batch) in std::mem::take(&mut report.pending) {
-        let derived = derive_cluster(store, config, &cluster, batch).await?;
-        report.add_derivation(&cluster, &derived);
+        match derive_cluster(store, config, &cluster, batch).await {
+            Ok(derived) => report.add_derivation(&cluster, &derived),
+            Err(error) => failed(&cluster, error)?,
+        }
     }
     Ok(())
 }
 
-/// Quarantines what must be and appends the records to the trail, without deriving:
-/// the CLI stores file after file this way and derives once at the end.
+/// Quarantines what must be and appends the records to the trail, without deriving.
 pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Report, StoreError> {
     let mut report = Report {
         log_events: parsed.log_events,

@@ -5,7 +5,7 @@
 #![recursion_limit = "256"]
 
 use hsm_audit::config::{Config, Logging};
-use hsm_audit::lambda::invoke;
+use hsm_audit::lambda::serve_invocation;
 use hsm_audit::store::dynamodb::{DynamoStore, connect};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     let store = DynamoStore::new(connect().await, &config.table_name);
     let (store, config) = (&store, &config);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        invoke(event.payload, &event.context.request_id, store, config).await
+        serve_invocation(event.payload, &event.context.request_id, store, config).await
     }))
     .await
 }

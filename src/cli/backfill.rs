@@ -1,7 +1,6 @@
 //! `hsm-audit backfill`: history that predates the subscription, read through the
 //! CloudWatch Logs API (`DescribeLogStreams`, then `FilterLogEvents` per stream) and fed
-//! through the same pipeline as the Lambda (`parse_decoded` → `store_parsed` →
-//! `rederive`), so a backfilled record is stored exactly as a delivered one would be.
+//! through the same pipeline as the Lambda (`store_decoded`, then `derive_clusters`), so a backfilled record is stored exactly as a delivered one would be.
 //!
 //! Resume: after each stored page, a checkpoint item in the table itself
 //! (`pk = BACKFILL#<log group>`, `sk = STREAM#<stream>`) records the last event time
@@ -19,7 +18,7 @@ use indicatif::ProgressBar;
 use crate::config::Config;
 use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType};
 use crate::pipeline::{
-    Report, derive_clusters, parse_decoded, rebuild_late_clusters, store_parsed,
+    Report, derive_clusters, rebuild_late_clusters, stop_at_first, store_decoded,
 };
 use crate::store::dynamodb::DynamoStore;
 
@@ -60,7 +59,7 @@ pub async fn backfill(
         bar.inc(1);
     }
     bar.set_message("deriving views");
-    derive_clusters(store, config, &mut report)
+    derive_clusters(store, config, &mut report, stop_at_first)
         .await
         .map_err(|error| error.to_string())?;
     rebuild_late_clusters(store, config, &report)
@@ -168,7 +167,7 @@ async fn backfill_stream(
                 log_events: events,
                 undecodable: Vec::new(),
             };
-            let stored = store_parsed(store, parse_decoded([Decoded::Payload(payload)]))
+            let stored = store_decoded(store, vec![Decoded::Payload(payload)])
                 .await
                 .map_err(|error| error.to_string())?;
             report.add(stored);

@@ -18,7 +18,8 @@ use crate::config::Config;
 use crate::decode::RawTextSource;
 use crate::model::Timestamp;
 use crate::pipeline::{
-    Report, derive_clusters, parse_decoded, rebuild_late_clusters, rederive, store_parsed,
+    Report, derive_clusters, parse_decoded, rebuild_late_clusters, rederive, stop_at_first,
+    store_decoded,
 };
 use crate::store::StoreError;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
@@ -391,7 +392,9 @@ struct RederiveSummary {
     open_gaps: usize,
 }
 
-/// Reads one file as `--format` says.
+/// Reads one file, once, and decodes it as `--format` says. Undecodable content is
+/// quarantined, not an error; only a file that cannot be read, or raw text without its
+/// group and stream, is.
 fn decode_input(
     file: &std::path::Path,
     input: &InputArgs,
@@ -399,23 +402,23 @@ fn decode_input(
     max_inflated_bytes: usize,
 ) -> Result<Vec<crate::decode::Decoded>, String> {
     let bytes = std::fs::read(file).map_err(|error| format!("{}: {error}", file.display()))?;
-    let luna = match input.format {
-        InputFormat::Luna => true,
-        InputFormat::Auto => crate::decode::looks_like_luna_file(&bytes, max_inflated_bytes),
-    };
-    if !luna {
-        return files::decode_file(file, source, max_inflated_bytes);
-    }
     let name = file
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(crate::decode::decode_luna_file(
-        &bytes,
-        &name,
-        input.log_group.as_deref(),
-        max_inflated_bytes,
-    ))
+    let luna = match input.format {
+        InputFormat::Luna => true,
+        InputFormat::Auto => crate::decode::looks_like_luna_file(&bytes, max_inflated_bytes),
+    };
+    if luna {
+        return Ok(crate::decode::decode_luna_file(
+            &bytes,
+            &name,
+            input.log_group.as_deref(),
+            max_inflated_bytes,
+        ));
+    }
+    crate::decode::decode_document(&bytes, &name, source, max_inflated_bytes)
 }
 
 fn source_of(input: &InputArgs) -> RawTextSource {
@@ -450,15 +453,13 @@ async fn ingest_files(
     for file in &files {
         let decoded = decode_input(file, input, &source, config.max_inflated_bytes)
             .map_err(Failure::Usage)?;
-        let stored = store_parsed(store, parse_decoded(decoded))
-            .await
-            .map_err(processing)?;
+        let stored = store_decoded(store, decoded).await.map_err(processing)?;
         report.add(stored);
         bar.set_message(format!("{} records", report.records));
         bar.inc(1);
     }
     bar.set_message("deriving views");
-    derive_clusters(store, config, &mut report)
+    derive_clusters(store, config, &mut report, stop_at_first)
         .await
         .map_err(processing)?;
     // Records older than what the cluster had settled: the views are rebuilt with them,

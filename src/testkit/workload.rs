@@ -452,7 +452,7 @@ pub fn generate(spec: &WorkloadSpec) -> Vec<GeneratedPayload> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::decode_lambda_event;
+    use crate::decode::decode_event;
     use crate::pipeline::parse_decoded;
 
     #[test]
@@ -467,7 +467,7 @@ mod tests {
         let parsed = parse_decoded(
             payloads
                 .iter()
-                .flat_map(|p| decode_lambda_event(&p.event, 16 << 20)),
+                .flat_map(|p| decode_event(&p.event, 16 << 20).into_decoded()),
         );
         assert!(
             parsed.quarantined.is_empty(),

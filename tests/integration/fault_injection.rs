@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::*;
 use aws_sdk_dynamodb::types::AttributeValue;
-use hsm_audit::lambda::{HandlerError, handle};
+use hsm_audit::lambda::{HandlerError, ingest_event};
 use hsm_audit::pipeline::Report;
 use hsm_audit::store::dynamodb::{DynamoStore, create_table};
 use hsm_audit::testkit::{destination_record, receive_message_output};
@@ -58,7 +58,7 @@ async fn clean_state(events: &[serde_json::Value]) -> Vec<Item> {
     let store = fresh_store("clean").await;
     let config = config_for(&store);
     for event in events {
-        handle(event.clone(), &store, &config)
+        ingest_event(event.clone(), &store, &config)
             .await
             .expect("clean delivery");
     }
@@ -105,7 +105,7 @@ async fn expire_leases(table: &str) {
 
 async fn deliver(store: &DynamoStore, event: &serde_json::Value) -> Result<Report, HandlerError> {
     let config = config_for(store);
-    handle(event.clone(), store, &config).await
+    ingest_event(event.clone(), store, &config).await
 }
 
 #[tokio::test]
@@ -414,7 +414,7 @@ async fn a_256_kib_message_is_stored_or_quarantined_within_the_item_limit() {
     let garbage = "y".repeat(limit);
     assert!(parses.len() <= limit && garbage.len() <= limit);
     let event = subscription_event(GROUP, "hsm-huge", 1, &[&parses, &garbage]);
-    let report = handle(event, &store, &config).await.expect("stored");
+    let report = ingest_event(event, &store, &config).await.expect("stored");
     assert_eq!((report.records, report.quarantined), (1, 1));
     let items = scan_all(&store).await;
     let mut sizes: Vec<(String, usize)> = items
@@ -444,7 +444,7 @@ async fn a_record_with_an_overlong_user_name_does_not_block_the_batch() {
         &format!("User Name : {}", "u".repeat(2048)),
     );
     let event = subscription_event(GROUP, "hsm-long", 1, &[&long, &seed_record("07-")]);
-    let report = handle(event, &store, &config).await;
+    let report = ingest_event(event, &store, &config).await;
     let report = report.expect("a hostile field is data, not a store failure");
     assert_eq!(report.records + report.quarantined, 2);
     let long_user = "u".repeat(2048);

@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::common::*;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use hsm_audit::lambda::{Response, handle, handle_event};
+use hsm_audit::lambda::{Response, ingest_event, process_event};
 use hsm_audit::store::dynamodb::DynamoStore;
 use serde_json::{Value, json};
 
@@ -89,7 +89,7 @@ async fn direct_state() -> (DynamoStore, Vec<Item>) {
     let store = fresh_store("direct").await;
     let config = config_for(&store);
     for (name, event) in sample_events() {
-        handle(event, &store, &config)
+        ingest_event(event, &store, &config)
             .await
             .unwrap_or_else(|error| panic!("{name}: {error}"));
     }
@@ -121,7 +121,7 @@ async fn a_kinesis_batch_of_the_samples_gives_the_table_of_direct_delivery() {
     let (direct, expected) = direct_state().await;
     let store = fresh_store("kinesis").await;
     let config = config_for(&store);
-    let handled = handle_event(kinesis_event(&sample_data()), &store, &config)
+    let handled = process_event(kinesis_event(&sample_data()), &store, &config)
         .await
         .expect("handled");
     assert_eq!(failures(&handled.response), Vec::<String>::new());
@@ -150,7 +150,7 @@ async fn a_poisoned_record_is_quarantined_and_reported_and_the_rest_of_the_batch
     data.insert(7, b64(b"plain, not gzip"));
     let store = fresh_store("poison").await;
     let config = config_for(&store);
-    let handled = handle_event(kinesis_event(&data), &store, &config)
+    let handled = process_event(kinesis_event(&data), &store, &config)
         .await
         .expect("bad data never fails the invocation");
     assert_eq!(
@@ -182,7 +182,7 @@ async fn a_poisoned_record_is_quarantined_and_reported_and_the_rest_of_the_batch
 
     // Lambda retries the batch from the first reported record: the repeat changes nothing.
     let before = scan_all(&store).await;
-    let retried = handle_event(kinesis_event(&data), &store, &config)
+    let retried = process_event(kinesis_event(&data), &store, &config)
         .await
         .expect("the retry is handled too");
     assert_eq!(failures(&retried.response), [2, 5, 7].map(sequence_number));
@@ -212,7 +212,7 @@ async fn a_store_failure_reports_every_record_from_the_first_failing_one() {
     data.truncate(4);
     // A poisoned record first: its quarantine write fails too, and is reported.
     data.insert(0, "poison".to_owned());
-    let handled = handle_event(kinesis_event(&data), &store, &config)
+    let handled = process_event(kinesis_event(&data), &store, &config)
         .await
         .expect("partial failure is a response, not an error");
     let expected: Vec<String> = (0..data.len()).map(sequence_number).collect();
@@ -226,7 +226,7 @@ async fn firehose_records_are_stored_and_passed_through() {
     data.push("not base64 either!".to_owned());
     let store = fresh_store("firehose").await;
     let config = config_for(&store);
-    let handled = handle_event(firehose_event(&data), &store, &config)
+    let handled = process_event(firehose_event(&data), &store, &config)
         .await
         .expect("handled");
     let Response::Firehose(response) = &handled.response else {
@@ -265,7 +265,7 @@ async fn firehose_records_are_stored_and_passed_through() {
             .any(|item| item.reason.starts_with("Firehose record record-"))
     );
 
-    let error = handle_event(firehose_event(&data), &unreachable_store(), &config).await;
+    let error = process_event(firehose_event(&data), &unreachable_store(), &config).await;
     assert!(
         error.is_err(),
         "a store failure fails a Firehose invocation"
