@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::Config;
-use crate::decode::{Delivery, StreamRecord, decode_event};
+use crate::decode::{Delivery, Quarantined, StreamRecord, decode_event};
+use crate::errors::one_line;
 use crate::pipeline::{
     Report, derive_clusters, ingest, parse_decoded, stop_at_first, store_decoded,
 };
@@ -25,19 +26,30 @@ pub enum HandlerError {
     Store(#[from] StoreError),
 }
 
+impl HandlerError {
+    /// Whether a retry of the invocation can succeed.
+    pub fn is_retryable(&self) -> bool {
+        let HandlerError::Store(error) = self;
+        error.is_retryable()
+    }
+
+    /// The error type of the function's error response. Lambda retries the event, then
+    /// hands it to the on-failure destination; the type tells an operator reading either
+    /// whether a retry can succeed, and if not, why.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            HandlerError::Store(StoreError::Rejected { .. }) => "Rejected",
+            HandlerError::Store(StoreError::Corrupt { .. }) => "Corrupt",
+            HandlerError::Store(_) => "Retryable",
+        }
+    }
+}
+
 impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Self {
-        let HandlerError::Store(store_error) = &error;
-        // Lambda retries the event, then hands it to the on-failure destination; the type
-        // tells an operator reading either whether a retry can succeed.
-        let error_type = if store_error.is_retryable() {
-            "Retryable"
-        } else {
-            "Rejected"
-        };
         Diagnostic {
-            error_type: error_type.to_owned(),
-            error_message: error.to_string(),
+            error_type: error.error_type().to_owned(),
+            error_message: one_line(&error),
         }
     }
 }
@@ -148,25 +160,50 @@ async fn process_kinesis<S: AuditStore>(
         if record.is_undecodable() {
             undecodable.push(index);
         }
-        match store_decoded(store, record.decoded).await {
+        let error = match store_decoded(store, record.decoded).await {
             Ok(stored) => {
                 for cluster in &stored.clusters {
                     first_record_of.entry(cluster.clone()).or_insert(index);
                 }
                 report.add(stored);
+                continue;
             }
-            Err(error) => {
-                warn!(record = index, %error, "storing a Kinesis record failed; it and the rest of the batch are reported failed");
-                failed_from = Some(index);
-                last_error = Some(error);
-                break;
+            Err(error) if !error.is_retryable() => {
+                // Reported, the record would hold the shard through every retry, each
+                // failing alike: it is quarantined whole instead, to be replayed once
+                // whatever refused it is fixed.
+                error!(record = index, error = %one_line(&error), retryable = false, "storing a Kinesis record failed and a retry cannot fix it; it is quarantined, not reported");
+                let label = record.id.as_deref().unwrap_or("without an id");
+                let item = Quarantined::new(
+                    format!("Kinesis record {label}: {}", one_line(&error)),
+                    record.data.as_deref().unwrap_or_default().as_bytes(),
+                );
+                match store.quarantine(std::slice::from_ref(&item)).await {
+                    Ok(()) => {
+                        report.add_quarantined(&item);
+                        continue;
+                    }
+                    Err(quarantine_error) => quarantine_error,
+                }
             }
-        }
+            Err(error) => error,
+        };
+        warn!(record = index, error = %one_line(&error), "storing a Kinesis record failed; it and the rest of the batch are reported failed");
+        failed_from = Some(index);
+        last_error = Some(error);
+        break;
     }
     derive_clusters(store, config, &mut report, |cluster, error| {
+        if !error.is_retryable() {
+            // The records are in the trail; reporting them would hold the shard through
+            // retries that fail alike. The views lag until the cause is fixed and the
+            // cluster rederived.
+            error!(%cluster, error = %one_line(&error), retryable = false, "re-deriving failed and a retry cannot fix it; the records are not reported");
+            return Ok(());
+        }
         // The records are in the trail, but the views lag: retrying from the cluster's
         // first record of the batch re-derives it (idempotently).
-        warn!(%cluster, %error, "re-deriving failed; the cluster's records are reported failed");
+        warn!(%cluster, error = %one_line(&error), "re-deriving failed; the cluster's records are reported failed");
         let first = first_record_of.get(cluster).copied().unwrap_or(0);
         failed_from = Some(failed_from.map_or(first, |failed| failed.min(first)));
         last_error = Some(error);
@@ -288,7 +325,11 @@ pub async fn serve_invocation<S: AuditStore>(
             Ok(handled.response)
         }
         Err(error) => {
-            warn!(%error, dynamodb_retries = retries, "invocation failed; it will be retried");
+            if error.is_retryable() {
+                warn!(error = %one_line(&error), dynamodb_retries = retries, "invocation failed; it will be retried");
+            } else {
+                error!(error = %one_line(&error), error_type = error.error_type(), retryable = false, dynamodb_retries = retries, "invocation failed and a retry cannot fix it");
+            }
             crate::metrics::emit(&Report::default(), retries, &config.metrics_service);
             Err(error)
         }

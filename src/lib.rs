@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod domain;
+pub mod errors;
 pub mod incremental;
 pub mod lambda;
 pub mod metrics;

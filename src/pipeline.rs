@@ -10,9 +10,11 @@ use crate::decode::{Decoded, LogsPayload, MessageType, Quarantined};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::domain::{AlertKind, Conflict, fold};
+use crate::errors::one_line;
 use crate::incremental::{ObjectCarry, StepWrite, object_names, plan_write, prepare_step};
+use crate::model::bounds::Unstorable;
 use crate::model::{StreamId, Timestamp, TrailEntry, bounds};
-use crate::parse::parse_message;
+use crate::parse::{RecordError, parse_message};
 use crate::store::{AuditStore, ClusterLease, StoreError};
 
 /// Decoded input split into trail entries by cluster and what must be quarantined.
@@ -28,6 +30,15 @@ impl Parsed {
     pub fn records(&self) -> impl Iterator<Item = &TrailEntry> {
         self.entries.values().flatten()
     }
+}
+
+/// Why a log event is quarantined instead of stored.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Unstorable(#[from] Unstorable),
 }
 
 /// Parses every log event of every payload. Never fails: what does not parse is
@@ -84,18 +95,20 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
         parsed.log_events += 1;
         // A time the trail cannot store would be written and then fail every later read.
         let log_event_time = Timestamp::from_millis(event.timestamp);
-        let checked = parse_message(&event.message).and_then(|mut record| {
-            record.time().check_storable("the record's time")?;
-            log_event_time.check_storable("the CloudWatch event timestamp")?;
-            // A record's fields come from its message: a short one is bounded already.
-            if event.message.len() > bounds::MAX_FIELD_BYTES {
-                bounds::bound_record(&mut record)?;
-            }
-            bounds::check_name("the log group", &payload.log_group)?;
-            bounds::check_name("the log stream", &payload.log_stream)?;
-            bounds::check_name("the log event id", &event.id)?;
-            Ok(record)
-        });
+        let checked = parse_message(&event.message)
+            .map_err(Refused::from)
+            .and_then(|mut record| {
+                record.time().check_storable("the record's time")?;
+                log_event_time.check_storable("the CloudWatch event timestamp")?;
+                // A record's fields come from its message: a short one is bounded already.
+                if event.message.len() > bounds::MAX_FIELD_BYTES {
+                    bounds::bound_record(&mut record)?;
+                }
+                bounds::check_name("the log group", &payload.log_group)?;
+                bounds::check_name("the log stream", &payload.log_stream)?;
+                bounds::check_name("the log event id", &event.id)?;
+                Ok(record)
+            });
         match checked {
             Ok(record) => parsed
                 .entries
@@ -109,15 +122,13 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
                     log_event_time,
                     raw: event.message,
                 }),
-            Err(reason) => {
-                parsed
-                    .quarantined
-                    .push(Quarantined::new(reason, event.message.as_bytes()).at(
-                        &payload.log_group,
-                        &payload.log_stream,
-                        Some(&event.id),
-                    ))
-            }
+            Err(reason) => parsed.quarantined.push(
+                Quarantined::new(one_line(&reason), event.message.as_bytes()).at(
+                    &payload.log_group,
+                    &payload.log_stream,
+                    Some(&event.id),
+                ),
+            ),
         }
     }
 }
@@ -229,6 +240,15 @@ impl Report {
         }
     }
 
+    /// Counts an item stored in the quarantine.
+    pub fn add_quarantined(&mut self, item: &Quarantined) {
+        self.quarantined += 1;
+        self.by_cluster
+            .entry(quarantine_cluster(item))
+            .or_default()
+            .quarantined += 1;
+    }
+
     /// Takes in what re-deriving `cluster` changed.
     pub fn add_derivation(&mut self, cluster: &str, rederived: &Rederived) {
         self.by_cluster
@@ -303,7 +323,6 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
     let mut report = Report {
         log_events: parsed.log_events,
         records: parsed.records().count(),
-        quarantined: parsed.quarantined.len(),
         control_messages: parsed.control_messages,
         failed_logins: parsed
             .records()
@@ -329,11 +348,7 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
     );
     store.quarantine(&parsed.quarantined).await?;
     for item in &parsed.quarantined {
-        report
-            .by_cluster
-            .entry(quarantine_cluster(item))
-            .or_default()
-            .quarantined += 1;
+        report.add_quarantined(item);
     }
     for (cluster, entries) in parsed.entries {
         let outcome = store.append_trail(&cluster, &entries).await?;

@@ -21,7 +21,7 @@ use crate::pipeline::{
     Report, derive_clusters, parse_decoded, rebuild_late_clusters, rederive, stop_at_first,
     store_decoded,
 };
-use crate::store::StoreError;
+use crate::store::BoxError;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
 
 #[derive(Debug, Parser)]
@@ -186,11 +186,13 @@ fn parse_time(text: &str) -> Result<Timestamp, String> {
         .ok_or_else(|| format!("`{text}` is not a time: use RFC 3339 or YYYY-MM-DD (UTC)"))
 }
 
-/// Failures, by exit code. A processing failure may carry the whole report of its cause,
-/// shown only when asked for (`-v`, `RUST_LOG`): one line is what a person acts on.
+/// Failures, by exit code. A processing failure keeps its type and causes up to here,
+/// where it is printed as its chain of causes on one line, and the SDK's whole report
+/// of a failed request only when asked for (`-v`, `RUST_LOG`): one line is what a
+/// person acts on.
 enum Failure {
     Usage(String),
-    Processing(String, Option<String>),
+    Processing(BoxError),
 }
 
 pub fn main() -> ExitCode {
@@ -212,10 +214,10 @@ pub fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
-        Err(Failure::Processing(message, detail)) => {
-            eprintln!("error: {message}");
-            match detail {
-                Some(detail) if verbose => eprintln!("detail: {detail}"),
+        Err(Failure::Processing(error)) => {
+            eprintln!("error: {}", crate::errors::one_line(error.as_ref()));
+            match crate::errors::sdk_report(error.as_ref()) {
+                Some(report) if verbose => eprintln!("detail: {report}"),
                 Some(_) => eprintln!("(-v or RUST_LOG shows the whole report)"),
                 None => {}
             }
@@ -224,14 +226,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn processing(error: impl std::fmt::Display + 'static) -> Failure {
-    // Most failures are a DynamoDB request's: keep the SDK's report for `-v` without
-    // making every call site say so.
-    let detail = match (&error as &dyn std::any::Any).downcast_ref::<StoreError>() {
-        Some(StoreError::Request { detail, .. }) => Some(detail.clone()),
-        _ => None,
-    };
-    Failure::Processing(error.to_string(), detail)
+fn processing(error: impl Into<BoxError>) -> Failure {
+    Failure::Processing(error.into())
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {

@@ -17,27 +17,30 @@ use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::TrailEntry;
 
-/// Failures of the store. All but [`StoreError::Rejected`] are worth retrying: the data
-/// was fine, the dependency was not (bad data never reaches here; it is quarantined or
-/// bounded before).
+/// An error kept as its cause: what a failure came from, for whoever must flatten it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Failures of the store, each with its cause as [`std::error::Error::source`]. Bad data
+/// never reaches here (it is quarantined or bounded before); whether a retry can succeed
+/// is [`StoreError::is_retryable`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// DynamoDB refused the request as invalid (`ValidationException`: an item over
     /// 400 KB, a key over its limit). The same request fails on every retry, so it is
     /// never retried as if it were throttling; it means a bound was missed.
-    #[error("DynamoDB refused {operation} as invalid: {message}")]
+    #[error("DynamoDB refused {operation} as invalid: {source}")]
     Rejected {
         operation: &'static str,
-        message: String,
+        #[source]
+        source: RequestFailed,
     },
-    /// `message` is one line (the error code and the service's message, or the chain of
-    /// causes when there is no answer); `detail` is the SDK's whole report of it, for
-    /// `hsm-audit -v` and the logs' debug level.
-    #[error("DynamoDB {operation} failed: {message}")]
+    /// The request failed on its way or at the service (throttling, 5xx, timeouts, no
+    /// connection), after the SDK's own retries.
+    #[error("DynamoDB {operation} failed: {source}")]
     Request {
         operation: &'static str,
-        message: String,
-        detail: String,
+        #[source]
+        source: RequestFailed,
     },
     #[error("DynamoDB left {remaining} items unprocessed after {attempts} attempts")]
     Unprocessed { remaining: usize, attempts: u32 },
@@ -45,14 +48,42 @@ pub enum StoreError {
     LeaseTimeout { cluster: String, waited_ms: u128 },
     #[error("the lease on cluster {cluster} ran out before its views were written")]
     LeaseLost { cluster: String },
-    #[error("stored item {key} is not readable: {message}")]
-    Corrupt { key: String, message: String },
+    /// An item that cannot be read back (or written) as the layout says: the same on
+    /// every retry, until someone repairs it or the code that wrote it.
+    #[error("stored item {key} is not readable: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl StoreError {
     /// Whether retrying the same request can succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, StoreError::Rejected { .. })
+        !matches!(
+            self,
+            StoreError::Rejected { .. } | StoreError::Corrupt { .. }
+        )
+    }
+}
+
+/// A failed request as the one line a person can act on — `ValidationException:
+/// TableName must be at least 3 characters long` — with the SDK's error kept as its
+/// source: its whole report (request, response, causes) is [`RequestFailed::report`].
+#[derive(Debug, thiserror::Error)]
+#[error("{summary}")]
+pub struct RequestFailed {
+    pub(crate) summary: String,
+    #[source]
+    pub(crate) source: BoxError,
+}
+
+impl RequestFailed {
+    /// The SDK's whole report of the failure (its causes, and its `Debug` of the request
+    /// and response), for `hsm-audit -v` and the logs' debug level.
+    pub fn report(&self) -> String {
+        aws_sdk_dynamodb::error::DisplayErrorContext(self.source.as_ref()).to_string()
     }
 }
 

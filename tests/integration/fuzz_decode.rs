@@ -408,7 +408,7 @@ proptest! {
     #[test]
     fn arbitrary_text_never_panics_the_parser(text in any::<String>()) {
         if let Err(reason) = parse_message(&text) {
-            prop_assert!(!reason.trim().is_empty());
+            prop_assert!(!reason.to_string().trim().is_empty());
         }
     }
 

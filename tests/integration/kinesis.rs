@@ -1,9 +1,11 @@
 //! Kinesis Data Streams and Firehose delivery of the subscription: the same table as
 //! direct delivery, poisoned records quarantined and reported while the rest of the batch
-//! lands, and store failures reported per record from the first failing one on.
+//! lands, store failures reported per record from the first failing one on, and a record
+//! whose write a retry cannot fix quarantined instead of holding the shard.
 
 use std::process::Command;
 
+use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::*;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
@@ -202,6 +204,63 @@ fn unreachable_store() -> DynamoStore {
         .retry_config(RetryConfig::standard().with_max_attempts(2))
         .build();
     DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), "unreachable")
+}
+
+/// DynamoDB refuses a record's trail write as invalid: every retry would fail alike, so
+/// the record is quarantined whole (its data, to replay once the cause is fixed) instead
+/// of being reported, and the shard moves on; the rest of the batch lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_a_retry_cannot_fix_is_quarantined_and_not_reported() {
+    let proxy = FaultProxy::start(
+        &endpoint(),
+        vec![
+            Rule::on(
+                "TransactWriteItems",
+                Fault::Rejected {
+                    kind: "com.amazon.coral.validate#ValidationException",
+                    message: "Item size has exceeded the maximum allowed size",
+                },
+            )
+            .times(1),
+        ],
+    )
+    .await;
+    let table = fresh_store("kinesis-rejected").await.table().to_owned();
+    let store = DynamoStore::new(
+        client_with_budget(
+            &proxy.url(),
+            "kinesis-rejected",
+            std::time::Duration::from_secs(5),
+        ),
+        table,
+    );
+    let config = config_for(&store);
+    let data = sample_data();
+    let handled = process_event(kinesis_event(&data), &store, &config)
+        .await
+        .expect("a record that cannot be stored does not fail the batch");
+    assert_eq!(failures(&handled.response), Vec::<String>::new());
+    let refused: Vec<_> = store
+        .quarantined()
+        .await
+        .expect("quarantine")
+        .into_iter()
+        .filter(|item| {
+            item.reason
+                .contains("refused TransactWriteItems as invalid")
+        })
+        .collect();
+    let [item] = refused.as_slice() else {
+        panic!("one record quarantined for the refusal: {refused:#?}")
+    };
+    let index = (0..data.len())
+        .find(|index| {
+            item.reason
+                .starts_with(&format!("Kinesis record {}: ", sequence_number(*index)))
+        })
+        .unwrap_or_else(|| panic!("the reason names the record: {}", item.reason));
+    assert_eq!(item.raw, data[index], "its data, to replay");
+    assert!(handled.report.stored > 0, "the rest of the batch lands");
 }
 
 #[tokio::test]

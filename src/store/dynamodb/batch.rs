@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::types::{
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::store::{DynamoStore, request_error, sdk_error};
-use crate::store::StoreError;
 use crate::store::dynamodb::items::{self, Item};
+use crate::store::{RequestFailed, StoreError};
 
 /// What conditional puts did: identities written, and identities another writer had
 /// taken (with the stored content digest when the answer carried it).
@@ -201,6 +201,7 @@ impl DynamoStore {
             };
             let reasons = canceled.cancellation_reasons();
             let mut lost = Vec::new();
+            let mut invalid = None;
             for (key, reason) in keys.iter().zip(reasons) {
                 match reason.code() {
                     Some("ConditionalCheckFailed") => {
@@ -208,16 +209,23 @@ impl DynamoStore {
                         lost.push((key.clone(), digest));
                     }
                     Some("ValidationError") => {
-                        return Err(StoreError::Rejected {
-                            operation: "TransactWriteItems",
-                            message: format!(
-                                "{key}: {}",
-                                reason.message().unwrap_or("invalid item")
-                            ),
-                        });
+                        invalid = Some(format!(
+                            "{key}: {}",
+                            reason.message().unwrap_or("invalid item")
+                        ));
+                        break;
                     }
                     _ => {}
                 }
+            }
+            if let Some(summary) = invalid {
+                return Err(StoreError::Rejected {
+                    operation: "TransactWriteItems",
+                    source: RequestFailed {
+                        summary,
+                        source: Box::new(error),
+                    },
+                });
             }
             if !lost.is_empty() {
                 return Ok(Settled {

@@ -11,4 +11,5 @@ mod table;
 
 pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper};
 pub use store::{DynamoStore, RequestCounts, connect};
+pub(crate) use store::{request_error, request_failed};
 pub use table::{TableSchema, TableSetup, create_table};

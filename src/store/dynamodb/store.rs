@@ -17,7 +17,7 @@ use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::TrailEntry;
 use crate::store::dynamodb::items::{self, Item};
-use crate::store::{AuditStore, ClusterLease, StoreError, TrailOutcome};
+use crate::store::{AuditStore, ClusterLease, RequestFailed, StoreError, TrailOutcome};
 
 /// DynamoDB requests made, by kind: the benchmark's requests-per-record come from here,
 /// since a local server's `ConsumedCapacity` cannot be trusted.
@@ -76,19 +76,31 @@ pub struct DynamoStore {
     pub(super) lease_ttl: Duration,
 }
 
-/// A failed request as one line a person can act on — `ValidationException: TableName must
-/// be at least 3 characters long` — with the SDK's whole report (its `Debug` of the
-/// request and response) kept aside as `detail`.
-pub(crate) fn request_error(operation: &'static str, error: impl RequestFailure) -> StoreError {
-    let message = match error.code_and_message() {
-        Some((code, Some(message))) => format!("{code}: {message}"),
-        Some((code, None)) => code,
-        None => error_chain(&error),
-    };
+/// A failed request as a [`StoreError::Request`], the SDK's error kept as its source.
+pub(crate) fn request_error<E>(operation: &'static str, error: E) -> StoreError
+where
+    E: RequestFailure + Send + Sync + 'static,
+{
     StoreError::Request {
         operation,
-        message,
-        detail: aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string(),
+        source: request_failed(error),
+    }
+}
+
+/// The one line a person can act on — the service's error code and message, or the
+/// chain of causes when there is no answer — and the error itself.
+pub(crate) fn request_failed<E>(error: E) -> RequestFailed
+where
+    E: RequestFailure + Send + Sync + 'static,
+{
+    let summary = match error.code_and_message() {
+        Some((code, Some(message))) => format!("{code}: {message}"),
+        Some((code, None)) => code,
+        None => crate::errors::one_line(&error),
+    };
+    RequestFailed {
+        summary,
+        source: Box::new(error),
     }
 }
 
@@ -116,31 +128,20 @@ impl RequestFailure for BuildError {
     }
 }
 
-/// An error and its causes, `: `-separated, without the SDK's `Debug` dump.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text.replace('\n', " ")
-}
-
 /// A failed SDK call as a [`StoreError`]: a `ValidationException` is
 /// [`StoreError::Rejected`] (never worth a retry), anything else a retryable request error.
 pub(crate) fn sdk_error<E, R>(operation: &'static str, error: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    if let Some((code, message)) = error.code_and_message()
-        && code == "ValidationException"
+    if error
+        .code_and_message()
+        .is_some_and(|(code, _)| code == "ValidationException")
     {
         return StoreError::Rejected {
             operation,
-            message: format!("{code}: {}", message.unwrap_or_default()),
+            source: request_failed(error),
         };
     }
     request_error(operation, error)
