@@ -2,6 +2,7 @@
 //! records (or quarantine) → the trail → each touched cluster's views re-derived.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -90,7 +91,11 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
                 Some(&event.id),
             ));
     }
+    // What every record of the payload shares is made once and shared, not copied into
+    // each record.
     let stream = StreamId::from_log(&payload.log_group, &payload.log_stream);
+    let log_group: Arc<str> = payload.log_group.as_str().into();
+    let mut entries = Vec::with_capacity(payload.log_events.len());
     for event in payload.log_events {
         parsed.log_events += 1;
         // A time the trail cannot store would be written and then fail every later read.
@@ -110,18 +115,14 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
                 Ok(record)
             });
         match checked {
-            Ok(record) => parsed
-                .entries
-                .entry(stream.cluster.clone())
-                .or_default()
-                .push(TrailEntry {
-                    stream: stream.clone(),
-                    record,
-                    log_group: payload.log_group.clone(),
-                    log_event_id: event.id,
-                    log_event_time,
-                    raw: event.message,
-                }),
+            Ok(record) => entries.push(TrailEntry {
+                stream: stream.clone(),
+                record,
+                log_group: Arc::clone(&log_group),
+                log_event_id: event.id,
+                log_event_time,
+                raw: event.message,
+            }),
             Err(reason) => parsed.quarantined.push(
                 Quarantined::new(one_line(&reason), event.message.as_bytes()).at(
                     &payload.log_group,
@@ -130,6 +131,13 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
                 ),
             ),
         }
+    }
+    if !entries.is_empty() {
+        parsed
+            .entries
+            .entry(stream.cluster.to_string())
+            .or_default()
+            .append(&mut entries);
     }
 }
 
@@ -265,9 +273,9 @@ impl Report {
 
 fn quarantine_cluster(item: &Quarantined) -> String {
     match (&item.log_group, &item.log_stream) {
-        (Some(group), stream) => {
-            StreamId::from_log(group, stream.as_deref().unwrap_or_default()).cluster
-        }
+        (Some(group), stream) => StreamId::from_log(group, stream.as_deref().unwrap_or_default())
+            .cluster
+            .to_string(),
         (None, _) => UNKNOWN_CLUSTER.to_owned(),
     }
 }
@@ -330,9 +338,14 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
             .count(),
         ..Report::default()
     };
+    // Each name once: a payload's records share theirs.
     for entry in parsed.records() {
-        report.log_groups.insert(entry.log_group.clone());
-        report.log_streams.insert(entry.stream.hsm.clone());
+        if !report.log_groups.contains(&*entry.log_group) {
+            report.log_groups.insert(entry.log_group.to_string());
+        }
+        if !report.log_streams.contains(&*entry.stream.hsm) {
+            report.log_streams.insert(entry.stream.hsm.to_string());
+        }
     }
     report.log_groups.extend(
         parsed

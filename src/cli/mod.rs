@@ -500,10 +500,13 @@ fn parse_only(input: &InputArgs, output: Output) -> Result<(), Failure> {
         for entry in parsed.records() {
             summary.events += 1;
             summary.failed_logins += usize::from(entry.record.is_failed_login());
-            *summary
-                .by_opcode
-                .entry(entry.record.opcode_name().to_owned())
-                .or_default() += 1;
+            let opcode = entry.record.opcode_name();
+            match summary.by_opcode.get_mut(opcode) {
+                Some(count) => *count += 1,
+                None => {
+                    summary.by_opcode.insert(opcode.to_owned(), 1);
+                }
+            }
         }
         summary.quarantined += parsed.quarantined.len();
         summary.control_messages += parsed.control_messages;

@@ -167,7 +167,7 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
         .iter()
         .map(|entry| match &entry.record {
             AuditRecord::CloudHsm(r) => vec![
-                entry.stream.hsm.clone(),
+                entry.stream.hsm.to_string(),
                 format!("0x{:x}", r.reboot_counter),
                 format!("0x{:x}", r.sequence_no),
                 r.time.iso(),
@@ -177,7 +177,7 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
                 or_dash(r.key_handle),
             ],
             AuditRecord::Certificate(r) => vec![
-                entry.stream.hsm.clone(),
+                entry.stream.hsm.to_string(),
                 "-".to_owned(),
                 format!("event {}", entry.log_event_id),
                 r.time.iso(),

@@ -161,10 +161,7 @@ fn prepare(entries: &[TrailEntry]) -> Vec<LunaRec<'_>> {
         };
         let rec = LunaRec {
             record,
-            partition: record
-                .partition_id
-                .as_deref()
-                .unwrap_or(entry.stream.hsm.as_str()),
+            partition: record.partition_id.as_deref().unwrap_or(&*entry.stream.hsm),
             stream: &entry.stream.hsm,
             log_event_id: &entry.log_event_id,
             digest: entry.record.content_sha256(),

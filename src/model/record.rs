@@ -1,6 +1,7 @@
 //! One CloudHSM audit record, and the trail entry that ties it to where it was read.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -184,11 +185,12 @@ impl HsmRecord {
 }
 
 /// The log stream a record was read from: CloudHSM writes one stream per HSM into a log
-/// group per cluster, and the HSM id is not inside the records.
+/// group per cluster, and the HSM id is not inside the records. Shared: every record of
+/// a payload has the same.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StreamId {
-    pub cluster: String,
-    pub hsm: String,
+    pub cluster: Arc<str>,
+    pub hsm: Arc<str>,
 }
 
 impl StreamId {
@@ -199,8 +201,8 @@ impl StreamId {
             .filter(|rest| !rest.is_empty())
             .unwrap_or(log_group);
         Self {
-            cluster: cluster.to_owned(),
-            hsm: log_stream.to_owned(),
+            cluster: cluster.into(),
+            hsm: log_stream.into(),
         }
     }
 }
@@ -341,7 +343,8 @@ pub enum RecordIdentity {
 pub struct TrailEntry {
     pub stream: StreamId,
     pub record: AuditRecord,
-    pub log_group: String,
+    /// Shared by every record of a payload, as `stream` is.
+    pub log_group: Arc<str>,
     pub log_event_id: String,
     pub log_event_time: Timestamp,
     pub raw: String,
@@ -351,14 +354,14 @@ impl TrailEntry {
     pub fn identity(&self) -> RecordIdentity {
         match &self.record {
             AuditRecord::CloudHsm(record) => RecordIdentity::Sequence {
-                hsm: self.stream.hsm.clone(),
+                hsm: self.stream.hsm.to_string(),
                 reboot_counter: record.reboot_counter,
                 sequence_no: record.sequence_no,
             },
             // Luna records have no sequence number either; whoever builds the entry
             // chooses the event id (see `decode::luna_files`).
             AuditRecord::Certificate(_) | AuditRecord::Luna(_) => RecordIdentity::LogEvent {
-                stream: self.stream.hsm.clone(),
+                stream: self.stream.hsm.to_string(),
                 log_event_id: self.log_event_id.clone(),
             },
         }
@@ -393,11 +396,11 @@ mod tests {
     #[test]
     fn cluster_comes_from_the_cloudhsm_log_group() {
         let stream = StreamId::from_log("/aws/cloudhsm/cluster-abc", "hsm-1");
-        assert_eq!(stream.cluster, "cluster-abc");
-        assert_eq!(stream.hsm, "hsm-1");
-        assert_eq!(StreamId::from_log("my-group", "h").cluster, "my-group");
+        assert_eq!(&*stream.cluster, "cluster-abc");
+        assert_eq!(&*stream.hsm, "hsm-1");
+        assert_eq!(&*StreamId::from_log("my-group", "h").cluster, "my-group");
         assert_eq!(
-            StreamId::from_log("/aws/cloudhsm/", "h").cluster,
+            &*StreamId::from_log("/aws/cloudhsm/", "h").cluster,
             "/aws/cloudhsm/"
         );
     }

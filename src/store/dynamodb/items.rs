@@ -21,6 +21,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -370,8 +371,8 @@ struct TrailItem {
     pk: String,
     sk: String,
     item_type: String,
-    cluster: String,
-    hsm: String,
+    cluster: Arc<str>,
+    hsm: Arc<str>,
     reboot_counter: u32,
     sequence_no: u64,
     time: Timestamp,
@@ -391,7 +392,7 @@ struct TrailItem {
     user_type_code: Option<u64>,
     key_handle: Option<u64>,
     public_key_handle: Option<u64>,
-    log_group: String,
+    log_group: Arc<str>,
     log_event_id: String,
     log_event_time: Timestamp,
     content_sha256: String,
@@ -474,8 +475,8 @@ struct CertificateItem {
     pk: String,
     sk: String,
     item_type: String,
-    cluster: String,
-    log_stream: String,
+    cluster: Arc<str>,
+    log_stream: Arc<str>,
     time: Timestamp,
     usecs: i64,
     object_handle: Option<u64>,
@@ -483,7 +484,7 @@ struct CertificateItem {
     response: String,
     success: bool,
     attributes: Option<Vec<String>>,
-    log_group: String,
+    log_group: Arc<str>,
     log_event_id: String,
     log_event_time: Timestamp,
     content_sha256: String,
@@ -526,8 +527,8 @@ struct LunaItem {
     pk: String,
     sk: String,
     item_type: String,
-    cluster: String,
-    log_stream: String,
+    cluster: Arc<str>,
+    log_stream: Arc<str>,
     time: Timestamp,
     usecs: i64,
     action: String,
@@ -545,7 +546,7 @@ struct LunaItem {
     #[serde(default)]
     object_ids: Vec<String>,
     record_id: Option<String>,
-    log_group: String,
+    log_group: Arc<str>,
     log_event_id: String,
     log_event_time: Timestamp,
     content_sha256: String,
