@@ -82,14 +82,7 @@ impl Conflict {
     /// `entry`, whose content digests to `rejected_sha256`, refused because its identity
     /// is stored with `stored_sha256`.
     pub fn refused(entry: &TrailEntry, stored_sha256: &str, rejected_sha256: String) -> Self {
-        let (hsm, reboot_counter, sequence_no) = match entry.identity() {
-            RecordIdentity::Sequence {
-                hsm,
-                reboot_counter,
-                sequence_no,
-            } => (hsm, Some(reboot_counter), Some(sequence_no)),
-            RecordIdentity::LogEvent { stream, .. } => (stream, None, None),
-        };
+        let (hsm, reboot_counter, sequence_no) = entry.identity().into_parts();
         Conflict {
             hsm,
             reboot_counter,
@@ -670,14 +663,7 @@ pub fn fold(
 /// it is in the trail (and in its stream's integrity), but sessions, key lifecycles and
 /// failed logins were derived without it until `hsm-audit rederive` rebuilds them.
 pub fn late_record_alert(entry: &TrailEntry, settled_before: Timestamp) -> Alert {
-    let (hsm, reboot_counter, seq) = match entry.identity() {
-        RecordIdentity::Sequence {
-            hsm,
-            reboot_counter,
-            sequence_no,
-        } => (hsm, Some(reboot_counter), Some(sequence_no)),
-        RecordIdentity::LogEvent { stream, .. } => (stream, None, None),
-    };
+    let (hsm, reboot_counter, seq) = entry.identity().into_parts();
     Alert {
         kind: AlertKind::LateRecord,
         time: entry.record.time(),

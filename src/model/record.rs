@@ -337,6 +337,21 @@ pub enum RecordIdentity {
     },
 }
 
+impl RecordIdentity {
+    /// The stream (the HSM of a CloudHSM record), and the reboot counter and sequence
+    /// number where the record has them: how alerts and conflicts name a record.
+    pub fn into_parts(self) -> (String, Option<u32>, Option<u64>) {
+        match self {
+            RecordIdentity::Sequence {
+                hsm,
+                reboot_counter,
+                sequence_no,
+            } => (hsm, Some(reboot_counter), Some(sequence_no)),
+            RecordIdentity::LogEvent { stream, .. } => (stream, None, None),
+        }
+    }
+}
+
 /// A record as stored in the trail: the parsed record, where it came from in CloudWatch
 /// (so an auditor can find the original), and the original text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
