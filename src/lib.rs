@@ -12,6 +12,7 @@ pub mod config;
 pub mod decode;
 pub mod digest;
 pub mod domain;
+pub mod errors;
 pub mod incremental;
 pub mod lambda;
 pub mod metrics;
@@ -19,5 +20,6 @@ pub mod model;
 pub mod parse;
 pub mod pipeline;
 pub mod store;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod verify;
-pub mod workload;
