@@ -20,12 +20,12 @@ export SAM_CLI_TELEMETRY := 0
 LAMBDA_ARCH ?= --arm64
 DEMO_TABLE ?= hsm-audit-demo
 
-.PHONY: help deps deps-build deps-sam test test-steps demo build validate deploy invoke-local clean bench
+.PHONY: help deps deps-build deps-sam deps-browser test test-steps demo build validate deploy invoke-local clean bench
 
 help:
 	@echo "make deps          create .venv with moto[server], cfn-lint (pinned)"
-	@echo "make test          fmt, template checks, clippy, cargo test against a local DynamoDB"
-	@echo "make demo          ingest events/ into a local DynamoDB and print the views"
+	@echo "make test          fmt, template checks, clippy, cargo test against a local DynamoDB and headless Chromium"
+	@echo "make demo          ingest events/ into a local DynamoDB, print the views, write .local/report.html"
 	@echo "make build         cargo lambda build --release $(LAMBDA_ARCH) --bin bootstrap"
 	@echo "make validate      sam validate --lint"
 	@echo "make deploy        sam build && sam deploy --guided"
@@ -37,6 +37,23 @@ help:
 deps:
 	$(LDB) deps
 
+# The report's browser check (tests/integration/report.rs): Debian's chromium, and
+# playwright-core (pinned in tests/browser/package-lock.json) to drive it. Playwright's own
+# browser downloads are never used. The stamp is a copy of the lock file.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+deps-browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "installing Debian's chromium (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium \
+		|| { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium; }; \
+	fi
+	@if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.hsm-audit.stamp; then \
+		echo "installing tests/browser/package-lock.json (npm ci)"; \
+		cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts \
+		&& cp package-lock.json node_modules/.hsm-audit.stamp; \
+	fi
+
 deps-build: deps
 	$(LDB) deps scripts/requirements-build.txt
 
@@ -45,8 +62,8 @@ deps-sam: deps
 
 # The wrapper starts moto, exports AWS_ENDPOINT_URL, AWS_* test credentials and
 # HSM_AUDIT_TEST_ENDPOINT, runs the steps, and always stops moto again.
-test: deps
-	$(WITH_DB) $(MAKE) --no-print-directory test-steps
+test: deps deps-browser
+	CHROMIUM=$(CHROMIUM) $(WITH_DB) $(MAKE) --no-print-directory test-steps
 
 # Internal: the steps of `make test`, run with the local DynamoDB's environment.
 test-steps:

@@ -11,8 +11,6 @@
 //! Points: BENCH_HISTORY_POINTS (comma-separated record counts; default 1000,10000,
 //! 100000,1000000 under `cargo bench`, a small smoke run under `cargo test`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -22,30 +20,11 @@ use hsm_audit::store::memory::{Ledger, MemoryStore};
 use hsm_audit::testkit::workload::{GeneratedPayload, WorkloadSpec, generate};
 use hsm_audit::verify::{VerifyOptions, verify_trail};
 
-/// Counts the heap in use and its peak since the last reset.
-struct Counting;
-
-static IN_USE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let pointer = unsafe { System.alloc(layout) };
-        if !pointer.is_null() {
-            let now = IN_USE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        pointer
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(pointer, layout) };
-        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// One invocation, measured.
 struct Probe {
@@ -187,8 +166,7 @@ fn main() {
         }
         for (records, event) in probes_here {
             store.reset_ledger();
-            let before = IN_USE.load(Ordering::Relaxed);
-            PEAK.store(before, Ordering::Relaxed);
+            let before = counting::start();
             let clock = Instant::now();
             deliver(event);
             let time = clock.elapsed();
@@ -196,7 +174,7 @@ fn main() {
                 history,
                 records,
                 ledger: store.ledger(),
-                heap_peak: PEAK.load(Ordering::Relaxed).saturating_sub(before),
+                heap_peak: counting::peak_since(before),
                 time,
             });
             history += records;
@@ -205,8 +183,7 @@ fn main() {
             delivered[index] = true;
         }
         // `verify` over the whole trail: time grows with the history, memory must not.
-        let before = IN_USE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
+        let before = counting::start();
         let clock = Instant::now();
         let report = runtime
             .block_on(verify_trail(
@@ -220,7 +197,7 @@ fn main() {
         verified.push((
             report.records,
             report.digests,
-            PEAK.load(Ordering::Relaxed).saturating_sub(before),
+            counting::peak_since(before),
             clock.elapsed(),
         ));
     }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: the stage throughputs and DynamoDB cost (benches/pipeline.rs), then
+# `make bench`: the stage throughputs and DynamoDB cost (benches/pipeline.rs), the
+# history curve (benches/history.rs), the report at scale (benches/report.rs), then
 # peak memory on the largest payload, binary size and start-up time of the release
 # binaries. Run through scripts/with-local-dynamodb.sh (AWS_ENDPOINT_URL set).
 set -euo pipefail
@@ -19,6 +20,10 @@ BENCH_LARGEST_PAYLOAD="$LARGEST" BENCH_WORKLOAD_DIR="$WORKLOAD" cargo bench --be
 echo
 echo "== one invocation against the cluster's history, 1k to 1M records (cargo bench --bench history)"
 cargo bench --bench history
+
+echo
+echo "== hsm-audit report of 100,000 keys and 50,000 sessions, read page by page (cargo bench --bench report)"
+cargo bench --bench report
 
 echo
 echo "== release binaries"

@@ -60,6 +60,11 @@ show sessions --cluster "$LATER"
 show keys --cluster "$LATER"
 show quorum --cluster "$LATER"
 show alerts --cluster "$LATER"
+# The auditor's report of the demo cluster (README "Reports"): one self-contained HTML file.
+REPORT="$ROOT/.local/report.html"
+mkdir -p "$(dirname "$REPORT")"
+show report --cluster "$CLUSTER" --out "$REPORT"
+
 # Tamper evidence: every record of the demo cluster checked against the digest chain its
 # writes sealed, and each digest's signature with the key's public half (`verify` exits
 # non-zero when anything was changed, deleted or added).
@@ -69,4 +74,4 @@ if (( ${#failed[@]} )); then
     printf '\ndemo: %d view(s) failed: %s\n' "${#failed[@]}" "$(IFS=,; echo "${failed[*]}")" >&2
     exit 1
 fi
-printf '\ndemo: done\n'
+printf '\ndemo: done; the report of %s: %s\n' "$CLUSTER" "$REPORT"

@@ -5,7 +5,8 @@
 //! → [`parse`] (audit records) → [`domain`] (sessions, key lifecycles, failed logins,
 //! alerts; pure) → [`store`] (the trail and the derived views). [`pipeline`] ties them
 //! together for both the Lambda handler and the CLI. Every write of new records seals a
-//! [`digest`] into a chain that [`verify`] checks the stored trail against.
+//! [`digest`] into a chain that [`verify`] checks the stored trail against. [`report`]
+//! turns the views into the document an auditor is handed.
 
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod parse;
 pub mod pipeline;
+pub mod report;
 pub mod store;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

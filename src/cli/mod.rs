@@ -140,6 +140,36 @@ enum Command {
         #[arg(long)]
         cluster: String,
     },
+    /// The auditor's report of a cluster: one self-contained HTML file (is the trail
+    /// complete, key inventory, session timeline, failed logins, alerts, quorum), or the
+    /// key inventory or the alerts as CSV or JSON rows. Reads the table a page at a time.
+    Report {
+        #[arg(long)]
+        cluster: String,
+        /// Sessions, failed logins, alerts and quorum tokens at or after this time (RFC 3339
+        /// or YYYY-MM-DD, UTC). The key inventory and the completeness of the trail are
+        /// never cut by the period.
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Timestamp>,
+        /// Sessions, failed logins, alerts and quorum tokens at or before this time; key
+        /// ages are measured to it (default: to now).
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Timestamp>,
+        /// The file to write (replaced only once it is whole).
+        #[arg(long)]
+        out: PathBuf,
+        /// The crypto-period: active keys older than this are flagged (e.g. 365d, 52w, 1y,
+        /// 720h).
+        #[arg(long, default_value = "365d", value_parser = crate::report::parse_age)]
+        max_key_age: i64,
+        /// `html`: the whole report in one file; `csv`, `json`: the rows --data names.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// With --format csv or json, the rows to write: the key inventory (default) or
+        /// the alerts of the period.
+        #[arg(long, value_enum)]
+        data: Option<ReportData>,
+    },
     /// What could not be processed, with the reason.
     Quarantine {
         /// Write the whole content of the item whose `raw_sha256` this is (checked
@@ -193,6 +223,19 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Html,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportData {
+    Keys,
+    Alerts,
 }
 
 #[derive(Debug, Args)]
@@ -375,6 +418,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let quorum = store.quorum(&cluster).await.map_err(processing)?;
             render::emit(output, &quorum, || render::quorum_table(&quorum))
         }
+        Command::Report {
+            cluster,
+            from,
+            to,
+            out,
+            max_key_age,
+            format,
+            data,
+        } => {
+            let now = Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
+            let options = crate::report::Options {
+                cluster,
+                from,
+                to,
+                max_key_age_micros: max_key_age,
+                as_of: to.unwrap_or(now),
+                generated_at: now,
+            };
+            let summary = write_report(&store, options, &out, format, data).await?;
+            render::emit(output, &summary, || render::report_summary_text(&summary))
+        }
         Command::Quarantine {
             export: Some(digest),
             out,
@@ -483,6 +547,115 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             )
         }
     }
+}
+
+/// What `report --output json` prints.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReportSummary {
+    pub out: PathBuf,
+    pub format: &'static str,
+    /// Rows written (CSV, JSON); absent for HTML.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
+    /// What the HTML report counted; absent for CSV and JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<ReportCounts>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ReportCounts {
+    pub streams: usize,
+    pub complete: bool,
+    pub missing_ranges: usize,
+    pub keys: usize,
+    pub keys_past_crypto_period: usize,
+    pub sessions: usize,
+    pub failed_logins: usize,
+    pub alerts: usize,
+}
+
+/// Writes the report next to `out` and moves it there once whole, so that a failed run
+/// never leaves half a file where a finished one is expected.
+async fn write_report(
+    store: &DynamoStore,
+    options: crate::report::Options,
+    out: &std::path::Path,
+    format: ReportFormat,
+    data: Option<ReportData>,
+) -> Result<ReportSummary, Failure> {
+    use crate::report::{read, rows};
+    use std::io::BufWriter;
+    if format == ReportFormat::Html && data.is_some() {
+        return Err(Failure::Usage(
+            "--data chooses the rows of --format csv or json; the HTML report holds them all"
+                .into(),
+        ));
+    }
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial)
+        .map_err(|error| Failure::Usage(format!("{}: {error}", partial.display())))?;
+    let mut writer = BufWriter::new(file);
+    let failed = |error: read::ReportError| {
+        let _ = std::fs::remove_file(&partial);
+        match error {
+            read::ReportError::Store(error) => processing(error),
+            other => processing(other),
+        }
+    };
+    let mut summary = ReportSummary {
+        out: out.to_owned(),
+        format: match format {
+            ReportFormat::Html => "html",
+            ReportFormat::Csv => "csv",
+            ReportFormat::Json => "json",
+        },
+        rows: None,
+        counts: None,
+    };
+    if format == ReportFormat::Html {
+        let report = read::build(store, options, crate::report::Limits::default())
+            .await
+            .map_err(failed)?;
+        crate::report::html::write(&report, &mut writer)
+            .and_then(|()| std::io::Write::flush(&mut writer))
+            .map_err(|error| failed(error.into()))?;
+        summary.counts = Some(ReportCounts {
+            streams: report.streams.len(),
+            complete: report.complete(),
+            missing_ranges: report.streams.iter().map(|s| s.gaps.len()).sum(),
+            keys: report.keys.total,
+            keys_past_crypto_period: report.keys_past_period,
+            sessions: report.sessions.total,
+            failed_logins: report.failed_logins.total,
+            alerts: report.alerts.total,
+        });
+    } else {
+        let row_format = if format == ReportFormat::Csv {
+            rows::RowFormat::Csv
+        } else {
+            rows::RowFormat::Json
+        };
+        let mut rows_out = rows::RowWriter::new(writer, row_format, &options.cluster);
+        let (written, columns) = match data.unwrap_or(ReportData::Keys) {
+            ReportData::Keys => (
+                read::export_keys(store, options, &mut rows_out).await,
+                &rows::INVENTORY_COLUMNS[..],
+            ),
+            ReportData::Alerts => (
+                read::export_alerts(store, &options, &mut rows_out).await,
+                &rows::ALERT_COLUMNS[..],
+            ),
+        };
+        summary.rows = Some(written.map_err(failed)?);
+        rows_out
+            .finish(columns)
+            .map_err(|error| failed(error.into()))?;
+    }
+    std::fs::rename(&partial, out)
+        .map_err(|error| processing(format!("{}: {error}", out.display())))?;
+    Ok(summary)
 }
 
 /// What `rederive --output json` prints.

@@ -520,6 +520,35 @@ pub(super) fn parse_text(
     out
 }
 
+pub(super) fn report_summary_text(summary: &super::ReportSummary) -> String {
+    let mut out = format!("wrote {} ({})", summary.out.display(), summary.format);
+    if let Some(rows) = summary.rows {
+        let _ = write!(out, ": {rows} rows");
+    }
+    if let Some(counts) = &summary.counts {
+        let _ = write!(
+            out,
+            ": {} keys ({} past the crypto-period), {} sessions, {} failed logins, {} alerts; \
+             trail complete: {}",
+            counts.keys,
+            counts.keys_past_crypto_period,
+            counts.sessions,
+            counts.failed_logins,
+            counts.alerts,
+            if counts.complete {
+                "yes".to_owned()
+            } else {
+                format!(
+                    "no ({} missing ranges in {} streams)",
+                    counts.missing_ranges, counts.streams
+                )
+            }
+        );
+    }
+    out.push('\n');
+    out
+}
+
 /// `verify`'s answer: the verdict first, then each finding.
 pub(super) fn verify_text(report: &crate::verify::VerifyReport) -> String {
     let signatures = if report.signatures_checked {

@@ -96,6 +96,9 @@ impl RequestFailed {
     }
 }
 
+/// Where a CloudHSM record sits in the trail: HSM, reboot counter, sequence number.
+pub type RecordPosition = (String, u32, u64);
+
 /// What appending a batch to the trail did with each entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrailOutcome {
@@ -201,6 +204,27 @@ pub trait AuditStore {
 
     /// The refused conflicting duplicates recorded in the cluster's trail.
     async fn conflicts(&self, cluster: &str) -> Result<Vec<Conflict>, StoreError>;
+
+    /// One page of the cluster's view items whose sort key starts with `prefix`
+    /// (`KEY#`, `SESSION#`, `ALERT#`, …), after `start` (the cursor a previous page
+    /// returned), in sort-key order or (with `reverse`) its reverse, and the cursor of
+    /// the next page while one remains: a reader of every key holds a page at a time,
+    /// never the partition, and may await between pages.
+    async fn view_page(
+        &self,
+        cluster: &str,
+        prefix: &str,
+        reverse: bool,
+        start: Option<dynamodb::items::Item>,
+    ) -> Result<(Vec<dynamodb::items::Item>, Option<dynamodb::items::Item>), StoreError>;
+
+    /// The CloudWatch log event ids of the given trail records (HSM, reboot counter,
+    /// sequence number); records not in the trail are left out.
+    async fn log_event_ids(
+        &self,
+        cluster: &str,
+        records: &[RecordPosition],
+    ) -> Result<HashMap<RecordPosition, String>, StoreError>;
 }
 
 /// Sorts a batch against what the trail already holds (identity sort key → content

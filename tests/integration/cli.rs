@@ -1,35 +1,11 @@
 //! The `hsm-audit` binary as scripts use it: exit codes and the JSON contract of SPEC
 //! section 5, against the local DynamoDB.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::*;
 use serde_json::Value;
-
-pub(crate) fn cli(args: &[&str], table: &str, endpoint: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hsm-audit"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .env("TABLE_NAME", table)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        // RUST_LOG asks for the whole error report; these tests choose it themselves.
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run hsm-audit")
-}
-
-fn json_of(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
-}
 
 fn has_fields(value: &Value, fields: &[&str]) {
     for field in fields {

@@ -20,6 +20,7 @@ mod lease;
 mod luna;
 mod order_independence;
 mod parse_corpus;
+mod report;
 mod seed_examples;
 mod tamper;
 mod trail_dynamodb;

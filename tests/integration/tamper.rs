@@ -416,14 +416,14 @@ fn verify_independently(
 #[tokio::test]
 async fn the_cli_verify_exits_3_and_names_the_edited_record() {
     let store = fresh_store("verify-cli").await;
-    let ingest = crate::cli::cli(&["ingest", "events/"], store.table(), &endpoint());
+    let ingest = crate::common::cli(&["ingest", "events/"], store.table(), &endpoint());
     assert!(
         ingest.status.success(),
         "{}",
         String::from_utf8_lossy(&ingest.stderr)
     );
     let verify = || {
-        crate::cli::cli(
+        crate::common::cli(
             &["verify", "--cluster", CLUSTER, "--output", "json"],
             store.table(),
             &endpoint(),
@@ -452,7 +452,7 @@ async fn the_cli_verify_exits_3_and_names_the_edited_record() {
     assert_eq!(report["findings"][0]["kind"], "modified");
     assert_eq!(report["findings"][0]["sk"], sk.as_str());
     // A period before every record reports none of them.
-    let before = crate::cli::cli(
+    let before = crate::common::cli(
         &[
             "verify",
             "--cluster",

@@ -1245,6 +1245,43 @@ pub fn keys_from_items(items: Vec<Item>) -> Result<Vec<KeyGeneration>, StoreErro
     Ok(keys)
 }
 
+/// One item of a cluster's views, read on its own: what a reader that streams a
+/// partition page by page (the report) sees, a head before its events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViewRow {
+    SessionHead(ClusterSession),
+    SessionEvent(SessionEvent),
+    KeyHead(KeyGeneration),
+    KeyEvent(KeyEvent),
+    FailedLogin(FailedLogin),
+    Alert(Alert),
+    Stream(StreamSummary),
+    /// Quorum items and anything a later version adds: read by their own queries.
+    Other,
+}
+
+pub fn view_row(item: Item) -> Result<ViewRow, StoreError> {
+    fn body<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+        read_item::<DerivedHeader<T>>(item).map(|item| item.body)
+    }
+    Ok(match item_type(&item) {
+        "session" => ViewRow::SessionHead(body::<SessionHead>(item)?.session),
+        "session_event" => ViewRow::SessionEvent(body(item)?),
+        "key" => ViewRow::KeyHead(body::<KeyHead>(item)?.key),
+        "key_event" => ViewRow::KeyEvent(body(item)?),
+        "failed_login" => ViewRow::FailedLogin(body(item)?),
+        "alert" => ViewRow::Alert(body(item)?),
+        "stream" => ViewRow::Stream(body(item)?),
+        _ => ViewRow::Other,
+    })
+}
+
+/// A trail record's log event id, with the sort key it was read under.
+pub fn trail_log_event_id(item: &Item) -> Option<(String, String)> {
+    let id = item.get("log_event_id")?.as_s().ok()?;
+    Some((sort_key(item), id.clone()))
+}
+
 pub fn bodies_from_items<T: DeserializeOwned>(items: Vec<Item>) -> Result<Vec<T>, StoreError> {
     items
         .into_iter()

@@ -90,37 +90,48 @@ impl DynamoStore {
     ) -> Result<(), StoreError> {
         let mut start = None;
         loop {
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-                .set_exclusive_start_key(start);
-            request = match &sort {
-                None => request.key_condition_expression("pk = :pk"),
-                Some(SortKey::Prefix(prefix)) => request
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(
-                        ":prefix",
-                        AttributeValue::S((*prefix).to_owned()),
-                    ),
-                Some(SortKey::Between(low, high)) => request
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
-                    .expression_attribute_values(":low", AttributeValue::S(low.clone()))
-                    .expression_attribute_values(":high", AttributeValue::S(high.clone())),
-            };
-            self.counts.count_query();
-            let output = request
-                .send()
-                .await
-                .map_err(|error| sdk_error("Query", error))?;
-            on_page(output.items.unwrap_or_default())?;
-            start = output.last_evaluated_key;
+            let (page, next) = self.query_sorted_page(pk, &sort, true, start).await?;
+            on_page(page)?;
+            start = next;
             if start.is_none() {
                 return Ok(());
             }
         }
+    }
+
+    /// One page of a partition's items from `start` (a previous page's last key), in
+    /// sort-key order (`forward`) or its reverse, and the key to go on from, if any.
+    pub(super) async fn query_sorted_page(
+        &self,
+        pk: &str,
+        sort: &Option<SortKey<'_>>,
+        forward: bool,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .scan_index_forward(forward)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .set_exclusive_start_key(start);
+        request = match sort {
+            None => request.key_condition_expression("pk = :pk"),
+            Some(SortKey::Prefix(prefix)) => request
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S((*prefix).to_owned())),
+            Some(SortKey::Between(low, high)) => request
+                .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+                .expression_attribute_values(":low", AttributeValue::S(low.clone()))
+                .expression_attribute_values(":high", AttributeValue::S(high.clone())),
+        };
+        self.counts.count_query();
+        let output = request
+            .send()
+            .await
+            .map_err(|error| sdk_error("Query", error))?;
+        Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
     }
 
     /// The last item of `pk` whose sort key starts with `prefix`: one query, newest first.
@@ -153,20 +164,9 @@ impl DynamoStore {
         pk: &str,
         after: Option<&str>,
     ) -> Result<(Vec<Item>, Option<String>), StoreError> {
-        self.counts.count_query();
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-            .set_exclusive_start_key(after.map(|sk| items::key_item(pk, sk)))
-            .send()
-            .await
-            .map_err(|error| sdk_error("Query", error))?;
-        let next = output.last_evaluated_key.as_ref().map(items::sort_key);
-        Ok((output.items.unwrap_or_default(), next))
+        let start = after.map(|sk| items::key_item(pk, sk));
+        let (page, next) = self.query_sorted_page(pk, &None, true, start).await?;
+        Ok((page, next.as_ref().map(items::sort_key)))
     }
 
     /// The trail of a cluster (HSM streams in sequence order, then records without a

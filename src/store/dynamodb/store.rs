@@ -17,7 +17,9 @@ use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::dynamodb::items::{self, Item};
-use crate::store::{AuditStore, ClusterLease, RequestFailed, StoreError, TrailOutcome};
+use crate::store::{
+    AuditStore, ClusterLease, RecordPosition, RequestFailed, StoreError, TrailOutcome,
+};
 
 /// DynamoDB requests made, by kind: the benchmark's requests-per-record come from here,
 /// since a local server's `ConsumedCapacity` cannot be trusted.
@@ -485,6 +487,46 @@ impl AuditStore for DynamoStore {
         })
         .await?;
         Ok(streams)
+    }
+
+    async fn view_page(
+        &self,
+        cluster: &str,
+        prefix: &str,
+        reverse: bool,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        self.query_sorted_page(
+            &items::cluster_pk(cluster),
+            &Some(SortKey::Prefix(prefix)),
+            !reverse,
+            start,
+        )
+        .await
+    }
+
+    async fn log_event_ids(
+        &self,
+        cluster: &str,
+        records: &[RecordPosition],
+    ) -> Result<HashMap<RecordPosition, String>, StoreError> {
+        let pk = items::trail_pk(cluster);
+        let by_sk: HashMap<String, &RecordPosition> = records
+            .iter()
+            .map(|position| {
+                (
+                    items::trail_sk(&position.0, position.1, position.2),
+                    position,
+                )
+            })
+            .collect();
+        let keys = by_sk.keys().map(|sk| items::key_item(&pk, sk)).collect();
+        let found = self.get_all(keys, Some("pk, sk, log_event_id")).await?;
+        Ok(found
+            .iter()
+            .filter_map(items::trail_log_event_id)
+            .filter_map(|(sk, id)| by_sk.get(&sk).map(|&position| (position.clone(), id)))
+            .collect())
     }
 
     async fn trail_page(

@@ -13,7 +13,7 @@ mod packed;
 
 use self::packed::{Packed, pack, unpack};
 use super::dynamodb::items::{self, Item};
-use super::{AuditStore, ClusterLease, StoreError, TrailOutcome};
+use super::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
 use crate::decode::Quarantined;
 use crate::digest;
 use crate::domain::Conflict;
@@ -377,6 +377,67 @@ impl AuditStore for MemoryStore {
             }
         }
         Ok(streams)
+    }
+
+    async fn view_page(
+        &self,
+        cluster: &str,
+        prefix: &str,
+        reverse: bool,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        use std::ops::Bound::{Excluded, Included};
+        let pk = items::cluster_pk(cluster);
+        let low = Included((pk.clone(), prefix.to_owned()));
+        // The largest code point sorts after every key under the prefix.
+        let high = Included((pk, format!("{prefix}\u{10FFFF}")));
+        let page: Vec<Item> = {
+            let map = self.guard();
+            let range = match (start.as_ref().map(key_of), reverse) {
+                (None, _) => map.range((low, high)),
+                (Some(at), false) => map.range((Excluded(at), high)),
+                (Some(at), true) => map.range((low, Excluded(at))),
+            };
+            // As DynamoDB, a page ends at 1 MB of items.
+            let mut bytes = 0;
+            let take = |(_, packed): (&(String, String), &Packed)| {
+                let item = unpack(packed);
+                bytes += items::item_size(&item);
+                (bytes <= PAGE_BYTES).then_some(item)
+            };
+            if reverse {
+                range.rev().map_while(take).collect()
+            } else {
+                range.map_while(take).collect()
+            }
+        };
+        self.book_query(&page);
+        // Like DynamoDB, a page names where to go on, and the page after it may be empty.
+        let next = page.last().map(items::key_attributes);
+        Ok((page, next))
+    }
+
+    async fn log_event_ids(
+        &self,
+        cluster: &str,
+        records: &[RecordPosition],
+    ) -> Result<HashMap<RecordPosition, String>, StoreError> {
+        let pk = items::trail_pk(cluster);
+        let mut found = Vec::new();
+        let mut ids = HashMap::new();
+        for position in records {
+            let (hsm, boot, seq) = position;
+            let key = (pk.clone(), items::trail_sk(hsm, *boot, *seq));
+            let Some(item) = self.guard().get(&key).map(unpack) else {
+                continue;
+            };
+            if let Some((_, id)) = items::trail_log_event_id(&item) {
+                ids.insert(position.clone(), id);
+            }
+            found.push(item);
+        }
+        self.book_gets(records.len(), &found);
+        Ok(ids)
     }
 
     async fn trail_page(

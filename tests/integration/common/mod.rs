@@ -6,6 +6,7 @@ pub mod fault_proxy;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -220,4 +221,30 @@ pub fn assert_same_state(actual: &[Item], expected: &[Item], context: &str) {
         "{context}: the tables differ: missing {missing:?}, \
          extra {extra:?}, changed {changed:?}"
     );
+}
+
+/// Runs the `hsm-audit` binary against `table` at `endpoint`.
+pub fn cli(args: &[&str], table: &str, endpoint: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hsm-audit"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .env("TABLE_NAME", table)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        // RUST_LOG asks for the whole error report; these tests choose it themselves.
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run hsm-audit")
+}
+
+/// The JSON a successful run printed.
+pub fn json_of(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
 }
