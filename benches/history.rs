@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hsm_audit::config::Config;
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use hsm_audit::store::memory::{Ledger, MemoryStore};
+use hsm_audit::testkit::workload::{GeneratedPayload, WorkloadSpec, generate};
 use hsm_audit::verify::{VerifyOptions, verify_trail};
-use hsm_audit::workload::{GeneratedPayload, WorkloadSpec, generate};
 
 #[path = "common/counting.rs"]
 mod counting;
@@ -77,10 +77,7 @@ fn merged(parts: &[&GeneratedPayload]) -> serde_json::Value {
         body = payload;
     }
     body["logEvents"] = serde_json::Value::Array(events);
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut encoder, body.to_string().as_bytes()).expect("gzip");
-    let data = base64::engine::general_purpose::STANDARD.encode(encoder.finish().expect("gzip"));
-    serde_json::json!({"awslogs": {"data": data}})
+    hsm_audit::testkit::awslogs_event(body.to_string().as_bytes())
 }
 
 fn main() {
@@ -124,7 +121,7 @@ fn main() {
     let started = Instant::now();
     let deliver = |event: serde_json::Value| {
         runtime
-            .block_on(handle(event, &store, &config))
+            .block_on(ingest_event(event, &store, &config))
             .expect("delivery");
     };
     for &point in &points {

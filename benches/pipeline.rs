@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hsm_audit::config::{Config, DEFAULT_MAX_INFLATED_BYTES};
-use hsm_audit::decode::{decode_lambda_event, inflate_capped};
+use hsm_audit::decode::{decode_event, inflate_capped};
 use hsm_audit::domain::{DeriveConfig, derive};
 use hsm_audit::pipeline::parse_decoded;
 use hsm_audit::store::dynamodb::items::{derived_items, trail_item};
-use hsm_audit::workload::{GeneratedPayload, WorkloadSpec, generate};
+use hsm_audit::testkit::workload::{GeneratedPayload, WorkloadSpec, generate};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -52,10 +52,8 @@ fn floor(payloads: &[GeneratedPayload]) {
 fn decode_parse(payloads: &[GeneratedPayload]) -> usize {
     let mut records = 0;
     for payload in payloads {
-        let parsed = parse_decoded(decode_lambda_event(
-            &payload.event,
-            DEFAULT_MAX_INFLATED_BYTES,
-        ));
+        let parsed =
+            parse_decoded(decode_event(&payload.event, DEFAULT_MAX_INFLATED_BYTES).into_decoded());
         records += parsed.records().count();
         black_box(&parsed);
     }
@@ -66,10 +64,8 @@ fn decode_parse(payloads: &[GeneratedPayload]) -> usize {
 fn decode_parse_domain(payloads: &[GeneratedPayload], config: &DeriveConfig) -> usize {
     let mut items = 0;
     for payload in payloads {
-        let parsed = parse_decoded(decode_lambda_event(
-            &payload.event,
-            DEFAULT_MAX_INFLATED_BYTES,
-        ));
+        let parsed =
+            parse_decoded(decode_event(&payload.event, DEFAULT_MAX_INFLATED_BYTES).into_decoded());
         for (cluster, entries) in &parsed.entries {
             items += entries
                 .iter()
@@ -167,11 +163,9 @@ fn main() {
         );
     }
 
-    let all = parse_decoded(
-        payloads
-            .iter()
-            .flat_map(|payload| decode_lambda_event(&payload.event, DEFAULT_MAX_INFLATED_BYTES)),
-    );
+    let all = parse_decoded(payloads.iter().flat_map(|payload| {
+        decode_event(&payload.event, DEFAULT_MAX_INFLATED_BYTES).into_decoded()
+    }));
     let history: Vec<_> = all.records().cloned().collect();
     let whole = best_of(rounds, || {
         black_box(derive(&history, &[], &config));
@@ -272,7 +266,7 @@ async fn dynamodb_cost(endpoint: &str, payloads: &[GeneratedPayload], records: u
     let started = Instant::now();
     for payload in payloads {
         let before = store.counts().total();
-        hsm_audit::lambda::handle(payload.event.clone(), &store, &config)
+        hsm_audit::lambda::ingest_event(payload.event.clone(), &store, &config)
             .await
             .expect("ingest");
         per_payload.push((payload.records, store.counts().total() - before));

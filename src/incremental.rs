@@ -99,7 +99,7 @@ pub struct TailRead {
 
 /// The HSM of an entry's stream, when it is an HSM's (sequence-numbered) stream.
 fn stream_hsm(entry: &TrailEntry) -> Option<String> {
-    entry.cloudhsm().map(|_| entry.stream.hsm.clone())
+    entry.cloudhsm().map(|_| entry.stream.hsm.to_string())
 }
 
 /// The trail sort-key prefix of an entry's stream.

@@ -1,20 +1,20 @@
 //! The Lambda handler: a thin edge over [`crate::pipeline`]. One function serves every
-//! delivery of the subscription, told apart by the event's shape: a direct subscription
-//! event, a Kinesis Data Streams batch, a Firehose data-transformation batch.
+//! delivery of the subscription — a direct subscription event, a Kinesis Data Streams
+//! batch, a Firehose data-transformation batch — which [`decode_event`] tells apart once,
+//! by the event's shape; each is answered in the shape its source expects.
 
 use std::collections::BTreeMap;
 
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::Config;
-use crate::decode::{
-    EventShape, StreamRecord, decode_lambda_event, event_shape, firehose_records, kinesis_records,
-};
+use crate::decode::{Delivery, Quarantined, StreamRecord, decode_event};
+use crate::errors::one_line;
 use crate::pipeline::{
-    Report, derive_cluster, derive_clusters, ingest, parse_decoded, store_parsed,
+    Report, derive_clusters, ingest, parse_decoded, stop_at_first, store_decoded,
 };
 use crate::store::{AuditStore, StoreError};
 
@@ -26,33 +26,32 @@ pub enum HandlerError {
     Store(#[from] StoreError),
 }
 
-impl From<HandlerError> for Diagnostic {
-    fn from(error: HandlerError) -> Self {
-        let HandlerError::Store(store_error) = &error;
-        // Lambda retries the event, then hands it to the on-failure destination; the type
-        // tells an operator reading either whether a retry can succeed.
-        let error_type = if store_error.is_retryable() {
-            "Retryable"
-        } else {
-            "Rejected"
-        };
-        Diagnostic {
-            error_type: error_type.to_owned(),
-            error_message: error.to_string(),
+impl HandlerError {
+    /// Whether a retry of the invocation can succeed.
+    pub fn is_retryable(&self) -> bool {
+        let HandlerError::Store(error) = self;
+        error.is_retryable()
+    }
+
+    /// The error type of the function's error response. Lambda retries the event, then
+    /// hands it to the on-failure destination; the type tells an operator reading either
+    /// whether a retry can succeed, and if not, why.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            HandlerError::Store(StoreError::Rejected { .. }) => "Rejected",
+            HandlerError::Store(StoreError::Corrupt { .. }) => "Corrupt",
+            HandlerError::Store(_) => "Retryable",
         }
     }
 }
 
-/// Handles one direct-subscription invocation: decode, parse, store, derive. (Any other
-/// shape is decoded whole, as one batch; [`handle_event`] answers it per record.)
-pub async fn handle<S: AuditStore>(
-    event: Value,
-    store: &S,
-    config: &Config,
-) -> Result<Report, HandlerError> {
-    let parsed = parse_decoded(decode_lambda_event(&event, config.max_inflated_bytes));
-    let report = ingest(store, config, parsed).await?;
-    Ok(report)
+impl From<HandlerError> for Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        Diagnostic {
+            error_type: error.error_type().to_owned(),
+            error_message: one_line(&error),
+        }
+    }
 }
 
 /// What the function returns, in the shape its event source expects.
@@ -99,23 +98,38 @@ pub struct Handled {
     pub report: Report,
 }
 
-/// Handles an event of any shape the function is subscribed with.
-pub async fn handle_event<S: AuditStore>(
+/// Decodes `event` once and processes the delivery it is.
+pub async fn process_event<S: AuditStore>(
     event: Value,
     store: &S,
     config: &Config,
 ) -> Result<Handled, HandlerError> {
-    match event_shape(&event) {
-        EventShape::Kinesis => {
-            let records = kinesis_records(&event, config.max_inflated_bytes);
-            handle_kinesis(records, store, config).await
-        }
-        EventShape::Firehose => {
-            let records = firehose_records(&event, config.max_inflated_bytes);
-            handle_firehose(records, store, config).await
-        }
-        EventShape::Subscription | EventShape::Unknown => {
-            let report = handle(event, store, config).await?;
+    let delivery = decode_event(&event, config.max_inflated_bytes);
+    drop(event);
+    process_delivery(delivery, store, config).await
+}
+
+/// What [`process_event`] did, without the answer: for callers that answer no event
+/// source (tests, the benchmark).
+pub async fn ingest_event<S: AuditStore>(
+    event: Value,
+    store: &S,
+    config: &Config,
+) -> Result<Report, HandlerError> {
+    Ok(process_event(event, store, config).await?.report)
+}
+
+/// Stores a delivery and derives the views it touched, answering as its source expects.
+pub async fn process_delivery<S: AuditStore>(
+    delivery: Delivery,
+    store: &S,
+    config: &Config,
+) -> Result<Handled, HandlerError> {
+    match delivery {
+        Delivery::Kinesis(records) => process_kinesis(records, store, config).await,
+        Delivery::Firehose(records) => process_firehose(records, store, config).await,
+        delivery @ (Delivery::Subscription(_) | Delivery::Unrecognised(_)) => {
+            let report = ingest(store, config, parse_decoded(delivery.into_decoded())).await?;
             Ok(Handled {
                 response: Response::Subscription(report.clone()),
                 report,
@@ -131,7 +145,7 @@ pub async fn handle_event<S: AuditStore>(
 /// and it is reported failed too: Lambda then retries from it (the repeats are
 /// idempotent) until `MaximumRetryAttempts`, and puts it in the failure queue, where an
 /// operator sees it beside the quarantine item.
-async fn handle_kinesis<S: AuditStore>(
+async fn process_kinesis<S: AuditStore>(
     records: Vec<StreamRecord>,
     store: &S,
     config: &Config,
@@ -146,34 +160,56 @@ async fn handle_kinesis<S: AuditStore>(
         if record.is_undecodable() {
             undecodable.push(index);
         }
-        match store_parsed(store, parse_decoded(record.decoded)).await {
+        let error = match store_decoded(store, record.decoded).await {
             Ok(stored) => {
                 for cluster in &stored.clusters {
                     first_record_of.entry(cluster.clone()).or_insert(index);
                 }
                 report.add(stored);
+                continue;
             }
-            Err(error) => {
-                warn!(record = index, %error, "storing a Kinesis record failed; it and the rest of the batch are reported failed");
-                failed_from = Some(index);
-                last_error = Some(error);
-                break;
+            Err(error) if !error.is_retryable() => {
+                // Reported, the record would hold the shard through every retry, each
+                // failing alike: it is quarantined whole instead, to be replayed once
+                // whatever refused it is fixed.
+                error!(record = index, error = %one_line(&error), retryable = false, "storing a Kinesis record failed and a retry cannot fix it; it is quarantined, not reported");
+                let label = record.id.as_deref().unwrap_or("without an id");
+                let item = Quarantined::new(
+                    format!("Kinesis record {label}: {}", one_line(&error)),
+                    record.data.as_deref().unwrap_or_default().as_bytes(),
+                );
+                match store.quarantine(std::slice::from_ref(&item)).await {
+                    Ok(()) => {
+                        report.add_quarantined(&item);
+                        continue;
+                    }
+                    Err(quarantine_error) => quarantine_error,
+                }
             }
-        }
+            Err(error) => error,
+        };
+        warn!(record = index, error = %one_line(&error), "storing a Kinesis record failed; it and the rest of the batch are reported failed");
+        failed_from = Some(index);
+        last_error = Some(error);
+        break;
     }
-    for (cluster, batch) in std::mem::take(&mut report.pending) {
-        match derive_cluster(store, config, &cluster, batch).await {
-            Ok(derived) => report.add_derivation(&cluster, &derived),
-            Err(error) => {
-                // The records are in the trail, but the views lag: retrying from the
-                // cluster's first record of the batch re-derives it (idempotently).
-                warn!(%cluster, %error, "re-deriving failed; the cluster's records are reported failed");
-                let first = first_record_of.get(&cluster).copied().unwrap_or(0);
-                failed_from = Some(failed_from.map_or(first, |failed| failed.min(first)));
-                last_error = Some(error);
-            }
+    derive_clusters(store, config, &mut report, |cluster, error| {
+        if !error.is_retryable() {
+            // The records are in the trail; reporting them would hold the shard through
+            // retries that fail alike. The views lag until the cause is fixed and the
+            // cluster rederived.
+            error!(%cluster, error = %one_line(&error), retryable = false, "re-deriving failed and a retry cannot fix it; the records are not reported");
+            return Ok(());
         }
-    }
+        // The records are in the trail, but the views lag: retrying from the cluster's
+        // first record of the batch re-derives it (idempotently).
+        warn!(%cluster, error = %one_line(&error), "re-deriving failed; the cluster's records are reported failed");
+        let first = first_record_of.get(cluster).copied().unwrap_or(0);
+        failed_from = Some(failed_from.map_or(first, |failed| failed.min(first)));
+        last_error = Some(error);
+        Ok(())
+    })
+    .await?;
     let mut failures: Vec<BatchItemFailure> = undecodable
         .into_iter()
         .filter(|index| failed_from.is_none_or(|from| *index < from))
@@ -210,7 +246,7 @@ async fn handle_kinesis<S: AuditStore>(
 /// delivery stream still archives the raw payloads. Undecodable records are quarantined
 /// and passed through too. A store failure fails the invocation: Firehose retries the
 /// whole batch, and every write is idempotent.
-async fn handle_firehose<S: AuditStore>(
+async fn process_firehose<S: AuditStore>(
     records: Vec<StreamRecord>,
     store: &S,
     config: &Config,
@@ -223,35 +259,36 @@ async fn handle_firehose<S: AuditStore>(
             result: "Ok".to_owned(),
             data: record.data.unwrap_or_default(),
         });
-        report.add(store_parsed(store, parse_decoded(record.decoded)).await?);
+        report.add(store_decoded(store, record.decoded).await?);
     }
-    derive_clusters(store, config, &mut report).await?;
+    derive_clusters(store, config, &mut report, stop_at_first).await?;
     Ok(Handled {
         response: Response::Firehose(response),
         report,
     })
 }
 
-/// One invocation as the runtime sees it: a span naming its sources, the handler, one
-/// summary log line and the EMF metrics lines.
-pub async fn invoke<S: AuditStore>(
+/// One invocation as the runtime sees it: the event decoded, a span naming its sources,
+/// the delivery processed, one summary log line and the EMF metrics lines.
+pub async fn serve_invocation<S: AuditStore>(
     event: Value,
     request_id: &str,
     store: &S,
     config: &Config,
 ) -> Result<Response, HandlerError> {
-    let shape = event_shape(&event);
-    // The sources are known once the event is decoded; they are recorded on the span
+    let delivery = decode_event(&event, config.max_inflated_bytes);
+    drop(event);
+    // The sources are known once the records are parsed; they are recorded on the span
     // then, so the summary line (and any later one) carries them.
     let span = info_span!(
         "invocation",
         request_id,
-        shape = ?shape,
+        delivery = delivery.kind(),
         log_groups = tracing::field::Empty,
         log_streams = tracing::field::Empty,
     );
     let retries_before = crate::store::dynamodb::retries::sdk_retries();
-    let result = handle_event(event, store, config)
+    let result = process_delivery(delivery, store, config)
         .instrument(span.clone())
         .await;
     let retries = crate::store::dynamodb::retries::sdk_retries().saturating_sub(retries_before);
@@ -288,7 +325,11 @@ pub async fn invoke<S: AuditStore>(
             Ok(handled.response)
         }
         Err(error) => {
-            warn!(%error, dynamodb_retries = retries, "invocation failed; it will be retried");
+            if error.is_retryable() {
+                warn!(error = %one_line(&error), dynamodb_retries = retries, "invocation failed; it will be retried");
+            } else {
+                error!(error = %one_line(&error), error_type = error.error_type(), retryable = false, dynamodb_retries = retries, "invocation failed and a retry cannot fix it");
+            }
             crate::metrics::emit(&Report::default(), retries, &config.metrics_service);
             Err(error)
         }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod decode;
 pub mod digest;
 pub mod domain;
+pub mod errors;
 pub mod incremental;
 pub mod lambda;
 pub mod metrics;
@@ -21,5 +22,6 @@ pub mod parse;
 pub mod pipeline;
 pub mod report;
 pub mod store;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod verify;
-pub mod workload;

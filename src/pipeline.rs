@@ -2,15 +2,18 @@
 //! records (or quarantine) → the trail → each touched cluster's views re-derived.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::decode::{Decoded, LogsPayload, MessageType, Quarantined};
 use crate::domain::{AlertKind, Conflict, fold};
+use crate::errors::one_line;
 use crate::incremental::{ObjectCarry, StepWrite, object_names, plan_write, prepare_step};
-use crate::model::{Opcode, StreamId, Timestamp, TrailEntry, bounds};
-use crate::parse::parse_message;
+use crate::model::bounds::Unstorable;
+use crate::model::{StreamId, Timestamp, TrailEntry, bounds};
+use crate::parse::{RecordError, parse_message};
 use crate::store::{AuditStore, ClusterLease, StoreError};
 
 /// Decoded input split into trail entries by cluster and what must be quarantined.
@@ -26,6 +29,15 @@ impl Parsed {
     pub fn records(&self) -> impl Iterator<Item = &TrailEntry> {
         self.entries.values().flatten()
     }
+}
+
+/// Why a log event is quarantined instead of stored.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Unstorable(#[from] Unstorable),
 }
 
 /// Parses every log event of every payload. Never fails: what does not parse is
@@ -77,46 +89,53 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
                 Some(&event.id),
             ));
     }
+    // What every record of the payload shares is made once and shared, not copied into
+    // each record.
     let stream = StreamId::from_log(&payload.log_group, &payload.log_stream);
+    let log_group: Arc<str> = payload.log_group.as_str().into();
+    let mut entries = Vec::with_capacity(payload.log_events.len());
     for event in payload.log_events {
         parsed.log_events += 1;
         // A time the trail cannot store would be written and then fail every later read.
         let log_event_time = Timestamp::from_millis(event.timestamp);
-        let checked = parse_message(&event.message).and_then(|mut record| {
-            record.time().check_storable("the record's time")?;
-            log_event_time.check_storable("the CloudWatch event timestamp")?;
-            // A record's fields come from its message: a short one is bounded already.
-            if event.message.len() > bounds::MAX_FIELD_BYTES {
-                bounds::bound_record(&mut record)?;
-            }
-            bounds::check_name("the log group", &payload.log_group)?;
-            bounds::check_name("the log stream", &payload.log_stream)?;
-            bounds::check_name("the log event id", &event.id)?;
-            Ok(record)
-        });
+        let checked = parse_message(&event.message)
+            .map_err(Refused::from)
+            .and_then(|mut record| {
+                record.time().check_storable("the record's time")?;
+                log_event_time.check_storable("the CloudWatch event timestamp")?;
+                // A record's fields come from its message: a short one is bounded already.
+                if event.message.len() > bounds::MAX_FIELD_BYTES {
+                    bounds::bound_record(&mut record)?;
+                }
+                bounds::check_name("the log group", &payload.log_group)?;
+                bounds::check_name("the log stream", &payload.log_stream)?;
+                bounds::check_name("the log event id", &event.id)?;
+                Ok(record)
+            });
         match checked {
-            Ok(record) => parsed
-                .entries
-                .entry(stream.cluster.clone())
-                .or_default()
-                .push(TrailEntry {
-                    stream: stream.clone(),
-                    record,
-                    log_group: payload.log_group.clone(),
-                    log_event_id: event.id,
-                    log_event_time,
-                    raw: event.message,
-                }),
-            Err(reason) => {
-                parsed
-                    .quarantined
-                    .push(Quarantined::new(reason, event.message.as_bytes()).at(
-                        &payload.log_group,
-                        &payload.log_stream,
-                        Some(&event.id),
-                    ))
-            }
+            Ok(record) => entries.push(TrailEntry {
+                stream: stream.clone(),
+                record,
+                log_group: Arc::clone(&log_group),
+                log_event_id: event.id,
+                log_event_time,
+                raw: event.message,
+            }),
+            Err(reason) => parsed.quarantined.push(
+                Quarantined::new(one_line(&reason), event.message.as_bytes()).at(
+                    &payload.log_group,
+                    &payload.log_stream,
+                    Some(&event.id),
+                ),
+            ),
         }
+    }
+    if !entries.is_empty() {
+        parsed
+            .entries
+            .entry(stream.cluster.to_string())
+            .or_default()
+            .append(&mut entries);
     }
 }
 
@@ -227,6 +246,15 @@ impl Report {
         }
     }
 
+    /// Counts an item stored in the quarantine.
+    pub fn add_quarantined(&mut self, item: &Quarantined) {
+        self.quarantined += 1;
+        self.by_cluster
+            .entry(quarantine_cluster(item))
+            .or_default()
+            .quarantined += 1;
+    }
+
     /// Takes in what re-deriving `cluster` changed.
     pub fn add_derivation(&mut self, cluster: &str, rederived: &Rederived) {
         self.by_cluster
@@ -243,20 +271,11 @@ impl Report {
 
 fn quarantine_cluster(item: &Quarantined) -> String {
     match (&item.log_group, &item.log_stream) {
-        (Some(group), stream) => {
-            StreamId::from_log(group, stream.as_deref().unwrap_or_default()).cluster
-        }
+        (Some(group), stream) => StreamId::from_log(group, stream.as_deref().unwrap_or_default())
+            .cluster
+            .to_string(),
         (None, _) => UNKNOWN_CLUSTER.to_owned(),
     }
-}
-
-pub fn is_failed_login(entry: &TrailEntry) -> bool {
-    entry
-        .cloudhsm()
-        .is_some_and(|record| record.opcode == Opcode::Login && !record.succeeded())
-        || entry
-            .luna()
-            .is_some_and(|record| record.action == "LUNA_LOGIN" && !record.succeeded())
 }
 
 /// Stores what was parsed and derives the views of every cluster it touched. A store
@@ -268,41 +287,63 @@ pub async fn ingest<S: AuditStore>(
     parsed: Parsed,
 ) -> Result<Report, StoreError> {
     let mut report = store_parsed(store, parsed).await?;
-    derive_clusters(store, config, &mut report).await?;
+    derive_clusters(store, config, &mut report, stop_at_first).await?;
     Ok(report)
 }
 
+/// The failure policy of [`derive_clusters`] for an invocation that fails as a whole:
+/// the first cluster that cannot be derived ends it.
+pub fn stop_at_first(_cluster: &str, error: StoreError) -> Result<(), StoreError> {
+    Err(error)
+}
+
+/// Parses decoded input and stores it, without deriving: the CLI stores file after file
+/// this way and derives once at the end, and the record-stream handlers record by record.
+pub async fn store_decoded<S: AuditStore>(
+    store: &S,
+    decoded: Vec<Decoded>,
+) -> Result<Report, StoreError> {
+    store_parsed(store, parse_decoded(decoded)).await
+}
+
 /// Derives every cluster the report stored records of and has not derived yet, and
-/// adds what that found.
+/// adds what that found. A cluster whose derivation fails is handed to `failed`, which
+/// ends the run with its error or lets the other clusters be derived (`Ok`).
 pub async fn derive_clusters<S: AuditStore>(
     store: &S,
     config: &Config,
     report: &mut Report,
+    mut failed: impl FnMut(&str, StoreError) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     for (cluster, batch) in std::mem::take(&mut report.pending) {
-        let derived = derive_cluster(store, config, &cluster, batch).await?;
-        report.add_derivation(&cluster, &derived);
+        match derive_cluster(store, config, &cluster, batch).await {
+            Ok(derived) => report.add_derivation(&cluster, &derived),
+            Err(error) => failed(&cluster, error)?,
+        }
     }
     Ok(())
 }
 
-/// Quarantines what must be and appends the records to the trail, without deriving:
-/// the CLI stores file after file this way and derives once at the end.
+/// Quarantines what must be and appends the records to the trail, without deriving.
 pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Report, StoreError> {
     let mut report = Report {
         log_events: parsed.log_events,
         records: parsed.records().count(),
-        quarantined: parsed.quarantined.len(),
         control_messages: parsed.control_messages,
         failed_logins: parsed
             .records()
-            .filter(|entry| is_failed_login(entry))
+            .filter(|entry| entry.record.is_failed_login())
             .count(),
         ..Report::default()
     };
+    // Each name once: a payload's records share theirs.
     for entry in parsed.records() {
-        report.log_groups.insert(entry.log_group.clone());
-        report.log_streams.insert(entry.stream.hsm.clone());
+        if !report.log_groups.contains(&*entry.log_group) {
+            report.log_groups.insert(entry.log_group.to_string());
+        }
+        if !report.log_streams.contains(&*entry.stream.hsm) {
+            report.log_streams.insert(entry.stream.hsm.to_string());
+        }
     }
     report.log_groups.extend(
         parsed
@@ -318,11 +359,7 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
     );
     store.quarantine(&parsed.quarantined).await?;
     for item in &parsed.quarantined {
-        report
-            .by_cluster
-            .entry(quarantine_cluster(item))
-            .or_default()
-            .quarantined += 1;
+        report.add_quarantined(item);
     }
     for (cluster, entries) in parsed.entries {
         let outcome = store.append_trail(&cluster, &entries).await?;
@@ -341,7 +378,7 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
                 conflicts: outcome.conflicts.len(),
                 failed_logins: entries
                     .iter()
-                    .filter(|entry| is_failed_login(entry))
+                    .filter(|entry| entry.record.is_failed_login())
                     .count(),
                 ..ClusterReport::default()
             });

@@ -15,7 +15,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use hsm_audit::config::DEFAULT_MAX_INFLATED_BYTES;
 use hsm_audit::decode::{
-    DecodeError, Decoded, RawTextSource, decode_awslogs_data, decode_document, decode_lambda_event,
+    DecodeError, Decoded, RawTextSource, decode_awslogs_data, decode_document, decode_event,
     inflate_capped,
 };
 
@@ -169,7 +169,7 @@ fn a_bomb_in_a_lambda_event_is_quarantined_with_its_reason_within_the_cap() {
     let data = base64::engine::general_purpose::STANDARD.encode(bomb());
     let event = serde_json::json!({"awslogs": {"data": data}});
     let _guard = lock();
-    let (decoded, peak) = peak_during(|| decode_lambda_event(&event, CAP));
+    let (decoded, peak) = peak_during(|| decode_event(&event, CAP).into_decoded());
     let [Decoded::Quarantined(item)] = decoded.as_slice() else {
         panic!("the bomb must be quarantined: {decoded:?}")
     };

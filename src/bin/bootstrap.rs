@@ -6,7 +6,7 @@
 
 use hsm_audit::config::{Config, Logging};
 use hsm_audit::digest::kms::DigestSigner;
-use hsm_audit::lambda::invoke;
+use hsm_audit::lambda::serve_invocation;
 use hsm_audit::store::dynamodb::{DynamoStore, connect};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
         .with_signer(DigestSigner::from_env().await);
     let (store, config) = (&store, &config);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        invoke(event.payload, &event.context.request_id, store, config).await
+        serve_invocation(event.payload, &event.context.request_id, store, config).await
     }))
     .await
 }

@@ -1,7 +1,6 @@
 //! `hsm-audit backfill`: history that predates the subscription, read through the
 //! CloudWatch Logs API (`DescribeLogStreams`, then `FilterLogEvents` per stream) and fed
-//! through the same pipeline as the Lambda (`parse_decoded` → `store_parsed` →
-//! `rederive`), so a backfilled record is stored exactly as a delivered one would be.
+//! through the same pipeline as the Lambda (`store_decoded`, then `derive_clusters`), so a backfilled record is stored exactly as a delivered one would be.
 //!
 //! Resume: after each stored page, a checkpoint item in the table itself
 //! (`pk = BACKFILL#<log group>`, `sk = STREAM#<stream>`) records the last event time
@@ -14,14 +13,15 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::config::Config;
 use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType};
 use crate::pipeline::{
-    Report, derive_clusters, parse_decoded, rebuild_late_clusters, store_parsed,
+    Report, derive_clusters, rebuild_late_clusters, stop_at_first, store_decoded,
 };
-use crate::store::dynamodb::DynamoStore;
+use crate::store::dynamodb::{DynamoStore, request_error, request_failed};
+use crate::store::{RequestFailed, StoreError};
 
 pub const CHECKPOINT_PK_PREFIX: &str = "BACKFILL#";
 
@@ -44,14 +44,28 @@ struct Checkpoint {
     last_event_ms: i64,
 }
 
+/// Why a backfill stopped (it resumes from its checkpoints when run again).
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error("CloudWatch Logs {operation} of {target} failed: {source}")]
+    Logs {
+        operation: &'static str,
+        target: String,
+        #[source]
+        source: RequestFailed,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 pub async fn backfill(
     store: &DynamoStore,
     config: &Config,
     logs: &aws_sdk_cloudwatchlogs::Client,
     request: &Request,
-) -> Result<Report, String> {
+) -> Result<Report, BackfillError> {
     let streams = log_streams(logs, &request.log_group).await?;
-    let bar = progress(streams.len());
+    let bar = super::progress(streams.len(), "backfill", "streams");
     let mut report = Report::default();
     for stream in &streams {
         bar.set_message(stream.clone());
@@ -60,30 +74,16 @@ pub async fn backfill(
         bar.inc(1);
     }
     bar.set_message("deriving views");
-    derive_clusters(store, config, &mut report)
-        .await
-        .map_err(|error| error.to_string())?;
-    rebuild_late_clusters(store, config, &report)
-        .await
-        .map_err(|error| error.to_string())?;
+    derive_clusters(store, config, &mut report, stop_at_first).await?;
+    rebuild_late_clusters(store, config, &report).await?;
     bar.finish_and_clear();
     Ok(report)
-}
-
-fn progress(streams: usize) -> ProgressBar {
-    // indicatif draws on stderr only when it is a terminal: scripts see clean output.
-    let bar = ProgressBar::new(streams as u64);
-    if let Ok(style) = ProgressStyle::with_template("backfill [{bar:30}] {pos}/{len} streams {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 async fn log_streams(
     logs: &aws_sdk_cloudwatchlogs::Client,
     log_group: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, BackfillError> {
     let mut streams = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -93,11 +93,10 @@ async fn log_streams(
             .set_next_token(token.take())
             .send()
             .await
-            .map_err(|error| {
-                format!(
-                    "DescribeLogStreams {log_group}: {}",
-                    aws_sdk_cloudwatchlogs::error::DisplayErrorContext(error)
-                )
+            .map_err(|error| BackfillError::Logs {
+                operation: "DescribeLogStreams",
+                target: log_group.to_owned(),
+                source: request_failed(error),
             })?;
         streams.extend(
             page.log_streams()
@@ -121,7 +120,7 @@ async fn backfill_stream(
     request: &Request,
     stream: &str,
     bar: &ProgressBar,
-) -> Result<Report, String> {
+) -> Result<Report, BackfillError> {
     let run_start = request.start_ms.unwrap_or(0);
     let checkpoint = if request.restart {
         None
@@ -149,12 +148,10 @@ async fn backfill_stream(
             .set_next_token(token.take())
             .send()
             .await
-            .map_err(|error| {
-                format!(
-                    "FilterLogEvents {} {stream}: {}",
-                    request.log_group,
-                    aws_sdk_cloudwatchlogs::error::DisplayErrorContext(error)
-                )
+            .map_err(|error| BackfillError::Logs {
+                operation: "FilterLogEvents",
+                target: format!("{} {stream}", request.log_group),
+                source: request_failed(error),
             })?;
         let events: Vec<LogEvent> = page
             .events()
@@ -178,9 +175,7 @@ async fn backfill_stream(
                 log_events: events,
                 undecodable: Vec::new(),
             };
-            let stored = store_parsed(store, parse_decoded([Decoded::Payload(payload)]))
-                .await
-                .map_err(|error| error.to_string())?;
+            let stored = store_decoded(store, vec![Decoded::Payload(payload)]).await?;
             report.add(stored);
             let checkpoint = Checkpoint {
                 start_ms: run_start,
@@ -214,7 +209,7 @@ async fn read_checkpoint(
     store: &DynamoStore,
     log_group: &str,
     stream: &str,
-) -> Result<Option<Checkpoint>, String> {
+) -> Result<Option<Checkpoint>, StoreError> {
     let item = store
         .client()
         .get_item()
@@ -223,12 +218,7 @@ async fn read_checkpoint(
         .consistent_read(true)
         .send()
         .await
-        .map_err(|error| {
-            format!(
-                "reading the backfill checkpoint of {log_group} {stream}: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error)
-            )
-        })?
+        .map_err(|error| request_error("GetItem (backfill checkpoint)", error))?
         .item;
     let number = |item: &HashMap<String, AttributeValue>, name: &str| {
         item.get(name)
@@ -248,7 +238,7 @@ async fn write_checkpoint(
     log_group: &str,
     stream: &str,
     checkpoint: Checkpoint,
-) -> Result<(), String> {
+) -> Result<(), StoreError> {
     let mut item = checkpoint_key(log_group, stream);
     // No wall-clock time in the item: a run that finds nothing new must leave the table
     // exactly as it was.
@@ -282,10 +272,5 @@ async fn write_checkpoint(
         .send()
         .await
         .map(|_| ())
-        .map_err(|error| {
-            format!(
-                "writing the backfill checkpoint of {log_group} {stream}: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error)
-            )
-        })
+        .map_err(|error| request_error("PutItem (backfill checkpoint)", error))
 }

@@ -1,8 +1,6 @@
-//! Which files the CLI reads, and reading one.
+//! Which files the CLI reads.
 
 use std::path::{Path, PathBuf};
-
-use crate::decode::{Decoded, RawTextSource, decode_document};
 
 /// What a directory contributes: data files, not the READMEs and scripts beside them.
 const DATA_EXTENSIONS: [&str; 5] = ["json", "gz", "txt", "log", "zip"];
@@ -41,19 +39,4 @@ fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Reads and decodes one file. Undecodable content is quarantined, not an error; only a
-/// file that cannot be read, or raw text without its group and stream, is.
-pub fn decode_file(
-    path: &Path,
-    source: &RawTextSource,
-    max_inflated_bytes: usize,
-) -> Result<Vec<Decoded>, String> {
-    let bytes = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    decode_document(&bytes, &name, source, max_inflated_bytes)
 }

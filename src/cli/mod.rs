@@ -20,10 +20,10 @@ use crate::digest::kms::{DigestSigner, kms_client, public_key as kms_public_key}
 use crate::digest::signature::PublicKey;
 use crate::model::Timestamp;
 use crate::pipeline::{
-    Report, derive_clusters, is_failed_login, parse_decoded, rebuild_late_clusters, rederive,
-    store_parsed,
+    Report, derive_clusters, parse_decoded, rebuild_late_clusters, rederive, stop_at_first,
+    store_decoded,
 };
-use crate::store::StoreError;
+use crate::store::BoxError;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
 use crate::verify::{VerifyOptions, export_digests, verify_trail};
 
@@ -268,11 +268,13 @@ fn parse_time(text: &str) -> Result<Timestamp, String> {
         .ok_or_else(|| format!("`{text}` is not a time: use RFC 3339 or YYYY-MM-DD (UTC)"))
 }
 
-/// Failures, by exit code. A processing failure may carry the whole report of its cause,
-/// shown only when asked for (`-v`, `RUST_LOG`): one line is what a person acts on.
+/// Failures, by exit code. A processing failure keeps its type and causes up to here,
+/// where it is printed as its chain of causes on one line, and the SDK's whole report
+/// of a failed request only when asked for (`-v`, `RUST_LOG`): one line is what a
+/// person acts on.
 enum Failure {
     Usage(String),
-    Processing(String, Option<String>),
+    Processing(BoxError),
     /// `verify` found the trail not as its digests say (the report is printed).
     Unverified,
 }
@@ -296,10 +298,10 @@ pub fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
-        Err(Failure::Processing(message, detail)) => {
-            eprintln!("error: {message}");
-            match detail {
-                Some(detail) if verbose => eprintln!("detail: {detail}"),
+        Err(Failure::Processing(error)) => {
+            eprintln!("error: {}", crate::errors::one_line(error.as_ref()));
+            match crate::errors::sdk_report(error.as_ref()) {
+                Some(report) if verbose => eprintln!("detail: {report}"),
                 Some(_) => eprintln!("(-v or RUST_LOG shows the whole report)"),
                 None => {}
             }
@@ -309,14 +311,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn processing(error: impl std::fmt::Display + 'static) -> Failure {
-    // Most failures are a DynamoDB request's: keep the SDK's report for `-v` without
-    // making every call site say so.
-    let detail = match (&error as &dyn std::any::Any).downcast_ref::<StoreError>() {
-        Some(StoreError::Request { detail, .. }) => Some(detail.clone()),
-        _ => None,
-    };
-    Failure::Processing(error.to_string(), detail)
+fn processing(error: impl Into<BoxError>) -> Failure {
+    Failure::Processing(error.into())
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -468,7 +464,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             render::emit(output, &items, || render::quarantine_table(&items))
         }
         Command::Rederive { cluster } => {
-            let bar = progress(1, "rederive");
+            let bar = progress(1, "rederive", "clusters");
             bar.set_message(format!("rebuilding {cluster} from its trail"));
             let rebuilt = rederive(&store, &config, &cluster)
                 .await
@@ -508,7 +504,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 (None, Some(key_id)) => Some(
                     kms_public_key(&kms_client().await, &key_id)
                         .await
-                        .map_err(|message| Failure::Processing(message, None))?
+                        .map_err(|message| Failure::Processing(message.into()))?
                         .0,
                 ),
                 (None, None) => None,
@@ -671,7 +667,9 @@ struct RederiveSummary {
     open_gaps: usize,
 }
 
-/// Reads one file as `--format` says.
+/// Reads one file, once, and decodes it as `--format` says. Undecodable content is
+/// quarantined, not an error; only a file that cannot be read, or raw text without its
+/// group and stream, is.
 fn decode_input(
     file: &std::path::Path,
     input: &InputArgs,
@@ -679,23 +677,23 @@ fn decode_input(
     max_inflated_bytes: usize,
 ) -> Result<Vec<crate::decode::Decoded>, String> {
     let bytes = std::fs::read(file).map_err(|error| format!("{}: {error}", file.display()))?;
-    let luna = match input.format {
-        InputFormat::Luna => true,
-        InputFormat::Auto => crate::decode::looks_like_luna_file(&bytes, max_inflated_bytes),
-    };
-    if !luna {
-        return files::decode_file(file, source, max_inflated_bytes);
-    }
     let name = file
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(crate::decode::decode_luna_file(
-        &bytes,
-        &name,
-        input.log_group.as_deref(),
-        max_inflated_bytes,
-    ))
+    let luna = match input.format {
+        InputFormat::Luna => true,
+        InputFormat::Auto => crate::decode::looks_like_luna_file(&bytes, max_inflated_bytes),
+    };
+    if luna {
+        return Ok(crate::decode::decode_luna_file(
+            &bytes,
+            &name,
+            input.log_group.as_deref(),
+            max_inflated_bytes,
+        ));
+    }
+    crate::decode::decode_document(&bytes, &name, source, max_inflated_bytes)
 }
 
 fn source_of(input: &InputArgs) -> RawTextSource {
@@ -705,13 +703,15 @@ fn source_of(input: &InputArgs) -> RawTextSource {
     }
 }
 
-fn progress(len: usize, what: &str) -> ProgressBar {
+/// A progress bar of `len` `unit`s for `task`.
+fn progress(len: usize, task: &str, unit: &str) -> ProgressBar {
     // indicatif draws on stderr only when it is a terminal: scripts see clean output.
     let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} files {msg}") {
+    let template = format!("{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar.set_prefix(what.to_owned());
+    bar.set_prefix(task.to_owned());
     bar
 }
 
@@ -723,20 +723,18 @@ async fn ingest_files(
 ) -> Result<(), Failure> {
     let files = files::collect(&input.paths).map_err(Failure::Usage)?;
     let source = source_of(input);
-    let bar = progress(files.len(), "ingest");
+    let bar = progress(files.len(), "ingest", "files");
     let mut report = Report::default();
     for file in &files {
         let decoded = decode_input(file, input, &source, config.max_inflated_bytes)
             .map_err(Failure::Usage)?;
-        let stored = store_parsed(store, parse_decoded(decoded))
-            .await
-            .map_err(processing)?;
+        let stored = store_decoded(store, decoded).await.map_err(processing)?;
         report.add(stored);
         bar.set_message(format!("{} records", report.records));
         bar.inc(1);
     }
     bar.set_message("deriving views");
-    derive_clusters(store, config, &mut report)
+    derive_clusters(store, config, &mut report, stop_at_first)
         .await
         .map_err(processing)?;
     // Records older than what the cluster had settled: the views are rebuilt with them,
@@ -765,7 +763,7 @@ fn parse_only(input: &InputArgs, output: Output) -> Result<(), Failure> {
         .map_err(|error| Failure::Usage(error.to_string()))?;
     let files = files::collect(&input.paths).map_err(Failure::Usage)?;
     let source = source_of(input);
-    let bar = progress(files.len(), "parse");
+    let bar = progress(files.len(), "parse", "files");
     let mut summary = ParseSummary {
         events: 0,
         quarantined: 0,
@@ -780,11 +778,14 @@ fn parse_only(input: &InputArgs, output: Output) -> Result<(), Failure> {
         );
         for entry in parsed.records() {
             summary.events += 1;
-            summary.failed_logins += usize::from(is_failed_login(entry));
-            *summary
-                .by_opcode
-                .entry(render::opcode_name(&entry.record).to_owned())
-                .or_default() += 1;
+            summary.failed_logins += usize::from(entry.record.is_failed_login());
+            let opcode = entry.record.opcode_name();
+            match summary.by_opcode.get_mut(opcode) {
+                Some(count) => *count += 1,
+                None => {
+                    summary.by_opcode.insert(opcode.to_owned(), 1);
+                }
+            }
         }
         summary.quarantined += parsed.quarantined.len();
         summary.control_messages += parsed.control_messages;

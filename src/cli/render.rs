@@ -56,15 +56,6 @@ fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-/// The name of what a record logs: the opcode, or the certificate-storage operation.
-pub(super) fn opcode_name(record: &AuditRecord) -> &str {
-    match record {
-        AuditRecord::CloudHsm(record) => record.opcode.as_str(),
-        AuditRecord::Certificate(record) => &record.op_code,
-        AuditRecord::Luna(record) => &record.action,
-    }
-}
-
 /// The trail in the JSON contract: handles, sequence numbers and counters as numbers.
 pub(super) fn trail_json(trail: &[TrailEntry]) -> serde_json::Value {
     serde_json::Value::Array(trail.iter().map(entry_json).collect())
@@ -176,7 +167,7 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
         .iter()
         .map(|entry| match &entry.record {
             AuditRecord::CloudHsm(r) => vec![
-                entry.stream.hsm.clone(),
+                entry.stream.hsm.to_string(),
                 format!("0x{:x}", r.reboot_counter),
                 format!("0x{:x}", r.sequence_no),
                 r.time.iso(),
@@ -186,7 +177,7 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
                 or_dash(r.key_handle),
             ],
             AuditRecord::Certificate(r) => vec![
-                entry.stream.hsm.clone(),
+                entry.stream.hsm.to_string(),
                 "-".to_owned(),
                 format!("event {}", entry.log_event_id),
                 r.time.iso(),

@@ -248,22 +248,9 @@ fn not_text_reason(error: std::str::Utf8Error, bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::io::Write;
-
-    use flate2::{Compression, write::GzEncoder};
-
+mod tests {
     use super::*;
-
-    pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
-        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-        encoder.write_all(bytes).unwrap();
-        encoder.finish().unwrap()
-    }
-
-    fn b64(bytes: &[u8]) -> String {
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    }
+    use crate::testkit::{b64, gzip};
 
     const PAYLOAD: &str = r#"{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"/aws/cloudhsm/c","logStream":"hsm-1","subscriptionFilters":["f"],"logEvents":[{"id":"1","timestamp":5,"message":"m"}]}"#;
 

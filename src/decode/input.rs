@@ -24,31 +24,67 @@ pub struct RawTextSource {
     pub log_stream: Option<String>,
 }
 
-/// Decodes a Lambda invocation event. A CloudWatch Logs subscription event gives one
-/// payload, a Kinesis or Firehose event one per record (flattened: the handler, which
-/// must answer per record, uses [`kinesis_records`] and [`firehose_records`] instead);
-/// anything else is quarantined whole.
-pub fn decode_lambda_event(event: &Value, max_inflated_bytes: usize) -> Vec<Decoded> {
-    match event_shape(event) {
-        EventShape::Subscription => match event.pointer("/awslogs/data") {
-            Some(data) => vec![decode_data_value(data, max_inflated_bytes)],
-            None => Vec::new(),
-        },
-        EventShape::Kinesis => flatten(kinesis_records(event, max_inflated_bytes)),
-        EventShape::Firehose => flatten(firehose_records(event, max_inflated_bytes)),
-        EventShape::Unknown => vec![quarantine_value(
-            "unrecognised event: not a CloudWatch Logs subscription event (no awslogs.data), \
-             nor a Kinesis or Firehose event of subscription records",
-            event,
-        )],
+/// A Lambda event, decoded once and told apart by its shape: one function serves a
+/// direct subscription, a Kinesis stream and Firehose. (A file given to the CLI is one
+/// batch whatever it holds: [`decode_document`].)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A CloudWatch Logs subscription event: its payload, or why it is not one.
+    Subscription(Vec<Decoded>),
+    /// The records of a Kinesis Data Streams event, in shard order: the response names
+    /// the ones that failed.
+    Kinesis(Vec<StreamRecord>),
+    /// The records of a Firehose data-transformation event: the response hands each back.
+    Firehose(Vec<StreamRecord>),
+    /// An event of no shape the function is subscribed with, quarantined whole.
+    Unrecognised(Quarantined),
+}
+
+impl Delivery {
+    /// For the invocation's log: which kind of delivery it was.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Delivery::Subscription(_) => "subscription",
+            Delivery::Kinesis(_) => "kinesis",
+            Delivery::Firehose(_) => "firehose",
+            Delivery::Unrecognised(_) => "unrecognised",
+        }
+    }
+
+    /// Every payload and quarantine item, record boundaries dropped: for processing the
+    /// delivery as one batch.
+    pub fn into_decoded(self) -> Vec<Decoded> {
+        match self {
+            Delivery::Subscription(decoded) => decoded,
+            Delivery::Kinesis(records) | Delivery::Firehose(records) => records
+                .into_iter()
+                .flat_map(|record| record.decoded)
+                .collect(),
+            Delivery::Unrecognised(item) => vec![Decoded::Quarantined(item)],
+        }
     }
 }
 
-fn flatten(records: Vec<StreamRecord>) -> Vec<Decoded> {
-    records
-        .into_iter()
-        .flat_map(|record| record.decoded)
-        .collect()
+/// Decodes a Lambda invocation event: a CloudWatch Logs subscription event gives one
+/// payload, a Kinesis or Firehose event one per record; anything else is quarantined
+/// whole.
+pub fn decode_event(event: &Value, max_inflated_bytes: usize) -> Delivery {
+    match event_shape(event) {
+        EventShape::Subscription => Delivery::Subscription(
+            event
+                .pointer("/awslogs/data")
+                .map(|data| decode_data_value(data, max_inflated_bytes))
+                .into_iter()
+                .collect(),
+        ),
+        EventShape::Kinesis => Delivery::Kinesis(kinesis_records(event, max_inflated_bytes)),
+        EventShape::Firehose => Delivery::Firehose(firehose_records(event, max_inflated_bytes)),
+        EventShape::Unknown => Delivery::Unrecognised(Quarantined::new(
+            "unrecognised event: not a CloudWatch Logs subscription event (no awslogs.data), \
+             nor a Kinesis or Firehose event of subscription records",
+            event.to_string().as_bytes(),
+        )),
+    }
 }
 
 fn decode_data_value(data: &Value, max_inflated_bytes: usize) -> Decoded {
@@ -170,7 +206,7 @@ fn decode_json_value(
         }
         return Ok(decoded);
     }
-    Ok(decode_lambda_event(value, max_inflated_bytes))
+    Ok(decode_event(value, max_inflated_bytes).into_decoded())
 }
 
 /// What the failure queue holds, unwrapped one level, so that an operator can replay it
@@ -333,19 +369,17 @@ pub fn split_raw_text(text: &str) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine;
-
-    use super::super::awslogs::tests::gzip;
     use super::*;
+    use crate::testkit::{self, awslogs_event, gzip, receive_message_output};
 
     const RECORD: &str =
         "Time: 01/16/18 01:48:49.824999, usecs:1516067329824999\nSequence No : 0x0\n";
 
     #[test]
     fn a_lambda_event_without_awslogs_is_quarantined_whole() {
-        let decoded = decode_lambda_event(&serde_json::json!({"hello": "world"}), 1024);
-        let [Decoded::Quarantined(item)] = decoded.as_slice() else {
-            panic!("{decoded:?}")
+        let delivery = decode_event(&serde_json::json!({"hello": "world"}), 1024);
+        let Delivery::Unrecognised(item) = &delivery else {
+            panic!("{delivery:?}")
         };
         assert!(item.reason.contains("no awslogs.data"));
         assert!(item.raw.contains("hello"));
@@ -354,7 +388,10 @@ mod tests {
     #[test]
     fn undecodable_data_is_quarantined_with_the_data() {
         let event = serde_json::json!({"awslogs": {"data": "bm90IGd6aXA="}});
-        let decoded = decode_lambda_event(&event, 1024);
+        let delivery = decode_event(&event, 1024);
+        let Delivery::Subscription(decoded) = &delivery else {
+            panic!("{delivery:?}")
+        };
         let [Decoded::Quarantined(item)] = decoded.as_slice() else {
             panic!("{decoded:?}")
         };
@@ -415,8 +452,7 @@ mod tests {
         let decoded =
             decode_document(&gzip(json.as_bytes()), "f", &RawTextSource::default(), 1024).unwrap();
         assert!(matches!(decoded.as_slice(), [Decoded::Payload(_)]));
-        let event = serde_json::json!({"awslogs": {"data":
-            base64::engine::general_purpose::STANDARD.encode(gzip(json.as_bytes()))}});
+        let event = awslogs_event(json.as_bytes());
         let decoded = decode_document(
             event.to_string().as_bytes(),
             "f",
@@ -428,45 +464,11 @@ mod tests {
     }
 
     fn subscription_event(stream: &str) -> Value {
-        let json = format!(
-            r#"{{"messageType":"DATA_MESSAGE","logGroup":"/aws/cloudhsm/c","logStream":"{stream}","logEvents":[{{"id":"1","timestamp":1,"message":"m"}}]}}"#
-        );
-        serde_json::json!({"awslogs": {"data":
-            base64::engine::general_purpose::STANDARD.encode(gzip(json.as_bytes()))}})
+        testkit::subscription_event("/aws/cloudhsm/c", stream, 1, &["m"])
     }
 
-    /// What the on-failure destination of an asynchronous invocation sends to SQS.
     fn destination_record(event: &Value) -> Value {
-        serde_json::json!({
-            "version": "1.0",
-            "timestamp": "2024-05-01T12:00:00.000Z",
-            "requestContext": {
-                "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
-                "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:hsm-audit:$LATEST",
-                "condition": "RetriesExhausted",
-                "approximateInvokeCount": 3
-            },
-            "requestPayload": event,
-            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-            "responsePayload": {"errorType": "Retryable", "errorMessage": "DynamoDB BatchWriteItem failed: throttled"}
-        })
-    }
-
-    /// `aws sqs receive-message` output holding `bodies`.
-    fn receive_message_output(bodies: &[String]) -> Value {
-        let messages: Vec<Value> = bodies
-            .iter()
-            .enumerate()
-            .map(|(index, body)| {
-                serde_json::json!({
-                    "MessageId": format!("0000000{index}-6b8c-xmpl-a8d4-1d5e8d4a8b9c"),
-                    "ReceiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-                    "MD5OfBody": "fafb00f5732ab283681e124bf8747ed1",
-                    "Body": body,
-                })
-            })
-            .collect();
-        serde_json::json!({ "Messages": messages })
+        testkit::destination_record(event, "DynamoDB BatchWriteItem failed: throttled")
     }
 
     fn decode(value: &Value) -> Vec<Decoded> {

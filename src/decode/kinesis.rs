@@ -11,14 +11,14 @@ use super::{Decoded, Quarantined, decode_awslogs_data};
 /// How a Lambda event delivers subscription payloads, told apart by shape alone: the
 /// same function serves a direct subscription, a Kinesis stream and Firehose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventShape {
+pub(super) enum EventShape {
     Subscription,
     Kinesis,
     Firehose,
     Unknown,
 }
 
-pub fn event_shape(event: &Value) -> EventShape {
+pub(super) fn event_shape(event: &Value) -> EventShape {
     if event.pointer("/awslogs/data").is_some() {
         return EventShape::Subscription;
     }
@@ -62,7 +62,7 @@ impl StreamRecord {
 }
 
 /// The records of a Kinesis Data Streams event, in delivery (shard) order.
-pub fn kinesis_records(event: &Value, max_inflated_bytes: usize) -> Vec<StreamRecord> {
+pub(super) fn kinesis_records(event: &Value, max_inflated_bytes: usize) -> Vec<StreamRecord> {
     records_of(event, "Records", "Kinesis", max_inflated_bytes, |record| {
         (
             record
@@ -74,7 +74,7 @@ pub fn kinesis_records(event: &Value, max_inflated_bytes: usize) -> Vec<StreamRe
 }
 
 /// The records of a Firehose data-transformation event.
-pub fn firehose_records(event: &Value, max_inflated_bytes: usize) -> Vec<StreamRecord> {
+pub(super) fn firehose_records(event: &Value, max_inflated_bytes: usize) -> Vec<StreamRecord> {
     records_of(event, "records", "Firehose", max_inflated_bytes, |record| {
         (
             record.get("recordId").and_then(Value::as_str),
@@ -129,15 +129,14 @@ fn records_of<'a>(
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine;
     use serde_json::json;
 
-    use super::super::awslogs::tests::gzip;
     use super::*;
+    use crate::testkit::{b64, gzip};
 
     fn data() -> String {
         let json = r#"{"messageType":"DATA_MESSAGE","logGroup":"/aws/cloudhsm/c","logStream":"hsm-1","logEvents":[]}"#;
-        base64::engine::general_purpose::STANDARD.encode(gzip(json.as_bytes()))
+        b64(&gzip(json.as_bytes()))
     }
 
     #[test]

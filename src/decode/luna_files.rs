@@ -281,7 +281,7 @@ mod tests {
     fn array_lines_zip_and_gzip_give_the_same_events() {
         let array = format!("[{RECORD},\n{RECORD}]");
         let lines = format!("{RECORD}\n\n{RECORD}\n");
-        let gz = crate::decode::awslogs::tests::gzip(lines.as_bytes());
+        let gz = crate::testkit::gzip(lines.as_bytes());
         let zipped = zip_of("audit.json", array.as_bytes());
         let ids = |bytes: &[u8]| {
             let decoded = decode_luna_file(bytes, "f", None, 1 << 20);

@@ -12,7 +12,7 @@ pub use awslogs::{
     DecodeError, LogEvent, LogsPayload, MessageType, UndecodableEvent, decode_awslogs_data,
     inflate_capped,
 };
-pub use input::{Decoded, RawTextSource, decode_document, decode_lambda_event, split_raw_text};
-pub use kinesis::{EventShape, StreamRecord, event_shape, firehose_records, kinesis_records};
+pub use input::{Decoded, Delivery, RawTextSource, decode_document, decode_event, split_raw_text};
+pub use kinesis::StreamRecord;
 pub use luna_files::{decode_luna_file, looks_like_luna_file};
 pub use quarantine::Quarantined;

@@ -7,7 +7,7 @@ use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 use super::DigestSignature;
 use super::signature::{PublicKey, SIGNING_ALGORITHM, signed_message};
 use crate::store::StoreError;
-use crate::store::dynamodb::request_error;
+use crate::store::dynamodb::request_failed;
 
 /// Who signs the digests a store writes.
 #[derive(Debug, Clone, Default)]
@@ -45,13 +45,16 @@ impl DigestSigner {
             .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
             .send()
             .await
-            .map_err(|error| request_error("KMS Sign", error))?;
+            .map_err(|error| StoreError::Signing {
+                key_id: key_id.clone(),
+                source: Box::new(request_failed(error)),
+            })?;
         let der = output
             .signature
             .map(Blob::into_inner)
-            .ok_or_else(|| StoreError::Corrupt {
-                key: key_id.clone(),
-                message: "KMS Sign returned no signature".to_owned(),
+            .ok_or_else(|| StoreError::Signing {
+                key_id: key_id.clone(),
+                source: "KMS Sign returned no signature".into(),
             })?;
         Ok(Some(DigestSignature {
             der,
@@ -77,7 +80,7 @@ pub async fn public_key(client: &Client, key_id: &str) -> Result<(PublicKey, Vec
         .map_err(|error| {
             format!(
                 "KMS GetPublicKey {key_id}: {}",
-                crate::store::dynamodb::error_chain(&error)
+                crate::errors::one_line(&error)
             )
         })?;
     let der = output

@@ -233,7 +233,7 @@ pub fn stored_digest(item: &Item) -> Result<StoredDigest, StoreError> {
     let text = |name: &str| item.get(name).and_then(|value| value.as_s().ok()).cloned();
     let corrupt = |message: &str| StoreError::Corrupt {
         key: items::item_key(item),
-        message: message.to_owned(),
+        source: message.into(),
     };
     Ok(StoredDigest {
         seq: item

@@ -249,8 +249,8 @@ pub(crate) fn conflict_alert(conflict: &Conflict) -> Alert {
 mod tests {
     use super::*;
     use crate::domain::records::prepare;
-    use crate::domain::testkit::rec;
     use crate::model::{Opcode, Timestamp, TrailEntry};
+    use crate::testkit::rec;
 
     fn run(entries: &[TrailEntry], conflicts: &[Conflict]) -> (Vec<StreamSummary>, Vec<Alert>) {
         let (streams, alerts, _) = derive(

@@ -297,8 +297,8 @@ fn unknown_generation(handle: u64) -> KeyGeneration {
 mod tests {
     use super::*;
     use crate::domain::records::prepare;
-    use crate::domain::testkit::rec;
     use crate::model::TrailEntry;
+    use crate::testkit::rec;
 
     const WINDOW: i64 = 5_000_000;
 

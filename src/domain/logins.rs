@@ -42,7 +42,7 @@ pub(crate) fn derive(recs: &[Rec<'_>], config: &DeriveConfig) -> (Vec<FailedLogi
 /// Every failed `CN_LOGIN`, not yet flagged.
 pub(crate) fn failures(recs: &[Rec<'_>]) -> Vec<FailedLogin> {
     recs.iter()
-        .filter(|rec| *rec.op() == Opcode::Login && !rec.ok())
+        .filter(|rec| rec.record.is_failed_login())
         .map(|rec| FailedLogin {
             time: rec.time(),
             hsm: rec.hsm.to_owned(),
@@ -236,8 +236,8 @@ fn burst_alert(at: &FailedLogin) -> Alert {
 mod tests {
     use super::*;
     use crate::domain::records::prepare;
-    use crate::domain::testkit::login;
     use crate::model::TrailEntry;
+    use crate::testkit::login;
 
     const MINUTE: i64 = 60_000_000;
 

@@ -49,12 +49,10 @@ use super::{
     Alert, AlertKind, ClusterSession, DeriveConfig, FailedLogin, KeyEvent, KeyGeneration, KeyState,
     SessionEvent,
 };
-use crate::model::{LunaRecord, Opcode, Timestamp, TrailEntry};
+use crate::model::{LUNA_LOGIN, LunaRecord, Opcode, Timestamp, TrailEntry};
 
 /// `ended_by` of a session closed by the inactivity window.
 pub const INACTIVITY: &str = "INACTIVITY";
-
-const LOGIN: &str = "LUNA_LOGIN";
 
 /// Everything Luna records contribute to a cluster's views.
 #[derive(Debug, Default)]
@@ -163,10 +161,7 @@ fn prepare(entries: &[TrailEntry]) -> Vec<LunaRec<'_>> {
         };
         let rec = LunaRec {
             record,
-            partition: record
-                .partition_id
-                .as_deref()
-                .unwrap_or(entry.stream.hsm.as_str()),
+            partition: record.partition_id.as_deref().unwrap_or(&*entry.stream.hsm),
             stream: &entry.stream.hsm,
             log_event_id: &entry.log_event_id,
             digest: entry.record.content_sha256(),
@@ -212,13 +207,9 @@ pub(crate) fn derive(
     }
 }
 
-fn is_failed_login(rec: &LunaRec<'_>) -> bool {
-    rec.action() == LOGIN && !rec.ok()
-}
-
 fn failed_logins(recs: &[LunaRec<'_>]) -> Vec<FailedLogin> {
     recs.iter()
-        .filter(|rec| is_failed_login(rec))
+        .filter(|rec| rec.record.is_failed_login())
         .map(|rec| FailedLogin {
             time: rec.time(),
             hsm: rec.partition.to_owned(),
@@ -264,7 +255,7 @@ fn sessions(
         .map(|run| ((run.partition.clone(), run.actor.clone()), run.clone()))
         .collect();
     let mut by_actor: BTreeMap<(String, String), Vec<&LunaRec<'_>>> = BTreeMap::new();
-    for rec in recs.iter().filter(|rec| !is_failed_login(rec)) {
+    for rec in recs.iter().filter(|rec| !rec.record.is_failed_login()) {
         if let Some(actor) = rec.record.actor_id.as_deref() {
             by_actor
                 .entry((rec.partition.to_owned(), actor.to_owned()))
@@ -302,7 +293,7 @@ fn sessions(
             }
             if let Some((run, events)) = current.as_mut() {
                 run.last = rec.time();
-                if rec.action() == LOGIN && !run.role_from_login {
+                if rec.action() == LUNA_LOGIN && !run.role_from_login {
                     run.role = rec.record.role.clone();
                     run.role_from_login = true;
                 }

@@ -32,8 +32,6 @@ mod quorum;
 mod records;
 mod sensitive;
 mod sessions;
-#[cfg(test)]
-pub(crate) mod testkit;
 mod users;
 
 /// Tunables of the derivation, read once from the environment by [`crate::config`].
@@ -81,6 +79,21 @@ pub struct Conflict {
 }
 
 impl Conflict {
+    /// `entry`, whose content digests to `rejected_sha256`, refused because its identity
+    /// is stored with `stored_sha256`.
+    pub fn refused(entry: &TrailEntry, stored_sha256: &str, rejected_sha256: String) -> Self {
+        let (hsm, reboot_counter, sequence_no) = entry.identity().into_parts();
+        Conflict {
+            hsm,
+            reboot_counter,
+            sequence_no,
+            time: entry.record.time(),
+            stored_sha256: stored_sha256.to_owned(),
+            rejected_sha256,
+            rejected_log_event_id: entry.log_event_id.clone(),
+        }
+    }
+
     pub fn identity(&self) -> RecordIdentity {
         match (self.reboot_counter, self.sequence_no) {
             (Some(reboot_counter), Some(sequence_no)) => RecordIdentity::Sequence {
@@ -94,6 +107,50 @@ impl Conflict {
             },
         }
     }
+}
+
+/// A delivery's entries sorted against the trail (see [`classify_delivery`]).
+#[derive(Debug, Default)]
+pub struct Classified<'a> {
+    /// Entries new to the trail, each with its identity's key and its content digest.
+    pub fresh: Vec<(String, &'a TrailEntry, String)>,
+    pub duplicates: usize,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// The trail's rule for identities: each is stored once. `stored` maps the key of an
+/// identity already in the trail (`key_of`) to the digest of its content. An entry whose
+/// identity is stored with the same content is a duplicate (a no-op); with other
+/// content, a conflict, recorded once (the same refused content again is a duplicate of
+/// it) and never replacing what was stored first. Within the delivery, the first entry
+/// of an identity counts as stored first.
+pub fn classify_delivery<'a>(
+    entries: &'a [TrailEntry],
+    stored: &std::collections::HashMap<String, String>,
+    key_of: impl Fn(&RecordIdentity) -> String,
+) -> Classified<'a> {
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut classified = Classified::default();
+    for entry in entries {
+        let key = key_of(&entry.identity());
+        let digest = entry.record.content_sha256();
+        match stored.get(&key).or_else(|| seen.get(&key)) {
+            Some(first) if *first == digest => classified.duplicates += 1,
+            Some(first) => {
+                let conflict = Conflict::refused(entry, first, digest);
+                if classified.conflicts.contains(&conflict) {
+                    classified.duplicates += 1;
+                } else {
+                    classified.conflicts.push(conflict);
+                }
+            }
+            None => {
+                seen.insert(key.clone(), digest.clone());
+                classified.fresh.push((key, entry, digest));
+            }
+        }
+    }
+    classified
 }
 
 /// Everything derived for one cluster.
@@ -606,14 +663,7 @@ pub fn fold(
 /// it is in the trail (and in its stream's integrity), but sessions, key lifecycles and
 /// failed logins were derived without it until `hsm-audit rederive` rebuilds them.
 pub fn late_record_alert(entry: &TrailEntry, settled_before: Timestamp) -> Alert {
-    let (hsm, reboot_counter, seq) = match entry.identity() {
-        RecordIdentity::Sequence {
-            hsm,
-            reboot_counter,
-            sequence_no,
-        } => (hsm, Some(reboot_counter), Some(sequence_no)),
-        RecordIdentity::LogEvent { stream, .. } => (stream, None, None),
-    };
+    let (hsm, reboot_counter, seq) = entry.identity().into_parts();
     Alert {
         kind: AlertKind::LateRecord,
         time: entry.record.time(),
@@ -639,4 +689,38 @@ fn alert_order(a: &Alert, b: &Alert) -> std::cmp::Ordering {
         .cmp(&(b.time, b.kind, &b.hsm, b.seq.or(b.from)))
         .then_with(|| (a.reboot_counter, a.from, a.to).cmp(&(b.reboot_counter, b.from, b.to)))
         .then_with(|| (&a.user, &a.opcode, &a.detail).cmp(&(&b.user, &b.opcode, &b.detail)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::testkit::rec;
+
+    fn key(identity: &RecordIdentity) -> String {
+        format!("{identity:?}")
+    }
+
+    #[test]
+    fn given_redeliveries_when_classified_then_same_content_is_a_duplicate_and_other_content_one_conflict()
+     {
+        let first = rec("hsm-1", 1, 7, 1_000, Opcode::Login).build();
+        let other = rec("hsm-1", 1, 7, 2_000, Opcode::Login).build();
+        let new = rec("hsm-1", 1, 8, 3_000, Opcode::Logout).build();
+        let stored = HashMap::from([(key(&first.identity()), first.record.content_sha256())]);
+        let delivery = [first.clone(), other.clone(), other.clone(), new.clone()];
+        let classified = classify_delivery(&delivery, &stored, key);
+        assert_eq!(
+            classified.duplicates, 2,
+            "the stored content, and the refused one again"
+        );
+        assert_eq!(classified.conflicts.len(), 1);
+        let conflict = &classified.conflicts[0];
+        assert_eq!(conflict.stored_sha256, first.record.content_sha256());
+        assert_eq!(conflict.rejected_sha256, other.record.content_sha256());
+        assert_eq!(conflict.identity(), other.identity());
+        assert_eq!(classified.fresh.len(), 1);
+        assert_eq!(classified.fresh[0].1, &new);
+    }
 }

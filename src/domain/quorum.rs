@@ -298,9 +298,9 @@ fn m_values(
 mod tests {
     use super::*;
     use crate::domain::records::prepare;
-    use crate::domain::testkit::{login, rec};
     use crate::domain::users::UserNames;
     use crate::model::TrailEntry;
+    use crate::testkit::{login, rec};
 
     /// Derives with the real session attribution, so actors are as in production.
     fn run(entries: &[TrailEntry]) -> (QuorumView, Vec<Alert>) {

@@ -80,7 +80,7 @@ impl<'a> Rec<'a> {
 pub(crate) fn prepare(entries: &[TrailEntry]) -> Vec<Rec<'_>> {
     let mut sorted: Vec<(&str, &HsmRecord)> = entries
         .iter()
-        .filter_map(|entry| Some((entry.stream.hsm.as_str(), entry.cloudhsm()?)))
+        .filter_map(|entry| Some((&*entry.stream.hsm, entry.cloudhsm()?)))
         .collect();
     sorted.sort_by(|a, b| stream_key(a).cmp(&stream_key(b)));
     sorted
@@ -104,7 +104,7 @@ fn stream_key<'a>((hsm, record): &(&'a str, &HsmRecord)) -> (&'a str, u32, u64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::testkit::rec;
+    use crate::testkit::rec;
 
     #[test]
     fn given_duplicates_in_any_order_when_prepared_then_one_per_identity_in_stream_order() {

@@ -117,8 +117,8 @@ pub(crate) fn derive(
 mod tests {
     use super::*;
     use crate::domain::records::prepare;
-    use crate::domain::testkit::rec;
     use crate::model::TrailEntry;
+    use crate::testkit::rec;
 
     fn run(entries: &[TrailEntry]) -> Vec<Alert> {
         let recs = prepare(entries);

@@ -649,8 +649,8 @@ fn session_event(rec: Rec<'_>, names: &UserNames) -> SessionEvent {
 mod tests {
     use super::*;
     use crate::domain::records::prepare;
-    use crate::domain::testkit::{login, rec};
     use crate::model::TrailEntry;
+    use crate::testkit::{login, rec};
 
     const MS: i64 = 1_000;
     const WINDOW: i64 = 5_000 * MS;

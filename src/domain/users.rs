@@ -118,7 +118,7 @@ pub(crate) fn target_user_type<'a>(rec: Rec<'a>) -> Option<&'a str> {
 mod tests {
     use super::*;
     use crate::domain::records::prepare;
-    use crate::domain::testkit::rec;
+    use crate::testkit::rec;
 
     #[test]
     fn given_a_target_when_named_then_it_wins_over_user_name_and_else_user_name_stays() {

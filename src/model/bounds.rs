@@ -40,9 +40,22 @@ fn bound_option(text: &mut Option<String>) {
     }
 }
 
-/// Bounds every text field of `record` ([`bound_text`]); `Err` with the reason when the
-/// record is still too large to store.
-pub fn bound_record(record: &mut AuditRecord) -> Result<(), String> {
+/// Why a record cannot be stored as it came: the reason it is quarantined for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unstorable {
+    #[error(
+        "{what} ({micros} µs since the epoch) lies outside the years 0000 to 9999 the trail can store"
+    )]
+    Time { what: &'static str, micros: i64 },
+    #[error("record too large to store: {bytes} bytes of fields (at most {MAX_RECORD_BYTES})")]
+    TooLarge { bytes: usize },
+    #[error("{what} of {bytes} bytes is longer than the {MAX_FIELD_BYTES} a name may have")]
+    NameTooLong { what: &'static str, bytes: usize },
+}
+
+/// Bounds every text field of `record` ([`bound_text`]); `Err` when the record is still
+/// too large to store.
+pub fn bound_record(record: &mut AuditRecord) -> Result<(), Unstorable> {
     match record {
         AuditRecord::CloudHsm(record) => {
             bound_text(&mut record.command_type.name);
@@ -105,21 +118,19 @@ pub fn bound_record(record: &mut AuditRecord) -> Result<(), String> {
     }
     let size = serde_json::to_vec(record).map_or(usize::MAX, |json| json.len());
     if size > MAX_RECORD_BYTES {
-        return Err(format!(
-            "record too large to store: {size} bytes of fields (at most {MAX_RECORD_BYTES})"
-        ));
+        return Err(Unstorable::TooLarge { bytes: size });
     }
     Ok(())
 }
 
 /// `Err` with the reason when a name from the envelope (log group, stream, event id) is
 /// longer than CloudWatch allows: it would go into every item of the record verbatim.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+pub fn check_name(what: &'static str, name: &str) -> Result<(), Unstorable> {
     if name.len() > MAX_FIELD_BYTES {
-        return Err(format!(
-            "{what} of {} bytes is longer than the {MAX_FIELD_BYTES} a name may have",
-            name.len()
-        ));
+        return Err(Unstorable::NameTooLong {
+            what,
+            bytes: name.len(),
+        });
     }
     Ok(())
 }

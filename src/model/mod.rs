@@ -7,7 +7,7 @@ mod time;
 
 pub use opcode::Opcode;
 pub use record::{
-    AuditRecord, CertificateRecord, HsmRecord, Labeled, LaterFields, LunaRecord, RecordIdentity,
-    StreamId, TrailEntry,
+    AuditRecord, CertificateRecord, HsmRecord, LUNA_LOGIN, Labeled, LaterFields, LunaRecord,
+    RecordIdentity, StreamId, TrailEntry,
 };
 pub use time::Timestamp;

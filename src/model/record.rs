@@ -1,6 +1,7 @@
 //! One CloudHSM audit record, and the trail entry that ties it to where it was read.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -160,6 +161,11 @@ impl HsmRecord {
         self.response_code == 0
     }
 
+    /// A `CN_LOGIN` the HSM refused: what the brute-force rule counts.
+    pub fn is_failed_login(&self) -> bool {
+        self.opcode == Opcode::Login && !self.succeeded()
+    }
+
     /// The later layout's fields, all absent for a record in the seed's layout.
     pub fn later(&self) -> &LaterFields {
         self.later.as_deref().unwrap_or(&NO_LATER_FIELDS)
@@ -179,11 +185,12 @@ impl HsmRecord {
 }
 
 /// The log stream a record was read from: CloudHSM writes one stream per HSM into a log
-/// group per cluster, and the HSM id is not inside the records.
+/// group per cluster, and the HSM id is not inside the records. Shared: every record of
+/// a payload has the same.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StreamId {
-    pub cluster: String,
-    pub hsm: String,
+    pub cluster: Arc<str>,
+    pub hsm: Arc<str>,
 }
 
 impl StreamId {
@@ -194,8 +201,8 @@ impl StreamId {
             .filter(|rest| !rest.is_empty())
             .unwrap_or(log_group);
         Self {
-            cluster: cluster.to_owned(),
-            hsm: log_stream.to_owned(),
+            cluster: cluster.into(),
+            hsm: log_stream.into(),
         }
     }
 }
@@ -251,9 +258,17 @@ pub struct LunaRecord {
     pub record_id: Option<String>,
 }
 
+/// The Luna action of a login, the one the brute-force rule and sessions look for.
+pub const LUNA_LOGIN: &str = "LUNA_LOGIN";
+
 impl LunaRecord {
     pub fn succeeded(&self) -> bool {
         self.status == "LUNA_RET_OK"
+    }
+
+    /// A `LUNA_LOGIN` the HSM refused.
+    pub fn is_failed_login(&self) -> bool {
+        self.action == LUNA_LOGIN && !self.succeeded()
     }
 }
 
@@ -272,6 +287,25 @@ impl AuditRecord {
             AuditRecord::CloudHsm(record) => record.time,
             AuditRecord::Certificate(record) => record.time,
             AuditRecord::Luna(record) => record.time,
+        }
+    }
+
+    /// A login the HSM refused, of either vendor (certificate storage has no logins).
+    pub fn is_failed_login(&self) -> bool {
+        match self {
+            AuditRecord::CloudHsm(record) => record.is_failed_login(),
+            AuditRecord::Certificate(_) => false,
+            AuditRecord::Luna(record) => record.is_failed_login(),
+        }
+    }
+
+    /// The name of what the record did: the CloudHSM opcode, the certificate-storage
+    /// operation or the Luna action, verbatim where it is not known.
+    pub fn opcode_name(&self) -> &str {
+        match self {
+            AuditRecord::CloudHsm(record) => record.opcode.as_str(),
+            AuditRecord::Certificate(record) => &record.op_code,
+            AuditRecord::Luna(record) => &record.action,
         }
     }
 
@@ -303,13 +337,29 @@ pub enum RecordIdentity {
     },
 }
 
+impl RecordIdentity {
+    /// The stream (the HSM of a CloudHSM record), and the reboot counter and sequence
+    /// number where the record has them: how alerts and conflicts name a record.
+    pub fn into_parts(self) -> (String, Option<u32>, Option<u64>) {
+        match self {
+            RecordIdentity::Sequence {
+                hsm,
+                reboot_counter,
+                sequence_no,
+            } => (hsm, Some(reboot_counter), Some(sequence_no)),
+            RecordIdentity::LogEvent { stream, .. } => (stream, None, None),
+        }
+    }
+}
+
 /// A record as stored in the trail: the parsed record, where it came from in CloudWatch
 /// (so an auditor can find the original), and the original text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrailEntry {
     pub stream: StreamId,
     pub record: AuditRecord,
-    pub log_group: String,
+    /// Shared by every record of a payload, as `stream` is.
+    pub log_group: Arc<str>,
     pub log_event_id: String,
     pub log_event_time: Timestamp,
     pub raw: String,
@@ -319,14 +369,14 @@ impl TrailEntry {
     pub fn identity(&self) -> RecordIdentity {
         match &self.record {
             AuditRecord::CloudHsm(record) => RecordIdentity::Sequence {
-                hsm: self.stream.hsm.clone(),
+                hsm: self.stream.hsm.to_string(),
                 reboot_counter: record.reboot_counter,
                 sequence_no: record.sequence_no,
             },
             // Luna records have no sequence number either; whoever builds the entry
             // chooses the event id (see `decode::luna_files`).
             AuditRecord::Certificate(_) | AuditRecord::Luna(_) => RecordIdentity::LogEvent {
-                stream: self.stream.hsm.clone(),
+                stream: self.stream.hsm.to_string(),
                 log_event_id: self.log_event_id.clone(),
             },
         }
@@ -361,11 +411,11 @@ mod tests {
     #[test]
     fn cluster_comes_from_the_cloudhsm_log_group() {
         let stream = StreamId::from_log("/aws/cloudhsm/cluster-abc", "hsm-1");
-        assert_eq!(stream.cluster, "cluster-abc");
-        assert_eq!(stream.hsm, "hsm-1");
-        assert_eq!(StreamId::from_log("my-group", "h").cluster, "my-group");
+        assert_eq!(&*stream.cluster, "cluster-abc");
+        assert_eq!(&*stream.hsm, "hsm-1");
+        assert_eq!(&*StreamId::from_log("my-group", "h").cluster, "my-group");
         assert_eq!(
-            StreamId::from_log("/aws/cloudhsm/", "h").cluster,
+            &*StreamId::from_log("/aws/cloudhsm/", "h").cluster,
             "/aws/cloudhsm/"
         );
     }

@@ -24,14 +24,14 @@ impl Timestamp {
     }
 
     /// `Err` with the reason a record is quarantined for, when `self` is not storable.
-    pub fn check_storable(self, what: &str) -> Result<Self, String> {
+    pub fn check_storable(self, what: &'static str) -> Result<Self, super::bounds::Unstorable> {
         if self.is_storable() {
             Ok(self)
         } else {
-            Err(format!(
-                "{what} ({} µs since the epoch) lies outside the years 0000 to 9999 the trail can store",
-                self.0
-            ))
+            Err(super::bounds::Unstorable::Time {
+                what,
+                micros: self.0,
+            })
         }
     }
 
@@ -148,7 +148,7 @@ mod tests {
             Timestamp::from_millis(i64::MAX),
         ] {
             assert!(!time.is_storable());
-            let reason = time.check_storable("`usecs`").unwrap_err();
+            let reason = time.check_storable("`usecs`").unwrap_err().to_string();
             assert!(
                 reason.contains("outside the years 0000 to 9999"),
                 "{reason}"

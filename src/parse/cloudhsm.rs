@@ -221,13 +221,13 @@ impl<'a> Fields<'a> {
                 field: field.name(),
             });
         }
-        *slot = Some(value.trim());
+        *slot = Some(trim(value));
         Ok(())
     }
 
     /// Keeps a field this parser does not know.
     fn set_extra(&mut self, key: &'a str, value: &'a str) {
-        self.extra.push((key, value.trim()));
+        self.extra.push((key, trim(value)));
     }
 
     /// The unknown fields by key; a key logged twice keeps both values, in input order.
@@ -266,13 +266,13 @@ impl<'a> Fields<'a> {
 /// Splits a multi-line record at line ends and each line at its first `:`.
 fn collect_lines(text: &str) -> Result<Fields<'_>, ParseError> {
     let mut fields = Fields::default();
-    for line in text.split('\n') {
+    for line in split_at_byte(text, b'\n') {
         // A line that is not `Key: value` carries nothing to keep (the record's text is
         // kept whole in the trail anyway); one whose key is not ours is newer firmware's.
-        let Some((key, value)) = line.split_once(':') else {
+        let Some((key, value)) = split_once_at_byte(line, b':') else {
             continue;
         };
-        let key = key.trim();
+        let key = trim(key);
         match Field::from_key(key) {
             Some(field) => fields.set(field, value)?,
             None if !key.is_empty() => fields.set_extra(key, value),
@@ -280,6 +280,44 @@ fn collect_lines(text: &str) -> Result<Fields<'_>, ParseError> {
         }
     }
     Ok(fields)
+}
+
+/// `text` cut at each `byte`, an ASCII one. The hot path of the parser: a `char` pattern
+/// compares the UTF-8 encoding of every match with a call to `memcmp`, a byte search does
+/// not.
+fn split_at_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
+    debug_assert!(byte.is_ascii());
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.bytes().position(|b| b == byte) {
+            // An ASCII byte is a character boundary on both sides.
+            Some(at) => {
+                rest = current.get(at + 1..);
+                current.get(..at)
+            }
+            None => rest.take(),
+        }
+    })
+}
+
+/// `text` split at the first `byte` (ASCII), as `str::split_once` with a `char`.
+fn split_once_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
+    debug_assert!(byte.is_ascii());
+    let at = text.bytes().position(|b| b == byte)?;
+    Some((text.get(..at)?, text.get(at + 1..)?))
+}
+
+/// `str::trim`, on the fast path of a value whose ends are ASCII: Unicode whitespace
+/// (and the vertical tab, which `trim_ascii` keeps) is left to `str::trim`.
+fn trim(text: &str) -> &str {
+    let trimmed = text.trim_ascii();
+    let plain = |byte: Option<&u8>| byte.is_none_or(|b| b.is_ascii() && *b != 0x0b);
+    if plain(trimmed.as_bytes().first()) && plain(trimmed.as_bytes().last()) {
+        trimmed
+    } else {
+        trimmed.trim()
+    }
 }
 
 /// Splits a one-line record where a known field name, then optional blanks and `:`, starts
@@ -503,8 +541,8 @@ fn parse_time(value: &str) -> Result<Timestamp, ParseError> {
     let digits = after
         .trim_start()
         .strip_prefix(':')
-        .ok_or_else(|| invalid("has no `usecs:` value"))?
-        .trim();
+        .ok_or_else(|| invalid("has no `usecs:` value"))?;
+    let digits = trim(digits);
     match parse_digits(digits, 10) {
         Ok(micros) => i64::try_from(micros)
             .map(Timestamp::from_micros)
@@ -551,13 +589,13 @@ fn hex_error(field: Field, value: &str, error: NumberError, overflow: &'static s
 
 /// Reads `NAME (code)` or a bare `NAME` into its name and optional number.
 fn parse_label(field: Field, value: &str) -> Result<(&str, Option<u64>), ParseError> {
-    let (name, code) = match value
-        .strip_suffix(')')
-        .and_then(|inner| inner.rsplit_once('('))
-    {
+    let (name, code) = match value.strip_suffix(')').and_then(|inner| {
+        let at = inner.bytes().rposition(|b| b == b'(')?;
+        Some((inner.get(..at)?, inner.get(at + 1..)?))
+    }) {
         Some((name, code)) => (
             name.trim_end(),
-            Some(parse_number(field, value, code.trim())?),
+            Some(parse_number(field, value, trim(code))?),
         ),
         None => (value, None),
     };
@@ -578,8 +616,8 @@ fn labeled(field: Field, value: &str) -> Result<Labeled, ParseError> {
 
 /// Reads `<decimal code>:<text>`; the text keeps its own colons but not surrounding blanks.
 fn parse_response(value: &str) -> Result<(u32, &str), ParseError> {
-    let (code, text) = value.split_once(':').unwrap_or((value, ""));
-    let code = parse_digits(code.trim(), 10).map_err(|error| match error {
+    let (code, text) = split_once_at_byte(value, b':').unwrap_or((value, ""));
+    let code = parse_digits(trim(code), 10).map_err(|error| match error {
         NumberError::Syntax => {
             invalid(Field::Response, value, "does not start with a decimal code")
         }
@@ -596,7 +634,7 @@ fn parse_response(value: &str) -> Result<(u32, &str), ParseError> {
             "has a code that does not fit in 32 bits",
         )
     })?;
-    Ok((code, text.trim()))
+    Ok((code, trim(text)))
 }
 
 /// Reads a key handle, where 0 is how the HSM says "no key".
@@ -668,6 +706,32 @@ fn invalid(field: Field, value: &str, rule: &'static str) -> ParseError {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_byte_helpers_cut_and_trim_as_the_char_patterns_do() {
+        for text in [
+            "",
+            "\n",
+            "a\nb\n",
+            " Key : v:w \r",
+            "\u{a0}é : x\u{b}",
+            "\u{b} x \u{85}",
+            "\t\u{3000}",
+            "no colon",
+        ] {
+            assert_eq!(trim(text), text.trim(), "{text:?}");
+            assert_eq!(
+                split_at_byte(text, b'\n').collect::<Vec<_>>(),
+                text.split('\n').collect::<Vec<_>>(),
+                "{text:?}"
+            );
+            assert_eq!(
+                split_once_at_byte(text, b':'),
+                text.split_once(':'),
+                "{text:?}"
+            );
+        }
+    }
+
     const INIT_TOKEN: &str = "Time: 12/19/17 21:01:16.962174, usecs:1513717276962174
 Sequence No : 0x0
 Reboot counter : 0xe8
@@ -693,27 +757,9 @@ User Type : CN_CRYPTO_USER (1)
     /// The record in [`INIT_TOKEN`], typed.
     fn init_token() -> HsmRecord {
         HsmRecord {
-            time: Timestamp::from_micros(1513717276962174),
-            sequence_no: 0,
-            reboot_counter: 0xe8,
-            command_type: Labeled {
-                name: "CN_MGMT_CMD".into(),
-                code: Some(0),
-            },
-            opcode: Opcode::InitToken,
             opcode_code: Some(1),
             session_handle: 0x1004001,
-            response_code: 0,
-            response_text: "HSM Return: SUCCESS".into(),
-            log_type: Labeled {
-                name: "MINIMAL_LOG_ENTRY".into(),
-                code: Some(0),
-            },
-            user_name: None,
-            user_type: None,
-            key_handle: None,
-            public_key_handle: None,
-            later: Default::default(),
+            ..crate::testkit::hsm_record(1513717276962174, 0, 0xe8, Opcode::InitToken)
         }
     }
 

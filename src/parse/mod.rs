@@ -17,29 +17,41 @@ pub use luna::{LunaParseError, looks_like_luna_record, luna_record_from_value, p
 
 use crate::model::AuditRecord;
 
-/// Parses one log event's message; the error is the reason to quarantine it.
-pub fn parse_message(message: &str) -> Result<AuditRecord, String> {
+/// Why a log event's message is not an audit record: the reason it is quarantined for.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("unparseable CloudHSM audit record")]
+    CloudHsm(#[source] ParseError),
+    #[error(transparent)]
+    Luna(LunaParseError),
+    #[error(transparent)]
+    Certificate(CertificateParseError),
+    #[error(
+        "not an audit record: neither a CloudHSM audit record, a certificate-storage record nor a Luna record"
+    )]
+    NotARecord,
+}
+
+/// Parses one log event's message.
+pub fn parse_message(message: &str) -> Result<AuditRecord, RecordError> {
     if looks_like_cloudhsm_record(message) {
         parse_cloudhsm_record(message)
             .map(AuditRecord::CloudHsm)
-            .map_err(|error| format!("unparseable CloudHSM audit record: {error}"))
+            .map_err(RecordError::CloudHsm)
     } else if looks_like_luna_record(message) {
         match parse_luna_record(message) {
             Ok(record) => Ok(AuditRecord::Luna(record)),
             // `"LUNA_` may appear inside another JSON record (an attribute value).
             Err(_) if looks_like_certificate_record(message) => parse_certificate_record(message)
                 .map(AuditRecord::Certificate)
-                .map_err(|error| error.to_string()),
-            Err(error) => Err(error.to_string()),
+                .map_err(RecordError::Certificate),
+            Err(error) => Err(RecordError::Luna(error)),
         }
     } else if looks_like_certificate_record(message) {
         parse_certificate_record(message)
             .map(AuditRecord::Certificate)
-            .map_err(|error| error.to_string())
+            .map_err(RecordError::Certificate)
     } else {
-        Err(
-            "not an audit record: neither a CloudHSM audit record, a certificate-storage record nor a Luna record"
-                .to_owned(),
-        )
+        Err(RecordError::NotARecord)
     }
 }

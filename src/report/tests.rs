@@ -1,10 +1,10 @@
 use super::rows::{ALERT_COLUMNS, INVENTORY_COLUMNS, RowFormat, RowWriter, csv_cell};
 use super::*;
 use crate::config::Config;
-use crate::domain::testkit::{login, rec};
 use crate::model::{Opcode, TrailEntry};
 use crate::pipeline::{Parsed, ingest};
 use crate::store::memory::MemoryStore;
+use crate::testkit::{login, rec};
 
 const SECOND: i64 = 1_000_000;
 /// 2024-01-01T00:00:00Z: records of the tests fall on that day.

@@ -7,6 +7,7 @@
 //! tested once.
 
 pub mod dynamodb;
+#[cfg(any(test, feature = "testkit"))]
 pub mod memory;
 
 use std::collections::{BTreeSet, HashMap};
@@ -14,30 +15,33 @@ use std::collections::{BTreeSet, HashMap};
 use crate::decode::Quarantined;
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
-use crate::model::{RecordIdentity, TrailEntry};
+use crate::model::TrailEntry;
 use crate::store::dynamodb::items::Item;
 
-/// Failures of the store. All but [`StoreError::Rejected`] are worth retrying: the data
-/// was fine, the dependency was not (bad data never reaches here; it is quarantined or
-/// bounded before).
+/// An error kept as its cause: what a failure came from, for whoever must flatten it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Failures of the store, each with its cause as [`std::error::Error::source`]. Bad data
+/// never reaches here (it is quarantined or bounded before); whether a retry can succeed
+/// is [`StoreError::is_retryable`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// DynamoDB refused the request as invalid (`ValidationException`: an item over
     /// 400 KB, a key over its limit). The same request fails on every retry, so it is
     /// never retried as if it were throttling; it means a bound was missed.
-    #[error("DynamoDB refused {operation} as invalid: {message}")]
+    #[error("DynamoDB refused {operation} as invalid: {source}")]
     Rejected {
         operation: &'static str,
-        message: String,
+        #[source]
+        source: RequestFailed,
     },
-    /// `message` is one line (the error code and the service's message, or the chain of
-    /// causes when there is no answer); `detail` is the SDK's whole report of it, for
-    /// `hsm-audit -v` and the logs' debug level.
-    #[error("DynamoDB {operation} failed: {message}")]
+    /// The request failed on its way or at the service (throttling, 5xx, timeouts, no
+    /// connection), after the SDK's own retries.
+    #[error("DynamoDB {operation} failed: {source}")]
     Request {
         operation: &'static str,
-        message: String,
-        detail: String,
+        #[source]
+        source: RequestFailed,
     },
     #[error("DynamoDB left {remaining} items unprocessed after {attempts} attempts")]
     Unprocessed { remaining: usize, attempts: u32 },
@@ -45,14 +49,50 @@ pub enum StoreError {
     LeaseTimeout { cluster: String, waited_ms: u128 },
     #[error("the lease on cluster {cluster} ran out before its views were written")]
     LeaseLost { cluster: String },
-    #[error("stored item {key} is not readable: {message}")]
-    Corrupt { key: String, message: String },
+    /// KMS did not sign a digest (throttled, unreachable, or the key refused): nothing of
+    /// the write was stored, and a retry may succeed.
+    #[error("KMS could not sign the trail digest with {key_id}: {source}")]
+    Signing {
+        key_id: String,
+        #[source]
+        source: BoxError,
+    },
+    /// An item that cannot be read back (or written) as the layout says: the same on
+    /// every retry, until someone repairs it or the code that wrote it.
+    #[error("stored item {key} is not readable: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl StoreError {
     /// Whether retrying the same request can succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, StoreError::Rejected { .. })
+        !matches!(
+            self,
+            StoreError::Rejected { .. } | StoreError::Corrupt { .. }
+        )
+    }
+}
+
+/// A failed request as the one line a person can act on — `ValidationException:
+/// TableName must be at least 3 characters long` — with the SDK's error kept as its
+/// source: its whole report (request, response, causes) is [`RequestFailed::report`].
+#[derive(Debug, thiserror::Error)]
+#[error("{summary}")]
+pub struct RequestFailed {
+    pub(crate) summary: String,
+    #[source]
+    pub(crate) source: BoxError,
+}
+
+impl RequestFailed {
+    /// The SDK's whole report of the failure (its causes, and its `Debug` of the request
+    /// and response), for `hsm-audit -v` and the logs' debug level.
+    pub fn report(&self) -> String {
+        aws_sdk_dynamodb::error::DisplayErrorContext(self.source.as_ref()).to_string()
     }
 }
 
@@ -188,62 +228,27 @@ pub trait AuditStore {
 }
 
 /// Sorts a batch against what the trail already holds (identity sort key → content
-/// digest): new entries to write (with their digest, for their items), duplicates to
-/// skip, conflicts to record. Within the batch the first delivered entry of an identity
-/// counts as stored first.
+/// digest) by the domain's rule ([`crate::domain::classify_delivery`]): new entries to
+/// write (with their digest, for their items), and the outcome.
 pub fn classify_entries<'a>(
     entries: &'a [TrailEntry],
     stored: &HashMap<String, String>,
 ) -> (Vec<(&'a TrailEntry, String)>, TrailOutcome) {
-    let mut seen: HashMap<String, String> = HashMap::new();
-    let mut fresh = Vec::new();
-    let mut outcome = TrailOutcome::default();
-    for entry in entries {
-        let identity = entry.identity();
-        let key = dynamodb::items::identity_sk(&identity);
-        let digest = entry.record.content_sha256();
-        match stored.get(&key).or_else(|| seen.get(&key)) {
-            Some(first) if *first == digest => outcome.duplicates += 1,
-            Some(first) => {
-                let conflict = conflict_of(&identity, entry, first, digest);
-                if outcome.conflicts.contains(&conflict) {
-                    outcome.duplicates += 1;
-                } else {
-                    outcome.conflicts.push(conflict);
-                }
-            }
-            None => {
-                outcome.fresh.insert(key.clone());
-                seen.insert(key, digest.clone());
-                fresh.push((entry, digest));
-            }
-        }
-    }
-    outcome.stored = fresh.len();
-    (fresh, outcome)
-}
-
-fn conflict_of(
-    identity: &RecordIdentity,
-    entry: &TrailEntry,
-    stored: &str,
-    rejected: String,
-) -> Conflict {
-    let (hsm, reboot_counter, sequence_no) = match identity {
-        RecordIdentity::Sequence {
-            hsm,
-            reboot_counter,
-            sequence_no,
-        } => (hsm.clone(), Some(*reboot_counter), Some(*sequence_no)),
-        RecordIdentity::LogEvent { stream, .. } => (stream.clone(), None, None),
+    let classified =
+        crate::domain::classify_delivery(entries, stored, dynamodb::items::identity_sk);
+    let mut outcome = TrailOutcome {
+        stored: classified.fresh.len(),
+        duplicates: classified.duplicates,
+        conflicts: classified.conflicts,
+        fresh: BTreeSet::new(),
     };
-    Conflict {
-        hsm,
-        reboot_counter,
-        sequence_no,
-        time: entry.record.time(),
-        stored_sha256: stored.to_owned(),
-        rejected_sha256: rejected,
-        rejected_log_event_id: entry.log_event_id.clone(),
-    }
+    let fresh = classified
+        .fresh
+        .into_iter()
+        .map(|(key, entry, digest)| {
+            outcome.fresh.insert(key);
+            (entry, digest)
+        })
+        .collect();
+    (fresh, outcome)
 }

@@ -10,7 +10,7 @@ use crate::common::*;
 use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use hsm_audit::decode::{MessageType, decode_awslogs_data};
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use serde_json::json;
 
 fn logs_client() -> aws_sdk_cloudwatchlogs::Client {
@@ -157,7 +157,9 @@ async fn backfill_gives_the_table_of_subscription_delivery_and_runs_again_as_a_n
     let delivered = fresh_store("delivered").await;
     let config = config_for(&delivered);
     for event in subscription_events(&logs, &log_group).await {
-        handle(event, &delivered, &config).await.expect("delivery");
+        ingest_event(event, &delivered, &config)
+            .await
+            .expect("delivery");
     }
     let expected = scan_all(&delivered).await;
 

@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use hsm_audit::domain::{AlertKind, KeyState};
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use hsm_audit::model::AuditRecord;
 
 const GROUP: &str = "/aws/cloudhsm/cluster-certs";
@@ -47,7 +47,7 @@ async fn certificate_records_form_lifecycles_and_nothing_is_quarantined() {
         cert(Some(HANDLE), "DestroyObject", "OK", "null", 1726084999000),
     ];
     let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
-    let report = handle(
+    let report = ingest_event(
         subscription_event(GROUP, CLUSTER, 100, &refs),
         &store,
         &config,
@@ -89,7 +89,7 @@ async fn certificate_records_form_lifecycles_and_nothing_is_quarantined() {
             .contains("MaxObjectsReached")
     );
 
-    let again = handle(
+    let again = ingest_event(
         subscription_event(GROUP, CLUSTER, 100, &refs),
         &store,
         &config,
@@ -112,7 +112,7 @@ async fn handles_beyond_two_to_the_53_round_trip_exactly() {
         cert(Some(u64::MAX), "CreateObject", "OK", "null", 2),
     ];
     let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
-    handle(
+    ingest_event(
         subscription_event(GROUP, CLUSTER, 1, &refs),
         &store,
         &config,
@@ -157,7 +157,7 @@ async fn a_payload_mixing_text_records_and_certificate_records_processes_both() 
         1,
         &[&seed_record("06-"), &create, &seed_record("07-")],
     );
-    let report = handle(event, &store, &config).await.expect("handled");
+    let report = ingest_event(event, &store, &config).await.expect("handled");
     assert_eq!((report.records, report.quarantined), (3, 0));
     assert_eq!(
         store
@@ -199,14 +199,14 @@ async fn hsm_replacement_is_neither_a_gap_nor_a_loss() {
     ];
     let old_refs: Vec<&str> = old.iter().map(String::as_str).collect();
     let new_refs: Vec<&str> = new.iter().map(String::as_str).collect();
-    handle(
+    ingest_event(
         subscription_event(GROUP, "hsm-old", 1, &old_refs),
         &store,
         &config,
     )
     .await
     .expect("old");
-    handle(
+    ingest_event(
         subscription_event(GROUP, "hsm-new", 10, &new_refs),
         &store,
         &config,

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use crate::common::*;
 use aws_sdk_dynamodb::types::AttributeValue;
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use hsm_audit::store::dynamodb::DynamoStore;
 use hsm_audit::store::dynamodb::items;
 use serde_json::Value;
@@ -421,7 +421,9 @@ async fn every_readme_statement_is_a_key_condition_query_that_returns_what_the_s
     let store = fresh_store("console").await;
     let config = config_for(&store);
     for (_, event) in sample_events() {
-        handle(event, &store, &config).await.expect("sample event");
+        ingest_event(event, &store, &config)
+            .await
+            .expect("sample event");
     }
     let statements = readme_statements();
     assert!(
@@ -555,7 +557,9 @@ async fn every_stored_item_has_the_sort_key_the_readme_documents() {
     let store = fresh_store("console-keys").await;
     let config = config_for(&store);
     for (_, event) in sample_events() {
-        handle(event, &store, &config).await.expect("sample event");
+        ingest_event(event, &store, &config)
+            .await
+            .expect("sample event");
     }
     let documented = documented_keys();
     assert!(documented.len() >= 8, "{documented:#?}");

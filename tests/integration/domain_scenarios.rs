@@ -6,85 +6,17 @@
 use hsm_audit::domain::{
     AlertKind, ClusterSession, Conflict, DeriveConfig, Derived, KeyGeneration, KeyState, derive,
 };
-use hsm_audit::model::{AuditRecord, HsmRecord, Labeled, Opcode, StreamId, Timestamp, TrailEntry};
+use hsm_audit::model::{AuditRecord, Opcode, Timestamp, TrailEntry};
+use hsm_audit::testkit::{self, Builder};
 use proptest::prelude::*;
 
 const ABCDE: &str = "hsm-abcde123456";
 const ZYXWV: &str = "hsm-zyxwv987654";
 const MINUTE: i64 = 60_000_000;
 
-struct Rec(TrailEntry);
-
-fn rec(hsm: &str, boot: u32, seq: u64, usecs: i64, opcode: &str, handle: u64) -> Rec {
-    Rec(TrailEntry {
-        stream: StreamId {
-            cluster: "cluster-seed".into(),
-            hsm: hsm.into(),
-        },
-        record: AuditRecord::CloudHsm(HsmRecord {
-            time: Timestamp::from_micros(usecs),
-            sequence_no: seq,
-            reboot_counter: boot,
-            command_type: Labeled {
-                name: "CN_MGMT_CMD".into(),
-                code: Some(0),
-            },
-            opcode: Opcode::from_name(opcode),
-            opcode_code: None,
-            session_handle: handle,
-            response_code: 0,
-            response_text: "HSM Return: SUCCESS".into(),
-            log_type: Labeled {
-                name: "MINIMAL_LOG_ENTRY".into(),
-                code: Some(0),
-            },
-            user_name: None,
-            user_type: None,
-            key_handle: None,
-            public_key_handle: None,
-            later: Default::default(),
-        }),
-        log_group: "/aws/cloudhsm/cluster-seed".into(),
-        log_event_id: format!("{hsm}/{boot}/{seq}"),
-        log_event_time: Timestamp::from_micros(usecs),
-        raw: String::new(),
-    })
-}
-
-impl Rec {
-    fn hsm_record(&mut self) -> &mut HsmRecord {
-        match &mut self.0.record {
-            AuditRecord::CloudHsm(record) => record,
-            AuditRecord::Certificate(_) | AuditRecord::Luna(_) => {
-                unreachable!("scenarios build CloudHSM records")
-            }
-        }
-    }
-
-    fn user(mut self, name: &str, user_type: &str) -> Self {
-        self.hsm_record().user_name = Some(name.into());
-        self.hsm_record().user_type = Some(Labeled {
-            name: user_type.into(),
-            code: None,
-        });
-        self
-    }
-
-    fn keys(mut self, private: u64, public: u64) -> Self {
-        self.hsm_record().key_handle = Some(private);
-        self.hsm_record().public_key_handle = Some(public);
-        self
-    }
-
-    fn fail(mut self, code: u32, text: &str) -> Self {
-        self.hsm_record().response_code = code;
-        self.hsm_record().response_text = text.into();
-        self
-    }
-
-    fn done(self) -> TrailEntry {
-        self.0
-    }
+/// A record of the vendor's examples: its opcode by name, and its session handle.
+fn rec(hsm: &str, boot: u32, seq: u64, usecs: i64, opcode: &str, handle: u64) -> Builder {
+    testkit::rec(hsm, boot, seq, usecs, Opcode::from_name(opcode)).handle(handle)
 }
 
 fn run(entries: &[TrailEntry]) -> Derived {
@@ -119,7 +51,7 @@ fn users_example_on(hsm: &str) -> Vec<TrailEntry> {
     vec![
         rec(hsm, 0x107, 0x0, 1516067329824999, "CN_LOGIN", 0x7014006)
             .user("admin", "CN_CRYPTO_OFFICER")
-            .done(),
+            .build(),
         rec(
             hsm,
             0x107,
@@ -129,13 +61,13 @@ fn users_example_on(hsm: &str) -> Vec<TrailEntry> {
             0x7014006,
         )
         .user("bob", "CN_CRYPTO_USER")
-        .done(),
+        .build(),
         rec(hsm, 0x107, 0x2, 1516067395993404, "CN_CREATE_CO", 0x7014007)
             .user("alice", "CN_CRYPTO_OFFICER")
-            .done(),
+            .build(),
         rec(hsm, 0x107, 0x3, 1516067395993404, "CN_LOGOUT", 0x7014000)
             .user("admin", "CN_CRYPTO_OFFICER")
-            .done(),
+            .build(),
     ]
 }
 
@@ -144,7 +76,7 @@ fn key_pair_example() -> Vec<TrailEntry> {
     vec![
         rec(ABCDE, 0xe8, 0x28, 1513206544648952, "CN_LOGIN", 0x2014005)
             .user("crypto_user", "CN_CRYPTO_USER")
-            .done(),
+            .build(),
         rec(
             ABCDE,
             0xe8,
@@ -153,8 +85,9 @@ fn key_pair_example() -> Vec<TrailEntry> {
             "CN_GENERATE_KEY_PAIR",
             0x2014004,
         )
-        .keys(131079, 131078)
-        .done(),
+        .key(131079)
+        .public(131078)
+        .build(),
         rec(
             ABCDE,
             0xe8,
@@ -163,8 +96,9 @@ fn key_pair_example() -> Vec<TrailEntry> {
             "CN_DESTROY_OBJECT",
             0x2014004,
         )
-        .keys(131078, 0)
-        .done(),
+        .key(131078)
+        .public(0)
+        .build(),
         rec(
             ABCDE,
             0xe8,
@@ -173,11 +107,12 @@ fn key_pair_example() -> Vec<TrailEntry> {
             "CN_DESTROY_OBJECT",
             0x2014004,
         )
-        .keys(131079, 0)
-        .done(),
+        .key(131079)
+        .public(0)
+        .build(),
         rec(ABCDE, 0xe8, 0x2c, 1513206544817222, "CN_LOGOUT", 0x2014004)
             .user("crypto_user", "CN_CRYPTO_USER")
-            .done(),
+            .build(),
     ]
 }
 
@@ -187,7 +122,7 @@ fn sync_example() -> Vec<TrailEntry> {
     vec![
         rec(ABCDE, 0x107, 0x0, 1516754363172777, "CN_LOGIN", 0xc008002)
             .user("testuser", "CN_CRYPTO_USER")
-            .done(),
+            .build(),
         rec(
             ABCDE,
             0x107,
@@ -196,8 +131,9 @@ fn sync_example() -> Vec<TrailEntry> {
             "CN_GENERATE_KEY",
             0xc008004,
         )
-        .keys(262152, 0)
-        .done(),
+        .key(262152)
+        .public(0)
+        .build(),
         rec(
             ABCDE,
             0x107,
@@ -206,11 +142,12 @@ fn sync_example() -> Vec<TrailEntry> {
             "CN_EXTRACT_MASKED_OBJECT_USER",
             0xc008004,
         )
-        .keys(262152, 0)
-        .done(),
+        .key(262152)
+        .public(0)
+        .build(),
         rec(ZYXWV, 0x107, 0xd, 1516754363199740, "CN_LOGIN", 0x7004004)
             .user("testuser", "CN_CRYPTO_USER")
-            .done(),
+            .build(),
         rec(
             ZYXWV,
             0x107,
@@ -219,8 +156,9 @@ fn sync_example() -> Vec<TrailEntry> {
             "CN_INSERT_MASKED_OBJECT_USER",
             0x7004003,
         )
-        .keys(262152, 0)
-        .done(),
+        .key(262152)
+        .public(0)
+        .build(),
     ]
 }
 
@@ -229,7 +167,7 @@ fn export_import_example() -> Vec<TrailEntry> {
     vec![
         rec(ZYXWV, 0x107, 0x26, 1516822942695884, "CN_LOGIN", 0x7004004)
             .user("testuser", "CN_CRYPTO_USER")
-            .done(),
+            .build(),
         rec(
             ZYXWV,
             0x107,
@@ -238,8 +176,9 @@ fn export_import_example() -> Vec<TrailEntry> {
             "CN_WRAP_KEY",
             0x7004003,
         )
-        .keys(7, 0)
-        .done(),
+        .key(7)
+        .public(0)
+        .build(),
         rec(
             ZYXWV,
             0x107,
@@ -248,8 +187,9 @@ fn export_import_example() -> Vec<TrailEntry> {
             "CN_NIST_AES_WRAP",
             0x7004003,
         )
-        .keys(6, 0)
-        .done(),
+        .key(6)
+        .public(0)
+        .build(),
         rec(
             ZYXWV,
             0x107,
@@ -258,8 +198,9 @@ fn export_import_example() -> Vec<TrailEntry> {
             "CN_NIST_AES_WRAP",
             0x7004003,
         )
-        .keys(6, 0)
-        .done(),
+        .key(6)
+        .public(0)
+        .build(),
         rec(
             ZYXWV,
             0x107,
@@ -268,8 +209,9 @@ fn export_import_example() -> Vec<TrailEntry> {
             "CN_UNWRAP_KEY",
             0x7004003,
         )
-        .keys(11, 0)
-        .done(),
+        .key(11)
+        .public(0)
+        .build(),
         rec(
             ZYXWV,
             0x107,
@@ -278,8 +220,9 @@ fn export_import_example() -> Vec<TrailEntry> {
             "CN_EXTRACT_MASKED_OBJECT_USER",
             0x7004003,
         )
-        .keys(11, 0)
-        .done(),
+        .key(11)
+        .public(0)
+        .build(),
         rec(
             ABCDE,
             0x107,
@@ -288,8 +231,9 @@ fn export_import_example() -> Vec<TrailEntry> {
             "CN_INSERT_MASKED_OBJECT_USER",
             0xc008004,
         )
-        .keys(11, 0)
-        .done(),
+        .key(11)
+        .public(0)
+        .build(),
     ]
 }
 
@@ -297,7 +241,7 @@ fn failed_login(hsm: &str, seq: u64, usecs: i64, user: &str) -> TrailEntry {
     rec(hsm, 0x107, seq, usecs, "CN_LOGIN", 0xc008002)
         .user(user, "CN_CRYPTO_USER")
         .fail(163, "HSM Error: RET_USER_LOGIN_FAILURE")
-        .done()
+        .build()
 }
 
 #[test]
@@ -344,7 +288,7 @@ fn given_a_user_deleted_outside_any_session_when_derived_then_alert_names_target
             0x7014007,
         )
         .user("alice", "CN_CRYPTO_OFFICER")
-        .done(),
+        .build(),
     );
     let derived = run(&entries);
     let alert = derived
@@ -461,7 +405,7 @@ fn given_a_share_without_key_fields_when_derived_then_no_key_lifecycle() {
         "CN_SHARE_OBJECT",
         0x3014007,
     )
-    .done()]);
+    .build()]);
     assert!(derived.keys.is_empty());
     assert_eq!(derived.streams.len(), 1);
     assert_eq!(derived.streams[0].first_seq, 0x3f);
@@ -479,7 +423,7 @@ fn given_the_first_hsm_initialised_when_derived_then_routine_and_officer_passwor
             "CN_INIT_TOKEN",
             0x1004001,
         )
-        .done(),
+        .build(),
         rec(
             ABCDE,
             0xe8,
@@ -488,7 +432,7 @@ fn given_the_first_hsm_initialised_when_derived_then_routine_and_officer_passwor
             "CN_GEN_PSWD_ENC_KEY",
             0x1004001,
         )
-        .done(),
+        .build(),
         rec(
             ABCDE,
             0xe8,
@@ -498,7 +442,7 @@ fn given_the_first_hsm_initialised_when_derived_then_routine_and_officer_passwor
             0x1004001,
         )
         .user("app_user", "CN_APPLIANCE_USER")
-        .done(),
+        .build(),
         rec(
             ABCDE,
             0xe8,
@@ -507,7 +451,7 @@ fn given_the_first_hsm_initialised_when_derived_then_routine_and_officer_passwor
             "CN_INIT_DONE",
             0x1004001,
         )
-        .done(),
+        .build(),
         rec(
             ABCDE,
             0xe8,
@@ -517,7 +461,7 @@ fn given_the_first_hsm_initialised_when_derived_then_routine_and_officer_passwor
             0x2010003,
         )
         .user("admin", "CN_CRYPTO_PRE_OFFICER")
-        .done(),
+        .build(),
     ];
     let derived = run(&entries);
     let sensitive: Vec<_> = derived
@@ -539,11 +483,11 @@ fn given_unknown_user_and_wrong_password_when_derived_then_two_failed_logins() {
                 157,
                 "HSM Error: user isn't initialized or user with this name doesn't exist",
             )
-            .done(),
+            .build(),
         rec(ABCDE, 0x107, 0x5, 1516815865013218, "CN_LOGIN", 0xc008002)
             .user("testuser", "CN_CRYPTO_USER")
             .fail(163, "HSM Error: RET_USER_LOGIN_FAILURE")
-            .done(),
+            .build(),
     ];
     let derived = run(&entries);
     assert!(derived.sessions.is_empty());
@@ -619,8 +563,9 @@ fn given_a_handle_reused_after_destruction_when_derived_then_generation_two() {
             "CN_DESTROY_OBJECT",
             0xc008004,
         )
-        .keys(262152, 0)
-        .done(),
+        .key(262152)
+        .public(0)
+        .build(),
     );
     entries.push(
         rec(
@@ -631,8 +576,9 @@ fn given_a_handle_reused_after_destruction_when_derived_then_generation_two() {
             "CN_CREATE_OBJECT",
             0xc008004,
         )
-        .keys(262152, 0)
-        .done(),
+        .key(262152)
+        .public(0)
+        .build(),
     );
     let derived = run(&entries);
     assert_eq!(key(&derived, 262152, 1).state, KeyState::Destroyed);
@@ -647,8 +593,8 @@ fn given_a_reboot_when_derived_then_sessions_end_and_a_reboot_alert() {
     let entries = vec![
         rec(ABCDE, 0x107, 0x0, 1_000_000, "CN_LOGIN", 0xc008002)
             .user("testuser", "CN_CRYPTO_USER")
-            .done(),
-        rec(ABCDE, 0x108, 0x0, 9_000_000, "CN_GEN_KEY_ENC_KEY", 0x1).done(),
+            .build(),
+        rec(ABCDE, 0x108, 0x0, 9_000_000, "CN_GEN_KEY_ENC_KEY", 0x1).build(),
     ];
     let derived = run(&entries);
     assert_eq!(derived.sessions[0].ended_by.as_deref(), Some("REBOOT"));
@@ -698,7 +644,7 @@ fn given_a_mirror_that_never_sees_the_logout_when_a_command_follows_there_then_i
     entries.push(
         rec(ABCDE, 0x107, 0x3, 1516754375000000, "CN_LOGOUT", 0xc008000)
             .user("testuser", "CN_CRYPTO_USER")
-            .done(),
+            .build(),
     );
     // Shares the mirror login's handle prefix, so only the cut keeps it out of the session.
     entries.push(
@@ -710,8 +656,9 @@ fn given_a_mirror_that_never_sees_the_logout_when_a_command_follows_there_then_i
             "CN_GENERATE_KEY",
             0x7004005,
         )
-        .keys(262160, 0)
-        .done(),
+        .key(262160)
+        .public(0)
+        .build(),
     );
     let derived = run(&entries);
     assert_eq!(derived.sessions.len(), 1);
@@ -772,15 +719,16 @@ fn cluster() -> Vec<TrailEntry> {
     entries.push(
         rec(ZYXWV, 0x107, 0x30, 1516823904000000, "CN_LOGOUT", 0x7004000)
             .user("testuser", "CN_CRYPTO_USER")
-            .done(),
+            .build(),
     );
     entries.extend(
         (0..6).map(|i| failed_login(ZYXWV, 0x40 + i, 1516900000000000 + i as i64 * MINUTE, "eve")),
     );
-    let mut conflicting = Rec(entries[0].clone());
-    let record = conflicting.hsm_record();
-    record.time = Timestamp(record.time.micros() + 1);
-    entries.push(conflicting.done());
+    let mut conflicting = entries[0].clone();
+    if let AuditRecord::CloudHsm(record) = &mut conflicting.record {
+        record.time = Timestamp(record.time.micros() + 1);
+    }
+    entries.push(conflicting);
     entries.sort_by_key(|entry| entry.identity());
     entries
 }

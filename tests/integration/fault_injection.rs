@@ -9,9 +9,10 @@ use std::time::Duration;
 use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::*;
 use aws_sdk_dynamodb::types::AttributeValue;
-use hsm_audit::lambda::{HandlerError, handle};
+use hsm_audit::lambda::{HandlerError, ingest_event};
 use hsm_audit::pipeline::Report;
 use hsm_audit::store::dynamodb::{DynamoStore, create_table};
+use hsm_audit::testkit::{destination_record, receive_message_output};
 use lambda_runtime::Diagnostic;
 
 const GROUP: &str = "/aws/cloudhsm/cluster-faults";
@@ -57,7 +58,7 @@ async fn clean_state(events: &[serde_json::Value]) -> Vec<Item> {
     let store = fresh_store("clean").await;
     let config = config_for(&store);
     for event in events {
-        handle(event.clone(), &store, &config)
+        ingest_event(event.clone(), &store, &config)
             .await
             .expect("clean delivery");
     }
@@ -104,7 +105,7 @@ async fn expire_leases(table: &str) {
 
 async fn deliver(store: &DynamoStore, event: &serde_json::Value) -> Result<Report, HandlerError> {
     let config = config_for(store);
-    handle(event.clone(), store, &config).await
+    ingest_event(event.clone(), store, &config).await
 }
 
 #[tokio::test]
@@ -413,7 +414,7 @@ async fn a_256_kib_message_is_stored_or_quarantined_within_the_item_limit() {
     let garbage = "y".repeat(limit);
     assert!(parses.len() <= limit && garbage.len() <= limit);
     let event = subscription_event(GROUP, "hsm-huge", 1, &[&parses, &garbage]);
-    let report = handle(event, &store, &config).await.expect("stored");
+    let report = ingest_event(event, &store, &config).await.expect("stored");
     assert_eq!((report.records, report.quarantined), (1, 1));
     let items = scan_all(&store).await;
     let mut sizes: Vec<(String, usize)> = items
@@ -443,7 +444,7 @@ async fn a_record_with_an_overlong_user_name_does_not_block_the_batch() {
         &format!("User Name : {}", "u".repeat(2048)),
     );
     let event = subscription_event(GROUP, "hsm-long", 1, &[&long, &seed_record("07-")]);
-    let report = handle(event, &store, &config).await;
+    let report = ingest_event(event, &store, &config).await;
     let report = report.expect("a hostile field is data, not a store failure");
     assert_eq!(report.records + report.quarantined, 2);
     let long_user = "u".repeat(2048);
@@ -480,25 +481,7 @@ async fn replaying_the_failure_queue_equals_a_direct_delivery() {
         .expect_err("the table fails midway");
     let message = error.to_string();
     assert_retryable(error);
-    let record = serde_json::json!({
-        "version": "1.0",
-        "timestamp": "2024-05-01T12:00:00.000Z",
-        "requestContext": {
-            "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
-            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:hsm-audit:$LATEST",
-            "condition": "RetriesExhausted",
-            "approximateInvokeCount": 3
-        },
-        "requestPayload": event,
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "responsePayload": {"errorType": "Retryable", "errorMessage": message}
-    });
-    let received = serde_json::json!({"Messages": [{
-        "MessageId": "d7d4c7b1-6b8c-xmpl-a8d4-1d5e8d4a8b9c",
-        "ReceiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-        "MD5OfBody": "fafb00f5732ab283681e124bf8747ed1",
-        "Body": record.to_string(),
-    }]});
+    let received = receive_message_output(&[destination_record(&event, &message).to_string()]);
     expire_leases(&table).await;
     let store = healthy_store(&table);
     let config = config_for(&store);

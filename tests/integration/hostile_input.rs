@@ -3,7 +3,7 @@
 //! Every test goes through the real handler and store against the local DynamoDB.
 
 use crate::common::*;
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 
 const CLUSTER: &str = "cluster-hostile";
 const GROUP: &str = "/aws/cloudhsm/cluster-hostile";
@@ -70,7 +70,7 @@ async fn deliver(
 ) -> hsm_audit::pipeline::Report {
     let messages: Vec<&str> = messages.iter().map(String::as_str).collect();
     let event = subscription_event(GROUP, stream, id_base, &messages);
-    handle(event, store, &config_for(store))
+    ingest_event(event, store, &config_for(store))
         .await
         .expect("the delivery is handled")
 }
@@ -124,7 +124,7 @@ async fn an_hsm_named_like_another_hsms_key_prefix_keeps_its_own_trail() {
     .await;
     let trail = store.trail(CLUSTER, Some("hsm-a")).await.expect("trail");
     assert_eq!(trail.len(), 1);
-    assert!(trail.iter().all(|entry| entry.stream.hsm == "hsm-a"));
+    assert!(trail.iter().all(|entry| &*entry.stream.hsm == "hsm-a"));
     assert_eq!(
         store
             .trail(CLUSTER, Some("hsm-a#x"))
@@ -154,7 +154,7 @@ async fn a_long_stream_name_and_a_name_equal_to_its_old_cut_form_stay_two_hsms()
     for (hsm, user) in [(&long, "admin"), (&old_cut, "other")] {
         let trail = store.trail(CLUSTER, Some(hsm)).await.expect("trail");
         assert_eq!(trail.len(), 1, "{hsm}");
-        assert_eq!(&trail[0].stream.hsm, hsm);
+        assert_eq!(&*trail[0].stream.hsm, hsm.as_str());
         let sessions = store
             .sessions(CLUSTER, Some(user), None, None)
             .await
@@ -190,7 +190,7 @@ async fn quarantine_entries_of_groups_and_streams_that_join_alike_stay_two() {
     let store = fresh_store("keys-quarantine").await;
     for (group, stream) in [("/aws/cloudhsm/C#s", "x"), ("/aws/cloudhsm/C", "s#x")] {
         let event = subscription_event(group, stream, 7, &["not an audit record"]);
-        let report = handle(event, &store, &config_for(&store))
+        let report = ingest_event(event, &store, &config_for(&store))
             .await
             .expect("handled");
         assert_eq!(report.quarantined, 1);
@@ -278,7 +278,7 @@ async fn far_future_times_are_quarantined_and_the_cluster_stays_readable() {
             (253_402_300_800_000, &fine_too),
         ],
     );
-    let report = handle(event, &store, &config_for(&store))
+    let report = ingest_event(event, &store, &config_for(&store))
         .await
         .expect("handled");
     assert_eq!((report.stored, report.quarantined), (1, 2));
@@ -378,7 +378,7 @@ async fn an_item_over_the_limit_is_rejected_not_retried() {
     let entry = TrailEntry {
         stream: StreamId::from_log(GROUP, "hsm-a"),
         record: AuditRecord::CloudHsm(record),
-        log_group: GROUP.to_owned(),
+        log_group: GROUP.into(),
         log_event_id: "1".to_owned(),
         log_event_time: Timestamp::from_micros(T0),
         raw: String::new(),
@@ -494,7 +494,7 @@ async fn an_event_that_is_not_text_is_quarantined_alone() {
         br#"{"id":"3","timestamp":1516067329824,"message":"User Name : \ud800 lone"},"#,
     );
     json.extend_from_slice(format!("{}]}}", event(4, &logout(T0 + 5, 1, 1, "admin"))).as_bytes());
-    let report = handle(raw_payload_event(&json), &store, &config_for(&store))
+    let report = ingest_event(raw_payload_event(&json), &store, &config_for(&store))
         .await
         .expect("handled");
     assert_eq!((report.stored, report.quarantined), (2, 2));
@@ -544,7 +544,7 @@ async fn a_payload_quarantined_whole_is_recoverable_in_full() {
         json
     };
     let broken = &whole[..whole.len() - 10];
-    let report = handle(raw_payload_event(broken), &store, &config_for(&store))
+    let report = ingest_event(raw_payload_event(broken), &store, &config_for(&store))
         .await
         .expect("handled");
     assert_eq!((report.stored, report.quarantined), (0, 1));

@@ -13,14 +13,14 @@
 use std::collections::BTreeMap;
 
 use hsm_audit::config::Config;
-use hsm_audit::decode::decode_lambda_event;
+use hsm_audit::decode::decode_event;
 use hsm_audit::domain::derive;
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use hsm_audit::pipeline::{parse_decoded, rederive};
 use hsm_audit::store::AuditStore;
 use hsm_audit::store::dynamodb::items::{cluster_pk, derived_items, sort_key};
 use hsm_audit::store::memory::MemoryStore;
-use hsm_audit::workload::{WorkloadSpec, generate};
+use hsm_audit::testkit::workload::{WorkloadSpec, generate};
 use proptest::prelude::*;
 
 use crate::common::*;
@@ -114,7 +114,7 @@ fn workload(seed: u64, records: usize) -> Vec<Payload> {
     let mut payloads: Vec<Payload> = generate(&spec)
         .into_iter()
         .map(|generated| {
-            let parsed = parse_decoded(decode_lambda_event(&generated.event, 1 << 24));
+            let parsed = parse_decoded(decode_event(&generated.event, 1 << 24).into_decoded());
             let times: Vec<i64> = parsed.records().map(|e| e.record.time().micros()).collect();
             Payload {
                 first_micros: times.iter().copied().min().unwrap_or_default(),
@@ -268,7 +268,7 @@ fn reference(payloads: &[Payload], config: &Config) -> BTreeMap<String, BTreeMap
     let parsed = parse_decoded(
         payloads
             .iter()
-            .flat_map(|p| decode_lambda_event(&p.event, config.max_inflated_bytes)),
+            .flat_map(|p| decode_event(&p.event, config.max_inflated_bytes).into_decoded()),
     );
     parsed
         .entries
@@ -346,7 +346,7 @@ async fn check<S: AuditStore>(
         let (payloads, config) = (&payloads, &config);
         async move {
             for index in indexes {
-                handle(payloads[index].event.clone(), store, config)
+                ingest_event(payloads[index].event.clone(), store, config)
                     .await
                     .map_err(|error| format!("delivery: {error:?}"))?;
             }
@@ -447,11 +447,11 @@ async fn a_record_later_than_the_lateness_is_flagged_and_rederive_puts_it_in() {
     let config = config(store.table(), 60);
     let (held, rest) = payloads.split_at(1);
     for payload in rest {
-        handle(payload.event.clone(), &store, &config)
+        ingest_event(payload.event.clone(), &store, &config)
             .await
             .expect("delivery");
     }
-    handle(held[0].event.clone(), &store, &config)
+    ingest_event(held[0].event.clone(), &store, &config)
         .await
         .expect("the late payload");
     let expected = reference(&payloads, &config);
@@ -479,7 +479,7 @@ async fn rederive_in_bounded_steps_ends_with_the_reference_views() {
     let store = fresh_store("bounded").await;
     let config = config_with(store.table(), lateness_for(&payloads, 0), Some(7));
     for payload in &payloads {
-        handle(payload.event.clone(), &store, &config)
+        ingest_event(payload.event.clone(), &store, &config)
             .await
             .expect("delivery");
     }
@@ -506,10 +506,10 @@ async fn the_in_memory_ledger_counts_what_the_dynamodb_store_sends() {
     let config = config(store.table(), 60);
     let memory = MemoryStore::new();
     for payload in &payloads {
-        handle(payload.event.clone(), &store, &config)
+        ingest_event(payload.event.clone(), &store, &config)
             .await
             .expect("delivery");
-        handle(payload.event.clone(), &memory, &config)
+        ingest_event(payload.event.clone(), &memory, &config)
             .await
             .expect("delivery");
     }
@@ -560,7 +560,7 @@ async fn a_long_live_delivery_settles_into_exactly_the_reference_views() {
     // The default lateness: live delivery needs no more.
     let config = config_with("memory", 300, None);
     for payload in &payloads {
-        handle(payload.event.clone(), &store, &config)
+        ingest_event(payload.event.clone(), &store, &config)
             .await
             .expect("delivery");
     }

@@ -1,13 +1,15 @@
 //! Kinesis Data Streams and Firehose delivery of the subscription: the same table as
 //! direct delivery, poisoned records quarantined and reported while the rest of the batch
-//! lands, and store failures reported per record from the first failing one on.
+//! lands, store failures reported per record from the first failing one on, and a record
+//! whose write a retry cannot fix quarantined instead of holding the shard.
 
 use std::process::Command;
 
+use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::*;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use hsm_audit::lambda::{Response, handle, handle_event};
+use hsm_audit::lambda::{Response, ingest_event, process_event};
 use hsm_audit::store::dynamodb::DynamoStore;
 use serde_json::{Value, json};
 
@@ -89,7 +91,7 @@ async fn direct_state() -> (DynamoStore, Vec<Item>) {
     let store = fresh_store("direct").await;
     let config = config_for(&store);
     for (name, event) in sample_events() {
-        handle(event, &store, &config)
+        ingest_event(event, &store, &config)
             .await
             .unwrap_or_else(|error| panic!("{name}: {error}"));
     }
@@ -121,7 +123,7 @@ async fn a_kinesis_batch_of_the_samples_gives_the_table_of_direct_delivery() {
     let (direct, expected) = direct_state().await;
     let store = fresh_store("kinesis").await;
     let config = config_for(&store);
-    let handled = handle_event(kinesis_event(&sample_data()), &store, &config)
+    let handled = process_event(kinesis_event(&sample_data()), &store, &config)
         .await
         .expect("handled");
     assert_eq!(failures(&handled.response), Vec::<String>::new());
@@ -150,7 +152,7 @@ async fn a_poisoned_record_is_quarantined_and_reported_and_the_rest_of_the_batch
     data.insert(7, b64(b"plain, not gzip"));
     let store = fresh_store("poison").await;
     let config = config_for(&store);
-    let handled = handle_event(kinesis_event(&data), &store, &config)
+    let handled = process_event(kinesis_event(&data), &store, &config)
         .await
         .expect("bad data never fails the invocation");
     assert_eq!(
@@ -182,7 +184,7 @@ async fn a_poisoned_record_is_quarantined_and_reported_and_the_rest_of_the_batch
 
     // Lambda retries the batch from the first reported record: the repeat changes nothing.
     let before = scan_all(&store).await;
-    let retried = handle_event(kinesis_event(&data), &store, &config)
+    let retried = process_event(kinesis_event(&data), &store, &config)
         .await
         .expect("the retry is handled too");
     assert_eq!(failures(&retried.response), [2, 5, 7].map(sequence_number));
@@ -204,6 +206,63 @@ fn unreachable_store() -> DynamoStore {
     DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), "unreachable")
 }
 
+/// DynamoDB refuses a record's trail write as invalid: every retry would fail alike, so
+/// the record is quarantined whole (its data, to replay once the cause is fixed) instead
+/// of being reported, and the shard moves on; the rest of the batch lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_a_retry_cannot_fix_is_quarantined_and_not_reported() {
+    let proxy = FaultProxy::start(
+        &endpoint(),
+        vec![
+            Rule::on(
+                "TransactWriteItems",
+                Fault::Rejected {
+                    kind: "com.amazon.coral.validate#ValidationException",
+                    message: "Item size has exceeded the maximum allowed size",
+                },
+            )
+            .times(1),
+        ],
+    )
+    .await;
+    let table = fresh_store("kinesis-rejected").await.table().to_owned();
+    let store = DynamoStore::new(
+        client_with_budget(
+            &proxy.url(),
+            "kinesis-rejected",
+            std::time::Duration::from_secs(5),
+        ),
+        table,
+    );
+    let config = config_for(&store);
+    let data = sample_data();
+    let handled = process_event(kinesis_event(&data), &store, &config)
+        .await
+        .expect("a record that cannot be stored does not fail the batch");
+    assert_eq!(failures(&handled.response), Vec::<String>::new());
+    let refused: Vec<_> = store
+        .quarantined()
+        .await
+        .expect("quarantine")
+        .into_iter()
+        .filter(|item| {
+            item.reason
+                .contains("refused TransactWriteItems as invalid")
+        })
+        .collect();
+    let [item] = refused.as_slice() else {
+        panic!("one record quarantined for the refusal: {refused:#?}")
+    };
+    let index = (0..data.len())
+        .find(|index| {
+            item.reason
+                .starts_with(&format!("Kinesis record {}: ", sequence_number(*index)))
+        })
+        .unwrap_or_else(|| panic!("the reason names the record: {}", item.reason));
+    assert_eq!(item.raw, data[index], "its data, to replay");
+    assert!(handled.report.stored > 0, "the rest of the batch lands");
+}
+
 #[tokio::test]
 async fn a_store_failure_reports_every_record_from_the_first_failing_one() {
     let store = unreachable_store();
@@ -212,7 +271,7 @@ async fn a_store_failure_reports_every_record_from_the_first_failing_one() {
     data.truncate(4);
     // A poisoned record first: its quarantine write fails too, and is reported.
     data.insert(0, "poison".to_owned());
-    let handled = handle_event(kinesis_event(&data), &store, &config)
+    let handled = process_event(kinesis_event(&data), &store, &config)
         .await
         .expect("partial failure is a response, not an error");
     let expected: Vec<String> = (0..data.len()).map(sequence_number).collect();
@@ -226,7 +285,7 @@ async fn firehose_records_are_stored_and_passed_through() {
     data.push("not base64 either!".to_owned());
     let store = fresh_store("firehose").await;
     let config = config_for(&store);
-    let handled = handle_event(firehose_event(&data), &store, &config)
+    let handled = process_event(firehose_event(&data), &store, &config)
         .await
         .expect("handled");
     let Response::Firehose(response) = &handled.response else {
@@ -265,7 +324,7 @@ async fn firehose_records_are_stored_and_passed_through() {
             .any(|item| item.reason.starts_with("Firehose record record-"))
     );
 
-    let error = handle_event(firehose_event(&data), &unreachable_store(), &config).await;
+    let error = process_event(firehose_event(&data), &unreachable_store(), &config).await;
     assert!(
         error.is_err(),
         "a store failure fails a Firehose invocation"

@@ -8,7 +8,7 @@ use std::io::{Cursor, Write};
 use crate::common::*;
 use hsm_audit::decode::decode_luna_file;
 use hsm_audit::domain::{AlertKind, DeriveConfig, KeyGeneration, KeyState, derive};
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use hsm_audit::model::AuditRecord;
 use hsm_audit::pipeline::{ingest, parse_decoded};
 use hsm_audit::store::dynamodb::DynamoStore;
@@ -307,7 +307,7 @@ async fn luna_records_through_the_subscription_give_failed_logins_lifecycles_and
     let group = "/dpod/luna/service-1";
     let messages = scenario();
     let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
-    let report = handle(
+    let report = ingest_event(
         subscription_event(group, PARTITION, 1000, &refs),
         &store,
         &config,
@@ -325,7 +325,7 @@ async fn luna_records_through_the_subscription_give_failed_logins_lifecycles_and
     };
     assert_eq!(first.resource_id.as_deref(), Some(SERVICE));
 
-    let again = handle(
+    let again = ingest_event(
         subscription_event(group, PARTITION, 1000, &refs),
         &store,
         &config,
@@ -390,7 +390,7 @@ async fn a_payload_mixing_cloudhsm_and_luna_messages_processes_both() {
             &seed_record("07-"),
         ],
     );
-    let report = handle(event, &store, &config).await.expect("handled");
+    let report = ingest_event(event, &store, &config).await.expect("handled");
     assert_eq!((report.records, report.quarantined), (4, 0));
     let admin = store
         .sessions(cluster, Some("admin"), None, None)

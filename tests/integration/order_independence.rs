@@ -2,7 +2,7 @@
 //! Property test through the real handler and the local DynamoDB.
 
 use crate::common::*;
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use hsm_audit::store::dynamodb::DynamoStore;
 use proptest::prelude::*;
 
@@ -11,7 +11,7 @@ async fn reference_state() -> Vec<Item> {
     let store = fresh_store("reference").await;
     let config = config_for(&store);
     for (_, event) in sample_events() {
-        handle(event, &store, &config)
+        ingest_event(event, &store, &config)
             .await
             .expect("reference delivery");
     }
@@ -29,7 +29,7 @@ async fn deliver(store: &DynamoStore, order: &[usize], split: usize) {
         let config = &config;
         async move {
             for index in indexes {
-                handle(events[index].1.clone(), store, config)
+                ingest_event(events[index].1.clone(), store, config)
                     .await
                     .expect("delivery");
             }
@@ -84,7 +84,7 @@ async fn a_logout_delivered_before_its_login_still_closes_the_session() {
     let store = fresh_store("logout-first").await;
     let config = config_for(&store);
     let group = "/aws/cloudhsm/cluster-order";
-    handle(
+    ingest_event(
         subscription_event(group, "hsm-one", 10, &[&seed_record("07-")]),
         &store,
         &config,
@@ -96,7 +96,7 @@ async fn a_logout_delivered_before_its_login_still_closes_the_session() {
         .await
         .expect("sessions");
     assert!(open.is_empty(), "a logout alone opens nothing: {open:?}");
-    handle(
+    ingest_event(
         subscription_event(group, "hsm-one", 1, &[&seed_record("06-")]),
         &store,
         &config,

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
-use hsm_audit::model::{HsmRecord, Labeled, LaterFields, Opcode, Timestamp};
+use hsm_audit::model::{HsmRecord, Labeled, LaterFields, Opcode};
 use hsm_audit::parse::{looks_like_cloudhsm_record, parse_cloudhsm_record};
+use hsm_audit::testkit::hsm_record;
 
 /// The directory of one fixture seed.
 fn seed_dir(seed: &str) -> PathBuf {
@@ -56,21 +57,8 @@ fn label(name: &str, code: u64) -> Labeled {
 /// The fields most example records share, to be overridden per example.
 fn mgmt_record(micros: i64, sequence_no: u64, reboot_counter: u32) -> HsmRecord {
     HsmRecord {
-        time: Timestamp::from_micros(micros),
-        sequence_no,
-        reboot_counter,
-        command_type: label("CN_MGMT_CMD", 0),
-        opcode: Opcode::Login,
         opcode_code: Some(0xd),
-        session_handle: 0,
-        response_code: 0,
-        response_text: "HSM Return: SUCCESS".into(),
-        log_type: label("MINIMAL_LOG_ENTRY", 0),
-        user_name: None,
-        user_type: None,
-        key_handle: None,
-        public_key_handle: None,
-        later: Default::default(),
+        ..hsm_record(micros, sequence_no, reboot_counter, Opcode::Login)
     }
 }
 

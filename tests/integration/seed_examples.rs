@@ -4,7 +4,7 @@
 //! `domain_scenarios.rs` checks the same rules on the pure derivation.
 
 use hsm_audit::domain::{Alert, AlertKind, ClusterSession, KeyGeneration, KeyState};
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use hsm_audit::model::Opcode;
 use hsm_audit::store::dynamodb::DynamoStore;
 
@@ -16,7 +16,7 @@ async fn ingested() -> DynamoStore {
     let store = fresh_store("seed-examples").await;
     let config = config_for(&store);
     for (name, event) in sample_events() {
-        handle(event, &store, &config)
+        ingest_event(event, &store, &config)
             .await
             .unwrap_or_else(|error| panic!("{name}: {error}"));
     }

@@ -12,7 +12,7 @@ use hsm_audit::digest::kms::{DigestSigner, public_key};
 use hsm_audit::digest::signature::PublicKey;
 use hsm_audit::digest::verify::Finding;
 use hsm_audit::digest::{self, DigestBody};
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use hsm_audit::store::dynamodb::DynamoStore;
 use hsm_audit::store::dynamodb::items::trail_pk;
 use hsm_audit::verify::{VerifyOptions, VerifyReport, export_digests, verify_trail};
@@ -69,7 +69,7 @@ async fn signed_trail(label: &str, redeliver: bool) -> Signed {
     let rounds = if redeliver { 2 } else { 1 };
     for _ in 0..rounds {
         for (name, event) in &events {
-            handle(event.clone(), &store, &config)
+            ingest_event(event.clone(), &store, &config)
                 .await
                 .unwrap_or_else(|error| panic!("{name}: {error:?}"));
         }

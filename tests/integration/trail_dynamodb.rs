@@ -1,7 +1,7 @@
 //! The trail through the real handler into the local DynamoDB server.
 
 use crate::common::*;
-use hsm_audit::lambda::handle;
+use hsm_audit::lambda::ingest_event;
 use hsm_audit::model::Opcode;
 
 const GROUP: &str = "/aws/cloudhsm/cluster-test";
@@ -11,7 +11,7 @@ async fn ingesting_the_sample_events_twice_leaves_the_table_unchanged() {
     let store = fresh_store("twice").await;
     let config = config_for(&store);
     for (_, event) in sample_events() {
-        handle(event, &store, &config)
+        ingest_event(event, &store, &config)
             .await
             .expect("first delivery");
     }
@@ -23,7 +23,7 @@ async fn ingesting_the_sample_events_twice_leaves_the_table_unchanged() {
     );
     let mut duplicates = 0;
     for (_, event) in sample_events() {
-        let report = handle(event, &store, &config)
+        let report = ingest_event(event, &store, &config)
             .await
             .expect("second delivery");
         assert_eq!(report.stored, 0, "nothing is new the second time");
@@ -43,7 +43,7 @@ async fn records_keep_their_identity_and_cloudwatch_origin() {
     let login = seed_record("06-");
     let logout = seed_record("07-");
     let event = subscription_event(GROUP, "hsm-one", 36_000_000_000, &[&login, &logout]);
-    let report = handle(event, &store, &config).await.expect("handled");
+    let report = ingest_event(event, &store, &config).await.expect("handled");
     assert_eq!(
         (report.records, report.stored, report.quarantined),
         (2, 2, 0)
@@ -114,12 +114,12 @@ async fn every_kind_of_bad_input_is_quarantined_and_the_good_records_kept() {
         ("unrecognised event", serde_json::json!({"Records": "nope"})),
     ];
     for (_, event) in &bad_events {
-        let report = handle(event.clone(), &store, &config)
+        let report = ingest_event(event.clone(), &store, &config)
             .await
             .expect("bad input never fails the invocation");
         assert_eq!(report.quarantined, 1);
     }
-    let report = handle(good, &store, &config).await.expect("good");
+    let report = ingest_event(good, &store, &config).await.expect("good");
     assert_eq!((report.records, report.quarantined), (2, 1));
 
     let quarantined = store.quarantined().await.expect("quarantine");
@@ -163,7 +163,9 @@ async fn a_control_message_is_acknowledged_without_writes() {
         .into_iter()
         .find(|(name, _)| name.contains("control"))
         .expect("control sample");
-    let report = handle(control, &store, &config).await.expect("handled");
+    let report = ingest_event(control, &store, &config)
+        .await
+        .expect("handled");
     assert_eq!(report.control_messages, 1);
     assert!(scan_all(&store).await.is_empty());
 }
@@ -174,14 +176,14 @@ async fn a_conflicting_duplicate_keeps_the_first_record_and_is_recorded() {
     let config = config_for(&store);
     let original = seed_record("06-");
     let forged = original.replace("User Name : admin", "User Name : mallory");
-    handle(
+    ingest_event(
         subscription_event(GROUP, "hsm-one", 1, &[&original]),
         &store,
         &config,
     )
     .await
     .expect("first");
-    let report = handle(
+    let report = ingest_event(
         subscription_event(GROUP, "hsm-one", 2, &[&forged]),
         &store,
         &config,

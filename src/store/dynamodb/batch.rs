@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::types::{
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::store::{DynamoStore, request_error, sdk_error};
-use crate::store::StoreError;
 use crate::store::dynamodb::items::{self, Item};
+use crate::store::{RequestFailed, StoreError};
 
 /// What conditional puts did: identities written, and identities another writer had
 /// taken (with the stored content digest when the answer carried it).
@@ -150,10 +150,8 @@ impl DynamoStore {
     pub(super) async fn put_new_chunk(&self, items: Vec<Item>) -> Result<Settled, StoreError> {
         let keys: Vec<String> = items.iter().map(items::sort_key).collect();
         // Transactional writes cost twice the write units of plain ones.
-        let costs: Vec<(String, u64)> = items
-            .iter()
-            .map(|item| (items::type_of(item), 2 * items::write_units(item)))
-            .collect();
+        #[cfg(any(test, feature = "testkit"))]
+        let costs = crate::testkit::WriteLedger::costs_of(&items, 2);
         let puts = items
             .into_iter()
             .map(|item| {
@@ -181,7 +179,8 @@ impl DynamoStore {
                 .await;
             let error = match result {
                 Ok(_) => {
-                    self.book(costs);
+                    #[cfg(any(test, feature = "testkit"))]
+                    self.ledger.book(costs);
                     return Ok(Settled {
                         written: keys,
                         lost: Vec::new(),
@@ -196,6 +195,7 @@ impl DynamoStore {
             };
             let reasons = canceled.cancellation_reasons();
             let mut lost = Vec::new();
+            let mut invalid = None;
             for (key, reason) in keys.iter().zip(reasons) {
                 match reason.code() {
                     Some("ConditionalCheckFailed") => {
@@ -203,16 +203,23 @@ impl DynamoStore {
                         lost.push((key.clone(), digest));
                     }
                     Some("ValidationError") => {
-                        return Err(StoreError::Rejected {
-                            operation: "TransactWriteItems",
-                            message: format!(
-                                "{key}: {}",
-                                reason.message().unwrap_or("invalid item")
-                            ),
-                        });
+                        invalid = Some(format!(
+                            "{key}: {}",
+                            reason.message().unwrap_or("invalid item")
+                        ));
+                        break;
                     }
                     _ => {}
                 }
+            }
+            if let Some(summary) = invalid {
+                return Err(StoreError::Rejected {
+                    operation: "TransactWriteItems",
+                    source: RequestFailed {
+                        summary,
+                        source: Box::new(error),
+                    },
+                });
             }
             if !lost.is_empty() {
                 return Ok(Settled {

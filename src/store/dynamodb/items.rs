@@ -21,6 +21,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -38,7 +39,7 @@ use crate::model::{
     AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, Opcode, RecordIdentity,
     StreamId, Timestamp, TrailEntry,
 };
-use crate::store::StoreError;
+use crate::store::{BoxError, StoreError};
 
 mod later;
 mod quorum;
@@ -133,16 +134,14 @@ pub fn checkpoint_items(
     cluster: &str,
     checkpoint: &crate::incremental::Checkpoint,
 ) -> Result<Vec<Item>, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt {
+    let corrupt = |source: BoxError| StoreError::Corrupt {
         key: format!("{}/{CHECKPOINT_PREFIX}", state_pk(cluster)),
-        message,
+        source,
     };
-    let json = serde_json::to_vec(checkpoint).map_err(|error| corrupt(error.to_string()))?;
+    let json = serde_json::to_vec(checkpoint).map_err(|error| corrupt(error.into()))?;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut encoder, &json).map_err(|error| corrupt(error.to_string()))?;
-    let packed = encoder
-        .finish()
-        .map_err(|error| corrupt(error.to_string()))?;
+    std::io::Write::write_all(&mut encoder, &json).map_err(|error| corrupt(error.into()))?;
+    let packed = encoder.finish().map_err(|error| corrupt(error.into()))?;
     let chunks: Vec<&[u8]> = packed.chunks(CHECKPOINT_CHUNK_BYTES).collect();
     Ok(chunks
         .iter()
@@ -180,9 +179,9 @@ pub fn checkpoint_from_items(
     cluster: &str,
     items: &[Item],
 ) -> Result<crate::incremental::Checkpoint, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt {
+    let corrupt = |source: BoxError| StoreError::Corrupt {
         key: format!("{}/{CHECKPOINT_PREFIX}", state_pk(cluster)),
-        message,
+        source,
     };
     if items.is_empty() {
         return Ok(crate::incremental::Checkpoint::default());
@@ -201,16 +200,18 @@ pub fn checkpoint_from_items(
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     if expected != items.len() {
-        return Err(corrupt(format!("{} of {expected} pieces", items.len())));
+        return Err(corrupt(
+            format!("{} of {expected} pieces", items.len()).into(),
+        ));
     }
     let mut json = Vec::new();
     std::io::Read::read_to_end(
         &mut flate2::read::GzDecoder::new(packed.as_slice()),
         &mut json,
     )
-    .map_err(|error| corrupt(error.to_string()))?;
+    .map_err(|error| corrupt(error.into()))?;
     let mut checkpoint: crate::incremental::Checkpoint =
-        serde_json::from_slice(&json).map_err(|error| corrupt(error.to_string()))?;
+        serde_json::from_slice(&json).map_err(|error| corrupt(error.into()))?;
     checkpoint.stored_pieces = items.len();
     Ok(checkpoint)
 }
@@ -231,7 +232,7 @@ pub fn object_item(
     let mut item = object_key(cluster, name);
     let json = serde_json::to_string(carry).map_err(|error| StoreError::Corrupt {
         key: name.to_owned(),
-        message: error.to_string(),
+        source: error.into(),
     })?;
     item.insert("item_type".into(), AttributeValue::S("object_carry".into()));
     item.insert("object_name".into(), AttributeValue::S(name.to_owned()));
@@ -243,13 +244,13 @@ pub fn object_from_item(
     item: &Item,
 ) -> Result<(String, crate::incremental::ObjectCarry), StoreError> {
     let text = |name: &str| item.get(name).and_then(|value| value.as_s().ok());
-    let corrupt = |message: String| StoreError::Corrupt {
+    let corrupt = |source: BoxError| StoreError::Corrupt {
         key: sort_key(item),
-        message,
+        source,
     };
     let name = text("object_name").ok_or_else(|| corrupt("no object name".into()))?;
     let json = text("object_carry").ok_or_else(|| corrupt("no carry".into()))?;
-    let carry = serde_json::from_str(json).map_err(|error| corrupt(error.to_string()))?;
+    let carry = serde_json::from_str(json).map_err(|error| corrupt(error.into()))?;
     Ok((name.clone(), carry))
 }
 
@@ -309,7 +310,7 @@ const LOG_EVENT_PREFIX: &str = "LOG#";
 fn to_clean_item(value: &impl Serialize, key: &str) -> Result<Item, StoreError> {
     let mut item: Item = to_item(value).map_err(|error| StoreError::Corrupt {
         key: key.to_owned(),
-        message: error.to_string(),
+        source: error.into(),
     })?;
     // Absent values are left out rather than stored as NULL: the console shows only what
     // the record has, and empty strings (forbidden in key attributes) never appear.
@@ -321,7 +322,7 @@ fn read_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     let key = item_key(&item);
     from_item(item).map_err(|error| StoreError::Corrupt {
         key,
-        message: error.to_string(),
+        source: error.into(),
     })
 }
 
@@ -370,8 +371,8 @@ struct TrailItem {
     pk: String,
     sk: String,
     item_type: String,
-    cluster: String,
-    hsm: String,
+    cluster: Arc<str>,
+    hsm: Arc<str>,
     reboot_counter: u32,
     sequence_no: u64,
     time: Timestamp,
@@ -391,7 +392,7 @@ struct TrailItem {
     user_type_code: Option<u64>,
     key_handle: Option<u64>,
     public_key_handle: Option<u64>,
-    log_group: String,
+    log_group: Arc<str>,
     log_event_id: String,
     log_event_time: Timestamp,
     content_sha256: String,
@@ -474,8 +475,8 @@ struct CertificateItem {
     pk: String,
     sk: String,
     item_type: String,
-    cluster: String,
-    log_stream: String,
+    cluster: Arc<str>,
+    log_stream: Arc<str>,
     time: Timestamp,
     usecs: i64,
     object_handle: Option<u64>,
@@ -483,7 +484,7 @@ struct CertificateItem {
     response: String,
     success: bool,
     attributes: Option<Vec<String>>,
-    log_group: String,
+    log_group: Arc<str>,
     log_event_id: String,
     log_event_time: Timestamp,
     content_sha256: String,
@@ -526,8 +527,8 @@ struct LunaItem {
     pk: String,
     sk: String,
     item_type: String,
-    cluster: String,
-    log_stream: String,
+    cluster: Arc<str>,
+    log_stream: Arc<str>,
     time: Timestamp,
     usecs: i64,
     action: String,
@@ -545,7 +546,7 @@ struct LunaItem {
     #[serde(default)]
     object_ids: Vec<String>,
     record_id: Option<String>,
-    log_group: String,
+    log_group: Arc<str>,
     log_event_id: String,
     log_event_time: Timestamp,
     content_sha256: String,
@@ -807,33 +808,36 @@ pub fn quarantine_parts_prefix(sk: &str) -> String {
 /// Joins the parts of a quarantined input (in sort-key order) and checks them against the
 /// item's digest and part count: what comes back is the content, or an error.
 pub fn quarantined_content(head: &Item, parts: &[Item]) -> Result<Vec<u8>, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt {
+    let corrupt = |source: BoxError| StoreError::Corrupt {
         key: item_key(head),
-        message,
+        source,
     };
     let expected = head
         .get("raw_parts")
         .and_then(|value| value.as_n().ok())
         .and_then(|count| count.parse::<usize>().ok());
     if expected != Some(parts.len()) {
-        return Err(corrupt(format!(
-            "{} content parts stored, {expected:?} expected",
-            parts.len()
-        )));
+        return Err(corrupt(
+            format!(
+                "{} content parts stored, {expected:?} expected",
+                parts.len()
+            )
+            .into(),
+        ));
     }
     let mut content = Vec::new();
     for part in parts {
         let data = part
             .get("data")
             .and_then(|value| value.as_b().ok())
-            .ok_or_else(|| corrupt(format!("part {} has no data", sort_key(part))))?;
+            .ok_or_else(|| corrupt(format!("part {} has no data", sort_key(part)).into()))?;
         content.extend_from_slice(data.as_ref());
     }
     let digest = hex::encode(Sha256::digest(&content));
     if digest != text_attribute(head, "raw_sha256") {
-        return Err(corrupt(format!(
-            "the joined parts' SHA-256 {digest} is not the item's"
-        )));
+        return Err(corrupt(
+            format!("the joined parts' SHA-256 {digest} is not the item's").into(),
+        ));
     }
     Ok(content)
 }

@@ -10,6 +10,6 @@ mod store;
 mod table;
 
 pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper};
-pub use store::{DynamoStore, RequestCounts, WriteCost, connect};
-pub(crate) use store::{error_chain, request_error};
+pub use store::{DynamoStore, RequestCounts, connect};
+pub(crate) use store::{request_error, request_failed};
 pub use table::{TableSchema, TableSetup, create_table};

@@ -1,6 +1,6 @@
 //! The DynamoDB store: the client, the lease, and the trail and view writes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,7 +17,9 @@ use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::dynamodb::items::{self, Item};
-use crate::store::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
+use crate::store::{
+    AuditStore, ClusterLease, RecordPosition, RequestFailed, StoreError, TrailOutcome,
+};
 
 /// DynamoDB requests made, by kind: the benchmark's requests-per-record come from here,
 /// since a local server's `ConsumedCapacity` cannot be trusted.
@@ -70,33 +72,38 @@ pub struct DynamoStore {
     pub(super) client: Client,
     pub(super) table: String,
     pub(super) counts: Arc<RequestCounts>,
-    ledger: std::sync::Mutex<BTreeMap<String, WriteCost>>,
+    #[cfg(any(test, feature = "testkit"))]
+    pub(super) ledger: crate::testkit::WriteLedger,
     pub(super) lease_wait: Duration,
     pub(super) lease_ttl: Duration,
     signer: DigestSigner,
 }
 
-/// Items written (put or deleted) and the write capacity units that costs, computed from
-/// item sizes since a local server's `ConsumedCapacity` is not faithful.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteCost {
-    pub items: u64,
-    pub write_units: u64,
-}
-
-/// A failed request as one line a person can act on — `ValidationException: TableName must
-/// be at least 3 characters long` — with the SDK's whole report (its `Debug` of the
-/// request and response) kept aside as `detail`.
-pub(crate) fn request_error(operation: &'static str, error: impl RequestFailure) -> StoreError {
-    let message = match error.code_and_message() {
-        Some((code, Some(message))) => format!("{code}: {message}"),
-        Some((code, None)) => code,
-        None => error_chain(&error),
-    };
+/// A failed request as a [`StoreError::Request`], the SDK's error kept as its source.
+pub(crate) fn request_error<E>(operation: &'static str, error: E) -> StoreError
+where
+    E: RequestFailure + Send + Sync + 'static,
+{
     StoreError::Request {
         operation,
-        message,
-        detail: aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string(),
+        source: request_failed(error),
+    }
+}
+
+/// The one line a person can act on — the service's error code and message, or the
+/// chain of causes when there is no answer — and the error itself.
+pub(crate) fn request_failed<E>(error: E) -> RequestFailed
+where
+    E: RequestFailure + Send + Sync + 'static,
+{
+    let summary = match error.code_and_message() {
+        Some((code, Some(message))) => format!("{code}: {message}"),
+        Some((code, None)) => code,
+        None => crate::errors::one_line(&error),
+    };
+    RequestFailed {
+        summary,
+        source: Box::new(error),
     }
 }
 
@@ -124,31 +131,20 @@ impl RequestFailure for BuildError {
     }
 }
 
-/// An error and its causes, `: `-separated, without the SDK's `Debug` dump.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text.replace('\n', " ")
-}
-
 /// A failed SDK call as a [`StoreError`]: a `ValidationException` is
 /// [`StoreError::Rejected`] (never worth a retry), anything else a retryable request error.
 pub(crate) fn sdk_error<E, R>(operation: &'static str, error: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    if let Some((code, message)) = error.code_and_message()
-        && code == "ValidationException"
+    if error
+        .code_and_message()
+        .is_some_and(|(code, _)| code == "ValidationException")
     {
         return StoreError::Rejected {
             operation,
-            message: format!("{code}: {}", message.unwrap_or_default()),
+            source: request_failed(error),
         };
     }
     request_error(operation, error)
@@ -192,7 +188,8 @@ impl DynamoStore {
             client,
             table: table.into(),
             counts: Arc::default(),
-            ledger: std::sync::Mutex::default(),
+            #[cfg(any(test, feature = "testkit"))]
+            ledger: crate::testkit::WriteLedger::default(),
             lease_wait: Duration::from_secs(45),
             lease_ttl: super::lease::DEFAULT_TTL,
             signer: DigestSigner::Unsigned,
@@ -239,30 +236,28 @@ impl DynamoStore {
     }
 
     /// Write cost so far, by `item_type`.
-    pub fn write_costs(&self) -> BTreeMap<String, WriteCost> {
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn write_costs(&self) -> std::collections::BTreeMap<String, crate::testkit::WriteCost> {
+        self.ledger.costs()
+    }
+
+    /// Books what writing `written` costs in the benchmark's ledger; a store built without
+    /// `testkit` (the Lambda's) keeps none and computes nothing.
+    fn account(&self, written: &[Item]) {
+        #[cfg(any(test, feature = "testkit"))]
         self.ledger
-            .lock()
-            .map(|ledger| ledger.clone())
-            .unwrap_or_default()
+            .book(crate::testkit::WriteLedger::costs_of(written, 1));
+        #[cfg(not(any(test, feature = "testkit")))]
+        let _ = written;
     }
 
-    fn account(&self, items: &[Item]) {
-        self.book(
-            items
-                .iter()
-                .map(|item| (items::type_of(item), items::write_units(item))),
-        );
-    }
-
-    /// Books writes in the ledger: `(item type, write units)` of each item written or deleted.
-    pub(super) fn book(&self, writes: impl IntoIterator<Item = (String, u64)>) {
-        if let Ok(mut ledger) = self.ledger.lock() {
-            for (item_type, write_units) in writes {
-                let cost = ledger.entry(item_type).or_default();
-                cost.items += 1;
-                cost.write_units += write_units;
-            }
-        }
+    /// Books `count` deletes of views, one unit each, as [`Self::account`] does writes.
+    fn account_deletes(&self, count: usize) {
+        #[cfg(any(test, feature = "testkit"))]
+        self.ledger
+            .book(std::iter::repeat_n(("view".to_owned(), 1), count));
+        #[cfg(not(any(test, feature = "testkit")))]
+        let _ = count;
     }
 }
 
@@ -434,7 +429,7 @@ impl AuditStore for DynamoStore {
             puts.push(items::object_item(&lease.cluster, name, carry)?);
         }
         self.account(&puts);
-        self.book(write.deletes.iter().map(|_| ("view".to_owned(), 1)));
+        self.account_deletes(write.deletes.len());
         self.delete_all(write.deletes.clone()).await?;
         self.put_all(puts).await?;
         let checkpoint = items::checkpoint_items(&lease.cluster, &write.checkpoint)?;
@@ -485,7 +480,7 @@ impl AuditStore for DynamoStore {
                     let entry = items::trail_entry_from_item(item)?;
                     streams
                         .entry(crate::incremental::stream_prefix(&entry))
-                        .or_insert_with(|| entry.cloudhsm().map(|_| entry.stream.hsm.clone()));
+                        .or_insert_with(|| entry.cloudhsm().map(|_| entry.stream.hsm.to_string()));
                 }
             }
             Ok(())

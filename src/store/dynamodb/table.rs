@@ -41,7 +41,7 @@ impl TableSchema {
     pub fn load() -> Result<Self, StoreError> {
         serde_json::from_str(SCHEMA_JSON).map_err(|error| StoreError::Corrupt {
             key: "schema/table.json".into(),
-            message: error.to_string(),
+            source: error.into(),
         })
     }
 }

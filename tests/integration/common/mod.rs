@@ -5,7 +5,6 @@
 pub mod fault_proxy;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -15,11 +14,9 @@ use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryPartition};
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
-use base64::Engine;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use hsm_audit::config::Config;
 use hsm_audit::store::dynamodb::{DynamoStore, create_table};
+pub use hsm_audit::testkit::{b64, gzip, subscription_event};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -144,42 +141,6 @@ pub async fn scan_all(store: &DynamoStore) -> Vec<Item> {
     }
     items.sort_by_key(|item| (key(item, "pk"), key(item, "sk")));
     items
-}
-
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    encoder.write_all(bytes).expect("gzip");
-    encoder.finish().expect("gzip")
-}
-
-pub fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// A CloudWatch Logs subscription event for `messages` of one stream; event ids are
-/// derived from `id_base` and the position.
-pub fn subscription_event(
-    log_group: &str,
-    log_stream: &str,
-    id_base: u64,
-    messages: &[&str],
-) -> serde_json::Value {
-    let events: Vec<serde_json::Value> = messages
-        .iter()
-        .enumerate()
-        .map(|(index, message)| {
-            serde_json::json!({"id": format!("{}", id_base + index as u64), "timestamp": 1_516_067_329_824i64, "message": message})
-        })
-        .collect();
-    let payload = serde_json::json!({
-        "messageType": "DATA_MESSAGE",
-        "owner": "123456789012",
-        "logGroup": log_group,
-        "logStream": log_stream,
-        "subscriptionFilters": ["hsm-audit"],
-        "logEvents": events,
-    });
-    serde_json::json!({"awslogs": {"data": b64(&gzip(payload.to_string().as_bytes()))}})
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {

@@ -8,11 +8,7 @@
 //!
 //! Deterministic for a seed, so two runs of a benchmark measure the same input.
 
-use std::io::Write;
-
-use base64::Engine;
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use super::events::{b64, gzip};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,11 +167,8 @@ impl Simulation {
             "logEvents": events,
         });
         let json = payload.to_string();
-        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-        // Writing into a Vec cannot fail.
-        let _ = encoder.write_all(json.as_bytes());
-        let compressed = encoder.finish().unwrap_or_default();
-        let data = base64::engine::general_purpose::STANDARD.encode(&compressed);
+        let compressed = gzip(json.as_bytes());
+        let data = b64(&compressed);
         self.payloads.push(GeneratedPayload {
             log_stream: self.hsms[hsm].id.clone(),
             event: serde_json::json!({"awslogs": {"data": data}}),
@@ -244,18 +237,7 @@ impl Simulation {
         let time = self.now_micros;
         match self.rng.u8(..10) {
             0..=2 => {
-                let key = self.new_key();
-                self.emit(origin, |seq| {
-                    render(
-                        time,
-                        seq,
-                        "CN_GENERATE_KEY",
-                        0x17,
-                        handle,
-                        OK,
-                        &key_tail(key, 0),
-                    )
-                });
+                let key = self.generate_key(origin, handle);
                 self.synchronise(origin, handle, key);
             }
             3 => {
@@ -340,20 +322,9 @@ impl Simulation {
         (0..3)
             .map(|_| {
                 self.tick(100);
-                let key = self.new_key();
+                let key = self.generate_key(0, handle);
+                // The application's keys are never destroyed by the interactive sessions.
                 self.live_keys.retain(|&live| live != key);
-                let time = self.now_micros;
-                self.emit(0, |seq| {
-                    render(
-                        time,
-                        seq,
-                        "CN_GENERATE_KEY",
-                        0x17,
-                        handle,
-                        OK,
-                        &key_tail(key, 0),
-                    )
-                });
                 key
             })
             .collect()
@@ -375,6 +346,24 @@ impl Simulation {
                 &key_tail(key, 0),
             )
         });
+    }
+
+    /// A key generated now on `origin`, in session `handle`.
+    fn generate_key(&mut self, origin: usize, handle: u64) -> u64 {
+        let key = self.new_key();
+        let time = self.now_micros;
+        self.emit(origin, |seq| {
+            render(
+                time,
+                seq,
+                "CN_GENERATE_KEY",
+                0x17,
+                handle,
+                OK,
+                &key_tail(key, 0),
+            )
+        });
+        key
     }
 
     fn new_key(&mut self) -> u64 {
@@ -463,8 +452,8 @@ pub fn generate(spec: &WorkloadSpec) -> Vec<GeneratedPayload> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::decode_lambda_event;
-    use crate::pipeline::{is_failed_login, parse_decoded};
+    use crate::decode::decode_event;
+    use crate::pipeline::parse_decoded;
 
     #[test]
     fn generated_payloads_parse_completely_with_some_failed_logins() {
@@ -478,7 +467,7 @@ mod tests {
         let parsed = parse_decoded(
             payloads
                 .iter()
-                .flat_map(|p| decode_lambda_event(&p.event, 16 << 20)),
+                .flat_map(|p| decode_event(&p.event, 16 << 20).into_decoded()),
         );
         assert!(
             parsed.quarantined.is_empty(),
@@ -492,7 +481,7 @@ mod tests {
         );
         let failed = records
             .iter()
-            .filter(|entry| is_failed_login(entry))
+            .filter(|entry| entry.record.is_failed_login())
             .count();
         assert!(
             failed * 100 > records.len() && failed * 100 < records.len() * 6,

@@ -1,45 +1,53 @@
-//! Builds trail entries directly for unit tests, so the domain can be tested without
-//! the parser (written separately) and with only the fields a test cares about.
+//! Builds audit records and trail entries directly, so that the domain (and the parser's
+//! expectations) can be written without the parser and with only the fields a test
+//! cares about.
 
 use crate::model::{
     AuditRecord, HsmRecord, Labeled, LaterFields, Opcode, StreamId, Timestamp, TrailEntry,
 };
 
-pub(crate) struct Builder {
+/// A successful management record with no user or key fields: what most of the vendor's
+/// examples share, to be overridden field by field.
+pub fn hsm_record(micros: i64, sequence_no: u64, reboot_counter: u32, opcode: Opcode) -> HsmRecord {
+    HsmRecord {
+        time: Timestamp::from_micros(micros),
+        sequence_no,
+        reboot_counter,
+        command_type: Labeled {
+            name: "CN_MGMT_CMD".into(),
+            code: Some(0),
+        },
+        opcode,
+        opcode_code: None,
+        session_handle: 0,
+        response_code: 0,
+        response_text: "HSM Return: SUCCESS".into(),
+        log_type: Labeled {
+            name: "MINIMAL_LOG_ENTRY".into(),
+            code: Some(0),
+        },
+        user_name: None,
+        user_type: None,
+        key_handle: None,
+        public_key_handle: None,
+        later: Default::default(),
+    }
+}
+
+pub struct Builder {
     entry: TrailEntry,
 }
 
-/// A successful record with no user or key fields; add what the test needs.
-pub(crate) fn rec(hsm: &str, boot: u32, seq: u64, micros: i64, opcode: Opcode) -> Builder {
+/// A trail entry of [`hsm_record`] on `hsm` of cluster `cluster-test`; add what the test
+/// needs.
+pub fn rec(hsm: &str, boot: u32, seq: u64, micros: i64, opcode: Opcode) -> Builder {
     Builder {
         entry: TrailEntry {
             stream: StreamId {
                 cluster: "cluster-test".into(),
                 hsm: hsm.into(),
             },
-            record: AuditRecord::CloudHsm(HsmRecord {
-                time: Timestamp::from_micros(micros),
-                sequence_no: seq,
-                reboot_counter: boot,
-                command_type: Labeled {
-                    name: "CN_MGMT_CMD".into(),
-                    code: Some(0),
-                },
-                opcode,
-                opcode_code: None,
-                session_handle: 0,
-                response_code: 0,
-                response_text: "HSM Return: SUCCESS".into(),
-                log_type: Labeled {
-                    name: "MINIMAL_LOG_ENTRY".into(),
-                    code: Some(0),
-                },
-                user_name: None,
-                user_type: None,
-                key_handle: None,
-                public_key_handle: None,
-                later: Default::default(),
-            }),
+            record: AuditRecord::CloudHsm(hsm_record(micros, seq, boot, opcode)),
             log_group: "/aws/cloudhsm/cluster-test".into(),
             log_event_id: format!("{hsm}-{boot}-{seq}"),
             log_event_time: Timestamp::from_micros(micros),
@@ -49,7 +57,7 @@ pub(crate) fn rec(hsm: &str, boot: u32, seq: u64, micros: i64, opcode: Opcode) -
 }
 
 /// A login of `user` (a crypto user unless `user_type` says otherwise).
-pub(crate) fn login(hsm: &str, seq: u64, micros: i64, handle: u64, user: &str) -> Builder {
+pub fn login(hsm: &str, seq: u64, micros: i64, handle: u64, user: &str) -> Builder {
     rec(hsm, 1, seq, micros, Opcode::Login)
         .handle(handle)
         .user(user, "CN_CRYPTO_USER")

@@ -1,0 +1,16 @@
+//! What tests and benchmarks are built from: audit records and trail entries made field
+//! by field, Lambda events and failure-queue records, the generated workload, and the
+//! ledger of what the DynamoDB store's writes cost. Compiled for the crate's own tests
+//! and behind the `testkit` feature, which the integration tests and benches enable
+//! through the crate's dev-dependency on itself: the Lambda binary carries none of it.
+
+mod events;
+mod ledger;
+mod records;
+pub mod workload;
+
+pub use events::{
+    awslogs_event, b64, destination_record, gzip, receive_message_output, subscription_event,
+};
+pub use ledger::{WriteCost, WriteLedger};
+pub use records::{Builder, hsm_record, login, rec};
