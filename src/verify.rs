@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -134,7 +135,7 @@ struct Verifier<'a, S> {
     cluster: &'a str,
     options: &'a VerifyOptions,
     exported: BTreeMap<u64, PathBuf>,
-    lists: HashMap<u64, Option<DigestList>>,
+    lists: HashMap<u64, Option<Arc<DigestList>>>,
     chain: ChainCheck,
     tally: RecordTally,
     findings: Findings,
@@ -142,7 +143,7 @@ struct Verifier<'a, S> {
 
 impl<S: AuditStore> Verifier<'_, S> {
     /// What digest `seq` lists: from the export when it has it, else from the table.
-    async fn list(&mut self, seq: u64) -> Result<Option<DigestList>, VerifyError> {
+    async fn list(&mut self, seq: u64) -> Result<Option<Arc<DigestList>>, VerifyError> {
         if let Some(list) = self.lists.get(&seq) {
             return Ok(list.clone());
         }
@@ -158,7 +159,7 @@ impl<S: AuditStore> Verifier<'_, S> {
         };
         let list = body
             .and_then(|body| serde_json::from_str::<DigestBody>(&body).ok())
-            .map(|body| DigestList::of(&body));
+            .map(|body| Arc::new(DigestList::of(&body)));
         if self.lists.len() >= CACHED_LISTS {
             self.lists.clear();
         }
@@ -202,7 +203,7 @@ impl<S: AuditStore> Verifier<'_, S> {
                 Some(seq) => self.list(seq).await?,
                 None => None,
             };
-            let finding = self.tally.check(&record, list.as_ref());
+            let finding = self.tally.check(&record, list.as_deref());
             let time = digest::record_time(&record);
             if let Some(finding) = finding
                 && in_period(self.options, time, time)
