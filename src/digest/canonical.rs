@@ -55,17 +55,7 @@ fn write_value(out: &mut Vec<u8>, value: &AttributeValue) {
             write_string(out, "NULL");
             out.extend_from_slice(b":true");
         }
-        AttributeValue::L(values) => {
-            write_string(out, "L");
-            out.extend_from_slice(b":[");
-            for (index, value) in values.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_value(out, value);
-            }
-            out.push(b']');
-        }
+        AttributeValue::L(values) => tagged_array(out, "L", values, write_value),
         AttributeValue::M(members) => {
             write_string(out, "M");
             out.push(b':');
@@ -93,13 +83,22 @@ fn tagged_string(out: &mut Vec<u8>, tag: &str, text: &str) {
 
 fn tagged_set(out: &mut Vec<u8>, tag: &str, mut members: Vec<String>) {
     members.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    tagged_array(out, tag, &members, |out, member| write_string(out, member));
+}
+
+fn tagged_array<T>(
+    out: &mut Vec<u8>,
+    tag: &str,
+    elements: &[T],
+    write_element: impl Fn(&mut Vec<u8>, &T),
+) {
     write_string(out, tag);
     out.extend_from_slice(b":[");
-    for (index, member) in members.iter().enumerate() {
+    for (index, element) in elements.iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }
-        write_string(out, member);
+        write_element(out, element);
     }
     out.push(b']');
 }

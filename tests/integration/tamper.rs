@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use base64::Engine;
 use hsm_audit::digest::kms::{DigestSigner, public_key};
 use hsm_audit::digest::signature::PublicKey;
@@ -248,23 +247,18 @@ async fn each_kind_of_tampering_is_named_and_verify_fails() {
     let other_key = signing_key(&signed.kms).await;
     let mut resigned = digests[8].clone();
     let hash = digest::sha256(text(&resigned, "body").as_bytes());
-    let signature = signed
-        .kms
-        .sign()
-        .key_id(&other_key)
-        .message(Blob::new(
-            hsm_audit::digest::signature::signed_message(&hash).into_bytes(),
-        ))
-        .message_type(MessageType::Raw)
-        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-        .send()
-        .await
-        .expect("sign with the other key")
-        .signature
-        .expect("signature");
+    let signature = DigestSigner::Kms {
+        client: signed.kms.clone(),
+        key_id: other_key.clone(),
+    }
+    .sign(&hash)
+    .await
+    .expect("sign with the other key")
+    .expect("a signature")
+    .der;
     resigned.insert(
         "signature".to_owned(),
-        AttributeValue::S(base64::engine::general_purpose::STANDARD.encode(signature.as_ref())),
+        AttributeValue::S(base64::engine::general_purpose::STANDARD.encode(&signature)),
     );
     resigned.insert("key_id".to_owned(), AttributeValue::S(other_key));
     put(store, resigned).await;

@@ -90,7 +90,7 @@ impl DynamoStore {
     ) -> Result<(), StoreError> {
         let mut start = None;
         loop {
-            let (page, next) = self.query_sorted_page(pk, &sort, true, start).await?;
+            let (page, next) = self.query_sorted_page(pk, &sort, true, start, None).await?;
             on_page(page)?;
             start = next;
             if start.is_none() {
@@ -100,13 +100,15 @@ impl DynamoStore {
     }
 
     /// One page of a partition's items from `start` (a previous page's last key), in
-    /// sort-key order (`forward`) or its reverse, and the key to go on from, if any.
+    /// sort-key order (`forward`) or its reverse, at most `limit` items (else up to 1 MB),
+    /// and the key to go on from, if any.
     pub(super) async fn query_sorted_page(
         &self,
         pk: &str,
         sort: &Option<SortKey<'_>>,
         forward: bool,
         start: Option<Item>,
+        limit: Option<i32>,
     ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
         let mut request = self
             .client
@@ -114,6 +116,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .consistent_read(true)
             .scan_index_forward(forward)
+            .set_limit(limit)
             .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
             .set_exclusive_start_key(start);
         request = match sort {
@@ -134,27 +137,17 @@ impl DynamoStore {
         Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
     }
 
-    /// The last item of `pk` whose sort key starts with `prefix`: one query, newest first.
+    /// The last item of `pk` whose sort key starts with `prefix`: one query, newest first,
+    /// one item.
     pub(super) async fn query_last(
         &self,
         pk: &str,
         prefix: &str,
     ) -> Result<Option<Item>, StoreError> {
-        self.counts.count_query();
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
-            .scan_index_forward(false)
-            .limit(1)
-            .send()
-            .await
-            .map_err(|error| sdk_error("Query", error))?;
-        Ok(output.items.unwrap_or_default().into_iter().next())
+        let (found, _) = self
+            .query_sorted_page(pk, &Some(SortKey::Prefix(prefix)), false, None, Some(1))
+            .await?;
+        Ok(found.into_iter().next())
     }
 
     /// One page of a partition after the sort key `after`, and the sort key to continue
@@ -165,7 +158,7 @@ impl DynamoStore {
         after: Option<&str>,
     ) -> Result<(Vec<Item>, Option<String>), StoreError> {
         let start = after.map(|sk| items::key_item(pk, sk));
-        let (page, next) = self.query_sorted_page(pk, &None, true, start).await?;
+        let (page, next) = self.query_sorted_page(pk, &None, true, start, None).await?;
         Ok((page, next.as_ref().map(items::sort_key)))
     }
 

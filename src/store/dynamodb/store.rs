@@ -501,6 +501,7 @@ impl AuditStore for DynamoStore {
             &Some(SortKey::Prefix(prefix)),
             !reverse,
             start,
+            None,
         )
         .await
     }
