@@ -137,11 +137,14 @@ fn initial_capacity(compressed: &[u8]) -> usize {
     usize::try_from(announced).unwrap_or(usize::MAX)
 }
 
-/// Straight into the typed payload (one pass, no intermediate `Value`); only when that
-/// fails is the JSON read again: leniently, in case one event's message is not text
-/// (then only that event is set apart), else to tell invalid JSON from JSON of another
-/// shape.
+/// Straight into the typed payload (one pass, no intermediate `Value`): by the one-pass
+/// reader of [`super::payload_json`], else by serde_json. Only when that fails is the
+/// JSON read again: leniently, in case one event's message is not text (then only that
+/// event is set apart), else to tell invalid JSON from JSON of another shape.
 pub(crate) fn parse_payload(json: &[u8]) -> Result<LogsPayload, DecodeError> {
+    if let Some(payload) = super::payload_json::read_payload(json) {
+        return Ok(payload);
+    }
     serde_json::from_slice::<LogsPayload>(json).or_else(|typed_error| {
         if let Ok(payload) = serde_json::from_slice::<LenientPayload>(json) {
             return Ok(payload.into_payload());

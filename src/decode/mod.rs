@@ -6,6 +6,7 @@ mod awslogs;
 mod input;
 mod kinesis;
 mod luna_files;
+mod payload_json;
 mod quarantine;
 
 pub use awslogs::{

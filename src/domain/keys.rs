@@ -273,7 +273,7 @@ fn shares(rec: Rec<'_>, by: Option<String>, names: &UserNames) -> Vec<KeyShare> 
     let operation = later
         .share_operation
         .as_ref()
-        .map_or_else(String::new, |label| label.name.clone());
+        .map_or_else(String::new, |label| label.name.to_string());
     later
         .share_user_ids
         .iter()
@@ -297,7 +297,7 @@ fn unknown_generation(handle: u64) -> KeyGeneration {
 mod tests {
     use super::*;
     use crate::domain::records::prepare;
-    use crate::model::TrailEntry;
+    use crate::model::{TrailEntry, shared_name};
     use crate::testkit::rec;
 
     const WINDOW: i64 = 5_000_000;
@@ -455,7 +455,7 @@ mod tests {
                 .key(5)
                 .later(|later| {
                     later.share_operation = Some(crate::model::Labeled {
-                        name: operation.into(),
+                        name: shared_name(operation),
                         code: None,
                     });
                     later.share_user_ids = ids.iter().map(|id| (*id).to_owned()).collect();

@@ -52,7 +52,7 @@ pub(crate) fn failures(recs: &[Rec<'_>]) -> Vec<FailedLogin> {
             user_type: rec.user_type_name().map(str::to_owned),
             response_code: rec.record.response_code,
             response: response_text(rec.record.response_code, &rec.record.response_text),
-            hsm_response: rec.record.response_text.clone(),
+            hsm_response: rec.record.response_text.to_string(),
             brute_force: false,
             opcode: None,
             log_event_id: None,

@@ -45,7 +45,7 @@ impl<'a> Rec<'a> {
     }
 
     pub fn user_type_name(&self) -> Option<&'a str> {
-        self.record.user_type.as_ref().map(|t| t.name.as_str())
+        self.record.user_type.as_ref().map(|t| t.name.as_ref())
     }
 
     /// A record of command type `0xeee2` (time information): the HSM logging its clock.

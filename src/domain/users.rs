@@ -109,7 +109,7 @@ pub(crate) fn target_user(rec: Rec<'_>, names: &UserNames) -> Option<String> {
 pub(crate) fn target_user_type<'a>(rec: Rec<'a>) -> Option<&'a str> {
     let later = &rec.record.later();
     if later.names_target() {
-        return later.target_user_type.as_ref().map(|t| t.name.as_str());
+        return later.target_user_type.as_ref().map(|t| t.name.as_ref());
     }
     rec.user_type_name()
 }

@@ -2,6 +2,8 @@
 //! and a refused write fails the whole payload on every retry; a hostile or broken
 //! record must become bounded data or a quarantined record, never such a write.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 use super::{AuditRecord, Opcode};
@@ -34,6 +36,13 @@ pub fn bound_text(text: &mut String) {
     text.push_str(&format!("…[{bytes} bytes, sha256 {digest}]"));
 }
 
+/// [`bound_text`] of a name that may be shared: a short one is left as it is.
+fn bound_name(name: &mut Cow<'static, str>) {
+    if name.len() > MAX_FIELD_BYTES {
+        bound_text(name.to_mut());
+    }
+}
+
 fn bound_option(text: &mut Option<String>) {
     if let Some(text) = text {
         bound_text(text);
@@ -58,15 +67,15 @@ pub enum Unstorable {
 pub fn bound_record(record: &mut AuditRecord) -> Result<(), Unstorable> {
     match record {
         AuditRecord::CloudHsm(record) => {
-            bound_text(&mut record.command_type.name);
+            bound_name(&mut record.command_type.name);
             if let Opcode::Other(name) = &mut record.opcode {
                 bound_text(name);
             }
-            bound_text(&mut record.response_text);
-            bound_text(&mut record.log_type.name);
+            bound_name(&mut record.response_text);
+            bound_name(&mut record.log_type.name);
             bound_option(&mut record.user_name);
             if let Some(user_type) = &mut record.user_type {
-                bound_text(&mut user_type.name);
+                bound_name(&mut user_type.name);
             }
             // The later layout's fields, and any field of a layout not yet known.
             if let Some(later) = record.later.as_deref_mut() {
@@ -86,7 +95,7 @@ pub fn bound_record(record: &mut AuditRecord) -> Result<(), Unstorable> {
                     .into_iter()
                     .flatten()
                 {
-                    bound_text(&mut label.name);
+                    bound_name(&mut label.name);
                 }
                 later.share_user_ids.iter_mut().for_each(bound_text);
                 later.extra_fields.values_mut().for_each(bound_text);

@@ -1,5 +1,6 @@
 //! One CloudHSM audit record, and the trail entry that ties it to where it was read.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -33,7 +34,8 @@ fn json_sha256(value: &impl Serialize) -> String {
 /// absent where the HSM logs none (`GENERIC_LOG`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Labeled {
-    pub name: String,
+    /// Shared when it is one of the names HSMs log ([`super::shared_name`]).
+    pub name: Cow<'static, str>,
     pub code: Option<u64>,
 }
 
@@ -51,7 +53,8 @@ pub struct HsmRecord {
     pub opcode_code: Option<u64>,
     pub session_handle: u64,
     pub response_code: u32,
-    pub response_text: String,
+    /// Shared when it is one of the common responses ([`super::shared_name`]).
+    pub response_text: Cow<'static, str>,
     pub log_type: Labeled,
     pub user_name: Option<String>,
     pub user_type: Option<Labeled>,

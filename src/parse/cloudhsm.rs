@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{HsmRecord, Labeled, LaterFields, Opcode, Timestamp};
+use crate::model::{HsmRecord, Labeled, LaterFields, Opcode, Timestamp, shared_name};
 
 /// Why a text is not a usable CloudHSM audit record. Values quoted in messages are cut
 /// short, because the input may be arbitrarily large and ends up in logs.
@@ -69,7 +69,7 @@ pub fn looks_like_cloudhsm_record(text: &str) -> bool {
     let text = text.trim_start();
     text.strip_prefix("Time")
         .is_some_and(|rest| rest.trim_start_matches([' ', '\t']).starts_with(':'))
-        && text.contains("Sequence No")
+        && find_short(text, "Sequence No").is_some()
 }
 
 /// The fields this parser reads, one slot each in [`Fields`].
@@ -283,14 +283,14 @@ fn collect_lines(text: &str) -> Result<Fields<'_>, ParseError> {
 }
 
 /// `text` cut at each `byte`, an ASCII one. The hot path of the parser: a `char` pattern
-/// compares the UTF-8 encoding of every match with a call to `memcmp`, a byte search does
-/// not.
+/// compares the UTF-8 encoding of every match with a call to `memcmp`, a byte search
+/// (`memchr`, a word or vector at a time) does not.
 fn split_at_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
     debug_assert!(byte.is_ascii());
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let current = rest?;
-        match current.bytes().position(|b| b == byte) {
+        match memchr::memchr(byte, current.as_bytes()) {
             // An ASCII byte is a character boundary on both sides.
             Some(at) => {
                 rest = current.get(at + 1..);
@@ -304,8 +304,17 @@ fn split_at_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
 /// `text` split at the first `byte` (ASCII), as `str::split_once` with a `char`.
 fn split_once_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
     debug_assert!(byte.is_ascii());
-    let at = text.bytes().position(|b| b == byte)?;
+    let at = memchr::memchr(byte, text.as_bytes())?;
     Some((text.get(..at)?, text.get(at + 1..)?))
+}
+
+/// Where `needle` (ASCII) first occurs in `text`: a byte search for its first byte, then
+/// a comparison. In a record the first candidate is nearly always the match, where a
+/// substring searcher would first spend longer setting itself up.
+fn find_short(text: &str, needle: &str) -> Option<usize> {
+    let first = *needle.as_bytes().first()?;
+    memchr::memchr_iter(first, text.as_bytes())
+        .find(|&at| text.as_bytes()[at..].starts_with(needle.as_bytes()))
 }
 
 /// `str::trim`, on the fast path of a value whose ends are ASCII: Unicode whitespace
@@ -454,7 +463,7 @@ fn build_record(fields: &Fields<'_>) -> Result<HsmRecord, ParseError> {
         opcode_code,
         session_handle: parse_hex(Field::SessionHandle, fields.required(Field::SessionHandle)?)?,
         response_code,
-        response_text: response_text.to_owned(),
+        response_text: shared_name(response_text),
         log_type: labeled(Field::LogType, fields.required(Field::LogType)?)?,
         user_name: fields.optional(Field::UserName).map(str::to_owned),
         user_type: fields
@@ -466,12 +475,18 @@ fn build_record(fields: &Fields<'_>) -> Result<HsmRecord, ParseError> {
             Field::PublicKeyHandle,
             fields.optional(Field::PublicKeyHandle),
         )?,
-        later: build_later(fields)?.boxed(),
+        later: build_later(fields)?,
     })
 }
 
-/// Types the later layout's fields; every one is optional.
-fn build_later(fields: &Fields<'_>) -> Result<LaterFields, ParseError> {
+/// Types the later layout's fields; every one is optional. `None` when the record has
+/// none, as a record in the seed's layout: most records, which then build nothing.
+fn build_later(fields: &Fields<'_>) -> Result<Option<Box<LaterFields>>, ParseError> {
+    // The later layout's fields follow the seed's, from `Version No` on ([`ALL_FIELDS`]).
+    let later_layout = &fields.values[Field::VersionNo as usize..];
+    if fields.extra.is_empty() && later_layout.iter().all(Option::is_none) {
+        return Ok(None);
+    }
     let text = |field| fields.optional(field).map(str::to_owned);
     let label = |field| {
         fields
@@ -503,7 +518,8 @@ fn build_later(fields: &Fields<'_>) -> Result<LaterFields, ParseError> {
             .map(split_ids)
             .unwrap_or_default(),
         extra_fields: fields.extra_fields(),
-    })
+    }
+    .boxed())
 }
 
 /// Reads `usec:N` (or a bare `N`) in microseconds.
@@ -535,8 +551,8 @@ fn split_ids(value: &str) -> Vec<String> {
 /// `usecs` is authoritative and carries the same instant at a higher resolution.
 fn parse_time(value: &str) -> Result<Timestamp, ParseError> {
     let invalid = |rule| invalid(Field::Time, value, rule);
-    let (_, after) = value
-        .split_once("usecs")
+    let after = find_short(value, "usecs")
+        .and_then(|at| value.get(at + "usecs".len()..))
         .ok_or_else(|| invalid("has no `usecs:` value"))?;
     let digits = after
         .trim_start()
@@ -609,7 +625,7 @@ fn parse_label(field: Field, value: &str) -> Result<(&str, Option<u64>), ParseEr
 fn labeled(field: Field, value: &str) -> Result<Labeled, ParseError> {
     let (name, code) = parse_label(field, value)?;
     Ok(Labeled {
-        name: name.to_owned(),
+        name: shared_name(name),
         code,
     })
 }
@@ -730,6 +746,15 @@ mod tests {
                 "{text:?}"
             );
         }
+        for (text, needle) in [
+            ("usecs:1, usecs:2", "usecs"),
+            ("u usec usecs", "usecs"),
+            ("use", "usecs"),
+            ("é Sequence No", "Sequence No"),
+            ("", "x"),
+        ] {
+            assert_eq!(find_short(text, needle), text.find(needle), "{text:?}");
+        }
     }
 
     const INIT_TOKEN: &str = "Time: 12/19/17 21:01:16.962174, usecs:1513717276962174
@@ -834,7 +859,7 @@ User Type : CN_CRYPTO_USER (1)
         let bare = with_line("Response", "Response : 163");
         let record = parse_cloudhsm_record(&bare).unwrap();
         assert_eq!(
-            (record.response_code, record.response_text.as_str()),
+            (record.response_code, record.response_text.as_ref()),
             (163, "")
         );
     }
@@ -906,7 +931,7 @@ User Type : CN_CRYPTO_USER (1)
         let text = FAILED_LOGIN.replace("CN_CRYPTO_USER (1)", "CN_ROBOT (77)");
         let user_type = parse_cloudhsm_record(&text).unwrap().user_type.unwrap();
         assert_eq!(
-            (user_type.name.as_str(), user_type.code),
+            (user_type.name.as_ref(), user_type.code),
             ("CN_ROBOT", Some(77))
         );
     }
@@ -1226,8 +1251,12 @@ mod properties {
 
     /// A label as the HSM could log it, with or without its code.
     fn label() -> impl Strategy<Value = Labeled> {
-        ("[A-Z][A-Z0-9_]{0,20}", proptest::option::of(any::<u64>()))
-            .prop_map(|(name, code)| Labeled { name, code })
+        ("[A-Z][A-Z0-9_]{0,20}", proptest::option::of(any::<u64>())).prop_map(|(name, code)| {
+            Labeled {
+                name: shared_name(name),
+                code,
+            }
+        })
     }
 
     /// A known opcode name or an unknown one.
@@ -1282,7 +1311,7 @@ mod properties {
                     opcode_code,
                     session_handle: session,
                     response_code,
-                    response_text,
+                    response_text: shared_name(response_text),
                     log_type,
                     user_name,
                     user_type,
@@ -1381,7 +1410,7 @@ mod properties {
     /// A label as text, its code in hex or decimal.
     fn render_label(label: &Labeled, hex: bool) -> String {
         match (label.code, hex) {
-            (None, _) => label.name.clone(),
+            (None, _) => label.name.to_string(),
             (Some(code), true) => format!("{} ({code:#x})", label.name),
             (Some(code), false) => format!("{} ({code})", label.name),
         }
@@ -1393,7 +1422,7 @@ mod properties {
             .map(|time| time.format("%m/%d/%y %H:%M:%S%.6f").to_string())
             .unwrap_or_default();
         let opcode = Labeled {
-            name: record.opcode.as_str().to_owned(),
+            name: shared_name(record.opcode.as_str()),
             code: record.opcode_code,
         };
         let handle = |handle: Option<u64>| match (handle, layout.zero_handles) {

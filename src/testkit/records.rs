@@ -4,6 +4,7 @@
 
 use crate::model::{
     AuditRecord, HsmRecord, Labeled, LaterFields, Opcode, StreamId, Timestamp, TrailEntry,
+    shared_name,
 };
 
 /// A successful management record with no user or key fields: what most of the vendor's
@@ -81,7 +82,7 @@ impl Builder {
     pub fn user(mut self, name: &str, user_type: &str) -> Self {
         self.record_mut().user_name = Some(name.into());
         self.record_mut().user_type = Some(Labeled {
-            name: user_type.into(),
+            name: shared_name(user_type),
             code: None,
         });
         self
@@ -100,7 +101,7 @@ impl Builder {
 
     pub fn fail(mut self, code: u32, text: &str) -> Self {
         self.record_mut().response_code = code;
-        self.record_mut().response_text = text.into();
+        self.record_mut().response_text = shared_name(text);
         self
     }
 
@@ -114,7 +115,7 @@ impl Builder {
         self.later(|later| {
             later.target_user_name = Some(name.into());
             later.target_user_type = Some(Labeled {
-                name: user_type.into(),
+                name: shared_name(user_type),
                 code: None,
             });
             later.target_user_id = Some(id.into());
@@ -133,7 +134,7 @@ impl Builder {
 
     pub fn command_type(mut self, name: &str, code: u64) -> Self {
         self.record_mut().command_type = Labeled {
-            name: name.into(),
+            name: shared_name(name),
             code: Some(code),
         };
         self

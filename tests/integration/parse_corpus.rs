@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
-use hsm_audit::model::{HsmRecord, Labeled, LaterFields, Opcode};
+use hsm_audit::model::{HsmRecord, Labeled, LaterFields, Opcode, shared_name};
 use hsm_audit::parse::{looks_like_cloudhsm_record, parse_cloudhsm_record};
 use hsm_audit::testkit::hsm_record;
 
@@ -49,7 +49,7 @@ fn example(prefix: &str) -> HsmRecord {
 /// A label with a code.
 fn label(name: &str, code: u64) -> Labeled {
     Labeled {
-        name: name.into(),
+        name: shared_name(name),
         code: Some(code),
     }
 }

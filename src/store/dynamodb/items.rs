@@ -37,7 +37,7 @@ use crate::domain::{
 };
 use crate::model::{
     AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, Opcode, RecordIdentity,
-    StreamId, Timestamp, TrailEntry,
+    StreamId, Timestamp, TrailEntry, shared_name,
 };
 use crate::store::{BoxError, StoreError};
 
@@ -377,18 +377,18 @@ struct TrailItem {
     sequence_no: u64,
     time: Timestamp,
     usecs: i64,
-    command_type: String,
+    command_type: Cow<'static, str>,
     command_type_code: Option<u64>,
     opcode: Opcode,
     opcode_code: Option<u64>,
     session_handle: u64,
     success: bool,
     response_code: u32,
-    response: String,
-    log_type: String,
+    response: Cow<'static, str>,
+    log_type: Cow<'static, str>,
     log_type_code: Option<u64>,
     user_name: Option<String>,
-    user_type: Option<String>,
+    user_type: Option<Cow<'static, str>>,
     user_type_code: Option<u64>,
     key_handle: Option<u64>,
     public_key_handle: Option<u64>,
@@ -659,21 +659,21 @@ pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
             sequence_no: item.sequence_no,
             reboot_counter: item.reboot_counter,
             command_type: Labeled {
-                name: item.command_type,
+                name: shared_name(item.command_type),
                 code: item.command_type_code,
             },
             opcode: item.opcode,
             opcode_code: item.opcode_code,
             session_handle: item.session_handle,
             response_code: item.response_code,
-            response_text: item.response,
+            response_text: shared_name(item.response),
             log_type: Labeled {
-                name: item.log_type,
+                name: shared_name(item.log_type),
                 code: item.log_type_code,
             },
             user_name: item.user_name,
             user_type: item.user_type.map(|name| Labeled {
-                name,
+                name: shared_name(name),
                 code: item.user_type_code,
             }),
             key_handle: item.key_handle,

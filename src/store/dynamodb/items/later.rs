@@ -2,11 +2,12 @@
 //! layout's, a label split into its name and `…_code`, and absent ones left out, so an
 //! item of a record in the seed's layout has exactly the attributes it had before.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Labeled, LaterFields};
+use crate::model::{Labeled, LaterFields, shared_name};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(super) struct LaterTrailFields {
@@ -17,7 +18,7 @@ pub(super) struct LaterTrailFields {
     #[serde(default)]
     target_user_name: Option<String>,
     #[serde(default)]
-    target_user_type: Option<String>,
+    target_user_type: Option<Cow<'static, str>>,
     #[serde(default)]
     target_user_type_code: Option<u64>,
     #[serde(default)]
@@ -33,7 +34,7 @@ pub(super) struct LaterTrailFields {
     #[serde(default)]
     propagation_delay_us: Option<u64>,
     #[serde(default)]
-    share_operation: Option<String>,
+    share_operation: Option<Cow<'static, str>>,
     #[serde(default)]
     share_operation_code: Option<u64>,
     #[serde(default)]
@@ -80,7 +81,7 @@ impl LaterTrailFields {
             user_id: self.user_id,
             target_user_name: self.target_user_name,
             target_user_type: self.target_user_type.map(|name| Labeled {
-                name,
+                name: shared_name(name),
                 code: self.target_user_type_code,
             }),
             target_user_id: self.target_user_id,
@@ -90,7 +91,7 @@ impl LaterTrailFields {
             host_time: self.host_time,
             propagation_delay_us: self.propagation_delay_us,
             share_operation: self.share_operation.map(|name| Labeled {
-                name,
+                name: shared_name(name),
                 code: self.share_operation_code,
             }),
             share_user_count: self.share_user_count,
