@@ -20,6 +20,9 @@ use hsm_audit::pipeline::parse_decoded;
 use hsm_audit::store::dynamodb::items::{derived_items, trail_item};
 use hsm_audit::testkit::workload::{GeneratedPayload, WorkloadSpec, generate};
 
+#[global_allocator]
+static ALLOCATOR: hsm_audit::Allocator = hsm_audit::Allocator;
+
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()

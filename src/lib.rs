@@ -26,10 +26,9 @@ pub mod store;
 pub mod testkit;
 pub mod verify;
 
-/// mimalloc rather than the system allocator, for every binary of the crate (the Lambda,
-/// the CLI, tests and benches alike, so the benchmark measures what runs): a record costs
-/// a few small allocations to parse and many more to derive, and with glibc's allocator
-/// those were a fifth of the parse path and more of the derivation (README,
-/// "Performance", has both measurements and the artifact sizes).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator the Lambda and the CLI install, and the benches too, so that they
+/// measure what runs: mimalloc rather than the system's. A record costs a few small
+/// allocations to parse and many more to derive, and glibc's allocator spent a fifth of
+/// the parse path and more of the derivation on them (README, "Performance", has the
+/// measurements and the artifact sizes).
+pub use mimalloc::MiMalloc as Allocator;

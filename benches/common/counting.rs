@@ -1,7 +1,10 @@
 //! A global allocator that counts the heap in use and its peak, shared by the benches
-//! that report memory (`#[path]`-included: a file in `benches/` itself would be a bench).
+//! that report memory (`#[path]`-included: a file in `benches/` itself would be a bench),
+//! over the allocator the product installs.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use hsm_audit::Allocator;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct Counting;
@@ -11,7 +14,7 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let pointer = unsafe { System.alloc(layout) };
+        let pointer = unsafe { Allocator.alloc(layout) };
         if !pointer.is_null() {
             let now = IN_USE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             PEAK.fetch_max(now, Ordering::Relaxed);
@@ -20,7 +23,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(pointer, layout) };
+        unsafe { Allocator.dealloc(pointer, layout) };
         IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 }

@@ -11,6 +11,9 @@ use hsm_audit::store::dynamodb::{DynamoStore, connect};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
 
+#[global_allocator]
+static ALLOCATOR: hsm_audit::Allocator = hsm_audit::Allocator;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     // JSON lines under the template's LoggingConfig (AWS_LAMBDA_LOG_FORMAT=JSON).
