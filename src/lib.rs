@@ -22,6 +22,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod report;
 pub mod store;
+mod swar;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod verify;

@@ -131,11 +131,17 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
         }
     }
     if !entries.is_empty() {
-        parsed
+        let cluster = parsed
             .entries
             .entry(stream.cluster.to_string())
-            .or_default()
-            .append(&mut entries);
+            .or_default();
+        // The first payload of a cluster (in the Lambda, nearly always the only one) is
+        // moved in whole rather than copied record by record.
+        if cluster.is_empty() {
+            *cluster = entries;
+        } else {
+            cluster.append(&mut entries);
+        }
     }
 }
 

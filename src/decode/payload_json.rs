@@ -12,6 +12,7 @@
 //! message twice (into a scratch buffer, then into its string) around every `\n`.
 
 use super::awslogs::{LogEvent, LogsPayload, MessageType};
+use crate::swar::{first_mark, marks_below, marks_of_byte};
 
 /// The payload in `json`, or `None` for serde_json to read it.
 pub(super) fn read_payload(json: &[u8]) -> Option<LogsPayload> {
@@ -24,18 +25,6 @@ pub(super) fn read_payload(json: &[u8]) -> Option<LogsPayload> {
 struct Reader<'a> {
     json: &'a [u8],
     at: usize,
-}
-
-/// The bytes of `word` that are a backslash or a control character (below 0x20), each
-/// marked by its high bit; the lowest mark is exact, marks above it may be spurious
-/// (the borrow of the subtraction), which the caller never reads past.
-fn special_bytes(word: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let zero_byte = backslash.wrapping_sub(ONES) & !backslash;
-    let below_0x20 = word.wrapping_sub(ONES * 0x20) & !word;
-    (zero_byte | below_0x20) & HIGH
 }
 
 /// Stores a member's value, declining a member seen twice (serde refuses it).
@@ -193,9 +182,10 @@ impl<'a> Reader<'a> {
             // a message has a `\n` every few dozen bytes, too often for a search call
             // per stretch to pay.
             while let Some(chunk) = rest.first_chunk::<8>() {
-                let special = special_bytes(u64::from_le_bytes(*chunk));
+                let word = u64::from_le_bytes(*chunk);
+                let special = marks_of_byte(word, b'\\') | marks_below(word, 0x20);
                 if special != 0 {
-                    let plain = special.trailing_zeros() as usize / 8;
+                    let plain = first_mark(special);
                     text.extend_from_slice(&chunk[..plain]);
                     rest = &rest[plain..];
                     break;

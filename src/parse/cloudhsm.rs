@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::{HsmRecord, Labeled, LaterFields, Opcode, Timestamp, shared_name};
+use crate::swar::find_byte;
 
 /// Why a text is not a usable CloudHSM audit record. Values quoted in messages are cut
 /// short, because the input may be arbitrarily large and ends up in logs.
@@ -283,14 +284,14 @@ fn collect_lines(text: &str) -> Result<Fields<'_>, ParseError> {
 }
 
 /// `text` cut at each `byte`, an ASCII one. The hot path of the parser: a `char` pattern
-/// compares the UTF-8 encoding of every match with a call to `memcmp`, a byte search
-/// (`memchr`, a word or vector at a time) does not.
+/// compares the UTF-8 encoding of every match with a call to `memcmp`, a byte search a
+/// word at a time ([`find_byte`]) does not.
 fn split_at_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
     debug_assert!(byte.is_ascii());
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let current = rest?;
-        match memchr::memchr(byte, current.as_bytes()) {
+        match find_byte(current.as_bytes(), byte) {
             // An ASCII byte is a character boundary on both sides.
             Some(at) => {
                 rest = current.get(at + 1..);
@@ -304,7 +305,7 @@ fn split_at_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
 /// `text` split at the first `byte` (ASCII), as `str::split_once` with a `char`.
 fn split_once_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
     debug_assert!(byte.is_ascii());
-    let at = memchr::memchr(byte, text.as_bytes())?;
+    let at = find_byte(text.as_bytes(), byte)?;
     Some((text.get(..at)?, text.get(at + 1..)?))
 }
 
@@ -312,9 +313,16 @@ fn split_once_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
 /// a comparison. In a record the first candidate is nearly always the match, where a
 /// substring searcher would first spend longer setting itself up.
 fn find_short(text: &str, needle: &str) -> Option<usize> {
-    let first = *needle.as_bytes().first()?;
-    memchr::memchr_iter(first, text.as_bytes())
-        .find(|&at| text.as_bytes()[at..].starts_with(needle.as_bytes()))
+    let (text, needle) = (text.as_bytes(), needle.as_bytes());
+    let first = *needle.first()?;
+    let mut from = 0;
+    loop {
+        let at = from + find_byte(text.get(from..)?, first)?;
+        if text[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
 }
 
 /// `str::trim`, on the fast path of a value whose ends are ASCII: Unicode whitespace
