@@ -67,112 +67,81 @@ pub fn parse_cloudhsm_record(text: &str) -> Result<HsmRecord, ParseError> {
 
 /// Cheap test of whether `text` is worth handing to [`parse_cloudhsm_record`].
 pub fn looks_like_cloudhsm_record(text: &str) -> bool {
-    let text = text.trim_start();
-    text.strip_prefix("Time")
+    begins_like_cloudhsm_record(text) && find_short(text, "Sequence No").is_some()
+}
+
+/// The first half of [`looks_like_cloudhsm_record`]: `text` starts with `Time` and `:`.
+/// A record that parses has the other half (a `Sequence No` field) too.
+pub(crate) fn begins_like_cloudhsm_record(text: &str) -> bool {
+    text.trim_start()
+        .strip_prefix("Time")
         .is_some_and(|rest| rest.trim_start_matches([' ', '\t']).starts_with(':'))
-        && find_short(text, "Sequence No").is_some()
 }
 
-/// The fields this parser reads, one slot each in [`Fields`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Time,
-    SequenceNo,
-    RebootCounter,
-    CommandType,
-    Opcode,
-    SessionHandle,
-    Response,
-    LogType,
-    UserName,
-    UserType,
-    KeyHandle,
-    PublicKeyHandle,
-    VersionNo,
-    UserId,
-    TargetUserName,
-    TargetUserType,
-    TargetUserId,
-    MfaEnabled,
-    Mechanism,
-    LocalTime,
-    HostTime,
-    PropagationDelay,
-    Operation,
-    NumberOfUsers,
-    UserIds,
+/// Defines [`Field`], [`ALL_FIELDS`], the key each field is logged under and the field
+/// of a key, from one table.
+macro_rules! fields {
+    ($($variant:ident => $name:literal,)*) => {
+        /// The fields this parser reads, one slot each in [`Fields`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Field {
+            $($variant,)*
+        }
+
+        /// Every [`Field`]: the seed layout's in the order the HSM logs them, then the later
+        /// layout's.
+        const ALL_FIELDS: [Field; [$(Field::$variant,)*].len()] = [$(Field::$variant,)*];
+
+        impl Field {
+            /// The key exactly as the HSM logs it; matching is case-sensitive on purpose.
+            const fn name(self) -> &'static str {
+                match self {
+                    $(Field::$variant => $name,)*
+                }
+            }
+
+            /// The field a multi-line key names; `None` for keys this parser does not
+            /// read. A `match` on the key compares it with each name inline, where
+            /// comparing it with names looked up at run time would call `memcmp`.
+            fn from_key(key: &str) -> Option<Self> {
+                match key {
+                    $($name => Some(Field::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-/// Every [`Field`]: the seed layout's in the order the HSM logs them, then the later
-/// layout's.
-const ALL_FIELDS: [Field; 25] = [
-    Field::Time,
-    Field::SequenceNo,
-    Field::RebootCounter,
-    Field::CommandType,
-    Field::Opcode,
-    Field::SessionHandle,
-    Field::Response,
-    Field::LogType,
-    Field::UserName,
-    Field::UserType,
-    Field::KeyHandle,
-    Field::PublicKeyHandle,
-    Field::VersionNo,
-    Field::UserId,
-    Field::TargetUserName,
-    Field::TargetUserType,
-    Field::TargetUserId,
-    Field::MfaEnabled,
-    Field::Mechanism,
-    Field::LocalTime,
-    Field::HostTime,
-    Field::PropagationDelay,
-    Field::Operation,
-    Field::NumberOfUsers,
-    Field::UserIds,
-];
+fields! {
+    Time => "Time",
+    SequenceNo => "Sequence No",
+    RebootCounter => "Reboot counter",
+    CommandType => "Command Type(hex)",
+    Opcode => "Opcode",
+    SessionHandle => "Session Handle",
+    Response => "Response",
+    LogType => "Log type",
+    UserName => "User Name",
+    UserType => "User Type",
+    KeyHandle => "Priv/Secret Key Handle",
+    PublicKeyHandle => "Public Key Handle",
+    VersionNo => "Version No",
+    UserId => "User id",
+    TargetUserName => "Target User Name",
+    TargetUserType => "Target User Type",
+    TargetUserId => "Target User id",
+    MfaEnabled => "Mfa enabled",
+    Mechanism => "Mechanism",
+    LocalTime => "local time",
+    HostTime => "host time",
+    PropagationDelay => "propagation delay",
+    Operation => "Operation",
+    NumberOfUsers => "Number of Users",
+    UserIds => "UserIDs",
+}
 
 impl Field {
-    /// The key exactly as the HSM logs it; matching is case-sensitive on purpose.
-    const fn name(self) -> &'static str {
-        match self {
-            Field::Time => "Time",
-            Field::SequenceNo => "Sequence No",
-            Field::RebootCounter => "Reboot counter",
-            Field::CommandType => "Command Type(hex)",
-            Field::Opcode => "Opcode",
-            Field::SessionHandle => "Session Handle",
-            Field::Response => "Response",
-            Field::LogType => "Log type",
-            Field::UserName => "User Name",
-            Field::UserType => "User Type",
-            Field::KeyHandle => "Priv/Secret Key Handle",
-            Field::PublicKeyHandle => "Public Key Handle",
-            Field::VersionNo => "Version No",
-            Field::UserId => "User id",
-            Field::TargetUserName => "Target User Name",
-            Field::TargetUserType => "Target User Type",
-            Field::TargetUserId => "Target User id",
-            Field::MfaEnabled => "Mfa enabled",
-            Field::Mechanism => "Mechanism",
-            Field::LocalTime => "local time",
-            Field::HostTime => "host time",
-            Field::PropagationDelay => "propagation delay",
-            Field::Operation => "Operation",
-            Field::NumberOfUsers => "Number of Users",
-            Field::UserIds => "UserIDs",
-        }
-    }
-
-    /// The field a multi-line key names; `None` for keys this parser does not read.
-    fn from_key(key: &str) -> Option<Self> {
-        Self::starting_with(*key.as_bytes().first()?)
-            .iter()
-            .copied()
-            .find(|field| field.name() == key)
-    }
-
     /// The fields whose name starts with `byte`, so that most words need no comparison.
     fn starting_with(byte: u8) -> &'static [Field] {
         match byte {
@@ -617,10 +586,8 @@ fn parse_label(field: Field, value: &str) -> Result<(&str, Option<u64>), ParseEr
         let at = inner.bytes().rposition(|b| b == b'(')?;
         Some((inner.get(..at)?, inner.get(at + 1..)?))
     }) {
-        Some((name, code)) => (
-            name.trim_end(),
-            Some(parse_number(field, value, trim(code))?),
-        ),
+        // The value is trimmed already: only the blanks before `(` are left to cut.
+        Some((name, code)) => (trim(name), Some(parse_number(field, value, trim(code))?)),
         None => (value, None),
     };
     if name.is_empty() {
@@ -698,14 +665,24 @@ fn parse_digits(digits: &str, radix: u32) -> Result<u64, NumberError> {
     if digits.is_empty() {
         return Err(NumberError::Syntax);
     }
+    debug_assert!(radix == 10 || radix == 16);
+    // Up to 15 hexadecimal or 19 decimal digits cannot overflow: most values, read
+    // without a check per digit.
+    let fits = digits.len() <= if radix == 16 { 15 } else { 19 };
     let mut number: Option<u64> = Some(0);
     for byte in digits.bytes() {
-        let digit = char::from(byte)
-            .to_digit(radix)
-            .ok_or(NumberError::Syntax)?;
-        number = number
-            .and_then(|number| number.checked_mul(u64::from(radix)))
-            .and_then(|number| number.checked_add(u64::from(digit)));
+        let digit = u64::from(
+            char::from(byte)
+                .to_digit(radix)
+                .ok_or(NumberError::Syntax)?,
+        );
+        number = if fits {
+            number.map(|number| number * u64::from(radix) + digit)
+        } else {
+            number
+                .and_then(|number| number.checked_mul(u64::from(radix)))
+                .and_then(|number| number.checked_add(digit))
+        };
     }
     number.ok_or(NumberError::Overflow)
 }

@@ -12,6 +12,7 @@ mod luna;
 pub use certificate::{
     CertificateParseError, looks_like_certificate_record, parse_certificate_record,
 };
+use cloudhsm::begins_like_cloudhsm_record;
 pub use cloudhsm::{ParseError, looks_like_cloudhsm_record, parse_cloudhsm_record};
 pub use luna::{LunaParseError, looks_like_luna_record, luna_record_from_value, parse_luna_record};
 
@@ -34,11 +35,18 @@ pub enum RecordError {
 
 /// Parses one log event's message.
 pub fn parse_message(message: &str) -> Result<AuditRecord, RecordError> {
-    if looks_like_cloudhsm_record(message) {
-        parse_cloudhsm_record(message)
-            .map(AuditRecord::CloudHsm)
-            .map_err(RecordError::CloudHsm)
-    } else if looks_like_luna_record(message) {
+    // Parsed before the whole of `looks_like_cloudhsm_record` is asked: a record that
+    // parses has a `Sequence No`, so the search for it is left to the failures.
+    if begins_like_cloudhsm_record(message) {
+        match parse_cloudhsm_record(message) {
+            Ok(record) => return Ok(AuditRecord::CloudHsm(record)),
+            Err(error) if looks_like_cloudhsm_record(message) => {
+                return Err(RecordError::CloudHsm(error));
+            }
+            Err(_) => {}
+        }
+    }
+    if looks_like_luna_record(message) {
         match parse_luna_record(message) {
             Ok(record) => Ok(AuditRecord::Luna(record)),
             // `"LUNA_` may appear inside another JSON record (an attribute value).
