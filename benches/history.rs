@@ -13,10 +13,10 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use hsm_audit::config::Config;
 use hsm_audit::lambda::ingest_event;
 use hsm_audit::store::memory::{Ledger, MemoryStore};
+use hsm_audit::testkit::unpack;
 use hsm_audit::testkit::workload::{GeneratedPayload, WorkloadSpec, generate};
 use hsm_audit::verify::{VerifyOptions, verify_trail};
 
@@ -63,10 +63,7 @@ fn merged(parts: &[&GeneratedPayload]) -> serde_json::Value {
             .pointer("/awslogs/data")
             .and_then(|data| data.as_str())
             .unwrap_or_default();
-        let compressed = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .expect("generated base64");
-        let inflated = hsm_audit::decode::inflate_capped(&compressed, 1 << 26).expect("gzip");
+        let inflated = unpack(data);
         let mut payload: serde_json::Value = serde_json::from_slice(&inflated).expect("json");
         if let Some(list) = payload
             .get_mut("logEvents")

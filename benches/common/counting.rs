@@ -3,9 +3,9 @@
 //! over the allocator the product installs.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hsm_audit::Allocator;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct Counting;
 

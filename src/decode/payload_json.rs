@@ -311,19 +311,15 @@ mod tests {
 
     #[test]
     fn takes_every_payload_of_the_benchmark_workload() {
+        use crate::testkit::unpack;
         use crate::testkit::workload::{WorkloadSpec, generate};
-        use base64::Engine;
         let spec = WorkloadSpec {
             records: 3000,
             records_per_payload: 500,
             ..WorkloadSpec::default()
         };
         for payload in generate(&spec) {
-            let data = payload.event["awslogs"]["data"].as_str().expect("data");
-            let compressed = base64::engine::general_purpose::STANDARD
-                .decode(data)
-                .expect("base64");
-            let json = crate::decode::inflate_capped(&compressed, usize::MAX).expect("gzip");
+            let json = unpack(payload.event["awslogs"]["data"].as_str().expect("data"));
             let fast = read_payload(&json).expect("the reader takes it");
             assert_eq!(fast.log_events.len(), payload.records);
             assert_eq!(Some(fast), serde_reading(&json));

@@ -19,6 +19,21 @@ pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The payload a subscription's `data` (base64 of the gzip) carries: the inverse of
+/// `b64(&gzip(payload))`.
+pub fn unpack(data: impl AsRef<[u8]>) -> Vec<u8> {
+    let compressed = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .expect("base64 data");
+    let mut payload = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut payload,
+    )
+    .expect("gzip data");
+    payload
+}
+
 /// `{"awslogs": {"data": base64(gzip(payload))}}`: how the subscription delivers a payload.
 pub fn awslogs_event(payload: &[u8]) -> Value {
     json!({"awslogs": {"data": b64(&gzip(payload))}})

@@ -11,6 +11,7 @@ pub mod workload;
 
 pub use events::{
     awslogs_event, b64, destination_record, gzip, receive_message_output, subscription_event,
+    unpack,
 };
 pub use ledger::{WriteCost, WriteLedger};
 pub use records::{Builder, hsm_record, login, rec};

@@ -533,16 +533,7 @@ async fn a_payload_quarantined_whole_is_recoverable_in_full() {
     let messages: Vec<&str> = records.iter().map(String::as_str).collect();
     let event = subscription_event(GROUP, "hsm-a", 1, &messages);
     let data = event["awslogs"]["data"].as_str().expect("data").to_owned();
-    let whole = {
-        use base64::Engine;
-        let gz = base64::engine::general_purpose::STANDARD
-            .decode(&data)
-            .expect("base64");
-        let mut json = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json)
-            .expect("gunzip");
-        json
-    };
+    let whole = unpack(&data);
     let broken = &whole[..whole.len() - 10];
     let report = ingest_event(raw_payload_event(broken), &store, &config_for(&store))
         .await
@@ -566,15 +557,6 @@ async fn a_payload_quarantined_whole_is_recoverable_in_full() {
         String::from_utf8_lossy(&exported.stderr)
     );
     // The export is the subscription data as received: base64 of the gzip.
-    let inflated = {
-        use base64::Engine;
-        let gz = base64::engine::general_purpose::STANDARD
-            .decode(&exported.stdout)
-            .expect("the export is the base64 data");
-        let mut json = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json)
-            .expect("gunzip");
-        json
-    };
+    let inflated = unpack(&exported.stdout);
     assert_eq!(inflated, broken, "every byte of the payload is recoverable");
 }

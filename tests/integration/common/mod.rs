@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
 use hsm_audit::config::Config;
 use hsm_audit::store::dynamodb::{DynamoStore, create_table};
-pub use hsm_audit::testkit::{b64, gzip, subscription_event};
+pub use hsm_audit::testkit::{b64, gzip, subscription_event, unpack};
 
 pub type Item = HashMap<String, AttributeValue>;
 
