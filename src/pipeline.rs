@@ -7,12 +7,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::decode::{Decoded, LogsPayload, MessageType, Quarantined};
+use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType, Quarantined};
 use crate::domain::{AlertKind, Conflict, fold};
 use crate::errors::one_line;
 use crate::incremental::{ObjectCarry, StepWrite, object_names, plan_write, prepare_step};
 use crate::model::bounds::Unstorable;
-use crate::model::{StreamId, Timestamp, TrailEntry, bounds};
+use crate::model::{AuditRecord, StreamId, Timestamp, TrailEntry, bounds};
 use crate::parse::{RecordError, parse_message};
 use crate::store::{AuditStore, ClusterLease, StoreError};
 
@@ -53,7 +53,7 @@ pub fn parse_decoded(decoded: impl IntoIterator<Item = Decoded>) -> Parsed {
     parsed
 }
 
-fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
+fn parse_payload(mut payload: LogsPayload, parsed: &mut Parsed) {
     match payload.message_type {
         MessageType::ControlMessage => {
             parsed.control_messages += 1;
@@ -94,41 +94,35 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
     let stream = StreamId::from_log(&payload.log_group, &payload.log_stream);
     let log_group: Arc<str> = payload.log_group.as_str().into();
     let mut entries = Vec::with_capacity(payload.log_events.len());
-    for event in payload.log_events {
+    let log_events = std::mem::take(&mut payload.log_events);
+    for event in log_events {
         parsed.log_events += 1;
-        // A time the trail cannot store would be written and then fail every later read.
-        let log_event_time = Timestamp::from_millis(event.timestamp);
-        let checked = parse_message(&event.message)
-            .map_err(Refused::from)
-            .and_then(|mut record| {
-                record.time().check_storable("the record's time")?;
-                log_event_time.check_storable("the CloudWatch event timestamp")?;
-                // A record's fields come from its message: a short one is bounded already.
-                if event.message.len() > bounds::MAX_FIELD_BYTES {
-                    bounds::bound_record(&mut record)?;
+        // A match rather than `map_err` and `and_then`: each of those moves the record
+        // (a few hundred bytes) once more.
+        let refused = match parse_message(&event.message) {
+            Ok(mut record) => match check_storable(&mut record, &event, &payload) {
+                Ok(()) => {
+                    entries.push(TrailEntry {
+                        stream: stream.clone(),
+                        record,
+                        log_group: Arc::clone(&log_group),
+                        log_event_id: event.id,
+                        log_event_time: Timestamp::from_millis(event.timestamp),
+                        raw: event.message,
+                    });
+                    continue;
                 }
-                bounds::check_name("the log group", &payload.log_group)?;
-                bounds::check_name("the log stream", &payload.log_stream)?;
-                bounds::check_name("the log event id", &event.id)?;
-                Ok(record)
-            });
-        match checked {
-            Ok(record) => entries.push(TrailEntry {
-                stream: stream.clone(),
-                record,
-                log_group: Arc::clone(&log_group),
-                log_event_id: event.id,
-                log_event_time,
-                raw: event.message,
-            }),
-            Err(reason) => parsed.quarantined.push(
-                Quarantined::new(one_line(&reason), event.message.as_bytes()).at(
-                    &payload.log_group,
-                    &payload.log_stream,
-                    Some(&event.id),
-                ),
+                Err(refused) => refused,
+            },
+            Err(error) => Refused::from(error),
+        };
+        parsed.quarantined.push(
+            Quarantined::new(one_line(&refused), event.message.as_bytes()).at(
+                &payload.log_group,
+                &payload.log_stream,
+                Some(&event.id),
             ),
-        }
+        );
     }
     if !entries.is_empty() {
         let cluster = parsed
@@ -143,6 +137,26 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
             cluster.append(&mut entries);
         }
     }
+}
+
+/// Whether the trail can store a parsed record with its log event, bounding its fields
+/// when the message is long.
+fn check_storable(
+    record: &mut AuditRecord,
+    event: &LogEvent,
+    payload: &LogsPayload,
+) -> Result<(), Refused> {
+    // A time the trail cannot store would be written and then fail every later read.
+    record.time().check_storable("the record's time")?;
+    Timestamp::from_millis(event.timestamp).check_storable("the CloudWatch event timestamp")?;
+    // A record's fields come from its message: a short one is bounded already.
+    if event.message.len() > bounds::MAX_FIELD_BYTES {
+        bounds::bound_record(record)?;
+    }
+    bounds::check_name("the log group", &payload.log_group)?;
+    bounds::check_name("the log stream", &payload.log_stream)?;
+    bounds::check_name("the log event id", &event.id)?;
+    Ok(())
 }
 
 /// What one run of the pipeline did; the CLI prints it and the Lambda returns it.

@@ -12,7 +12,7 @@
 //! message twice (into a scratch buffer, then into its string) around every `\n`.
 
 use super::awslogs::{LogEvent, LogsPayload, MessageType};
-use crate::swar::{find_byte, first_mark, marks_below, marks_of_byte};
+use crate::swar::{decimal, find_byte, first_mark, marks_below, marks_of_byte};
 
 /// The payload in `json`, or `None` for serde_json to read it.
 pub(super) fn read_payload(json: &[u8]) -> Option<LogsPayload> {
@@ -148,12 +148,18 @@ impl<'a> Reader<'a> {
 
     /// A key, which in these payloads never has an escape (one with any is declined).
     fn key(&mut self) -> Option<&'a [u8]> {
-        let (start, end) = self.string_bounds()?;
+        self.expect(b'"')?;
         let json: &'a [u8] = self.json;
-        let key = &json[start..end];
-        key.iter()
-            .all(|&byte| byte != b'\\' && byte >= 0x20)
-            .then_some(key)
+        let rest = json.get(self.at..)?;
+        // A key is a few bytes: looked at one by one, where a message's end is searched
+        // for. The first byte that is not plain must be the closing quote.
+        let length = rest
+            .iter()
+            .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+        (rest[length] == b'"').then(|| {
+            self.at += length + 1;
+            &rest[..length]
+        })
     }
 
     /// Where the string starting after blanks has its content, quotes excluded; moves
@@ -182,47 +188,58 @@ impl<'a> Reader<'a> {
     /// A string, unescaped into a buffer of its escaped length (never less than needed).
     fn string(&mut self) -> Option<String> {
         let (start, end) = self.string_bounds()?;
-        let mut text = Vec::with_capacity(end - start);
         let mut rest = &self.json[start..end];
+        // Room for one word past the end, so that every copy below is of a whole word: a
+        // fixed-size copy is one move, one of a run's length a call to `memcpy`.
+        let mut text = Vec::with_capacity(rest.len() + 8);
         loop {
-            // Eight bytes at a time while they hold no backslash or control character:
-            // a message has a `\n` every few dozen bytes, too often for a search call
-            // per stretch to pay.
+            // A word at a time while it holds no backslash or control character: a
+            // message has a `\n` every few dozen bytes, too often for a search call per
+            // stretch to pay. The word is copied before it is looked at, and what follows
+            // its first special byte is cut off again.
             while let Some(chunk) = rest.first_chunk::<8>() {
+                text.extend_from_slice(chunk);
                 let word = u64::from_le_bytes(*chunk);
                 let special = marks_of_byte(word, b'\\') | marks_below(word, 0x20);
-                if special != 0 {
+                // Advancing by a constant, not by where the mark is, keeps the next
+                // word's load off this one's arithmetic.
+                if special == 0 {
+                    rest = &rest[8..];
+                } else {
                     let plain = first_mark(special);
-                    text.extend_from_slice(&chunk[..plain]);
+                    text.truncate(text.len() - 8 + plain);
                     rest = &rest[plain..];
                     break;
                 }
-                text.extend_from_slice(chunk);
-                rest = &rest[8..];
             }
             let Some((&byte, after)) = rest.split_first() else {
                 break;
             };
             rest = after;
-            match byte {
+            text.push(match byte {
                 b'\\' => {
                     let (&escape, after) = rest.split_first()?;
                     rest = after;
-                    text.push(match escape {
-                        b'"' | b'\\' | b'/' => escape,
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        b'b' => 0x08,
-                        b'f' => 0x0c,
-                        // `\u` escapes (surrogates, lone ones included) are serde_json's.
-                        _ => return None,
-                    });
+                    // A line end nearly always: tested first, where a jump table would
+                    // make every escape wait on a load.
+                    if escape == b'n' {
+                        b'\n'
+                    } else {
+                        match escape {
+                            b'"' | b'\\' | b'/' => escape,
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            b'b' => 0x08,
+                            b'f' => 0x0c,
+                            // `\u` escapes (surrogates, lone ones included) are serde_json's.
+                            _ => return None,
+                        }
+                    }
                 }
                 // JSON forbids control characters raw in a string.
                 0x00..0x20 => return None,
-                _ => text.push(byte),
-            }
+                _ => byte,
+            });
         }
         String::from_utf8(text).ok()
     }
@@ -245,12 +262,8 @@ impl<'a> Reader<'a> {
         {
             return None;
         }
-        let mut magnitude: i64 = 0;
-        for &digit in &self.json[digits_start..digits_start + digits] {
-            magnitude = magnitude
-                .checked_mul(10)?
-                .checked_add(i64::from(digit - b'0'))?;
-        }
+        let magnitude =
+            i64::try_from(decimal(&self.json[digits_start..digits_start + digits])?).ok()?;
         self.at = digits_start + digits;
         // `i64::MIN` is declined with the other values past `i64::MAX`: serde reads it.
         Some(if negative { -magnitude } else { magnitude })

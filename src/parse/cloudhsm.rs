@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::{HsmRecord, Labeled, LaterFields, Opcode, Timestamp, shared_name};
-use crate::swar::find_byte;
+use crate::swar::{decimal, find_byte, find_either_byte};
 
 /// Why a text is not a usable CloudHSM audit record. Values quoted in messages are cut
 /// short, because the input may be arbitrarily large and ends up in logs.
@@ -57,11 +57,14 @@ pub fn parse_cloudhsm_record(text: &str) -> Result<HsmRecord, ParseError> {
     let text = text.trim();
     // A record with CR-only line ends takes the flattened path, which splits at any
     // whitespace before a field name and so reads it too.
-    let fields = if text.contains('\n') {
-        collect_lines(text)?
+    // Filled in place: `Fields` is a few hundred bytes, which a returned `Result` would
+    // copy once more.
+    let mut fields = Fields::default();
+    if text.contains('\n') {
+        collect_lines(text, &mut fields)?;
     } else {
-        collect_flat(text)?
-    };
+        collect_flat(text, &mut fields)?;
+    }
     build_record(&fields)
 }
 
@@ -233,42 +236,39 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Splits a multi-line record at line ends and each line at its first `:`.
-fn collect_lines(text: &str) -> Result<Fields<'_>, ParseError> {
-    let mut fields = Fields::default();
-    for line in split_at_byte(text, b'\n') {
-        // A line that is not `Key: value` carries nothing to keep (the record's text is
-        // kept whole in the trail anyway); one whose key is not ours is newer firmware's.
-        let Some((key, value)) = split_once_at_byte(line, b':') else {
+/// Splits a multi-line record at line ends and each line at its first `:`, in one pass:
+/// the search for a line's `:` stops at its end too, so no byte is read twice.
+fn collect_lines<'a>(text: &'a str, fields: &mut Fields<'a>) -> Result<(), ParseError> {
+    let bytes = text.as_bytes();
+    let mut line_start = 0;
+    while let Some(found) = bytes
+        .get(line_start..)
+        .and_then(|rest| find_either_byte(rest, b':', b'\n'))
+    {
+        let colon = line_start + found;
+        if bytes[colon] == b'\n' {
+            // A line that is not `Key: value` carries nothing to keep (the record's text
+            // is kept whole in the trail anyway).
+            line_start = colon + 1;
             continue;
-        };
-        let key = trim(key);
+        }
+        let value_start = colon + 1;
+        let line_end = bytes
+            .get(value_start..)
+            .and_then(|rest| find_byte(rest, b'\n'))
+            .map_or(bytes.len(), |at| value_start + at);
+        // `:` and `\n` are ASCII: every cut is at a character boundary.
+        let key = trim(text.get(line_start..colon).unwrap_or_default());
+        let value = text.get(value_start..line_end).unwrap_or_default();
+        // A key that is not ours is newer firmware's.
         match Field::from_key(key) {
             Some(field) => fields.set(field, value)?,
             None if !key.is_empty() => fields.set_extra(key, value),
             None => {}
         }
+        line_start = line_end + 1;
     }
-    Ok(fields)
-}
-
-/// `text` cut at each `byte`, an ASCII one. The hot path of the parser: a `char` pattern
-/// compares the UTF-8 encoding of every match with a call to `memcmp`, a byte search a
-/// word at a time ([`find_byte`]) does not.
-fn split_at_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
-    debug_assert!(byte.is_ascii());
-    let mut rest = Some(text);
-    std::iter::from_fn(move || {
-        let current = rest?;
-        match find_byte(current.as_bytes(), byte) {
-            // An ASCII byte is a character boundary on both sides.
-            Some(at) => {
-                rest = current.get(at + 1..);
-                current.get(..at)
-            }
-            None => rest.take(),
-        }
-    })
+    Ok(())
 }
 
 /// `text` split at the first `byte` (ASCII), as `str::split_once` with a `char`.
@@ -308,8 +308,7 @@ fn trim(text: &str) -> &str {
 
 /// Splits a one-line record where a known field name, then optional blanks and `:`, starts
 /// a word.
-fn collect_flat(text: &str) -> Result<Fields<'_>, ParseError> {
-    let mut fields = Fields::default();
+fn collect_flat<'a>(text: &'a str, fields: &mut Fields<'a>) -> Result<(), ParseError> {
     let bytes = text.as_bytes();
     let mut open: Option<(Slot<'_>, usize)> = None;
     // Only the start of the text and bytes right after ASCII whitespace can start a name.
@@ -321,7 +320,7 @@ fn collect_flat(text: &str) -> Result<Fields<'_>, ParseError> {
         let resume = match found {
             Some((slot, value_start)) => {
                 if let Some((previous, start)) = open.replace((slot, value_start)) {
-                    previous.fill(&mut fields, text.get(start..at).unwrap_or_default())?;
+                    previous.fill(fields, text.get(start..at).unwrap_or_default())?;
                 }
                 value_start
             }
@@ -333,9 +332,9 @@ fn collect_flat(text: &str) -> Result<Fields<'_>, ParseError> {
             .map(|offset| resume + offset + 1);
     }
     if let Some((last, start)) = open {
-        last.fill(&mut fields, text.get(start..).unwrap_or_default())?;
+        last.fill(fields, text.get(start..).unwrap_or_default())?;
     }
-    Ok(fields)
+    Ok(())
 }
 
 /// Where a flattened value goes: a field of ours, or an unknown key's entry.
@@ -666,21 +665,26 @@ fn parse_digits(digits: &str, radix: u32) -> Result<u64, NumberError> {
         return Err(NumberError::Syntax);
     }
     debug_assert!(radix == 10 || radix == 16);
-    // Up to 15 hexadecimal or 19 decimal digits cannot overflow: most values, read
-    // without a check per digit.
-    let fits = digits.len() <= if radix == 16 { 15 } else { 19 };
+    if radix == 10 {
+        return decimal(digits.as_bytes()).ok_or_else(|| {
+            if digits.bytes().all(|byte| byte.is_ascii_digit()) {
+                NumberError::Overflow
+            } else {
+                NumberError::Syntax
+            }
+        });
+    }
+    // Up to 15 hexadecimal digits cannot overflow: most values, read without a check per
+    // digit.
+    let fits = digits.len() <= 15;
     let mut number: Option<u64> = Some(0);
     for byte in digits.bytes() {
-        let digit = u64::from(
-            char::from(byte)
-                .to_digit(radix)
-                .ok_or(NumberError::Syntax)?,
-        );
+        let digit = u64::from(char::from(byte).to_digit(16).ok_or(NumberError::Syntax)?);
         number = if fits {
-            number.map(|number| number * u64::from(radix) + digit)
+            number.map(|number| number * 16 + digit)
         } else {
             number
-                .and_then(|number| number.checked_mul(u64::from(radix)))
+                .and_then(|number| number.checked_mul(16))
                 .and_then(|number| number.checked_add(digit))
         };
     }
@@ -720,11 +724,6 @@ mod tests {
             "no colon",
         ] {
             assert_eq!(trim(text), text.trim(), "{text:?}");
-            assert_eq!(
-                split_at_byte(text, b'\n').collect::<Vec<_>>(),
-                text.split('\n').collect::<Vec<_>>(),
-                "{text:?}"
-            );
             assert_eq!(
                 split_once_at_byte(text, b':'),
                 text.split_once(':'),
