@@ -7,6 +7,8 @@
 //! BENCH_DYNAMODB_RECORDS (5000: the local server is slow, and the cost per record is
 //! what is measured). BENCH_LARGEST_PAYLOAD=FILE also writes the largest payload
 //! CloudWatch sends (~1 MiB of log events from one HSM) for the memory measurement.
+//! BENCH_PROFILE_PARSE=1 runs decode + parse alone, BENCH_ROUNDS times, and prints
+//! nothing more: for a profiler.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -143,6 +145,14 @@ fn main() {
     );
 
     let config = DeriveConfig::default();
+    // Under a profiler (`perf record`, `valgrind --tool=callgrind`), only the stage the
+    // profile is about.
+    if std::env::var_os("BENCH_PROFILE_PARSE").is_some() {
+        for _ in 0..rounds {
+            black_box(decode_parse(&payloads));
+        }
+        return;
+    }
     let stages: [(&str, Duration); 4] = [
         (
             "floor: base64 + gunzip",
