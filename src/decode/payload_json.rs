@@ -217,14 +217,15 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Option<String> {
         let (start, end) = self.string_bounds()?;
         let mut rest = &self.json[start..end];
-        // Room for one word past the end, so that every copy below is of a whole word: a
-        // fixed-size copy is one move, one of a run's length a call to `memcpy`.
-        let mut text = Vec::with_capacity(rest.len() + 8);
+        // The text never runs ahead of the input, so its escaped length is room enough,
+        // even for the whole words copied below.
+        let mut text = Vec::with_capacity(rest.len());
         loop {
             // A word at a time while it holds no backslash or control character: a
             // message has a `\n` every few dozen bytes, too often for a search call per
-            // stretch to pay. The word is copied before it is looked at, and what follows
-            // its first special byte is cut off again.
+            // stretch to pay. The word is copied whole before it is looked at (a copy of a
+            // fixed size is one move, one of a run's length a call to `memcpy`), and what
+            // follows its first special byte is cut off again.
             while let Some(chunk) = rest.first_chunk::<8>() {
                 text.extend_from_slice(chunk);
                 let word = u64::from_le_bytes(*chunk);
