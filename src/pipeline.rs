@@ -53,7 +53,7 @@ pub fn parse_decoded(decoded: impl IntoIterator<Item = Decoded>) -> Parsed {
     parsed
 }
 
-fn parse_payload(mut payload: LogsPayload, parsed: &mut Parsed) {
+fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
     match payload.message_type {
         MessageType::ControlMessage => {
             parsed.control_messages += 1;
@@ -93,27 +93,32 @@ fn parse_payload(mut payload: LogsPayload, parsed: &mut Parsed) {
     // each record.
     let stream = StreamId::from_log(&payload.log_group, &payload.log_stream);
     let log_group: Arc<str> = payload.log_group.as_str().into();
+    // The payload's names are the same for every event: checked once.
+    let names_storable = bounds::check_name("the log group", &payload.log_group)
+        .and_then(|()| bounds::check_name("the log stream", &payload.log_stream));
     let mut entries = Vec::with_capacity(payload.log_events.len());
-    let log_events = std::mem::take(&mut payload.log_events);
-    for event in log_events {
+    for event in payload.log_events {
         parsed.log_events += 1;
+        let log_event_time = Timestamp::from_millis(event.timestamp);
         // A match rather than `map_err` and `and_then`: each of those moves the record
         // (a few hundred bytes) once more.
         let refused = match parse_message(&event.message) {
-            Ok(mut record) => match check_storable(&mut record, &event, &payload) {
-                Ok(()) => {
-                    entries.push(TrailEntry {
-                        stream: stream.clone(),
-                        record,
-                        log_group: Arc::clone(&log_group),
-                        log_event_id: event.id,
-                        log_event_time: Timestamp::from_millis(event.timestamp),
-                        raw: event.message,
-                    });
-                    continue;
+            Ok(mut record) => {
+                match check_storable(&mut record, &event, log_event_time, &names_storable) {
+                    Ok(()) => {
+                        entries.push(TrailEntry {
+                            stream: stream.clone(),
+                            record,
+                            log_group: Arc::clone(&log_group),
+                            log_event_id: event.id,
+                            log_event_time,
+                            raw: event.message,
+                        });
+                        continue;
+                    }
+                    Err(refused) => refused,
                 }
-                Err(refused) => refused,
-            },
+            }
             Err(error) => Refused::from(error),
         };
         parsed.quarantined.push(
@@ -140,21 +145,21 @@ fn parse_payload(mut payload: LogsPayload, parsed: &mut Parsed) {
 }
 
 /// Whether the trail can store a parsed record with its log event, bounding its fields
-/// when the message is long.
+/// when the message is long; `names_storable` is the payload's log group and stream's.
 fn check_storable(
     record: &mut AuditRecord,
     event: &LogEvent,
-    payload: &LogsPayload,
+    log_event_time: Timestamp,
+    names_storable: &Result<(), Unstorable>,
 ) -> Result<(), Refused> {
     // A time the trail cannot store would be written and then fail every later read.
     record.time().check_storable("the record's time")?;
-    Timestamp::from_millis(event.timestamp).check_storable("the CloudWatch event timestamp")?;
+    log_event_time.check_storable("the CloudWatch event timestamp")?;
     // A record's fields come from its message: a short one is bounded already.
     if event.message.len() > bounds::MAX_FIELD_BYTES {
         bounds::bound_record(record)?;
     }
-    bounds::check_name("the log group", &payload.log_group)?;
-    bounds::check_name("the log stream", &payload.log_stream)?;
+    names_storable.clone()?;
     bounds::check_name("the log event id", &event.id)?;
     Ok(())
 }

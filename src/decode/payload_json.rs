@@ -28,7 +28,8 @@ struct Reader<'a> {
 }
 
 /// Where the next `"` is: a word-at-a-time look at the first 16 bytes, which holds the
-/// end of a key, an id or a number's string, then a vector search for a message's.
+/// end of a short value (the message type, a stream's name), then a vector search for a
+/// longer one's (an event id, a message).
 fn find_quote(json: &[u8]) -> Option<usize> {
     let near = json.len().min(16);
     find_byte(&json[..near], b'"').or_else(|| Some(near + memchr::memchr(b'"', &json[near..])?))
@@ -309,6 +310,18 @@ mod tests {
         let fast = read_payload(spaced.as_bytes()).expect("blanks, other order, defaults");
         assert_eq!(fast.message_type, MessageType::Unknown);
         assert_eq!(Some(fast), serde_reading(spaced.as_bytes()));
+    }
+
+    #[test]
+    fn unescapes_every_short_escape_as_serde_json_does() {
+        let json = PAYLOAD.replace("slash", r#"\b\f\r\n\t\/\\\"."#);
+        let fast = read_payload(json.as_bytes()).expect("the fast reader takes it");
+        assert!(
+            fast.log_events[0]
+                .message
+                .ends_with("back\t\u{8}\u{c}\r\n\t/\\\"./")
+        );
+        assert_eq!(Some(fast), serde_reading(json.as_bytes()));
     }
 
     #[test]
