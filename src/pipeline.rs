@@ -560,3 +560,60 @@ async fn derive_steps<S: AuditStore>(
         batch = ClusterBatch::default();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::LogEvent;
+
+    const RECORD: &str = "Time: 12/19/17 21:01:16.962174, usecs:1513717276962174
+Sequence No : 0x0
+Reboot counter : 0xe8
+Command Type(hex) : CN_MGMT_CMD (0x0)
+Opcode : CN_INIT_TOKEN (0x1)
+Session Handle : 0x1004001
+Response : 0:HSM Return: SUCCESS
+Log type : MINIMAL_LOG_ENTRY (0)";
+
+    fn payload(log_stream: &str, ids: &[String]) -> Decoded {
+        Decoded::Payload(LogsPayload {
+            message_type: MessageType::DataMessage,
+            owner: String::new(),
+            log_group: "/aws/cloudhsm/cluster-1".to_owned(),
+            log_stream: log_stream.to_owned(),
+            subscription_filters: Vec::new(),
+            log_events: ids
+                .iter()
+                .map(|id| LogEvent {
+                    id: id.clone(),
+                    timestamp: 1_513_717_277_000,
+                    message: RECORD.to_owned(),
+                })
+                .collect(),
+            undecodable: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn names_too_long_to_store_quarantine_their_events_with_the_reason() {
+        let long = "x".repeat(bounds::MAX_FIELD_BYTES + 1);
+        let ids = ["1".to_owned(), "2".to_owned()];
+        // A stream name too long: every event of the payload is kept in quarantine.
+        let parsed = parse_decoded([payload(&long, &ids)]);
+        assert_eq!(parsed.records().count(), 0);
+        assert_eq!(parsed.quarantined.len(), 2);
+        assert!(
+            parsed
+                .quarantined
+                .iter()
+                .all(|item| item.reason.contains("the log stream")),
+            "{:?}",
+            parsed.quarantined
+        );
+        // An event id too long: that event alone.
+        let parsed = parse_decoded([payload("hsm-1", &[long, "2".to_owned()])]);
+        assert_eq!(parsed.records().count(), 1);
+        assert_eq!(parsed.quarantined.len(), 1);
+        assert!(parsed.quarantined[0].reason.contains("the log event id"));
+    }
+}
