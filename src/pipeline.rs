@@ -565,15 +565,7 @@ async fn derive_steps<S: AuditStore>(
 mod tests {
     use super::*;
     use crate::decode::LogEvent;
-
-    const RECORD: &str = "Time: 12/19/17 21:01:16.962174, usecs:1513717276962174
-Sequence No : 0x0
-Reboot counter : 0xe8
-Command Type(hex) : CN_MGMT_CMD (0x0)
-Opcode : CN_INIT_TOKEN (0x1)
-Session Handle : 0x1004001
-Response : 0:HSM Return: SUCCESS
-Log type : MINIMAL_LOG_ENTRY (0)";
+    use crate::testkit::INIT_TOKEN_RECORD;
 
     fn payload(log_stream: &str, ids: &[String]) -> Decoded {
         Decoded::Payload(LogsPayload {
@@ -587,7 +579,7 @@ Log type : MINIMAL_LOG_ENTRY (0)";
                 .map(|id| LogEvent {
                     id: id.clone(),
                     timestamp: 1_513_717_277_000,
-                    message: RECORD.to_owned(),
+                    message: INIT_TOKEN_RECORD.to_owned(),
                 })
                 .collect(),
             undecodable: Vec::new(),

@@ -741,15 +741,7 @@ mod tests {
         }
     }
 
-    const INIT_TOKEN: &str = "Time: 12/19/17 21:01:16.962174, usecs:1513717276962174
-Sequence No : 0x0
-Reboot counter : 0xe8
-Command Type(hex) : CN_MGMT_CMD (0x0)
-Opcode : CN_INIT_TOKEN (0x1)
-Session Handle : 0x1004001
-Response : 0:HSM Return: SUCCESS
-Log type : MINIMAL_LOG_ENTRY (0)
-";
+    use crate::testkit::INIT_TOKEN_RECORD as INIT_TOKEN;
 
     const FAILED_LOGIN: &str = "Time: 01/24/18 17:41:39.037255, usecs:1516815699037255
 Sequence No : 0x4

@@ -14,4 +14,4 @@ pub use events::{
     unpack,
 };
 pub use ledger::{WriteCost, WriteLedger};
-pub use records::{Builder, hsm_record, login, rec};
+pub use records::{Builder, INIT_TOKEN_RECORD, hsm_record, login, rec};

@@ -7,6 +7,18 @@ use crate::model::{
     shared_name,
 };
 
+/// The init-token record of the vendor's audit-log reference, as the HSM writes it (seed
+/// layout): the text parser tests start from.
+pub const INIT_TOKEN_RECORD: &str = "Time: 12/19/17 21:01:16.962174, usecs:1513717276962174
+Sequence No : 0x0
+Reboot counter : 0xe8
+Command Type(hex) : CN_MGMT_CMD (0x0)
+Opcode : CN_INIT_TOKEN (0x1)
+Session Handle : 0x1004001
+Response : 0:HSM Return: SUCCESS
+Log type : MINIMAL_LOG_ENTRY (0)
+";
+
 /// A successful management record with no user or key fields: what most of the vendor's
 /// examples share, to be overridden field by field.
 pub fn hsm_record(micros: i64, sequence_no: u64, reboot_counter: u32, opcode: Opcode) -> HsmRecord {

@@ -174,16 +174,7 @@ Audit Policy : 0x3
 
     #[test]
     fn a_seed_layout_item_has_no_later_attributes() {
-        let seed = "Time: 12/19/17 21:01:16.962174, usecs:1513717276962174
-Sequence No : 0x0
-Reboot counter : 0xe8
-Command Type(hex) : CN_MGMT_CMD (0x0)
-Opcode : CN_INIT_TOKEN (0x1)
-Session Handle : 0x1004001
-Response : 0:HSM Return: SUCCESS
-Log type : MINIMAL_LOG_ENTRY (0)
-";
-        let entry = entry(seed);
+        let entry = entry(crate::testkit::INIT_TOKEN_RECORD);
         let item = trail_item(&entry).unwrap();
         let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
         names.sort_unstable();
