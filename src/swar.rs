@@ -72,6 +72,26 @@ fn find_marked(
         .map(|tail| at + tail)
 }
 
+/// How many ASCII digits `bytes` starts with, a word at a time: a CloudWatch timestamp
+/// has 13, which one by one is a compare and a branch each.
+pub(crate) fn leading_digits(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*chunk);
+        // Below `0`, or above `9` (adding 0x46 reaches the high bit), or not ASCII. Carries
+        // and borrows only run upwards from a byte that is marked itself, so the lowest
+        // mark is exact.
+        let not_digits = marks_below(word, b'0') | ((word.wrapping_add(ONES * 0x46) | word) & HIGH);
+        if not_digits != 0 {
+            return at + first_mark(not_digits);
+        }
+        at += 8;
+    }
+    at + bytes.get(at..).map_or(0, |tail| {
+        tail.iter().take_while(|byte| byte.is_ascii_digit()).count()
+    })
+}
+
 /// The number ASCII decimal `digits` spell, `None` when one is not a digit or the number
 /// does not fit `u64`. Eight digits are converted at a time (three multiplications in
 /// place of eight steps, each waiting on the one before): a CloudWatch timestamp has 13, a
@@ -147,6 +167,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn counts_leading_digits_as_a_plain_loop_does(bytes in proptest::collection::vec(prop_oneof![b'0'..=b'9', any::<u8>()], 0..30)) {
+            prop_assert_eq!(
+                leading_digits(&bytes),
+                bytes.iter().take_while(|byte| byte.is_ascii_digit()).count()
+            );
+        }
+
         #[test]
         fn reads_decimals_as_str_parse_does(text in "[0-9]{0,24}|[0-9/:;a ]{0,12}") {
             let expected = if text.is_empty() { None } else { text.parse::<u64>().ok() };

@@ -12,7 +12,7 @@
 //! message twice (into a scratch buffer, then into its string) around every `\n`.
 
 use super::awslogs::{LogEvent, LogsPayload, MessageType};
-use crate::swar::{decimal, find_byte, first_mark, marks_below, marks_of_byte};
+use crate::swar::{decimal, find_byte, first_mark, leading_digits, marks_below, marks_of_byte};
 
 /// The payload in `json`, or `None` for serde_json to read it.
 pub(super) fn read_payload(json: &[u8]) -> Option<LogsPayload> {
@@ -266,12 +266,7 @@ impl<'a> Reader<'a> {
         self.skip_blanks();
         let negative = self.json.get(self.at) == Some(&b'-');
         let digits_start = self.at + usize::from(negative);
-        let digits = self
-            .json
-            .get(digits_start..)?
-            .iter()
-            .take_while(|byte| byte.is_ascii_digit())
-            .count();
+        let digits = leading_digits(self.json.get(digits_start..)?);
         let first = *self.json.get(digits_start)?;
         let next = self.json.get(digits_start + digits);
         if digits == 0 || (first == b'0' && digits > 1) || matches!(next, Some(b'.' | b'e' | b'E'))

@@ -54,15 +54,15 @@ pub enum ParseError {
 
 /// Parses one CloudHSM audit record in any of the layouts the module documentation lists.
 pub fn parse_cloudhsm_record(text: &str) -> Result<HsmRecord, ParseError> {
-    let text = text.trim();
-    // A record with CR-only line ends takes the flattened path, which splits at any
-    // whitespace before a field name and so reads it too.
+    let text = trim(text);
     // Filled in place: `Fields` is a few hundred bytes, which a returned `Result` would
     // copy once more.
     let mut fields = Fields::default();
-    if text.contains('\n') {
-        collect_lines(text, &mut fields)?;
-    } else {
+    // Read as lines, which finds out on the first whether there are any: a record
+    // without a line break (flattened, or with CR-only line ends, which the flattened
+    // path splits at any whitespace before a field name and so reads too) is handed on
+    // untouched, where asking first would search the whole text once more.
+    if !collect_lines(text, &mut fields)? {
         collect_flat(text, &mut fields)?;
     }
     build_record(&fields)
@@ -112,6 +112,20 @@ macro_rules! fields {
                     _ => None,
                 }
             }
+
+            /// The field whose key starts `line`, followed by blanks and `:`, and where
+            /// its value starts; `None` for any other line, which is then split at its
+            /// first `:`. Each name is a constant here, so each test is a few compares
+            /// inline; the seed layout's fields are tested first, in the order HSMs log
+            /// them, so a line takes as many failed tests as there are lines before it.
+            fn starting_line(line: &[u8]) -> Option<(Self, usize)> {
+                $(
+                    if line.starts_with($name.as_bytes()) {
+                        return Field::$variant.separated(line, $name.len());
+                    }
+                )*
+                None
+            }
         }
     };
 }
@@ -145,6 +159,22 @@ fields! {
 }
 
 impl Field {
+    /// Where the value starts after this field's name, which ends at `name_end` of
+    /// `line`: past blanks and the `:`, which a multi-line key is split at.
+    fn separated(self, line: &[u8], name_end: usize) -> Option<(Self, usize)> {
+        // What HSMs write: ` : `, or `: ` after `Time`.
+        match line.get(name_end..name_end + 2) {
+            Some(b" :") => return Some((self, name_end + 2)),
+            Some([b':', _]) => return Some((self, name_end + 1)),
+            _ => {}
+        }
+        let mut at = name_end;
+        while let Some(b' ' | b'\t') = line.get(at) {
+            at += 1;
+        }
+        (line.get(at) == Some(&b':')).then_some((self, at + 1))
+    }
+
     /// The fields whose name starts with `byte`, so that most words need no comparison.
     fn starting_with(byte: u8) -> &'static [Field] {
         match byte {
@@ -187,6 +217,7 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// Records a field's value, refusing a second one for the same field.
+    #[inline]
     fn set(&mut self, field: Field, value: &'a str) -> Result<(), ParseError> {
         let slot = &mut self.values[field as usize];
         if slot.is_some() {
@@ -236,39 +267,59 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Splits a multi-line record at line ends and each line at its first `:`, in one pass:
-/// the search for a line's `:` stops at its end too, so no byte is read twice.
-fn collect_lines<'a>(text: &'a str, fields: &mut Fields<'a>) -> Result<(), ParseError> {
+/// Splits a multi-line record at line ends and each line at its first `:`. A line that
+/// starts with one of our keys is known by comparing it with the names; any other is
+/// searched for its `:`, a search that stops at the line's end too. Says whether the text
+/// had a line break; when it has none, nothing is set.
+fn collect_lines<'a>(text: &'a str, fields: &mut Fields<'a>) -> Result<bool, ParseError> {
     let bytes = text.as_bytes();
-    let mut line_start = 0;
-    while let Some(found) = bytes
-        .get(line_start..)
-        .and_then(|rest| find_either_byte(rest, b':', b'\n'))
-    {
-        let colon = line_start + found;
-        if bytes[colon] == b'\n' {
-            // A line that is not `Key: value` carries nothing to keep (the record's text
-            // is kept whole in the trail anyway).
-            line_start = colon + 1;
-            continue;
-        }
-        let value_start = colon + 1;
-        let line_end = bytes
+    let line_end = |value_start: usize| {
+        bytes
             .get(value_start..)
             .and_then(|rest| find_byte(rest, b'\n'))
-            .map_or(bytes.len(), |at| value_start + at);
+            .map_or(bytes.len(), |at| value_start + at)
+    };
+    let mut line_start = 0;
+    while let Some(line) = bytes.get(line_start..).filter(|line| !line.is_empty()) {
         // `:` and `\n` are ASCII: every cut is at a character boundary.
-        let key = trim(text.get(line_start..colon).unwrap_or_default());
-        let value = text.get(value_start..line_end).unwrap_or_default();
-        // A key that is not ours is newer firmware's.
-        match Field::from_key(key) {
-            Some(field) => fields.set(field, value)?,
-            None if !key.is_empty() => fields.set_extra(key, value),
-            None => {}
-        }
-        line_start = line_end + 1;
+        let end = if let Some((field, value_offset)) = Field::starting_line(line) {
+            // The general split below reads such a line the same way: the name holds no
+            // `:`, and the key it cuts is the name once trimmed.
+            let value_start = line_start + value_offset;
+            let end = line_end(value_start);
+            if line_start == 0 && end == bytes.len() {
+                return Ok(false);
+            }
+            fields.set(field, text.get(value_start..end).unwrap_or_default())?;
+            end
+        } else {
+            let Some(found) = find_either_byte(line, b':', b'\n') else {
+                break;
+            };
+            let colon = line_start + found;
+            if bytes[colon] == b'\n' {
+                // A line that is not `Key: value` carries nothing to keep (the record's
+                // text is kept whole in the trail anyway).
+                line_start = colon + 1;
+                continue;
+            }
+            let end = line_end(colon + 1);
+            if line_start == 0 && end == bytes.len() {
+                return Ok(false);
+            }
+            let key = trim(text.get(line_start..colon).unwrap_or_default());
+            let value = text.get(colon + 1..end).unwrap_or_default();
+            // A key that is not ours is newer firmware's.
+            match Field::from_key(key) {
+                Some(field) => fields.set(field, value)?,
+                None if !key.is_empty() => fields.set_extra(key, value),
+                None => {}
+            }
+            end
+        };
+        line_start = end + 1;
     }
-    Ok(())
+    Ok(line_start > 0)
 }
 
 /// `text` split at the first `byte` (ASCII), as `str::split_once` with a `char`.
@@ -297,6 +348,15 @@ fn find_short(text: &str, needle: &str) -> Option<usize> {
 /// `str::trim`, on the fast path of a value whose ends are ASCII: Unicode whitespace
 /// (and the vertical tab, which `trim_ascii` keeps) is left to `str::trim`.
 fn trim(text: &str) -> &str {
+    // Nearly every value: the one blank after `:`, then graphic ASCII at both ends.
+    let bytes = text.as_bytes();
+    let start = usize::from(bytes.first() == Some(&b' '));
+    if let (Some(first), Some(last)) = (bytes.get(start), bytes.last())
+        && first.is_ascii_graphic()
+        && last.is_ascii_graphic()
+    {
+        return text.get(start..).unwrap_or(text);
+    }
     let trimmed = text.trim_ascii();
     let plain = |byte: Option<&u8>| byte.is_none_or(|b| b.is_ascii() && *b != 0x0b);
     if plain(trimmed.as_bytes().first()) && plain(trimmed.as_bytes().last()) {
@@ -585,8 +645,15 @@ fn parse_label(field: Field, value: &str) -> Result<(&str, Option<u64>), ParseEr
         let at = inner.bytes().rposition(|b| b == b'(')?;
         Some((inner.get(..at)?, inner.get(at + 1..)?))
     }) {
-        // The value is trimmed already: only the blanks before `(` are left to cut.
-        Some((name, code)) => (trim(name), Some(parse_number(field, value, trim(code))?)),
+        // The value is trimmed already: only the blanks before `(` are left to cut, and
+        // HSMs write one.
+        Some((name, code)) => {
+            let name = match name.strip_suffix(' ') {
+                Some(cut) if cut.as_bytes().last().is_some_and(u8::is_ascii_graphic) => cut,
+                _ => trim(name),
+            };
+            (name, Some(parse_number(field, value, trim(code))?))
+        }
         None => (value, None),
     };
     if name.is_empty() {
@@ -676,19 +743,39 @@ fn parse_digits(digits: &str, radix: u32) -> Result<u64, NumberError> {
     }
     // Up to 15 hexadecimal digits cannot overflow: most values, read without a check per
     // digit.
-    let fits = digits.len() <= 15;
+    if digits.len() <= 15 {
+        return digits
+            .bytes()
+            .try_fold(0, |number, byte| Ok(number << 4 | hex_digit(byte)?));
+    }
     let mut number: Option<u64> = Some(0);
     for byte in digits.bytes() {
-        let digit = u64::from(char::from(byte).to_digit(16).ok_or(NumberError::Syntax)?);
-        number = if fits {
-            number.map(|number| number * 16 + digit)
-        } else {
-            number
-                .and_then(|number| number.checked_mul(16))
-                .and_then(|number| number.checked_add(digit))
-        };
+        let digit = hex_digit(byte)?;
+        number = number
+            .and_then(|number| number.checked_mul(16))
+            .and_then(|number| number.checked_add(digit));
     }
     number.ok_or(NumberError::Overflow)
+}
+
+/// The value of a hexadecimal digit in either case: a table, where `char::to_digit`
+/// tests three ranges for every digit of every handle.
+fn hex_digit(byte: u8) -> Result<u64, NumberError> {
+    const NOT_A_DIGIT: u8 = u8::MAX;
+    const VALUES: [u8; 256] = {
+        let mut table = [NOT_A_DIGIT; 256];
+        let mut digit = 0;
+        while digit < 16 {
+            table[b"0123456789abcdef"[digit] as usize] = digit as u8;
+            table[b"0123456789ABCDEF"[digit] as usize] = digit as u8;
+            digit += 1;
+        }
+        table
+    };
+    match VALUES[usize::from(byte)] {
+        NOT_A_DIGIT => Err(NumberError::Syntax),
+        value => Ok(u64::from(value)),
+    }
 }
 
 /// The longest value, in characters, that an error message quotes in full.
@@ -722,6 +809,12 @@ mod tests {
             "\u{b} x \u{85}",
             "\t\u{3000}",
             "no colon",
+            " ",
+            "  x",
+            " x ",
+            " \u{a0}x",
+            " x\u{3000}",
+            "x",
         ] {
             assert_eq!(trim(text), text.trim(), "{text:?}");
             assert_eq!(
@@ -1505,6 +1598,36 @@ mod properties {
         fn arbitrary_text_never_panics(text in any::<String>()) {
             let _ = parse_cloudhsm_record(&text);
             let _ = looks_like_cloudhsm_record(&text);
+        }
+
+        #[test]
+        fn reads_hexadecimal_as_from_str_radix_does(text in "[0-9a-fA-F]{0,18}|[0-9a-gA-G+ ]{0,4}") {
+            let expected = if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                Err(NumberError::Syntax)
+            } else {
+                u64::from_str_radix(&text, 16).map_err(|_| NumberError::Overflow)
+            };
+            prop_assert_eq!(parse_digits(&text, 16), expected);
+        }
+
+        #[test]
+        fn a_line_known_by_its_name_is_split_as_at_its_first_colon(
+            field in proptest::sample::select(ALL_FIELDS.to_vec()),
+            before in "[ \t]{0,1}",
+            after in "[ \t\r\u{b}\u{a0}X:]{0,3}",
+            value in "[ :a\t]{0,3}",
+        ) {
+            let line = format!("{before}{}{after}:{value}", field.name());
+            if let Some((known, value_start)) = Field::starting_line(line.as_bytes()) {
+                let colon = line.find(':').unwrap();
+                prop_assert_eq!(Field::from_key(trim(&line[..colon])), Some(known));
+                prop_assert_eq!(value_start, colon + 1);
+            }
+        }
+
+        #[test]
+        fn trims_as_str_trim_does(text in "[ \t\u{b}\u{a0}\u{3000}xé:]{0,6}") {
+            prop_assert_eq!(trim(&text), text.trim());
         }
 
         #[test]
