@@ -662,8 +662,41 @@ fn parse_label(field: Field, value: &str) -> Result<(&str, Option<u64>), ParseEr
     Ok((name, code))
 }
 
+/// Defines [`common_label`] and, for its test, [`COMMON_LABELS`], from one table.
+macro_rules! common_labels {
+    ($($name:literal ($code:literal) = $number:literal,)*) => {
+        /// The label that `value` spells when it is one HSMs log in nearly every record,
+        /// read whole: one comparison, where reading it takes a search, two trims, a
+        /// number and a look-up of the name.
+        fn common_label(value: &str) -> Option<Labeled> {
+            match value {
+                $(concat!($name, " (", $code, ")") => Some(Labeled {
+                    name: std::borrow::Cow::Borrowed($name),
+                    code: Some($number),
+                }),)*
+                _ => None,
+            }
+        }
+
+        #[cfg(test)]
+        const COMMON_LABELS: &[&str] = &[$(concat!($name, " (", $code, ")"),)*];
+    };
+}
+
+common_labels! {
+    "CN_MGMT_CMD" ("0x0") = 0,
+    "MINIMAL_LOG_ENTRY" ("0") = 0,
+    "MGMT_KEY_DETAILS_LOG" ("1") = 1,
+    "MGMT_USER_DETAILS_LOG" ("2") = 2,
+    "CN_CRYPTO_USER" ("1") = 1,
+    "CN_CRYPTO_OFFICER" ("2") = 2,
+}
+
 /// Reads a label field into the owned [`Labeled`] the record keeps.
 fn labeled(field: Field, value: &str) -> Result<Labeled, ParseError> {
+    if let Some(label) = common_label(value) {
+        return Ok(label);
+    }
     let (name, code) = parse_label(field, value)?;
     Ok(Labeled {
         name: shared_name(name),
@@ -1253,6 +1286,23 @@ User Type : CN_CRYPTO_USER (1)
             "{\"Time\": 1, \"Sequence No\": 2}"
         ));
         assert!(!looks_like_cloudhsm_record(""));
+    }
+
+    #[test]
+    fn common_labels_are_read_as_any_other_label() {
+        for &value in COMMON_LABELS {
+            let (name, code) = parse_label(Field::LogType, value).unwrap();
+            let read = Labeled {
+                name: shared_name(name),
+                code,
+            };
+            assert_eq!(common_label(value), Some(read), "{value}");
+            assert!(matches!(
+                common_label(value).unwrap().name,
+                std::borrow::Cow::Borrowed(_)
+            ));
+        }
+        assert_eq!(common_label("CN_MGMT_CMD  (0x0)"), None);
     }
 
     #[test]
