@@ -12,7 +12,9 @@
 //! message twice (into a scratch buffer, then into its string) around every `\n`.
 
 use super::awslogs::{LogEvent, LogsPayload, MessageType};
-use crate::swar::{decimal, find_byte, first_mark, leading_digits, marks_below, marks_of_byte};
+use crate::swar::{
+    decimal, escapes_or_controls, find_byte, first_mark, leading_digits, marks_below, marks_of_byte,
+};
 
 /// The payload in `json`, or `None` for serde_json to read it.
 pub(super) fn read_payload(json: &[u8]) -> Option<LogsPayload> {
@@ -227,7 +229,19 @@ impl<'a> Reader<'a> {
             // stretch to pay. The word is copied whole before it is looked at (a copy of a
             // fixed size is one move, one of a run's length a call to `memcpy`), and what
             // follows its first special byte is cut off again.
-            while let Some(chunk) = rest.first_chunk::<8>() {
+            while let Some(chunk) = rest.first_chunk::<16>() {
+                text.extend_from_slice(chunk);
+                let special = escapes_or_controls(chunk);
+                if special == 0 {
+                    rest = &rest[16..];
+                } else {
+                    let plain = special.trailing_zeros() as usize;
+                    text.truncate(text.len() - 16 + plain);
+                    rest = &rest[plain..];
+                    break;
+                }
+            }
+            while let Some(chunk) = rest.first_chunk::<8>().filter(|_| rest.len() < 16) {
                 text.extend_from_slice(chunk);
                 let word = u64::from_le_bytes(*chunk);
                 let special = marks_of_byte(word, b'\\') | marks_below(word, 0x20);
