@@ -99,14 +99,14 @@ pub struct TailRead {
 
 /// The HSM of an entry's stream, when it is an HSM's (sequence-numbered) stream.
 fn stream_hsm(entry: &TrailEntry) -> Option<String> {
-    entry.cloudhsm().map(|_| entry.stream.hsm.to_string())
+    entry.cloudhsm().map(|_| entry.stream().hsm.to_string())
 }
 
 /// The trail sort-key prefix of an entry's stream.
 pub fn stream_prefix(entry: &TrailEntry) -> String {
     match entry.cloudhsm() {
-        Some(_) => items::hsm_trail_prefix(&entry.stream.hsm),
-        None => items::log_stream_prefix(&entry.stream.hsm),
+        Some(_) => items::hsm_trail_prefix(&entry.stream().hsm),
+        None => items::log_stream_prefix(&entry.stream().hsm),
     }
 }
 
@@ -180,7 +180,7 @@ pub fn prepare_step(
         }
         let admitted = match entry.cloudhsm() {
             Some(record) => carry.integrity.admit(
-                &entry.stream.hsm,
+                &entry.stream().hsm,
                 record.reboot_counter,
                 record.sequence_no,
                 record.time,
@@ -204,7 +204,7 @@ pub fn prepare_step(
             // that appeared late, or a clock that went back.
             if let Some(record) = entry.cloudhsm() {
                 carry.integrity.admit(
-                    &entry.stream.hsm,
+                    &entry.stream().hsm,
                     record.reboot_counter,
                     record.sequence_no,
                     record.time,

@@ -12,7 +12,7 @@ use crate::domain::{AlertKind, Conflict, fold};
 use crate::errors::one_line;
 use crate::incremental::{ObjectCarry, StepWrite, object_names, plan_write, prepare_step};
 use crate::model::bounds::Unstorable;
-use crate::model::{AuditRecord, StreamId, Timestamp, TrailEntry, bounds};
+use crate::model::{AuditRecord, LogSource, StreamId, Timestamp, TrailEntry, bounds};
 use crate::parse::{RecordError, parse_message};
 use crate::store::{AuditStore, ClusterLease, StoreError};
 
@@ -91,8 +91,7 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
     }
     // What every record of the payload shares is made once and shared, not copied into
     // each record.
-    let stream = StreamId::from_log(&payload.log_group, &payload.log_stream);
-    let log_group: Arc<str> = payload.log_group.as_str().into();
+    let source = LogSource::shared(&payload.log_group, &payload.log_stream);
     // The payload's names are the same for every event: checked once.
     let names_storable = bounds::check_name("the log group", &payload.log_group)
         .and_then(|()| bounds::check_name("the log stream", &payload.log_stream));
@@ -107,9 +106,8 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
                 match check_storable(&mut record, &event, log_event_time, &names_storable) {
                     Ok(()) => {
                         entries.push(TrailEntry {
-                            stream: stream.clone(),
+                            source: Arc::clone(&source),
                             record,
-                            log_group: Arc::clone(&log_group),
                             log_event_id: event.id,
                             log_event_time,
                             raw: event.message,
@@ -132,7 +130,7 @@ fn parse_payload(payload: LogsPayload, parsed: &mut Parsed) {
     if !entries.is_empty() {
         let cluster = parsed
             .entries
-            .entry(stream.cluster.to_string())
+            .entry(source.stream.cluster.to_string())
             .or_default();
         // The first payload of a cluster (in the Lambda, nearly always the only one) is
         // moved in whole rather than copied record by record.
@@ -363,11 +361,11 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
     };
     // Each name once: a payload's records share theirs.
     for entry in parsed.records() {
-        if !report.log_groups.contains(&*entry.log_group) {
-            report.log_groups.insert(entry.log_group.to_string());
+        if !report.log_groups.contains(&*entry.log_group()) {
+            report.log_groups.insert(entry.log_group().to_string());
         }
-        if !report.log_streams.contains(&*entry.stream.hsm) {
-            report.log_streams.insert(entry.stream.hsm.to_string());
+        if !report.log_streams.contains(&*entry.stream().hsm) {
+            report.log_streams.insert(entry.stream().hsm.to_string());
         }
     }
     report.log_groups.extend(

@@ -63,15 +63,15 @@ pub(super) fn trail_json(trail: &[TrailEntry]) -> serde_json::Value {
 
 fn entry_json(entry: &TrailEntry) -> serde_json::Value {
     let origin = serde_json::json!({
-        "cluster": entry.stream.cluster,
-        "log_stream": entry.stream.hsm,
+        "cluster": entry.stream().cluster,
+        "log_stream": entry.stream().hsm,
         "log_event_id": entry.log_event_id,
         "log_event_time": entry.log_event_time,
     });
     let record = match &entry.record {
         AuditRecord::CloudHsm(record) => serde_json::json!({
             "kind": "cloudhsm",
-            "hsm": entry.stream.hsm,
+            "hsm": entry.stream().hsm,
             "reboot_counter": record.reboot_counter,
             "seq": record.sequence_no,
             "time": record.time,
@@ -167,7 +167,7 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
         .iter()
         .map(|entry| match &entry.record {
             AuditRecord::CloudHsm(r) => vec![
-                entry.stream.hsm.to_string(),
+                entry.stream().hsm.to_string(),
                 format!("0x{:x}", r.reboot_counter),
                 format!("0x{:x}", r.sequence_no),
                 r.time.iso(),
@@ -177,7 +177,7 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
                 or_dash(r.key_handle),
             ],
             AuditRecord::Certificate(r) => vec![
-                entry.stream.hsm.to_string(),
+                entry.stream().hsm.to_string(),
                 "-".to_owned(),
                 format!("event {}", entry.log_event_id),
                 r.time.iso(),
@@ -189,7 +189,7 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
             AuditRecord::Luna(r) => vec![
                 format!(
                     "{} (hsm {})",
-                    entry.stream.hsm,
+                    entry.stream().hsm,
                     or_dash(r.hsm_id.as_deref())
                 ),
                 "-".to_owned(),

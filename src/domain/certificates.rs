@@ -29,7 +29,7 @@ fn certificate_entries(entries: &[TrailEntry]) -> Vec<CertEntry<'_>> {
         .filter_map(|entry| {
             Some(CertEntry {
                 time: entry.record.time(),
-                stream: &entry.stream.hsm,
+                stream: &entry.stream().hsm,
                 log_event_id: &entry.log_event_id,
                 record: entry.certificate()?,
             })
@@ -171,14 +171,11 @@ fn storage_alert(entry: &CertEntry<'_>) -> Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AuditRecord, StreamId};
+    use crate::model::{AuditRecord, LogSource};
 
     fn cert(id: &str, millis: i64, handle: Option<u64>, op: &str, response: &str) -> TrailEntry {
         TrailEntry {
-            stream: StreamId {
-                cluster: "c".into(),
-                hsm: "cluster-c".into(),
-            },
+            source: LogSource::shared("/aws/cloudhsm/c", "cluster-c"),
             record: AuditRecord::Certificate(CertificateRecord {
                 time: Timestamp::from_millis(millis),
                 object_handle: handle,
@@ -186,7 +183,6 @@ mod tests {
                 response: response.into(),
                 attributes: (op == "SetAttributeValues").then(|| vec!["Label".to_owned()]),
             }),
-            log_group: "/aws/cloudhsm/c".into(),
             log_event_id: id.into(),
             log_event_time: Timestamp::from_millis(millis),
             raw: String::new(),

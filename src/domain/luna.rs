@@ -161,8 +161,11 @@ fn prepare(entries: &[TrailEntry]) -> Vec<LunaRec<'_>> {
         };
         let rec = LunaRec {
             record,
-            partition: record.partition_id.as_deref().unwrap_or(&*entry.stream.hsm),
-            stream: &entry.stream.hsm,
+            partition: record
+                .partition_id
+                .as_deref()
+                .unwrap_or(&*entry.stream().hsm),
+            stream: &entry.stream().hsm,
             log_event_id: &entry.log_event_id,
             digest: entry.record.content_sha256(),
         };
@@ -530,7 +533,7 @@ fn sensitive(recs: &[LunaRec<'_>]) -> Vec<Alert> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AuditRecord, StreamId};
+    use crate::model::{AuditRecord, LogSource};
 
     const PARTITION: &str = "1334049524932";
     const ACTOR: &str = "d5fa3ace-a79f-40ba-8e21-3ebf0bf0250a";
@@ -538,10 +541,7 @@ mod tests {
 
     fn luna(id: &str, seconds: i64, action: &str, status: &str, ouids: &[&str]) -> TrailEntry {
         TrailEntry {
-            stream: StreamId {
-                cluster: "svc".into(),
-                hsm: PARTITION.into(),
-            },
+            source: LogSource::shared("svc", PARTITION),
             record: AuditRecord::Luna(LunaRecord {
                 time: Timestamp::from_micros(seconds * 1_000_000),
                 action: action.into(),
@@ -557,7 +557,6 @@ mod tests {
                 object_ids: ouids.iter().map(|id| id.to_string()).collect(),
                 record_id: None,
             }),
-            log_group: "svc".into(),
             log_event_id: id.into(),
             log_event_time: Timestamp::from_micros(seconds * 1_000_000),
             raw: String::new(),

@@ -80,7 +80,7 @@ impl<'a> Rec<'a> {
 pub(crate) fn prepare(entries: &[TrailEntry]) -> Vec<Rec<'_>> {
     let mut sorted: Vec<(&str, &HsmRecord)> = entries
         .iter()
-        .filter_map(|entry| Some((&*entry.stream.hsm, entry.cloudhsm()?)))
+        .filter_map(|entry| Some((&*entry.stream().hsm, entry.cloudhsm()?)))
         .collect();
     sorted.sort_by(|a, b| stream_key(a).cmp(&stream_key(b)));
     sorted

@@ -9,7 +9,7 @@ mod time;
 pub use names::shared_name;
 pub use opcode::Opcode;
 pub use record::{
-    AuditRecord, CertificateRecord, HsmRecord, LUNA_LOGIN, Labeled, LaterFields, LunaRecord,
-    RecordIdentity, StreamId, TrailEntry,
+    AuditRecord, CertificateRecord, HsmRecord, LUNA_LOGIN, Labeled, LaterFields, LogSource,
+    LunaRecord, RecordIdentity, StreamId, TrailEntry,
 };
 pub use time::Timestamp;

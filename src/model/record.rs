@@ -355,31 +355,57 @@ impl RecordIdentity {
     }
 }
 
+/// Where in CloudWatch records were logged: the same for every record of a payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSource {
+    pub stream: StreamId,
+    pub log_group: Arc<str>,
+}
+
+impl LogSource {
+    /// The source of a log group's stream, for the records of one payload to share.
+    pub fn shared(log_group: &str, log_stream: &str) -> Arc<Self> {
+        Arc::new(Self {
+            stream: StreamId::from_log(log_group, log_stream),
+            log_group: log_group.into(),
+        })
+    }
+}
+
 /// A record as stored in the trail: the parsed record, where it came from in CloudWatch
 /// (so an auditor can find the original), and the original text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrailEntry {
-    pub stream: StreamId,
+    /// Shared by every record of a payload: one reference count to raise per record,
+    /// where a stream's and a group's names each had one (each an atomic operation).
+    #[serde(flatten)]
+    pub source: Arc<LogSource>,
     pub record: AuditRecord,
-    /// Shared by every record of a payload, as `stream` is.
-    pub log_group: Arc<str>,
     pub log_event_id: String,
     pub log_event_time: Timestamp,
     pub raw: String,
 }
 
 impl TrailEntry {
+    pub fn stream(&self) -> &StreamId {
+        &self.source.stream
+    }
+
+    pub fn log_group(&self) -> &str {
+        &self.source.log_group
+    }
+
     pub fn identity(&self) -> RecordIdentity {
         match &self.record {
             AuditRecord::CloudHsm(record) => RecordIdentity::Sequence {
-                hsm: self.stream.hsm.to_string(),
+                hsm: self.source.stream.hsm.to_string(),
                 reboot_counter: record.reboot_counter,
                 sequence_no: record.sequence_no,
             },
             // Luna records have no sequence number either; whoever builds the entry
             // chooses the event id (see `decode::luna_files`).
             AuditRecord::Certificate(_) | AuditRecord::Luna(_) => RecordIdentity::LogEvent {
-                stream: self.stream.hsm.to_string(),
+                stream: self.source.stream.hsm.to_string(),
                 log_event_id: self.log_event_id.clone(),
             },
         }

@@ -3,7 +3,7 @@
 //! cares about.
 
 use crate::model::{
-    AuditRecord, HsmRecord, Labeled, LaterFields, Opcode, StreamId, Timestamp, TrailEntry,
+    AuditRecord, HsmRecord, Labeled, LaterFields, LogSource, Opcode, Timestamp, TrailEntry,
     shared_name,
 };
 
@@ -56,12 +56,8 @@ pub struct Builder {
 pub fn rec(hsm: &str, boot: u32, seq: u64, micros: i64, opcode: Opcode) -> Builder {
     Builder {
         entry: TrailEntry {
-            stream: StreamId {
-                cluster: "cluster-test".into(),
-                hsm: hsm.into(),
-            },
+            source: LogSource::shared("/aws/cloudhsm/cluster-test", hsm),
             record: AuditRecord::CloudHsm(hsm_record(micros, seq, boot, opcode)),
-            log_group: "/aws/cloudhsm/cluster-test".into(),
             log_event_id: format!("{hsm}-{boot}-{seq}"),
             log_event_time: Timestamp::from_micros(micros),
             raw: String::new(),

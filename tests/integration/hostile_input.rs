@@ -124,7 +124,7 @@ async fn an_hsm_named_like_another_hsms_key_prefix_keeps_its_own_trail() {
     .await;
     let trail = store.trail(CLUSTER, Some("hsm-a")).await.expect("trail");
     assert_eq!(trail.len(), 1);
-    assert!(trail.iter().all(|entry| &*entry.stream.hsm == "hsm-a"));
+    assert!(trail.iter().all(|entry| &*entry.stream().hsm == "hsm-a"));
     assert_eq!(
         store
             .trail(CLUSTER, Some("hsm-a#x"))
@@ -154,7 +154,7 @@ async fn a_long_stream_name_and_a_name_equal_to_its_old_cut_form_stay_two_hsms()
     for (hsm, user) in [(&long, "admin"), (&old_cut, "other")] {
         let trail = store.trail(CLUSTER, Some(hsm)).await.expect("trail");
         assert_eq!(trail.len(), 1, "{hsm}");
-        assert_eq!(&*trail[0].stream.hsm, hsm.as_str());
+        assert_eq!(&*trail[0].stream().hsm, hsm.as_str());
         let sessions = store
             .sessions(CLUSTER, Some(user), None, None)
             .await
@@ -365,7 +365,7 @@ async fn a_one_mebibyte_user_name_is_bounded_and_the_rest_of_the_payload_lands()
 /// A write DynamoDB refuses as invalid is not retryable: retrying cannot make it fit.
 #[tokio::test]
 async fn an_item_over_the_limit_is_rejected_not_retried() {
-    use hsm_audit::model::{AuditRecord, StreamId, Timestamp, TrailEntry};
+    use hsm_audit::model::{AuditRecord, LogSource, Timestamp, TrailEntry};
     use hsm_audit::parse::parse_message;
     use hsm_audit::store::{AuditStore, StoreError};
 
@@ -376,9 +376,8 @@ async fn an_item_over_the_limit_is_rejected_not_retried() {
     // Built by hand, past the pipeline's bounds: the store's own answer is under test.
     record.user_name = Some("m".repeat(500 * 1024));
     let entry = TrailEntry {
-        stream: StreamId::from_log(GROUP, "hsm-a"),
+        source: LogSource::shared(GROUP, "hsm-a"),
         record: AuditRecord::CloudHsm(record),
-        log_group: GROUP.into(),
         log_event_id: "1".to_owned(),
         log_event_time: Timestamp::from_micros(T0),
         raw: String::new(),

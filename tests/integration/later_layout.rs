@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use hsm_audit::domain::{AlertKind, DeriveConfig, Derived, derive};
-use hsm_audit::model::{AuditRecord, StreamId, TrailEntry};
+use hsm_audit::model::{AuditRecord, LogSource, TrailEntry};
 use hsm_audit::parse::parse_cloudhsm_record;
 
 const HSM: &str = "hsm-later";
@@ -28,8 +28,7 @@ fn fixtures(prefixes: &[&str]) -> Vec<TrailEntry> {
             let raw = fs::read_to_string(dir.join(name)).unwrap();
             let record = parse_cloudhsm_record(&raw).unwrap();
             TrailEntry {
-                stream: StreamId::from_log("/aws/cloudhsm/cluster-later", HSM),
-                log_group: "/aws/cloudhsm/cluster-later".into(),
+                source: LogSource::shared("/aws/cloudhsm/cluster-later", HSM),
                 log_event_id: name.clone(),
                 log_event_time: record.time,
                 record: AuditRecord::CloudHsm(record),

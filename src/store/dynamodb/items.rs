@@ -36,8 +36,8 @@ use crate::domain::{
     SessionEvent, StreamSummary, event_order,
 };
 use crate::model::{
-    AuditRecord, CertificateRecord, HsmRecord, Labeled, LunaRecord, Opcode, RecordIdentity,
-    StreamId, Timestamp, TrailEntry, shared_name,
+    AuditRecord, CertificateRecord, HsmRecord, Labeled, LogSource, LunaRecord, Opcode,
+    RecordIdentity, StreamId, Timestamp, TrailEntry, shared_name,
 };
 use crate::store::{BoxError, StoreError};
 
@@ -434,11 +434,11 @@ fn cloudhsm_item(
 ) -> Result<Item, StoreError> {
     let (raw, raw_truncated) = cut_raw(&entry.raw);
     let item = TrailItem {
-        pk: trail_pk(&entry.stream.cluster),
+        pk: trail_pk(&entry.stream().cluster),
         sk: identity_sk(&entry.identity()),
         item_type: "audit_record".to_owned(),
-        cluster: entry.stream.cluster.clone(),
-        hsm: entry.stream.hsm.clone(),
+        cluster: entry.stream().cluster.clone(),
+        hsm: entry.stream().hsm.clone(),
         reboot_counter: record.reboot_counter,
         sequence_no: record.sequence_no,
         time: record.time,
@@ -458,7 +458,7 @@ fn cloudhsm_item(
         user_type_code: record.user_type.as_ref().and_then(|label| label.code),
         key_handle: record.key_handle,
         public_key_handle: record.public_key_handle,
-        log_group: entry.log_group.clone(),
+        log_group: Arc::clone(&entry.source.log_group),
         log_event_id: entry.log_event_id.clone(),
         log_event_time: entry.log_event_time,
         content_sha256,
@@ -499,11 +499,11 @@ fn certificate_item(
 ) -> Result<Item, StoreError> {
     let (raw, raw_truncated) = cut_raw(&entry.raw);
     let item = CertificateItem {
-        pk: trail_pk(&entry.stream.cluster),
+        pk: trail_pk(&entry.stream().cluster),
         sk: identity_sk(&entry.identity()),
         item_type: "certificate_record".to_owned(),
-        cluster: entry.stream.cluster.clone(),
-        log_stream: entry.stream.hsm.clone(),
+        cluster: entry.stream().cluster.clone(),
+        log_stream: entry.stream().hsm.clone(),
         time: record.time,
         usecs: record.time.micros(),
         object_handle: record.object_handle,
@@ -511,7 +511,7 @@ fn certificate_item(
         response: record.response.clone(),
         success: record.succeeded(),
         attributes: record.attributes.clone(),
-        log_group: entry.log_group.clone(),
+        log_group: Arc::clone(&entry.source.log_group),
         log_event_id: entry.log_event_id.clone(),
         log_event_time: entry.log_event_time,
         content_sha256,
@@ -564,11 +564,11 @@ fn luna_item(
     let (raw, raw_truncated) = cut_raw(&entry.raw);
     let record = record.clone();
     let item = LunaItem {
-        pk: trail_pk(&entry.stream.cluster),
+        pk: trail_pk(&entry.stream().cluster),
         sk: identity_sk(&entry.identity()),
         item_type: LUNA_ITEM_TYPE.to_owned(),
-        cluster: entry.stream.cluster.clone(),
-        log_stream: entry.stream.hsm.clone(),
+        cluster: entry.stream().cluster.clone(),
+        log_stream: entry.stream().hsm.clone(),
         time: record.time,
         usecs: record.time.micros(),
         success: record.succeeded(),
@@ -584,7 +584,7 @@ fn luna_item(
         role: record.role,
         object_ids: record.object_ids,
         record_id: record.record_id,
-        log_group: entry.log_group.clone(),
+        log_group: Arc::clone(&entry.source.log_group),
         log_event_id: entry.log_event_id.clone(),
         log_event_time: entry.log_event_time,
         content_sha256,
@@ -597,10 +597,13 @@ fn luna_item(
 fn luna_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
     let item: LunaItem = read_item(item)?;
     Ok(TrailEntry {
-        stream: StreamId {
-            cluster: item.cluster,
-            hsm: item.log_stream,
-        },
+        source: Arc::new(LogSource {
+            stream: StreamId {
+                cluster: item.cluster,
+                hsm: item.log_stream,
+            },
+            log_group: item.log_group,
+        }),
         record: AuditRecord::Luna(LunaRecord {
             time: item.time,
             action: item.action,
@@ -616,7 +619,6 @@ fn luna_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
             object_ids: item.object_ids,
             record_id: item.record_id,
         }),
-        log_group: item.log_group,
         log_event_id: item.log_event_id,
         log_event_time: item.log_event_time,
         raw: item.raw,
@@ -650,10 +652,13 @@ pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
     }
     let item: TrailItem = read_item(item)?;
     Ok(TrailEntry {
-        stream: StreamId {
-            cluster: item.cluster,
-            hsm: item.hsm,
-        },
+        source: Arc::new(LogSource {
+            stream: StreamId {
+                cluster: item.cluster,
+                hsm: item.hsm,
+            },
+            log_group: item.log_group,
+        }),
         record: AuditRecord::CloudHsm(HsmRecord {
             time: item.time,
             sequence_no: item.sequence_no,
@@ -680,7 +685,6 @@ pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
             public_key_handle: item.public_key_handle,
             later: item.later.into_record().boxed(),
         }),
-        log_group: item.log_group,
         log_event_id: item.log_event_id,
         log_event_time: item.log_event_time,
         raw: item.raw,
@@ -690,10 +694,13 @@ pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
 fn certificate_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
     let item: CertificateItem = read_item(item)?;
     Ok(TrailEntry {
-        stream: StreamId {
-            cluster: item.cluster,
-            hsm: item.log_stream,
-        },
+        source: Arc::new(LogSource {
+            stream: StreamId {
+                cluster: item.cluster,
+                hsm: item.log_stream,
+            },
+            log_group: item.log_group,
+        }),
         record: AuditRecord::Certificate(CertificateRecord {
             time: item.time,
             object_handle: item.object_handle,
@@ -701,7 +708,6 @@ fn certificate_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
             response: item.response,
             attributes: item.attributes,
         }),
-        log_group: item.log_group,
         log_event_id: item.log_event_id,
         log_event_time: item.log_event_time,
         raw: item.raw,

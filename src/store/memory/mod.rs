@@ -373,7 +373,7 @@ impl AuditStore for MemoryStore {
                 let entry = items::trail_entry_from_item(item)?;
                 streams
                     .entry(crate::incremental::stream_prefix(&entry))
-                    .or_insert_with(|| entry.cloudhsm().map(|_| entry.stream.hsm.to_string()));
+                    .or_insert_with(|| entry.cloudhsm().map(|_| entry.stream().hsm.to_string()));
             }
         }
         Ok(streams)

@@ -104,14 +104,13 @@ impl LaterTrailFields {
 #[cfg(test)]
 mod tests {
     use super::super::{trail_entry_from_item, trail_item};
-    use crate::model::{AuditRecord, StreamId, Timestamp, TrailEntry};
+    use crate::model::{AuditRecord, LogSource, Timestamp, TrailEntry};
     use crate::parse::parse_cloudhsm_record;
 
     fn entry(text: &str) -> TrailEntry {
         TrailEntry {
-            stream: StreamId::from_log("/aws/cloudhsm/cluster-x", "hsm-a"),
+            source: LogSource::shared("/aws/cloudhsm/cluster-x", "hsm-a"),
             record: AuditRecord::CloudHsm(parse_cloudhsm_record(text).unwrap()),
-            log_group: "/aws/cloudhsm/cluster-x".into(),
             log_event_id: "1".into(),
             log_event_time: Timestamp::from_micros(1),
             raw: text.into(),
