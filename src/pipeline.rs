@@ -361,7 +361,7 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
     };
     // Each name once: a payload's records share theirs.
     for entry in parsed.records() {
-        if !report.log_groups.contains(&*entry.log_group()) {
+        if !report.log_groups.contains(entry.log_group()) {
             report.log_groups.insert(entry.log_group().to_string());
         }
         if !report.log_streams.contains(&*entry.stream().hsm) {
