@@ -154,6 +154,11 @@ impl<'a> Reader<'a> {
     }
 
     fn event(&mut self) -> Option<LogEvent> {
+        let start = self.at;
+        if let Some(event) = self.compact_event() {
+            return Some(event);
+        }
+        self.at = start;
         let mut id = None;
         let mut timestamp = None;
         let mut message = None;
@@ -168,6 +173,49 @@ impl<'a> Reader<'a> {
             timestamp: timestamp?,
             message: message?,
         })
+    }
+
+    /// A log event as CloudWatch writes it — `{"id":"<digits>","timestamp":<integer>,
+    /// "message":"…"}` without blanks, the last two in either order — read by comparing
+    /// its fixed parts, where [`Self::object`] looks for blanks around every token and
+    /// dispatches on each key. `None` for any other event, which the caller then reads
+    /// from its start: so this reads only what that reads, to the same event.
+    fn compact_event(&mut self) -> Option<LogEvent> {
+        const ID: &[u8] = b"{\"id\":\"";
+        let id_start = self.at + ID.len();
+        let id_end = id_start + leading_digits(self.json.get(self.at..)?.strip_prefix(ID)?);
+        self.at = id_end;
+        let (timestamp, message) = if self.literal(b"\",\"timestamp\":") {
+            let timestamp = self.integer()?;
+            self.literal(b",\"message\":").then_some(())?;
+            (timestamp, self.string()?)
+        } else if self.literal(b"\",\"message\":") {
+            let message = self.string()?;
+            self.literal(b",\"timestamp\":").then_some(())?;
+            (self.integer()?, message)
+        } else {
+            return None;
+        };
+        self.expect(b'}')?;
+        // Digits only: no escape to undo.
+        let id = std::str::from_utf8(&self.json[id_start..id_end]).ok()?;
+        Some(LogEvent {
+            id: id.to_owned(),
+            timestamp,
+            message,
+        })
+    }
+
+    /// Consumes `text` if it is next, blanks not skipped.
+    fn literal(&mut self, text: &[u8]) -> bool {
+        let next = self
+            .json
+            .get(self.at..)
+            .is_some_and(|rest| rest.starts_with(text));
+        if next {
+            self.at += text.len();
+        }
+        next
     }
 
     /// A key, which in these payloads never has an escape (one with any is declined).
@@ -319,6 +367,41 @@ mod tests {
         let fast = read_payload(spaced.as_bytes()).expect("blanks, other order, defaults");
         assert_eq!(fast.message_type, MessageType::Unknown);
         assert_eq!(Some(fast), serde_reading(spaced.as_bytes()));
+    }
+
+    #[test]
+    fn events_in_any_other_form_than_cloudwatchs_are_read_the_same() {
+        for events in [
+            r#"{"id":"x1","timestamp":1,"message":"m"}"#,
+            r#"{"timestamp":1,"id":"2","message":"m"}"#,
+            r#"{"id":"3","timestamp":1,"message":"m" }"#,
+            r#"{"id":"4","timestamp":01,"message":"m"}"#,
+            r#"{"id":"8","message":"m","timestamp":3}"#,
+            r#"{"id":"9","message":"m","timestamp":3,"id":"9"}"#,
+            r#"{"id":"5","timestamp":1,"message":"m","extra":1}"#,
+            r#"{"id":"6","timestamp":1,"message":"m"},{"id":"7","timestamp":2.5,"message":"m"}"#,
+        ] {
+            let json = format!(
+                r#"{{"messageType":"DATA_MESSAGE","logGroup":"g","logStream":"s","logEvents":[{events}]}}"#
+            );
+            let fast = read_payload(json.as_bytes());
+            if let Some(fast) = &fast {
+                assert_eq!(
+                    Some(fast),
+                    serde_reading(json.as_bytes()).as_ref(),
+                    "{events}"
+                );
+            }
+            // What the fast reader declines, serde_json reads or refuses itself.
+            assert_eq!(
+                fast.is_some(),
+                !events.contains("01")
+                    && !events.contains("2.5")
+                    && !events.contains("extra")
+                    && !events.contains(r#""id":"9""#),
+                "{events}"
+            );
+        }
     }
 
     #[test]
