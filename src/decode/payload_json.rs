@@ -29,9 +29,9 @@ struct Reader<'a> {
     at: usize,
 }
 
-/// Where the next `"` is: a word-at-a-time look at the first 16 bytes, which holds the
-/// end of a short value (the message type, a stream's name), then a vector search for a
-/// longer one's (an event id, a message).
+/// Where the next `"` is: an inline look at the first 16 bytes, which holds the end of a
+/// short value (the message type, a stream's name), then a vector search (a call) for a
+/// longer one's (a message).
 fn find_quote(json: &[u8]) -> Option<usize> {
     let near = json.len().min(16);
     find_byte(&json[..near], b'"').or_else(|| Some(near + memchr::memchr(b'"', &json[near..])?))
