@@ -272,11 +272,11 @@ impl<'a> Reader<'a> {
         // even for the whole words copied below.
         let mut text = Vec::with_capacity(rest.len());
         loop {
-            // A word at a time while it holds no backslash or control character: a
-            // message has a `\n` every few dozen bytes, too often for a search call per
-            // stretch to pay. The word is copied whole before it is looked at (a copy of a
-            // fixed size is one move, one of a run's length a call to `memcpy`), and what
-            // follows its first special byte is cut off again.
+            // Sixteen bytes at a time while they hold no backslash or control character,
+            // then the last word: a message has a `\n` every few dozen bytes, too often
+            // for a search call per stretch to pay. A chunk is copied whole before it is
+            // looked at (a copy of a fixed size is one move, one of a run's length a call
+            // to `memcpy`), and what follows its first special byte is cut off again.
             while let Some(chunk) = rest.first_chunk::<16>() {
                 text.extend_from_slice(chunk);
                 let special = escapes_or_controls(chunk);
@@ -289,7 +289,7 @@ impl<'a> Reader<'a> {
                     break;
                 }
             }
-            while let Some(chunk) = rest.first_chunk::<8>().filter(|_| rest.len() < 16) {
+            if let Some(chunk) = rest.first_chunk::<8>().filter(|_| rest.len() < 16) {
                 text.extend_from_slice(chunk);
                 let word = u64::from_le_bytes(*chunk);
                 let special = marks_of_byte(word, b'\\') | marks_below(word, 0x20);
@@ -301,7 +301,6 @@ impl<'a> Reader<'a> {
                     let plain = first_mark(special);
                     text.truncate(text.len() - 8 + plain);
                     rest = &rest[plain..];
-                    break;
                 }
             }
             let Some((&byte, after)) = rest.split_first() else {
