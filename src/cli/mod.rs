@@ -20,7 +20,7 @@ use crate::digest::kms::{DigestSigner, kms_client, public_key as kms_public_key}
 use crate::digest::signature::PublicKey;
 use crate::model::Timestamp;
 use crate::pipeline::{
-    Report, derive_clusters, parse_decoded, rebuild_late_clusters, rederive, stop_at_first,
+    Report, derive_clusters, parse_decoded, rederive, stop_at_first,
     store_decoded,
 };
 use crate::store::BoxError;
@@ -728,21 +728,20 @@ async fn ingest_files(
     for file in &files {
         let decoded = decode_input(file, input, &source, config.max_inflated_bytes)
             .map_err(Failure::Usage)?;
-        let stored = store_decoded(store, decoded).await.map_err(processing)?;
-        report.add(stored);
+        // Each payload as the function takes one delivery: stored, then derived, so that
+        // what the CLI shows is what the function does.
+        for payload in decoded {
+            let mut stored = store_decoded(store, vec![payload])
+                .await
+                .map_err(processing)?;
+            derive_clusters(store, config, &mut stored, stop_at_first)
+                .await
+                .map_err(processing)?;
+            report.add(stored);
+        }
         bar.set_message(format!("{} records", report.records));
         bar.inc(1);
     }
-    bar.set_message("deriving views");
-    derive_clusters(store, config, &mut report, stop_at_first)
-        .await
-        .map_err(processing)?;
-    // Records older than what the cluster had settled: the views are rebuilt with them,
-    // as the late-record alerts would ask the user to.
-    bar.set_message("rebuilding the views of clusters that received late records");
-    rebuild_late_clusters(store, config, &report)
-        .await
-        .map_err(processing)?;
     bar.finish_and_clear();
     render::emit(output, &report, || render::report_text(&report))
 }
