@@ -114,6 +114,10 @@ pub struct Checkpoint {
     pub newest: Option<Timestamp>,
     /// Streams without sequence numbers: the trail sort key of the last folded record.
     pub log_positions: BTreeMap<String, String>,
+    /// Every stream of the cluster's trail (sort-key prefix → its HSM, for an HSM's
+    /// stream): what a replay reads.
+    #[serde(default)]
+    pub streams: BTreeMap<String, Option<String>>,
     /// What the last step wrote, but for session and key events (no later step in order
     /// writes them again).
     pub written: Written,
@@ -216,12 +220,13 @@ impl Checkpoint {
 
     /// The streams this state knows, with the HSM of each HSM stream.
     fn streams(&self) -> BTreeMap<String, Option<String>> {
-        let mut streams: BTreeMap<String, Option<String>> = self
-            .carry
-            .integrity
-            .hsms()
-            .map(|hsm| (items::hsm_trail_prefix(hsm), Some(hsm.to_owned())))
-            .collect();
+        let mut streams = self.streams.clone();
+        streams.extend(
+            self.carry
+                .integrity
+                .hsms()
+                .map(|hsm| (items::hsm_trail_prefix(hsm), Some(hsm.to_owned()))),
+        );
         for prefix in self.log_positions.keys() {
             streams.insert(prefix.clone(), None);
         }
@@ -376,6 +381,7 @@ pub struct Prepared {
     pub held: BTreeMap<String, Timestamp>,
     pub newest: Option<Timestamp>,
     pub log_positions: BTreeMap<String, String>,
+    pub streams: BTreeMap<String, Option<String>>,
     /// Records read again from the trail.
     pub replayed: usize,
 }
@@ -466,7 +472,9 @@ pub fn prepare_in_order(
     for entry in &fold {
         advance(&mut log_positions, entry);
     }
+    let streams = known_streams(head, &base, arrivals.present.iter().chain(&arrivals.future));
     Prepared {
+        streams,
         base,
         replay: false,
         fold,
@@ -488,14 +496,7 @@ fn next_micro(time: Timestamp) -> Timestamp {
 /// The tails a replay from `base` reads: every stream the base, the head or the
 /// arrivals know, from where the base stood (streams it did not know, from their start).
 pub fn replay_starts(base: &Checkpoint, head: &Checkpoint, arrivals: &Arrivals) -> Vec<TailStart> {
-    let mut streams = head.streams();
-    streams.append(&mut base.streams());
-    for entry in arrivals.present.iter().chain(&arrivals.future) {
-        streams
-            .entry(stream_prefix(entry))
-            .or_insert_with(|| stream_hsm(entry));
-    }
-    streams
+    known_streams(head, base, arrivals.present.iter().chain(&arrivals.future))
         .into_iter()
         .map(|(prefix, hsm)| TailStart {
             after: base.position(&prefix, hsm.as_deref()),
@@ -594,7 +595,9 @@ pub fn prepare_replay(
     for entry in &fold {
         advance(&mut log_positions, entry);
     }
+    let streams = known_streams(head, &base, arrivals.present.iter().chain(&arrivals.future));
     Ok(Prepared {
+        streams,
         base,
         replay: true,
         fold,
@@ -607,6 +610,22 @@ pub fn prepare_replay(
         log_positions,
         replayed,
     })
+}
+
+/// The streams the head, the base and `entries` know.
+fn known_streams<'a>(
+    head: &Checkpoint,
+    base: &Checkpoint,
+    entries: impl Iterator<Item = &'a TrailEntry>,
+) -> BTreeMap<String, Option<String>> {
+    let mut streams = head.streams();
+    streams.append(&mut base.streams());
+    for entry in entries {
+        streams
+            .entry(stream_prefix(entry))
+            .or_insert_with(|| stream_hsm(entry));
+    }
+    streams
 }
 
 fn advance(positions: &mut BTreeMap<String, String>, entry: &TrailEntry) {
@@ -921,6 +940,7 @@ pub fn plan_write(
         point: Some(point),
         newest: prepared.newest,
         log_positions: prepared.log_positions,
+        streams: prepared.streams,
         written: head_written,
         held: prepared.held,
         step,

@@ -518,7 +518,7 @@ pub async fn derive_cluster<S: AuditStore>(
     batch: ClusterBatch,
 ) -> Result<Rederived, StoreError> {
     let lease = store.lock_cluster(cluster).await?;
-    let result = derive_steps(store, config, &lease, batch).await;
+    let result = derive_steps(store, config, &lease, batch, false).await;
     let released = store.unlock_cluster(&lease).await;
     let derived = result?;
     released.map(|()| derived)
@@ -558,7 +558,7 @@ pub async fn rederive<S: AuditStore>(
             fresh,
             conflicts,
         };
-        derive_steps(store, config, &lease, batch).await
+        derive_steps(store, config, &lease, batch, true).await
     }
     .await;
     let released = store.unlock_cluster(&lease).await;
@@ -566,17 +566,21 @@ pub async fn rederive<S: AuditStore>(
     released.map(|()| derived)
 }
 
+/// Steps until the batch is folded in (and any replay it started is read to its end).
+/// `from_nothing`: the first step replays the whole trail (a rebuild).
 async fn derive_steps<S: AuditStore>(
     store: &S,
     config: &Config,
     lease: &ClusterLease,
     mut batch: ClusterBatch,
+    mut from_nothing: bool,
 ) -> Result<Rederived, StoreError> {
     let cluster = lease.cluster.as_str();
     let mut derived = Rederived::default();
     let mut per_stream = config.tail_records_per_stream;
     loop {
-        let head = store.load_checkpoint(cluster).await?;
+        let mut head = store.load_checkpoint(cluster).await?;
+        head.replaying |= std::mem::take(&mut from_nothing);
         let now = Timestamp::now();
         let due_keys = due_held(&head, now, config);
         let due = if due_keys.is_empty() {
