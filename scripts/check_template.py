@@ -391,6 +391,7 @@ REQUIRED_ALARMS = {
     ("HsmAudit", "OpenSequenceGaps"),
     ("HsmAudit", "ConflictingDuplicates"),
     ("HsmAudit", "Quarantined"),
+    ("HsmAudit", "LateRecordsBeyondHorizon"),
 }
 
 # The dimension each AWS namespace's alarms must scope to, and the stack resource it names.

@@ -138,7 +138,7 @@ pub struct Checkpoint {
 }
 
 /// What a step is about to write, stored before it writes anything else.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intent {
     pub step: StepId,
     /// The point of the state the step started from (`None`: from nothing).
@@ -320,7 +320,10 @@ pub fn start(head: &Checkpoint, arrivals: &Arrivals) -> Start {
                 Start::InOrder
             };
         }
-        if head.point.is_none_or(|point| earliest.is_some_and(|t| t >= point)) {
+        if head
+            .point
+            .is_none_or(|point| earliest.is_some_and(|t| t >= point))
+        {
             return Start::InOrder;
         }
     }
@@ -460,7 +463,15 @@ pub fn prepare_in_order(
     let mut base = head.clone();
     let mut held = head.held.clone();
     let mut skewed = Vec::new();
-    let (late, newest) = lateness(head, arrivals, &mut base, &mut held, &mut skewed, now, config);
+    let (late, newest) = lateness(
+        head,
+        arrivals,
+        &mut base,
+        &mut held,
+        &mut skewed,
+        now,
+        config,
+    );
     let mut fold = arrivals.present.clone();
     fold.sort_by_key(|entry| entry.record.time());
     let last = fold.last().map(|entry| next_micro(entry.record.time()));
@@ -532,8 +543,15 @@ pub fn prepare_replay(
     }
     let mut held = head.held.clone();
     let mut skewed = Vec::new();
-    let (mut late, newest) =
-        lateness(head, arrivals, &mut base, &mut held, &mut skewed, now, config);
+    let (mut late, newest) = lateness(
+        head,
+        arrivals,
+        &mut base,
+        &mut held,
+        &mut skewed,
+        now,
+        config,
+    );
     let beyond_keys: BTreeSet<String> = beyond.iter().map(trail_key).collect();
     for entry in beyond {
         count_in_integrity(&entry, &mut base);
@@ -730,15 +748,6 @@ pub struct StepWrite {
     pub open_gaps: usize,
 }
 
-impl Default for Intent {
-    fn default() -> Self {
-        Intent {
-            step: StepId::default(),
-            from: None,
-        }
-    }
-}
-
 /// The carry of one object, as stored under `OBJ#<object>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case")]
@@ -792,7 +801,10 @@ impl ObjectCarry {
             out.insert(format!("KEY#{handle}"), ObjectCarry::Key(carry));
         }
         for (handle, generation) in carries.certificates {
-            out.insert(format!("CERT#{handle}"), ObjectCarry::Certificate(generation));
+            out.insert(
+                format!("CERT#{handle}"),
+                ObjectCarry::Certificate(generation),
+            );
         }
         for (id, generation) in carries.luna_objects {
             out.insert(format!("LUNA#{id}"), ObjectCarry::Luna(generation));
@@ -1066,8 +1078,18 @@ mod tests {
             }),
             ..Checkpoint::default()
         };
-        let arrivals = Arrivals::sort(&cut_off, &ahead, &BTreeSet::new(), Vec::new(), now, &config());
-        assert_eq!(start(&cut_off, &arrivals), Start::Replay(Some(Timestamp(700))));
+        let arrivals = Arrivals::sort(
+            &cut_off,
+            &ahead,
+            &BTreeSet::new(),
+            Vec::new(),
+            now,
+            &config(),
+        );
+        assert_eq!(
+            start(&cut_off, &arrivals),
+            Start::Replay(Some(Timestamp(700)))
+        );
         let replaying = Checkpoint {
             point: Some(Timestamp(1_000)),
             replaying: true,
@@ -1101,7 +1123,10 @@ mod tests {
         assert_eq!(prepared.point, Timestamp(2_001));
         assert_eq!(prepared.skewed.len(), 1);
         assert!(prepared.held.contains_key(&trail_key(&future)));
-        assert!(prepared.base.carry.integrity.holds("a", 1, 7), "counted in its stream");
+        assert!(
+            prepared.base.carry.integrity.holds("a", 1, 7),
+            "counted in its stream"
+        );
         let later = Checkpoint {
             held: prepared.held.clone(),
             ..head
@@ -1125,8 +1150,19 @@ mod tests {
                 .collect(),
         };
         let logs = [
-            at(10, 1, vec![("gap", Removal::Provisional), ("event-a", Removal::Rederived)]),
-            at(20, 2, vec![("event-b", Removal::Rederived), ("late", Removal::Kept)]),
+            at(
+                10,
+                1,
+                vec![
+                    ("gap", Removal::Provisional),
+                    ("event-a", Removal::Rederived),
+                ],
+            ),
+            at(
+                20,
+                2,
+                vec![("event-b", Removal::Rederived), ("late", Removal::Kept)],
+            ),
             at(30, 3, vec![("gone", Removal::Deleted)]),
         ];
         let previous = Previous::of_logs(&logs, Some(Timestamp(10)), Some(StepId(3)));

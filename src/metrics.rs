@@ -27,6 +27,14 @@ pub const OPEN_SEQUENCE_GAPS: &str = "OpenSequenceGaps";
 pub const CONFLICTING_DUPLICATES: &str = "ConflictingDuplicates";
 pub const QUARANTINED: &str = "Quarantined";
 pub const DYNAMODB_RETRIES: &str = "DynamoDbRetries";
+/// Records more than the allowed lateness behind their cluster, folded in by a replay.
+pub const LATE_RECORDS_FOLDED: &str = "LateRecordsFolded";
+/// Records older than the late horizon: left out of the views until `rederive` (alarmed).
+pub const LATE_RECORDS_BEYOND_HORIZON: &str = "LateRecordsBeyondHorizon";
+/// Records read again from the trail by replays: what lateness costs.
+pub const RECORDS_REPLAYED: &str = "RecordsReplayed";
+/// Records timed ahead of the clock, held until it reaches them.
+pub const CLOCK_SKEWED_RECORDS: &str = "ClockSkewedRecords";
 
 /// The specification's limits on one metric directive.
 pub const MAX_METRICS: usize = 100;
@@ -72,6 +80,10 @@ fn cluster_document(
             counts.new_alerts_of(AlertKind::ConflictingDuplicate) as u64,
         ),
         (QUARANTINED, counts.quarantined as u64),
+        (LATE_RECORDS_FOLDED, counts.late as u64),
+        (LATE_RECORDS_BEYOND_HORIZON, counts.beyond_horizon as u64),
+        (RECORDS_REPLAYED, counts.replayed as u64),
+        (CLOCK_SKEWED_RECORDS, counts.held as u64),
     ];
     // A cluster that was not re-derived (quarantine only, or a failed derivation) has
     // no known gap count; publishing 0 would clear a real gap's alarm.

@@ -15,10 +15,10 @@ use crate::incremental::{
     due_held, may_start_from_nothing, objects_as_of, plan_write, prepare_in_order, prepare_replay,
     replay_starts,
 };
-use crate::store::dynamodb::items::{self, state};
 use crate::model::bounds::Unstorable;
 use crate::model::{AuditRecord, LogSource, StreamId, Timestamp, TrailEntry, bounds};
 use crate::parse::{RecordError, parse_message};
+use crate::store::dynamodb::items::{self, state};
 use crate::store::{AuditStore, ClusterLease, StoreError};
 
 /// Decoded input split into trail entries by cluster and what must be quarantined.
@@ -591,8 +591,9 @@ async fn derive_steps<S: AuditStore>(
         let arrivals = Arrivals::sort(&head, &batch.entries, &batch.fresh, due, now, config);
         let (prepared, objects, previous, stale) = match crate::incremental::start(&head, &arrivals)
         {
-            Start::Nothing => return Ok(derived),
-            Start::InOrder => {
+            // Refused duplicates are recorded (their alerts) even when nothing is new.
+            Start::Nothing if batch.conflicts.is_empty() => return Ok(derived),
+            Start::Nothing | Start::InOrder => {
                 let prepared = prepare_in_order(&head, &arrivals, now, config);
                 let heads: BTreeMap<String, ObjectCarry> = store
                     .load_objects(cluster, &prepared.object_names())
@@ -606,10 +607,18 @@ async fn derive_steps<S: AuditStore>(
                         .collect(),
                     heads,
                 };
-                (prepared, objects, Previous::of_head(&head), Stale::default())
+                (
+                    prepared,
+                    objects,
+                    Previous::of_head(&head),
+                    Stale::default(),
+                )
             }
             Start::Replay(from) => {
-                replay(store, cluster, config, &head, &arrivals, from, per_stream, now).await?
+                replay(
+                    store, cluster, config, &head, &arrivals, from, per_stream, now,
+                )
+                .await?
             }
         };
         let folded = fold(
@@ -739,7 +748,10 @@ async fn replay<S: AuditStore>(
     };
     let base_point = prepared.base.point;
     let after = |prefix: &str, point: Option<Timestamp>| {
-        point.map_or_else(|| prefix.to_owned(), |point| format!("{prefix}{}", state::point_key(point)))
+        point.map_or_else(
+            || prefix.to_owned(),
+            |point| format!("{prefix}{}", state::point_key(point)),
+        )
     };
     let heads: BTreeMap<String, ObjectCarry> = store
         .load_objects(cluster, &prepared.object_names())

@@ -17,9 +17,7 @@ use indicatif::ProgressBar;
 
 use crate::config::Config;
 use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType};
-use crate::pipeline::{
-    Report, derive_clusters, stop_at_first, store_decoded,
-};
+use crate::pipeline::{Report, derive_clusters, stop_at_first, store_decoded};
 use crate::store::dynamodb::{DynamoStore, request_error, request_failed};
 use crate::store::{RequestFailed, StoreError};
 

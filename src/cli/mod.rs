@@ -20,8 +20,7 @@ use crate::digest::kms::{DigestSigner, kms_client, public_key as kms_public_key}
 use crate::digest::signature::PublicKey;
 use crate::model::Timestamp;
 use crate::pipeline::{
-    Report, derive_clusters, parse_decoded, rederive, stop_at_first,
-    store_decoded,
+    Report, derive_clusters, parse_decoded, rederive, stop_at_first, store_decoded,
 };
 use crate::store::BoxError;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
@@ -332,6 +331,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(processing)?;
             if let Some(error) = &setup.backups_not_enabled {
                 eprintln!("warning: point-in-time recovery is not enabled: {error}");
+            }
+            if let Some(error) = &setup.expiry_not_enabled {
+                eprintln!(
+                    "warning: time to live is not enabled (snapshots and step logs are kept): {error}"
+                );
             }
             let state = if setup.created {
                 "created"
@@ -728,17 +732,14 @@ async fn ingest_files(
     for file in &files {
         let decoded = decode_input(file, input, &source, config.max_inflated_bytes)
             .map_err(Failure::Usage)?;
-        // Each payload as the function takes one delivery: stored, then derived, so that
-        // what the CLI shows is what the function does.
-        for payload in decoded {
-            let mut stored = store_decoded(store, vec![payload])
-                .await
-                .map_err(processing)?;
-            derive_clusters(store, config, &mut stored, stop_at_first)
-                .await
-                .map_err(processing)?;
-            report.add(stored);
-        }
+        // Each file as the function takes one delivery (a subscription payload, a Kinesis
+        // or Firehose batch): stored, then derived, so that what the CLI shows is what the
+        // function does.
+        let mut stored = store_decoded(store, decoded).await.map_err(processing)?;
+        derive_clusters(store, config, &mut stored, stop_at_first)
+            .await
+            .map_err(processing)?;
+        report.add(stored);
         bar.set_message(format!("{} records", report.records));
         bar.inc(1);
     }

@@ -138,7 +138,10 @@ impl Carry {
         self.position(hsm, boot).is_ok_and(|index| {
             let stream = &self.streams[index];
             (stream.first_seq..=stream.last_seq).contains(&seq)
-                && !stream.gaps.iter().any(|gap| gap.from <= seq && seq <= gap.to)
+                && !stream
+                    .gaps
+                    .iter()
+                    .any(|gap| gap.from <= seq && seq <= gap.to)
         })
     }
 

@@ -110,6 +110,7 @@ fn workload(seed: u64, records: usize) -> Vec<Payload> {
         seed,
         app: true,
         delivery_seconds: None,
+        speedup: 1,
     };
     let mut payloads: Vec<Payload> = generate(&spec)
         .into_iter()
@@ -337,7 +338,10 @@ fn late_alerts(views: &BTreeMap<String, Item>) -> usize {
 /// alerts), which `derive` of the records alone cannot know.
 fn derived_views(mut views: BTreeMap<String, Item>) -> BTreeMap<String, Item> {
     views.retain(|_, item| {
-        let kind = item.get("kind").and_then(|v| v.as_s().ok()).map(String::as_str);
+        let kind = item
+            .get("kind")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str);
         kind != Some("late_record") && kind != Some("clock_skew")
     });
     views
@@ -385,7 +389,10 @@ async fn check<S: AuditStore>(
         .await
         .map_err(|error| format!("checkpoint: {error}"))?;
     if head.point.is_none() || head.replaying {
-        return Err(format!("the head is not where it should be: {:?}", head.point));
+        return Err(format!(
+            "the head is not where it should be: {:?}",
+            head.point
+        ));
     }
     for (cluster, expected) in &expected {
         let views = derived_views(views_of(&items_of(store).await, cluster));
@@ -610,4 +617,112 @@ async fn a_long_live_delivery_settles_into_exactly_the_reference_views() {
         differences(&views, &expected[CLUSTER]),
         Vec::<String>::new()
     );
+}
+
+/// The payload with every record of its stream moved by `shift_micros` (the clock of
+/// the HSM that wrote it runs that far ahead or behind).
+fn shifted(payload: &Payload, stream: &str, shift_micros: i64) -> Payload {
+    let data = payload.event["awslogs"]["data"]
+        .as_str()
+        .unwrap_or_default();
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&hsm_audit::testkit::unpack(data)).expect("payload json");
+    if body["logStream"] != stream {
+        return payload.clone();
+    }
+    for event in body["logEvents"].as_array_mut().into_iter().flatten() {
+        let message = event["message"].as_str().unwrap_or_default().to_owned();
+        let Some((before, after)) = message.split_once("usecs:") else {
+            continue;
+        };
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        let micros: i64 = digits.parse().unwrap_or_default();
+        event["message"] = serde_json::Value::String(format!(
+            "{before}usecs:{}{}",
+            micros + shift_micros,
+            &after[digits.len()..]
+        ));
+    }
+    Payload {
+        event: serde_json::json!({"awslogs": {"data": b64(&gzip(body.to_string().as_bytes()))}}),
+        first_micros: payload.first_micros + shift_micros,
+        last_micros: payload.last_micros + shift_micros,
+    }
+}
+
+/// An HSM whose clock runs ten minutes behind or ahead of the others: its records and
+/// theirs all end up in the views, exactly as `derive` places them.
+#[tokio::test]
+async fn an_hsm_ten_minutes_behind_or_ahead_loses_none_of_its_own_or_the_others_records() {
+    for shift in [-600_000_000i64, 600_000_000] {
+        let payloads: Vec<Payload> = workload(17, 120)
+            .iter()
+            .map(|payload| shifted(payload, "hsm-bench000001", shift))
+            .collect();
+        let store = MemoryStore::new();
+        let config = config("memory", 300);
+        for payload in &payloads {
+            ingest_event(payload.event.clone(), &store, &config)
+                .await
+                .expect("delivery");
+        }
+        let expected = reference(&payloads, &config);
+        let views = derived_views(views_of(&store.snapshot(), CLUSTER));
+        assert_eq!(
+            differences(&views, &expected[CLUSTER]),
+            Vec::<String>::new(),
+            "shift {shift}"
+        );
+    }
+}
+
+/// One record timed in 2099 among live deliveries: held with a `clock_skew` alert, it
+/// moves no other record: every other record is in the views, none is called late.
+#[tokio::test]
+async fn a_record_timed_2099_leaves_every_other_record_in_the_views() {
+    let payloads = workload(23, 60);
+    let far = 4_070_908_800_000_000i64; // 2099-01-01
+    let rogue = payload(
+        "hsm-rogue",
+        vec![(
+            far,
+            format!(
+                "Time: 01/01/99 00:00:00.000000, usecs:{far}\nSequence No : 0x0\nReboot counter : 0x1\nCommand Type(hex) : CN_MGMT_CMD (0x0)\nOpcode : CN_LOGIN (0xd)\nSession Handle : 0x1\nResponse : 0:HSM Return: SUCCESS\nLog type : MGMT_USER_DETAILS_LOG (2)\nUser Name : mallory\nUser Type : CN_CRYPTO_OFFICER (2)"
+            ),
+        )],
+        9_000,
+    );
+    let store = MemoryStore::new();
+    let config = config("memory", 300);
+    let (early, late) = payloads.split_at(payloads.len() / 3);
+    for payload in early.iter().chain([&rogue]).chain(late) {
+        ingest_event(payload.event.clone(), &store, &config)
+            .await
+            .expect("delivery");
+    }
+    let without = MemoryStore::new();
+    for payload in &payloads {
+        ingest_event(payload.event.clone(), &without, &config)
+            .await
+            .expect("delivery");
+    }
+    let views = views_of(&store.snapshot(), CLUSTER);
+    assert_eq!(alerts_of(&views, "clock_skew"), 1);
+    assert_eq!(
+        late_alerts(&views),
+        late_alerts(&views_of(&without.snapshot(), CLUSTER)),
+        "no record is later for it"
+    );
+    let head = store.load_checkpoint(CLUSTER).await.expect("head");
+    assert!(
+        head.point.is_some_and(|point| point.micros() < far),
+        "the head stays with the records of its time"
+    );
+    assert_eq!(head.held.len(), 1);
+    let expected = reference(&payloads, &config);
+    let found: Vec<String> = differences(&derived_views(views), &expected[CLUSTER])
+        .into_iter()
+        .filter(|difference| !difference.starts_with("extra STREAM#hsm-rogue"))
+        .collect();
+    assert_eq!(found, Vec::<String>::new());
 }

@@ -48,7 +48,8 @@ pub mod state;
 
 pub use self::quorum::{QUORUM_PREFIX, quorum_from_items};
 pub use self::state::{
-    CHECKPOINT_PREFIX, checkpoint_from_items, object_from_item, object_item, object_key, step_phases,
+    CHECKPOINT_PREFIX, checkpoint_from_items, object_from_item, object_item, object_key,
+    step_phases,
 };
 
 pub type Item = HashMap<String, AttributeValue>;

@@ -483,7 +483,9 @@ impl AuditStore for DynamoStore {
         ] {
             let mut start = None;
             loop {
-                let (page, next) = self.query_sorted_page(&pk, &None, true, start, None).await?;
+                let (page, next) = self
+                    .query_sorted_page(&pk, &None, true, start, None)
+                    .await?;
                 let keys: Vec<Item> = page
                     .iter()
                     .filter(|item| items::sort_key(item) != items::LEASE_SK)

@@ -13,12 +13,12 @@ mod packed;
 
 use self::packed::{Packed, pack, unpack};
 use super::dynamodb::items::{self, Item};
+use super::heads_from_items;
 use super::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
 use crate::decode::Quarantined;
 use crate::digest;
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
-use super::heads_from_items;
 use crate::model::{Timestamp, TrailEntry};
 
 #[derive(Debug, Default)]

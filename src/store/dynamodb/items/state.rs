@@ -70,7 +70,13 @@ fn unpack<T: DeserializeOwned>(packed: &[u8], key: &str) -> Result<T, StoreError
 }
 
 /// `packed` cut into pieces under `prefix` + 4 digits, each naming how many there are.
-fn pieces(pk: &str, prefix: &str, item_type: &str, packed: &[u8], expires: Option<i64>) -> Vec<Item> {
+fn pieces(
+    pk: &str,
+    prefix: &str,
+    item_type: &str,
+    packed: &[u8],
+    expires: Option<i64>,
+) -> Vec<Item> {
     let chunks: Vec<&[u8]> = packed.chunks(CHUNK_BYTES).collect();
     chunks
         .iter()
@@ -79,7 +85,10 @@ fn pieces(pk: &str, prefix: &str, item_type: &str, packed: &[u8], expires: Optio
             let mut item = key_item(pk, &format!("{prefix}{index:04}"));
             item.insert("item_type".into(), AttributeValue::S(item_type.into()));
             item.insert("chunks".into(), AttributeValue::N(chunks.len().to_string()));
-            item.insert("state_gz".into(), AttributeValue::B(Blob::new(chunk.to_vec())));
+            item.insert(
+                "state_gz".into(),
+                AttributeValue::B(Blob::new(chunk.to_vec())),
+            );
             if let Some(expires) = expires {
                 item.insert(EXPIRES_AT.into(), AttributeValue::N(expires.to_string()));
             }
@@ -129,7 +138,12 @@ pub fn checkpoint_items(cluster: &str, checkpoint: &Checkpoint) -> Result<Vec<It
 /// Keys of the head's pieces `from..to`: those a shorter head leaves behind.
 pub fn checkpoint_piece_keys(cluster: &str, pieces: std::ops::Range<usize>) -> Vec<Item> {
     pieces
-        .map(|index| key_item(&state_pk(cluster), &format!("{CHECKPOINT_PREFIX}{index:04}")))
+        .map(|index| {
+            key_item(
+                &state_pk(cluster),
+                &format!("{CHECKPOINT_PREFIX}{index:04}"),
+            )
+        })
         .collect()
 }
 
@@ -169,7 +183,11 @@ pub fn snapshot_sk(point: Timestamp) -> String {
 
 /// A snapshot: the head as it was at its point, without what its step wrote. One item:
 /// a head too large for one is not kept as a snapshot (a replay then starts further back).
-fn snapshot_item(cluster: &str, checkpoint: &Checkpoint, expires: i64) -> Result<Option<Item>, StoreError> {
+fn snapshot_item(
+    cluster: &str,
+    checkpoint: &Checkpoint,
+    expires: i64,
+) -> Result<Option<Item>, StoreError> {
     let Some(point) = checkpoint.point else {
         return Ok(None);
     };
@@ -244,14 +262,21 @@ pub fn logs_from_items(items: &[Item]) -> Result<Vec<StepLog>, StoreError> {
 
 /// The key of an object's head (`OBJ#KEY#<handle>`, `OBJ#CERT#<handle>`, `OBJ#LUNA#<id>`).
 pub fn object_key(cluster: &str, name: &str) -> Item {
-    key_item(&state_pk(cluster), &format!("{OBJECT_PREFIX}{}", key_part(name)))
+    key_item(
+        &state_pk(cluster),
+        &format!("{OBJECT_PREFIX}{}", key_part(name)),
+    )
 }
 
-fn object_body(mut item: Item, name: &str, carry: Option<&ObjectCarry>) -> Result<Item, StoreError> {
+fn object_body(
+    mut item: Item,
+    name: &str,
+    carry: Option<&ObjectCarry>,
+) -> Result<Item, StoreError> {
     item.insert("object_name".into(), AttributeValue::S(name.to_owned()));
     if let Some(carry) = carry {
-        let json = serde_json::to_string(carry)
-            .map_err(|error| corrupt(name.to_owned())(error.into()))?;
+        let json =
+            serde_json::to_string(carry).map_err(|error| corrupt(name.to_owned())(error.into()))?;
         item.insert("object_carry".into(), AttributeValue::S(json));
     }
     Ok(item)
@@ -278,7 +303,10 @@ fn version_item(
         key_part(name)
     );
     let mut item = key_item(&state_pk(cluster), &sk);
-    item.insert("item_type".into(), AttributeValue::S("object_version".into()));
+    item.insert(
+        "item_type".into(),
+        AttributeValue::S("object_version".into()),
+    );
     item.insert(EXPIRES_AT.into(), AttributeValue::N(expires.to_string()));
     object_body(item, name, carry)
 }
@@ -286,8 +314,8 @@ fn version_item(
 /// An object's name and carry from its head or a version (no carry: it had none).
 pub fn object_from_item(item: &Item) -> Result<(String, Option<ObjectCarry>), StoreError> {
     let text = |name: &str| item.get(name).and_then(|value| value.as_s().ok());
-    let name = text("object_name")
-        .ok_or_else(|| corrupt(sort_key(item))("no object name".into()))?;
+    let name =
+        text("object_name").ok_or_else(|| corrupt(sort_key(item))("no object name".into()))?;
     let carry = text("object_carry")
         .map(|json| serde_json::from_str(json))
         .transpose()
@@ -337,7 +365,14 @@ pub fn step_phases(cluster: &str, write: &StepWrite) -> Result<StepPhases, Store
         .versions
         .iter()
         .map(|(name, carry)| {
-            version_item(cluster, point, write.log.step, name, carry.as_ref(), write.expires_at)
+            version_item(
+                cluster,
+                point,
+                write.log.step,
+                name,
+                carry.as_ref(),
+                write.expires_at,
+            )
         })
         .collect::<Result<_, _>>()?;
     let heads = write
@@ -350,7 +385,12 @@ pub fn step_phases(cluster: &str, write: &StepWrite) -> Result<StepPhases, Store
         .iter()
         .map(|sk| key_item(&pk, sk))
         .collect();
-    stale.extend(write.stale_snapshots.iter().map(|point| key_item(&pk, &snapshot_sk(*point))));
+    stale.extend(
+        write
+            .stale_snapshots
+            .iter()
+            .map(|point| key_item(&pk, &snapshot_sk(*point))),
+    );
     let checkpoint = checkpoint_items(cluster, &write.checkpoint)?;
     let checkpoint_stale =
         checkpoint_piece_keys(cluster, checkpoint.len()..write.checkpoint.stored_pieces);
@@ -383,7 +423,10 @@ mod tests {
         assert_eq!(keys, sorted);
         for (time, key) in times.iter().zip(&keys) {
             assert_eq!(point_from_key(key), Some(Timestamp(*time)));
-            assert_eq!(point_of(&format!("{LOG_PREFIX}{key}#00#0000")), Some(Timestamp(*time)));
+            assert_eq!(
+                point_of(&format!("{LOG_PREFIX}{key}#00#0000")),
+                Some(Timestamp(*time))
+            );
         }
     }
 }
