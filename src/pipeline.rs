@@ -580,8 +580,11 @@ async fn derive_steps<S: AuditStore>(
     let mut per_stream = config.tail_records_per_stream;
     loop {
         let mut head = store.load_checkpoint(cluster).await?;
-        head.replaying |= std::mem::take(&mut from_nothing);
         let now = Timestamp::now();
+        if head.point.is_none() && head.intent.is_none() && !from_nothing {
+            head = recover_head(store, cluster, head, &batch, now).await?;
+        }
+        head.replaying |= std::mem::take(&mut from_nothing);
         let due_keys = due_held(&head, now, config);
         let due = if due_keys.is_empty() {
             Vec::new()
@@ -681,6 +684,60 @@ async fn state_at<S: AuditStore>(
     }
     Ok(may_start_from_nothing(head, now, config).then(Checkpoint::default))
 }
+/// A cluster without a head is new — or its head was deleted, restored from an old backup
+/// of another format, or written by an older version: then it is rebuilt, never
+/// restarted. From the latest snapshot when one is kept, else from nothing over every
+/// stream of the trail (a trail that holds more than this batch is not a new cluster's).
+async fn recover_head<S: AuditStore>(
+    store: &S,
+    cluster: &str,
+    head: Checkpoint,
+    batch: &ClusterBatch,
+    now: Timestamp,
+) -> Result<Checkpoint, StoreError> {
+    let latest = store
+        .state_range(
+            cluster,
+            state::SNAPSHOT_PREFIX,
+            &format!("{}~", state::SNAPSHOT_PREFIX),
+            true,
+            Some(1),
+        )
+        .await?;
+    if let Some(item) = latest.first()
+        && let Some(snapshot) = state::snapshot_from_item(item, now.micros() / 1_000_000)?
+    {
+        tracing::warn!(cluster, "no head: going on from the latest snapshot");
+        return Ok(Checkpoint {
+            replaying: true,
+            stored_pieces: head.stored_pieces,
+            ..snapshot
+        });
+    }
+    let ours: BTreeSet<String> = batch
+        .entries
+        .iter()
+        .map(|entry| items::identity_sk(&entry.identity()))
+        .collect();
+    let (page, _) = store.trail_page(cluster, None).await?;
+    let older = page
+        .iter()
+        .any(|item| items::is_trail_record(item) && !ours.contains(&items::sort_key(item)));
+    if !older {
+        return Ok(head);
+    }
+    tracing::warn!(
+        cluster,
+        "no head for a trail that exists: rebuilding from its start"
+    );
+    Ok(Checkpoint {
+        replaying: true,
+        streams: store.trail_streams(cluster).await?,
+        stored_pieces: head.stored_pieces,
+        ..Checkpoint::default()
+    })
+}
+
 /// The earliest state kept: the oldest snapshot not expired, else the head.
 async fn earliest_state<S: AuditStore>(
     store: &S,
@@ -776,10 +833,13 @@ async fn replay<S: AuditStore>(
         versions.push(state::object_from_item(item)?);
         stale.state.push(items::sort_key(item));
     }
-    let objects = Objects {
-        at_start: objects_as_of(&heads, &versions),
-        heads,
+    // From nothing, no object has a carry yet (what their heads hold is what is replayed).
+    let at_start = if base_point.is_some() {
+        objects_as_of(&heads, &versions)
+    } else {
+        BTreeMap::new()
     };
+    let objects = Objects { at_start, heads };
     let log_items = store
         .state_range(
             cluster,

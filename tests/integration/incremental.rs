@@ -726,3 +726,35 @@ async fn a_record_timed_2099_leaves_every_other_record_in_the_views() {
         .collect();
     assert_eq!(found, Vec::<String>::new());
 }
+
+/// A head deleted between deliveries (by anyone who can write the table), or the whole
+/// derivation state with it, is rebuilt — from the latest snapshot, or from the trail —
+/// never taken for a new cluster's: the views stay `derive`'s, no key generation doubled.
+#[tokio::test]
+async fn a_deleted_head_or_state_is_rebuilt_not_restarted() {
+    let payloads = workload(29, 90);
+    for wiped in ["CHECKPOINT#", ""] {
+        let store = MemoryStore::new();
+        let config = config("memory", 300);
+        let (before, after) = payloads.split_at(payloads.len() / 2);
+        for payload in before {
+            ingest_event(payload.event.clone(), &store, &config)
+                .await
+                .expect("delivery");
+        }
+        let state = hsm_audit::store::dynamodb::items::state_pk(CLUSTER);
+        assert!(store.remove_prefix(&state, wiped) > 0, "removed {wiped:?}");
+        for payload in after {
+            ingest_event(payload.event.clone(), &store, &config)
+                .await
+                .expect("delivery");
+        }
+        let expected = reference(&payloads, &config);
+        let views = derived_views(views_of(&store.snapshot(), CLUSTER));
+        assert_eq!(
+            differences(&views, &expected[CLUSTER]),
+            Vec::<String>::new(),
+            "state removed: {wiped:?}"
+        );
+    }
+}

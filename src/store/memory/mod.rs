@@ -89,6 +89,15 @@ impl MemoryStore {
             .collect()
     }
 
+    /// Removes the items of `pk` whose sort key starts with `prefix`, as an operator with
+    /// write access to the table could (a deleted checkpoint, a wiped state): returns how many.
+    pub fn remove_prefix(&self, pk: &str, prefix: &str) -> usize {
+        let mut map = self.guard();
+        let before = map.len();
+        map.retain(|(p, sk), _| p != pk || !sk.starts_with(prefix));
+        before - map.len()
+    }
+
     fn guard(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Packed>> {
         // A panicking test thread cannot leave the map half-written: every write is one insert.
         self.items

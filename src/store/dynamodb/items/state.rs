@@ -153,9 +153,18 @@ pub fn checkpoint_from_items(cluster: &str, items: &[Item]) -> Result<Checkpoint
     let key = format!("{}/{CHECKPOINT_PREFIX}", state_pk(cluster));
     let (intent, pieces): (Vec<&Item>, Vec<&Item>) =
         items.iter().partition(|item| sort_key(item) == INTENT_SK);
-    let mut checkpoint: Checkpoint = match joined(&pieces, &key)? {
-        Some(packed) => unpack(&packed, &key)?,
-        None => Checkpoint::default(),
+    // A head of the format before snapshots (`checkpoint_gz`, a settle point) cannot be
+    // gone on from: taken as no head, it is rebuilt (see `pipeline::recover_head`).
+    let earlier_format = pieces
+        .first()
+        .is_some_and(|piece| !piece.contains_key("state_gz"));
+    let mut checkpoint: Checkpoint = if earlier_format {
+        Checkpoint::default()
+    } else {
+        match joined(&pieces, &key)? {
+            Some(packed) => unpack(&packed, &key)?,
+            None => Checkpoint::default(),
+        }
     };
     checkpoint.stored_pieces = pieces.len();
     checkpoint.intent = intent
