@@ -10,6 +10,11 @@
 //! point's. Every invocation is checked for items read against `5 × batch + 300`, and no
 //! record delivered in order may be called late.
 //!
+//! Then two figures of lateness and rebuilds: a payload held back about two hours at 30k
+//! records of history and delivered after 5,000 more, folded in by its own invocation
+//! (target: items read ≤ 4 × the records after it + 1,000); and `rederive` of the
+//! largest dense cluster (target: heap ≤ 128 MiB), with its throughput.
+//!
 //! Points: BENCH_DENSE_POINTS (comma-separated record counts; default 1000,10000,100000,
 //! 250000 under `cargo bench`, a small smoke run under `cargo test`).
 
@@ -95,6 +100,7 @@ fn spec_at(hsms: usize, target: f64, records: usize, per_payload: usize) -> Work
 }
 
 struct Curve {
+    store: MemoryStore,
     name: String,
     rate: f64,
     /// (history, mean of the probes there)
@@ -104,6 +110,75 @@ struct Curve {
     late: usize,
     replays: usize,
     deliveries: usize,
+}
+
+/// A payload of the sparse workload held back at `history` records and delivered after
+/// `after` more: what its own invocation reads.
+fn late_payload(history: usize, after: usize, runtime: &tokio::runtime::Runtime) {
+    let spec = WorkloadSpec {
+        records: history + after + 1_000,
+        records_per_payload: 100,
+        app: true,
+        delivery_seconds: Some(30),
+        ..WorkloadSpec::default()
+    };
+    let payloads = generate(&spec);
+    let store = MemoryStore::new();
+    let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
+    let mut delivered = 0;
+    let mut held = None;
+    let mut after_it = 0;
+    for payload in payloads {
+        if held.is_none() && delivered >= history {
+            held = Some(payload);
+            continue;
+        }
+        if held.is_some() {
+            if after_it >= after {
+                break;
+            }
+            after_it += payload.records;
+        }
+        delivered += payload.records;
+        runtime
+            .block_on(ingest_event(payload.event, &store, &config))
+            .expect("delivery");
+    }
+    let Some(held) = held else {
+        return;
+    };
+    store.reset_ledger();
+    let before = counting::start();
+    let clock = Instant::now();
+    let report = runtime
+        .block_on(ingest_event(held.event, &store, &config))
+        .expect("the late delivery");
+    let time = clock.elapsed();
+    let ledger = store.ledger();
+    let counts = report
+        .by_cluster
+        .values()
+        .next()
+        .cloned()
+        .unwrap_or_default();
+    let budget = 4 * after_it as u64 + 1_000;
+    println!(
+        "\n== a {}-record payload held back at {history} records of history, delivered after {after_it} more: {} late, {} records replayed; items read {} (target <= {budget}: {}), requests {}, read RU {:.1}, write WU {}, heap {:.2} MiB, {:.1} ms",
+        held.records,
+        counts.late,
+        counts.replayed,
+        ledger.items_read,
+        if ledger.items_read <= budget {
+            "HOLDS"
+        } else {
+            "MISSED"
+        },
+        ledger.total_requests(),
+        ledger.read_units,
+        ledger.write_units,
+        counting::peak_since(before) as f64 / 1_048_576.0,
+        time.as_secs_f64() * 1e3
+    );
 }
 
 fn run(
@@ -124,6 +199,7 @@ fn run(
     let store = MemoryStore::new();
     let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
     let mut curve = Curve {
+        store: MemoryStore::new(),
         name: name.to_owned(),
         rate: measured_rate,
         at: Vec::new(),
@@ -180,7 +256,31 @@ fn run(
             break;
         }
     }
+    curve.store = store;
     curve
+}
+
+/// `rederive` of a curve's cluster: heap peak and records a second.
+fn rederive_of(curve: &Curve, records: usize, runtime: &tokio::runtime::Runtime) {
+    let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
+    let before = counting::start();
+    let clock = Instant::now();
+    let rebuilt = runtime
+        .block_on(hsm_audit::pipeline::rederive(
+            &curve.store,
+            &config,
+            &WorkloadSpec::default().cluster,
+        ))
+        .expect("rederive");
+    let time = clock.elapsed();
+    let heap = counting::peak_since(before) as f64 / 1_048_576.0;
+    println!(
+        "\n== rederive of {} ({records} records): {} steps, {:.0} records/s, heap peak {heap:.1} MiB (target <= 128: {})",
+        curve.name,
+        rebuilt.steps,
+        records as f64 / time.as_secs_f64(),
+        if heap <= 128.0 { "HOLDS" } else { "MISSED" }
+    );
 }
 
 struct Mean {
@@ -219,6 +319,12 @@ fn main() {
         ("1 HSM ~600 rec/s", 1, 600.0),
     ];
     let mut held = true;
+    let largest = points.iter().copied().max().unwrap_or(1_000);
+    late_payload(
+        if measuring { 30_000 } else { 3_000 },
+        if measuring { 5_000 } else { 1_000 },
+        &runtime,
+    );
     for (name, hsms, target) in scenarios {
         for per_payload in [100usize, 1_000] {
             let started = Instant::now();
@@ -287,6 +393,9 @@ fn main() {
                     curve.late,
                     if ok { "HOLDS" } else { "MISSED" }
                 );
+            }
+            if hsms == 3 && per_payload == 1_000 {
+                rederive_of(&curve, largest, &runtime);
             }
         }
     }

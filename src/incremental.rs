@@ -530,8 +530,41 @@ pub fn prepare_replay(
     config: &Config,
 ) -> Result<Prepared, Timestamp> {
     let mut base = base;
+    let mut tail = tail;
     let limit = Timestamp(now.micros().saturating_add(config.clock_skew_micros));
     let base_point = base.point.unwrap_or(Timestamp::MIN);
+    // A cut stream holds more records after the last one read, timed at or after it:
+    // the step ends before that time.
+    let mut cut_at: Option<Timestamp> = None;
+    for stream in tail
+        .entries
+        .chunk_by(|a, b| stream_prefix(a) == stream_prefix(b))
+    {
+        if let Some(last) = stream.last()
+            && tail.cut.contains(&stream_prefix(last))
+        {
+            let time = stream
+                .iter()
+                .map(|entry| entry.record.time())
+                .max()
+                .unwrap_or(base_point);
+            cut_at = Some(cut_at.map_or(time, |cut: Timestamp| cut.min(time)));
+        }
+    }
+    // An arrival behind its stream's position in the base (a stream whose sequence and
+    // time disagree) is not read after it: it is replayed all the same.
+    let read: BTreeSet<String> = tail.entries.iter().map(trail_key).collect();
+    let beyond_keys: BTreeSet<String> = beyond.iter().map(trail_key).collect();
+    tail.entries.extend(
+        arrivals
+            .present
+            .iter()
+            .filter(|entry| {
+                let sk = trail_key(entry);
+                !read.contains(&sk) && !beyond_keys.contains(&sk)
+            })
+            .cloned(),
+    );
     if let Some(earliest) = tail
         .entries
         .iter()
@@ -552,29 +585,10 @@ pub fn prepare_replay(
         now,
         config,
     );
-    let beyond_keys: BTreeSet<String> = beyond.iter().map(trail_key).collect();
     for entry in beyond {
         count_in_integrity(&entry, &mut base);
         late.retain(|(other, _)| other.identity() != entry.identity());
         late.push((entry, Late::BeyondHorizon));
-    }
-    // A cut stream holds more records after the last one read, timed at or after it:
-    // the step ends before that time.
-    let mut cut_at: Option<Timestamp> = None;
-    for stream in tail
-        .entries
-        .chunk_by(|a, b| stream_prefix(a) == stream_prefix(b))
-    {
-        if let Some(last) = stream.last()
-            && tail.cut.contains(&stream_prefix(last))
-        {
-            let time = stream
-                .iter()
-                .map(|entry| entry.record.time())
-                .max()
-                .unwrap_or(base_point);
-            cut_at = Some(cut_at.map_or(time, |cut: Timestamp| cut.min(time)));
-        }
     }
     let replayed = tail.entries.len();
     let mut fold = Vec::new();
