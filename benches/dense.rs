@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use hsm_audit::config::Config;
 use hsm_audit::lambda::ingest_event;
-use hsm_audit::store::memory::{Ledger, MemoryStore};
+use hsm_audit::store::AuditStore;
+use hsm_audit::store::memory::MemoryStore;
 use hsm_audit::testkit::workload::{WorkloadSpec, generate};
 
 #[path = "common/counting.rs"]
@@ -34,9 +35,84 @@ static ALLOCATOR: counting::Counting = counting::Counting;
 /// Invocations measured at each history point.
 const PROBES: usize = 5;
 
+/// What one invocation cost, as DynamoDB would bill it.
+#[derive(Debug, Clone, Default)]
+struct Cost {
+    requests: u64,
+    read_units: f64,
+    write_units: u64,
+    items_read: u64,
+}
+
+/// Where the costs are counted: the in-memory store's ledger, or a counting proxy in
+/// front of a local server (`scripts/counting_proxy.py`).
+trait Meter {
+    fn reset(&self);
+    fn cost(&self) -> Cost;
+}
+
+impl Meter for MemoryStore {
+    fn reset(&self) {
+        self.reset_ledger();
+    }
+
+    fn cost(&self) -> Cost {
+        let ledger = self.ledger();
+        Cost {
+            requests: ledger.total_requests(),
+            read_units: ledger.read_units,
+            write_units: ledger.write_units,
+            items_read: ledger.items_read,
+        }
+    }
+}
+
+/// The counting proxy at `127.0.0.1:<port>`.
+struct Proxy {
+    port: u16,
+}
+
+impl Proxy {
+    fn call(&self, method: &str, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("the counting proxy");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer");
+        answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Meter for Proxy {
+    fn reset(&self) {
+        self.call("POST", "/reset");
+    }
+
+    fn cost(&self) -> Cost {
+        let stats: serde_json::Value =
+            serde_json::from_str(&self.call("GET", "/stats")).unwrap_or_default();
+        let mut cost = Cost::default();
+        for totals in stats.as_object().into_iter().flat_map(|map| map.values()) {
+            cost.requests += totals["requests"].as_u64().unwrap_or(0);
+            cost.items_read += totals["items"].as_u64().unwrap_or(0);
+            cost.read_units += totals["read_units"].as_f64().unwrap_or(0.0);
+            cost.write_units += totals["write_units"].as_u64().unwrap_or(0);
+        }
+        cost
+    }
+}
+
 struct Probe {
     records: usize,
-    ledger: Ledger,
+    ledger: Cost,
     heap_peak: usize,
     time: Duration,
 }
@@ -100,7 +176,6 @@ fn spec_at(hsms: usize, target: f64, records: usize, per_payload: usize) -> Work
 }
 
 struct Curve {
-    store: MemoryStore,
     name: String,
     rate: f64,
     /// (history, mean of the probes there)
@@ -114,7 +189,13 @@ struct Curve {
 
 /// A payload of the sparse workload held back at `history` records and delivered after
 /// `after` more: what its own invocation reads.
-fn late_payload(history: usize, after: usize, runtime: &tokio::runtime::Runtime) {
+fn late_payload(
+    store: MemoryStore,
+    config: &Config,
+    history: usize,
+    after: usize,
+    runtime: &tokio::runtime::Runtime,
+) {
     let spec = WorkloadSpec {
         records: history + after + 1_000,
         records_per_payload: 100,
@@ -123,8 +204,6 @@ fn late_payload(history: usize, after: usize, runtime: &tokio::runtime::Runtime)
         ..WorkloadSpec::default()
     };
     let payloads = generate(&spec);
-    let store = MemoryStore::new();
-    let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
     let mut delivered = 0;
     let mut held = None;
     let mut after_it = 0;
@@ -141,20 +220,20 @@ fn late_payload(history: usize, after: usize, runtime: &tokio::runtime::Runtime)
         }
         delivered += payload.records;
         runtime
-            .block_on(ingest_event(payload.event, &store, &config))
+            .block_on(ingest_event(payload.event, &store, config))
             .expect("delivery");
     }
     let Some(held) = held else {
         return;
     };
-    store.reset_ledger();
+    store.reset();
     let before = counting::start();
     let clock = Instant::now();
     let report = runtime
-        .block_on(ingest_event(held.event, &store, &config))
+        .block_on(ingest_event(held.event, &store, config))
         .expect("the late delivery");
     let time = clock.elapsed();
-    let ledger = store.ledger();
+    let ledger = store.cost();
     let counts = report
         .by_cluster
         .values()
@@ -173,7 +252,7 @@ fn late_payload(history: usize, after: usize, runtime: &tokio::runtime::Runtime)
         } else {
             "MISSED"
         },
-        ledger.total_requests(),
+        ledger.requests,
         ledger.read_units,
         ledger.write_units,
         counting::peak_since(before) as f64 / 1_048_576.0,
@@ -181,7 +260,11 @@ fn late_payload(history: usize, after: usize, runtime: &tokio::runtime::Runtime)
     );
 }
 
-fn run(
+#[allow(clippy::too_many_arguments)]
+fn run<S: AuditStore>(
+    store: &S,
+    meter: &impl Meter,
+    config: &Config,
     name: &str,
     hsms: usize,
     target: f64,
@@ -196,10 +279,7 @@ fn run(
         ..spec.clone()
     });
     let payloads = generate(&spec);
-    let store = MemoryStore::new();
-    let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
     let mut curve = Curve {
-        store: MemoryStore::new(),
         name: name.to_owned(),
         rate: measured_rate,
         at: Vec::new(),
@@ -212,32 +292,34 @@ fn run(
     let mut history = 0;
     let mut next_point = 0;
     let mut probing: Option<(usize, Vec<Probe>)> = None;
+    let mut at = Vec::new();
+    let (mut deliveries, mut late, mut replays, mut over_budget) = (0, 0, 0, 0);
+    let mut worst_items_ratio: f64 = 0.0;
     for payload in payloads {
         if probing.is_none() && next_point < points.len() && history >= points[next_point] {
             probing = Some((history, Vec::new()));
             next_point += 1;
         }
-        store.reset_ledger();
+        meter.reset();
         let before = counting::start();
         let clock = Instant::now();
         let report = runtime
-            .block_on(ingest_event(payload.event, &store, &config))
+            .block_on(ingest_event(payload.event, store, config))
             .expect("delivery");
         let time = clock.elapsed();
         let heap_peak = counting::peak_since(before);
-        let ledger = store.ledger();
+        let ledger = meter.cost();
         history += payload.records;
-        curve.deliveries += 1;
-        curve.late += report.by_cluster.values().map(|c| c.late).sum::<usize>();
-        curve.replays += usize::from(report.by_cluster.values().any(|c| c.replayed > 0));
+        deliveries += 1;
+        late += report.by_cluster.values().map(|c| c.late).sum::<usize>();
+        replays += usize::from(report.by_cluster.values().any(|c| c.replayed > 0));
         let budget = 5 * payload.records as u64 + 300;
         // The trail items the delivery's own write reads back are the batch's: the
         // budget is about what the derivation reads beyond them.
-        curve.worst_items_ratio = curve
-            .worst_items_ratio
-            .max(ledger.items_read as f64 / payload.records.max(1) as f64);
+        worst_items_ratio =
+            worst_items_ratio.max(ledger.items_read as f64 / payload.records.max(1) as f64);
         if ledger.items_read > budget {
-            curve.over_budget += 1;
+            over_budget += 1;
         }
         if let Some((_, probes)) = probing.as_mut() {
             probes.push(Probe {
@@ -249,25 +331,35 @@ fn run(
             if probes.len() == PROBES
                 && let Some(done) = probing.take()
             {
-                curve.at.push(done);
+                at.push(done);
             }
         }
-        if next_point >= points.len() && probing.is_none() && !curve.at.is_empty() {
+        if next_point >= points.len() && probing.is_none() && !at.is_empty() {
             break;
         }
     }
-    curve.store = store;
+    curve.at = at;
+    curve.deliveries = deliveries;
+    curve.late = late;
+    curve.replays = replays;
+    curve.over_budget = over_budget;
+    curve.worst_items_ratio = worst_items_ratio;
     curve
 }
 
 /// `rederive` of a curve's cluster: heap peak and records a second.
-fn rederive_of(curve: &Curve, records: usize, runtime: &tokio::runtime::Runtime) {
+fn rederive_of(
+    store: &MemoryStore,
+    curve: &Curve,
+    records: usize,
+    runtime: &tokio::runtime::Runtime,
+) {
     let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
     let before = counting::start();
     let clock = Instant::now();
     let rebuilt = runtime
         .block_on(hsm_audit::pipeline::rederive(
-            &curve.store,
+            store,
             &config,
             &WorkloadSpec::default().cluster,
         ))
@@ -298,13 +390,115 @@ fn mean(probes: &[Probe]) -> Mean {
     let sum = |f: &dyn Fn(&Probe) -> f64| probes.iter().map(f).sum::<f64>() / n;
     Mean {
         records: sum(&|p| p.records as f64),
-        requests: sum(&|p| p.ledger.total_requests() as f64),
+        requests: sum(&|p| p.ledger.requests as f64),
         read_units: sum(&|p| p.ledger.read_units),
         write_units: sum(&|p| p.ledger.write_units as f64),
         items_read: sum(&|p| p.ledger.items_read as f64),
         heap_mib: probes.iter().map(|p| p.heap_peak).max().unwrap_or(0) as f64 / 1_048_576.0,
         time_ms: sum(&|p| p.time.as_secs_f64() * 1e3),
     }
+}
+
+/// Prints a curve and whether its targets hold.
+fn report(curve: &Curve, per_payload: usize, elapsed: Duration) -> bool {
+    println!(
+        "\n== {} ({:.0} rec/s measured), {per_payload}-record payloads: {} deliveries in {:.0} s, {} replays, {} late",
+        curve.name,
+        curve.rate,
+        curve.deliveries,
+        elapsed.as_secs_f64(),
+        curve.replays,
+        curve.late
+    );
+    println!(
+        "{:>9} {:>7} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
+        "history", "batch", "requests", "read RU", "write WU", "items read", "heap MiB", "time ms"
+    );
+    let means: Vec<(usize, Mean)> = curve
+        .at
+        .iter()
+        .map(|(history, probes)| (*history, mean(probes)))
+        .collect();
+    for (history, m) in &means {
+        println!(
+            "{:>9} {:>7.0} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.2} {:>9.1}",
+            history,
+            m.records,
+            m.requests,
+            m.read_units,
+            m.write_units,
+            m.items_read,
+            m.heap_mib,
+            m.time_ms
+        );
+    }
+    let (Some((h0, first)), Some((h1, last))) = (means.first(), means.last()) else {
+        return false;
+    };
+    let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { 1.0 };
+    let figures = [
+        ("requests", ratio(first.requests, last.requests)),
+        ("read units", ratio(first.read_units, last.read_units)),
+        ("write units", ratio(first.write_units, last.write_units)),
+        ("items read", ratio(first.items_read, last.items_read)),
+        ("heap peak", ratio(first.heap_mib, last.heap_mib)),
+        ("time", ratio(first.time_ms, last.time_ms)),
+    ];
+    let worst = figures.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+    let ok = worst <= 1.5 && curve.over_budget == 0 && curve.late == 0 && last.heap_mib <= 64.0;
+    let text: Vec<String> = figures
+        .iter()
+        .map(|(name, r)| format!("{name} {r:.2}x"))
+        .collect();
+    println!(
+        "history {h0} -> {h1}: {}; items read at most {:.2} x the batch, {} of {} over 5 x batch + 300; {} late — {}",
+        text.join(", "),
+        curve.worst_items_ratio,
+        curve.over_budget,
+        curve.deliveries,
+        curve.late,
+        if ok { "HOLDS" } else { "MISSED" }
+    );
+    ok
+}
+
+const SCENARIOS: [(&str, usize, f64); 2] = [
+    ("3 HSMs ~150 rec/s", 3, 150.0),
+    ("1 HSM ~600 rec/s", 1, 600.0),
+];
+
+/// The same curves on a local server, through the counting proxy at `port`
+/// (`AWS_ENDPOINT_URL` names the proxy).
+fn on_server(port: u16, points: &[usize], runtime: &tokio::runtime::Runtime) -> bool {
+    let mut held = true;
+    let client = runtime.block_on(hsm_audit::store::dynamodb::connect());
+    for (index, (name, hsms, target)) in SCENARIOS.into_iter().enumerate() {
+        for per_payload in [100usize, 1_000] {
+            let table = format!(
+                "hsm-audit-dense-{index}-{per_payload}-{}",
+                std::process::id()
+            );
+            runtime
+                .block_on(hsm_audit::store::dynamodb::create_table(&client, &table))
+                .expect("the bench's table");
+            let store = hsm_audit::store::dynamodb::DynamoStore::new(client.clone(), table.clone());
+            let config = Config::from_lookup(Some(table), |_| None).expect("config");
+            let started = Instant::now();
+            let curve = run(
+                &store,
+                &Proxy { port },
+                &config,
+                name,
+                hsms,
+                target,
+                per_payload,
+                points,
+                runtime,
+            );
+            held &= report(&curve, per_payload, started.elapsed());
+        }
+    }
+    held
 }
 
 fn main() {
@@ -314,90 +508,55 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let scenarios = [
-        ("3 HSMs ~150 rec/s", 3, 150.0),
-        ("1 HSM ~600 rec/s", 1, 600.0),
-    ];
     let mut held = true;
     let largest = points.iter().copied().max().unwrap_or(1_000);
+    let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
+    println!("== in memory (the ledger counts what DynamoDB would be sent and bill)");
     late_payload(
+        MemoryStore::new(),
+        &config,
         if measuring { 30_000 } else { 3_000 },
         if measuring { 5_000 } else { 1_000 },
         &runtime,
     );
-    for (name, hsms, target) in scenarios {
+    for (name, hsms, target) in SCENARIOS {
         for per_payload in [100usize, 1_000] {
             let started = Instant::now();
-            let curve = run(name, hsms, target, per_payload, &points, &runtime);
-            println!(
-                "\n== {} ({:.0} rec/s measured), {per_payload}-record payloads: {} deliveries in {:.0} s, {} replays, {} late",
-                curve.name,
-                curve.rate,
-                curve.deliveries,
-                started.elapsed().as_secs_f64(),
-                curve.replays,
-                curve.late
+            let store = MemoryStore::new();
+            let curve = run(
+                &store,
+                &store,
+                &config,
+                name,
+                hsms,
+                target,
+                per_payload,
+                &points,
+                &runtime,
             );
-            println!(
-                "{:>9} {:>7} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
-                "history",
-                "batch",
-                "requests",
-                "read RU",
-                "write WU",
-                "items read",
-                "heap MiB",
-                "time ms"
-            );
-            let means: Vec<(usize, Mean)> = curve
-                .at
-                .iter()
-                .map(|(history, probes)| (*history, mean(probes)))
-                .collect();
-            for (history, m) in &means {
-                println!(
-                    "{:>9} {:>7.0} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.2} {:>9.1}",
-                    history,
-                    m.records,
-                    m.requests,
-                    m.read_units,
-                    m.write_units,
-                    m.items_read,
-                    m.heap_mib,
-                    m.time_ms
-                );
-            }
-            if let (Some((h0, first)), Some((h1, last))) = (means.first(), means.last()) {
-                let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { 1.0 };
-                let figures = [
-                    ("requests", ratio(first.requests, last.requests)),
-                    ("read units", ratio(first.read_units, last.read_units)),
-                    ("write units", ratio(first.write_units, last.write_units)),
-                    ("items read", ratio(first.items_read, last.items_read)),
-                    ("heap peak", ratio(first.heap_mib, last.heap_mib)),
-                    ("time", ratio(first.time_ms, last.time_ms)),
-                ];
-                let worst = figures.iter().map(|(_, r)| *r).fold(0.0, f64::max);
-                let ok = worst <= 1.5 && curve.over_budget == 0 && curve.late == 0;
-                held &= ok;
-                let text: Vec<String> = figures
-                    .iter()
-                    .map(|(name, r)| format!("{name} {r:.2}x"))
-                    .collect();
-                println!(
-                    "history {h0} -> {h1}: {}; items read at most {:.2} x the batch, {} of {} over 5 x batch + 300; {} late — {}",
-                    text.join(", "),
-                    curve.worst_items_ratio,
-                    curve.over_budget,
-                    curve.deliveries,
-                    curve.late,
-                    if ok { "HOLDS" } else { "MISSED" }
-                );
-            }
+            held &= report(&curve, per_payload, started.elapsed());
             if hsms == 3 && per_payload == 1_000 {
-                rederive_of(&curve, largest, &runtime);
+                rederive_of(&store, &curve, largest, &runtime);
             }
         }
+    }
+    if let Some(port) = std::env::var("BENCH_DENSE_PROXY_PORT")
+        .ok()
+        .and_then(|port| port.parse().ok())
+    {
+        let points: Vec<usize> = std::env::var("BENCH_DENSE_SERVER_POINTS")
+            .ok()
+            .map(|points| {
+                points
+                    .split(',')
+                    .filter_map(|p| p.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![1_000, 10_000, 30_000]);
+        println!(
+            "\n== on the local server, through the counting proxy (scripts/counting_proxy.py)"
+        );
+        held &= on_server(port, &points, &runtime);
     }
     println!(
         "\ndense curves: {}",

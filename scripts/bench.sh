@@ -22,6 +22,10 @@ echo "== one invocation against the cluster's history, 1k to 1M records (cargo b
 cargo bench --bench history
 
 echo
+echo "== busy clusters: 3 HSMs at ~150 records/s, 1 HSM at ~600, to 250k records; a payload two hours late; rederive (cargo bench --bench dense)"
+cargo bench --bench dense
+
+echo
 echo "== hsm-audit report of 100,000 keys and 50,000 sessions, read page by page (cargo bench --bench report)"
 cargo bench --bench report
 

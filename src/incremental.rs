@@ -387,6 +387,12 @@ pub struct Prepared {
     pub streams: BTreeMap<String, Option<String>>,
     /// Records read again from the trail.
     pub replayed: usize,
+    /// Where a replay's fold is split: the earliest record it was started for. Nothing
+    /// before it changed, so the state there is kept as a snapshot of its own — the one
+    /// the next payload of another HSM covering the same seconds rewinds to.
+    pub split: Option<Timestamp>,
+    /// Streams without sequence numbers: where they stand at `split`.
+    pub split_positions: BTreeMap<String, String>,
 }
 
 impl Prepared {
@@ -485,6 +491,8 @@ pub fn prepare_in_order(
     }
     let streams = known_streams(head, &base, arrivals.present.iter().chain(&arrivals.future));
     Prepared {
+        split: None,
+        split_positions: BTreeMap::new(),
         streams,
         base,
         replay: false,
@@ -623,12 +631,25 @@ pub fn prepare_replay(
             .max()
             .unwrap_or(base_point),
     };
+    let split = arrivals.earliest().filter(|split| {
+        *split > base_point
+            && cut_at.is_none_or(|cut| *split < cut)
+            && fold
+                .first()
+                .is_some_and(|entry| entry.record.time() < *split)
+    });
     let mut log_positions = base.log_positions.clone();
+    let mut split_positions = base.log_positions.clone();
     for entry in &fold {
+        if split.is_some_and(|split| entry.record.time() < split) {
+            advance(&mut split_positions, entry);
+        }
         advance(&mut log_positions, entry);
     }
     let streams = known_streams(head, &base, arrivals.present.iter().chain(&arrivals.future));
     Ok(Prepared {
+        split,
+        split_positions,
         streams,
         base,
         replay: true,
@@ -743,14 +764,18 @@ pub struct Stale {
 #[derive(Debug, Clone, Default)]
 pub struct StepWrite {
     pub intent: Intent,
-    pub log: StepLog,
+    /// One log per state the step ends a fold at (its split, if any, and its end).
+    pub logs: Vec<StepLog>,
     pub puts: Vec<Item>,
     /// Keys (`pk`, `sk`) of views written before that this step no longer derives.
     pub deletes: Vec<Item>,
     /// Carries of the objects the step changed.
     pub objects: Vec<(String, ObjectCarry)>,
-    /// Those objects' carries as of the step's start (`None`: they had none).
-    pub versions: Vec<(String, Option<ObjectCarry>)>,
+    /// Objects' carries before a fold of the step changed them (`None`: they had none),
+    /// under the point that fold ended at.
+    pub versions: Vec<(Timestamp, String, Option<ObjectCarry>)>,
+    /// States the step passed through, kept as snapshots beside its head's.
+    pub snapshots: Vec<Checkpoint>,
     pub stale_state: Vec<String>,
     pub stale_snapshots: Vec<Timestamp>,
     pub checkpoint: Checkpoint,
@@ -863,15 +888,22 @@ impl Objects {
     }
 }
 
+/// One fold of a step, ending at `point`.
+pub struct FoldPart {
+    pub point: Timestamp,
+    pub folded: Folded,
+}
+
 /// What a step writes: its views (unchanged ones skipped, and what the steps it replays
 /// or follows wrote and it no longer derives removed), the alerts of late and skewed
-/// records, the objects it changed with their versions, its log and the new head.
+/// records, the objects it changed with their versions, its logs and the new head.
+/// `parts` are the step's folds in time order: one, or two when a replay is split.
 #[allow(clippy::too_many_arguments)]
 pub fn plan_write(
     cluster: &str,
     head: &Checkpoint,
     prepared: Prepared,
-    folded: Folded,
+    parts: Vec<FoldPart>,
     objects: &Objects,
     previous: &Previous,
     stale: Stale,
@@ -880,7 +912,6 @@ pub fn plan_write(
 ) -> Result<StepWrite, StoreError> {
     let point = prepared.point;
     let step = head.step.next();
-    let mut views = items::view_items(cluster, &folded.derived)?;
     let evidence: Vec<Alert> = prepared
         .late
         .iter()
@@ -892,61 +923,109 @@ pub fn plan_write(
                 .map(|(entry, ahead)| clock_skew_alert(entry, *ahead)),
         )
         .collect();
-    views.extend(items::view_items(
-        cluster,
-        &crate::domain::Derived {
-            alerts: evidence,
-            ..Default::default()
-        },
-    )?);
-    let open_gaps = folded
-        .derived
-        .alerts
-        .iter()
-        .filter(|alert| alert.kind == AlertKind::SequenceGap)
-        .count();
     let mut write = StepWrite {
-        open_gaps,
         expires_at: now.micros() / 1_000_000 + config.late_horizon_micros / 1_000_000,
         ..StepWrite::default()
     };
-    let mut written = Written::new();
+    // What the step leaves stored: each later fold's views over the earlier's, whose
+    // views of what was open then it derives anew.
+    let mut stored: BTreeMap<String, (Item, String, Removal, bool)> = BTreeMap::new();
+    let mut at_start = objects.at_start.clone();
+    let mut carry = None;
+    let last = parts.len().saturating_sub(1);
+    for (index, part) in parts.into_iter().enumerate() {
+        let mut views = items::view_items(cluster, &part.folded.derived)?;
+        if index == last {
+            views.extend(items::view_items(
+                cluster,
+                &crate::domain::Derived {
+                    alerts: evidence.clone(),
+                    ..Default::default()
+                },
+            )?);
+            write.open_gaps = part
+                .folded
+                .derived
+                .alerts
+                .iter()
+                .filter(|alert| alert.kind == AlertKind::SequenceGap)
+                .count();
+        }
+        stored.retain(|_, (_, _, removal, _)| *removal != Removal::Provisional);
+        let mut logged = Written::new();
+        for view in views {
+            let removal = removal(&view, part.point, &part.folded);
+            let sk = items::sort_key(&view.item);
+            let digest = hex::encode(&items::item_digest(&view.item)[..8]);
+            let event = matches!(view.of, ViewOf::Event { .. });
+            logged.insert(sk.clone(), (digest.clone(), removal));
+            stored.insert(sk, (view.item, digest, removal, event));
+        }
+        for (name, carry) in ObjectCarry::split(part.folded.entities) {
+            let before = at_start.get(&name).cloned().flatten();
+            if before.as_ref() != Some(&carry) {
+                write.versions.push((part.point, name.clone(), before));
+            }
+            at_start.insert(name, Some(carry));
+        }
+        if index < last {
+            write.snapshots.push(Checkpoint {
+                carry: part.folded.carry.clone(),
+                point: Some(part.point),
+                newest: prepared.newest,
+                log_positions: prepared.split_positions.clone(),
+                streams: prepared.streams.clone(),
+                written: Written::new(),
+                held: prepared.held.clone(),
+                step,
+                replaying: false,
+                since_micros: head.since_micros.or(Some(now.micros())),
+                stored_pieces: 0,
+                intent: None,
+            });
+        }
+        write.logs.push(StepLog {
+            point: part.point,
+            step,
+            written: logged,
+        });
+        carry = Some(part.folded.carry);
+    }
     let mut head_written = Written::new();
-    for view in views {
-        let removal = removal(&view, point, &folded);
-        let sk = items::sort_key(&view.item);
-        let digest = hex::encode(&items::item_digest(&view.item)[..8]);
-        let before = previous.digests.get(&sk);
+    for (sk, (item, digest, removal, event)) in stored.iter() {
+        let before = previous.digests.get(sk);
         if before.is_none()
-            && let Some(kind) = items::alert_kind(&view.item)
+            && let Some(kind) = items::alert_kind(item)
         {
             *write.new_alerts.entry(kind).or_default() += 1;
         }
-        if before == Some(&digest) {
+        if before == Some(digest) {
             write.unchanged += 1;
         } else {
-            write.puts.push(view.item);
+            write.puts.push(item.clone());
         }
-        if !matches!(view.of, ViewOf::Event { .. }) {
-            head_written.insert(sk.clone(), (digest.clone(), removal));
+        if !event {
+            head_written.insert(sk.clone(), (digest.clone(), *removal));
         }
-        written.insert(sk, (digest, removal));
     }
     let pk = items::cluster_pk(cluster);
-    let mut logged = written.clone();
-    for sk in &previous.removable {
-        if !written.contains_key(sk) {
-            write.deletes.push(items::key_item(&pk, sk));
-            logged.insert(sk.clone(), (String::new(), Removal::Deleted));
+    if let Some(log) = write.logs.last_mut() {
+        for sk in &previous.removable {
+            if !stored.contains_key(sk) {
+                write.deletes.push(items::key_item(&pk, sk));
+                log.written
+                    .insert(sk.clone(), (String::new(), Removal::Deleted));
+            }
         }
     }
-    let changed = ObjectCarry::split(folded.entities);
-    for (name, carry) in changed {
-        let at_start = objects.at_start.get(&name).cloned().flatten();
-        if at_start.as_ref() != Some(&carry) {
-            write.versions.push((name.clone(), at_start));
-        }
-        if objects.heads.get(&name) != Some(&carry) {
+    for (name, carry) in at_start {
+        if let Some(carry) = carry
+            && objects.heads.get(&name) != Some(&carry)
+            && write
+                .versions
+                .iter()
+                .any(|(_, changed, _)| *changed == name)
+        {
             write.objects.push((name, carry));
         }
     }
@@ -956,13 +1035,8 @@ pub fn plan_write(
         step,
         from: prepared.base.point,
     };
-    write.log = StepLog {
-        point,
-        step,
-        written: logged,
-    };
     write.checkpoint = Checkpoint {
-        carry: folded.carry,
+        carry: carry.unwrap_or_else(|| prepared.base.carry.clone()),
         point: Some(point),
         newest: prepared.newest,
         log_positions: prepared.log_positions,

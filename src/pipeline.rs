@@ -11,9 +11,9 @@ use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType, Quarantined};
 use crate::domain::{AlertKind, Conflict, fold};
 use crate::errors::one_line;
 use crate::incremental::{
-    Arrivals, Checkpoint, Late, ObjectCarry, Objects, Prepared, Previous, Stale, Start, StepWrite,
-    due_held, may_start_from_nothing, objects_as_of, plan_write, prepare_in_order, prepare_replay,
-    replay_starts,
+    Arrivals, Checkpoint, FoldPart, Late, ObjectCarry, Objects, Prepared, Previous, Stale, Start,
+    StepWrite, due_held, may_start_from_nothing, objects_as_of, plan_write, prepare_in_order,
+    prepare_replay, replay_starts,
 };
 use crate::model::bounds::Unstorable;
 use crate::model::{AuditRecord, LogSource, StreamId, Timestamp, TrailEntry, bounds};
@@ -624,17 +624,10 @@ async fn derive_steps<S: AuditStore>(
                 .await?
             }
         };
-        let folded = fold(
-            &prepared.base.carry,
-            &objects.carries(),
-            &prepared.fold,
-            &batch.conflicts,
-            prepared.point,
-            &config.derive,
-        );
+        let parts = fold_parts(&prepared, &objects, &batch.conflicts, config);
         let counts = PreparedCounts::of(&prepared);
         let write = plan_write(
-            cluster, &head, prepared, folded, &objects, &previous, stale, now, config,
+            cluster, &head, prepared, parts, &objects, &previous, stale, now, config,
         )?;
         store.write_step(lease, &write).await?;
         derived.add(&write, &counts);
@@ -649,6 +642,68 @@ async fn derive_steps<S: AuditStore>(
         // The rest is read from where this step ended; its records were taken in.
         batch = ClusterBatch::default();
     }
+}
+
+/// Folds a prepared step: at once, or a replay in two parts split where its batch starts
+/// (the state there is kept as a snapshot).
+fn fold_parts(
+    prepared: &Prepared,
+    objects: &Objects,
+    conflicts: &[Conflict],
+    config: &Config,
+) -> Vec<FoldPart> {
+    let carries = objects.carries();
+    let Some(split) = prepared.split else {
+        return vec![FoldPart {
+            point: prepared.point,
+            folded: fold(
+                &prepared.base.carry,
+                &carries,
+                &prepared.fold,
+                conflicts,
+                prepared.point,
+                &config.derive,
+            ),
+        }];
+    };
+    let cut = prepared
+        .fold
+        .partition_point(|entry| entry.record.time() < split);
+    let (before, after) = prepared.fold.split_at(cut);
+    let first = fold(
+        &prepared.base.carry,
+        &carries,
+        before,
+        &[],
+        split,
+        &config.derive,
+    );
+    let mut at_split = carries;
+    at_split.keys.extend(first.entities.keys.clone());
+    at_split
+        .certificates
+        .extend(first.entities.certificates.clone());
+    at_split
+        .luna_objects
+        .extend(first.entities.luna_objects.clone());
+    let second = fold(
+        &first.carry,
+        &at_split,
+        after,
+        conflicts,
+        prepared.point,
+        &config.derive,
+    );
+    vec![
+        FoldPart {
+            point: split,
+            folded: first,
+        },
+        FoldPart {
+            point: prepared.point,
+            folded: second,
+        },
+    ]
 }
 
 /// The latest state at or before `from`: the head, a snapshot, or nothing at all while

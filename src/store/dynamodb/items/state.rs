@@ -360,24 +360,26 @@ pub struct StepPhases {
 
 pub fn step_phases(cluster: &str, write: &StepWrite) -> Result<StepPhases, StoreError> {
     let pk = state_pk(cluster);
-    let point = write.log.point;
-    let log_sk = log_prefix(point, write.log.step);
+    let step = write.intent.step;
     let mut journal = vec![intent_item(cluster, &write.intent)?];
-    journal.extend(pieces(
-        &pk,
-        &log_sk,
-        "step_log",
-        &pack(&write.log, &log_sk)?,
-        Some(write.expires_at),
-    ));
+    for log in &write.logs {
+        let log_sk = log_prefix(log.point, log.step);
+        journal.extend(pieces(
+            &pk,
+            &log_sk,
+            "step_log",
+            &pack(log, &log_sk)?,
+            Some(write.expires_at),
+        ));
+    }
     let versions = write
         .versions
         .iter()
-        .map(|(name, carry)| {
+        .map(|(point, name, carry)| {
             version_item(
                 cluster,
-                point,
-                write.log.step,
+                *point,
+                step,
                 name,
                 carry.as_ref(),
                 write.expires_at,
@@ -403,9 +405,10 @@ pub fn step_phases(cluster: &str, write: &StepWrite) -> Result<StepPhases, Store
     let checkpoint = checkpoint_items(cluster, &write.checkpoint)?;
     let checkpoint_stale =
         checkpoint_piece_keys(cluster, checkpoint.len()..write.checkpoint.stored_pieces);
-    let after_commit = snapshot_item(cluster, &write.checkpoint, write.expires_at)?
-        .into_iter()
-        .collect();
+    let mut after_commit = Vec::new();
+    for snapshot in write.snapshots.iter().chain([&write.checkpoint]) {
+        after_commit.extend(snapshot_item(cluster, snapshot, write.expires_at)?);
+    }
     Ok(StepPhases {
         journal,
         versions,

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""A counting proxy in front of a local DynamoDB-compatible server, for `make bench`.
+
+It forwards every request to the server and counts, per operation (`X-Amz-Target`):
+requests, items returned and the read and write units DynamoDB would bill, computed from
+the items' sizes by DynamoDB's published rules (a local server's `ConsumedCapacity` is
+not faithful). `GET /stats` returns the totals as JSON; `POST /reset` clears them.
+
+Billing, as DynamoDB does: a strongly consistent read 1 unit per started 4 KB of each item
+read by key, of each query page's items together; a `BatchGetItem` key that does not exist
+1 unit; a write 1 unit per started KB of each item (a delete: of the item it removes,
+counted here as 1); a transaction twice that.
+
+Usage: counting_proxy.py LISTEN_PORT TARGET_URL
+"""
+
+import json
+import sys
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOCK = threading.Lock()
+STATS: dict = {}
+
+
+def size_of(value) -> int:
+    """An attribute value's size by DynamoDB's rules (names counted by the caller)."""
+    kind, inner = next(iter(value.items()))
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        digits = inner.lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind == "B":
+        return len(inner) * 3 // 4
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + size_of(element) for element in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(name) + size_of(element) for name, element in inner.items())
+    if kind in ("SS", "NS", "BS"):
+        return sum(len(element) for element in inner)
+    return 0
+
+
+def item_size(item: dict) -> int:
+    return sum(len(name.encode()) + size_of(value) for name, value in item.items())
+
+
+def units(size: int, per: int) -> int:
+    return max(1, -(-size // per))
+
+
+def account(operation: str, request: dict, response: dict) -> None:
+    read_units = 0.0
+    write_units = 0
+    items = 0
+    if operation in ("Query", "Scan"):
+        found = response.get("Items", [])
+        items = len(found)
+        read_units = units(sum(item_size(item) for item in found), 4096)
+    elif operation == "GetItem":
+        found = [response["Item"]] if "Item" in response else []
+        items = len(found)
+        read_units = sum(units(item_size(item), 4096) for item in found) or 1
+    elif operation == "BatchGetItem":
+        asked = sum(len(table.get("Keys", [])) for table in request.get("RequestItems", {}).values())
+        unprocessed = sum(
+            len(table.get("Keys", [])) for table in response.get("UnprocessedKeys", {}).values()
+        )
+        found = [item for table in response.get("Responses", {}).values() for item in table]
+        items = len(found)
+        missing = max(0, asked - unprocessed - items)
+        read_units = sum(units(item_size(item), 4096) for item in found) + missing
+    elif operation == "PutItem":
+        write_units = units(item_size(request.get("Item", {})), 1024)
+    elif operation in ("DeleteItem", "UpdateItem"):
+        write_units = 1
+    elif operation == "BatchWriteItem":
+        unprocessed = response.get("UnprocessedItems", {})
+        left = {
+            json.dumps(entry, sort_keys=True)
+            for table in unprocessed.values()
+            for entry in table
+        }
+        for table in request.get("RequestItems", {}).values():
+            for entry in table:
+                if json.dumps(entry, sort_keys=True) in left:
+                    continue
+                if "PutRequest" in entry:
+                    write_units += units(item_size(entry["PutRequest"]["Item"]), 1024)
+                else:
+                    write_units += 1
+    elif operation == "TransactWriteItems":
+        if "__type" not in response:
+            for entry in request.get("TransactItems", []):
+                put = entry.get("Put")
+                write_units += 2 * (units(item_size(put["Item"]), 1024) if put else 1)
+    with LOCK:
+        totals = STATS.setdefault(
+            operation, {"requests": 0, "items": 0, "read_units": 0.0, "write_units": 0}
+        )
+        totals["requests"] += 1
+        totals["items"] += items
+        totals["read_units"] += read_units
+        totals["write_units"] += write_units
+
+
+class Proxy(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    target = ""
+
+    def log_message(self, *args):  # quiet: the bench prints what matters
+        pass
+
+    def reply(self, status: int, body: bytes, headers=()) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        with LOCK:
+            body = json.dumps(STATS).encode()
+        self.reply(200, body, [("Content-Type", "application/json")])
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length)
+        if self.path == "/reset":
+            with LOCK:
+                STATS.clear()
+            self.reply(200, b"{}")
+            return
+        operation = (self.headers.get("X-Amz-Target") or "").split(".")[-1]
+        forwarded = urllib.request.Request(self.target + self.path, data=body, method="POST")
+        for name, value in self.headers.items():
+            if name.lower() not in ("host", "content-length", "connection"):
+                forwarded.add_header(name, value)
+        try:
+            with urllib.request.urlopen(forwarded, timeout=120) as answer:
+                status, payload, headers = answer.status, answer.read(), answer.getheaders()
+        except urllib.error.HTTPError as error:
+            status, payload, headers = error.code, error.read(), error.headers.items()
+        try:
+            account(operation, json.loads(body or b"{}"), json.loads(payload or b"{}"))
+        except (ValueError, KeyError, StopIteration):
+            pass
+        kept = [(n, v) for n, v in headers if n.lower() not in ("content-length", "connection", "transfer-encoding")]
+        self.reply(status, payload, kept)
+
+
+def main() -> None:
+    port, target = int(sys.argv[1]), sys.argv[2].rstrip("/")
+    Proxy.target = target
+    server = ThreadingHTTPServer(("127.0.0.1", port), Proxy)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
