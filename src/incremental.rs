@@ -118,6 +118,16 @@ pub struct Checkpoint {
     /// stream): what a replay reads.
     #[serde(default)]
     pub streams: BTreeMap<String, Option<String>>,
+    /// HSM streams that hold records not folded yet at keys before their last folded one
+    /// (their sequence and their clock disagree): the key their tail is read after.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resume: BTreeMap<String, String>,
+    /// The logs and object versions this head's step made stale (`LOG#`, `OBJV#` keys):
+    /// the next step that writes deletes them first, and a replay reads past them. Named
+    /// here, not deleted after the commit, so that a step cut off while deleting them
+    /// leaves none that a later replay could take for current.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub garbage: Vec<String>,
     /// What the last step wrote, but for session and key events (no later step in order
     /// writes them again).
     pub written: Written,
@@ -158,6 +168,19 @@ pub struct StepLog {
 pub struct TailStart {
     pub prefix: String,
     pub after: Option<String>,
+    /// A run of keys (first, last) not to read: the batch's own records, in memory.
+    pub skip: Option<(String, String)>,
+}
+
+impl TailStart {
+    /// Whether the key is read: after the start, outside the skipped run.
+    pub fn reads(&self, sk: &str) -> bool {
+        self.after.as_deref().is_none_or(|after| sk > after)
+            && self
+                .skip
+                .as_ref()
+                .is_none_or(|(first, last)| sk < first.as_str() || sk > last.as_str())
+    }
 }
 
 /// The tail as read: records in stream order, and the streams cut at the per-stream cap.
@@ -233,8 +256,10 @@ impl Checkpoint {
         streams
     }
 
+    /// The key a stream's tail is read after.
     fn position(&self, prefix: &str, hsm: Option<&str>) -> Option<String> {
         match hsm {
+            Some(_) if self.resume.contains_key(prefix) => self.resume.get(prefix).cloned(),
             Some(hsm) => self
                 .carry
                 .integrity
@@ -387,12 +412,73 @@ pub struct Prepared {
     pub streams: BTreeMap<String, Option<String>>,
     /// Records read again from the trail.
     pub replayed: usize,
-    /// Where a replay's fold is split: the earliest record it was started for. Nothing
-    /// before it changed, so the state there is kept as a snapshot of its own — the one
-    /// the next payload of another HSM covering the same seconds rewinds to.
-    pub split: Option<Timestamp>,
-    /// Streams without sequence numbers: where they stand at `split`.
-    pub split_positions: BTreeMap<String, String>,
+    /// Where a replay's fold is split, each with where the streams without sequence
+    /// numbers stand there: the earliest record it was started for, and every
+    /// [`SNAPSHOT_EVERY_RECORDS`] records. The states there are kept as snapshots of their
+    /// own, so that the next payload of another HSM covering the same seconds rewinds a
+    /// few hundred records, not to where this replay started.
+    pub splits: Vec<Split>,
+    /// HSM streams with records read but not folded (timed at or after the point, or
+    /// beyond a cut): the key before the first of them.
+    pub unfolded: BTreeMap<String, String>,
+}
+
+/// Where a step's fold is split, and what a state kept there needs to go on from it.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub at: Timestamp,
+    /// Where the streams without sequence numbers stand.
+    pub log_positions: BTreeMap<String, String>,
+    /// HSM streams' records not folded by `at`: the key before the first of each.
+    pub unfolded: BTreeMap<String, String>,
+}
+
+/// The key just before `entry`'s in its HSM stream (`None` for other records).
+fn key_before(entry: &TrailEntry) -> Option<String> {
+    let record = entry.cloudhsm()?;
+    let hsm = &entry.stream().hsm;
+    Some(match (record.reboot_counter, record.sequence_no) {
+        (boot, 0) if boot > 0 => items::trail_sk(hsm, boot - 1, u64::MAX),
+        (_, 0) => items::hsm_trail_prefix(hsm),
+        (boot, seq) => items::trail_sk(hsm, boot, seq - 1),
+    })
+}
+
+/// Keeps, per stream, the earliest of the keys.
+fn keep_earliest(earliest: &mut BTreeMap<String, String>, prefix: String, key: String) {
+    earliest
+        .entry(prefix)
+        .and_modify(|kept| {
+            if key < *kept {
+                kept.clone_from(&key);
+            }
+        })
+        .or_insert(key);
+}
+
+/// The streams whose tails must be read from before their last folded record in
+/// `carry`: those where a record not folded has an earlier key.
+pub fn resume_of(
+    unfolded: &BTreeMap<String, String>,
+    carry: &Carry,
+    streams: &BTreeMap<String, Option<String>>,
+) -> BTreeMap<String, String> {
+    unfolded
+        .iter()
+        .filter(|(prefix, before)| {
+            streams
+                .get(*prefix)
+                .and_then(Option::as_deref)
+                .and_then(|hsm| {
+                    carry
+                        .integrity
+                        .last_position(hsm)
+                        .map(|(boot, seq)| (hsm, boot, seq))
+                })
+                .is_some_and(|(hsm, boot, seq)| **before < items::trail_sk(hsm, boot, seq))
+        })
+        .map(|(prefix, before)| (prefix.clone(), before.clone()))
+        .collect()
 }
 
 impl Prepared {
@@ -491,8 +577,8 @@ pub fn prepare_in_order(
     }
     let streams = known_streams(head, &base, arrivals.present.iter().chain(&arrivals.future));
     Prepared {
-        split: None,
-        split_positions: BTreeMap::new(),
+        splits: split_points(&fold, head, None, None, &BTreeMap::new()),
+        unfolded: BTreeMap::new(),
         streams,
         base,
         replay: false,
@@ -514,12 +600,40 @@ fn next_micro(time: Timestamp) -> Timestamp {
 
 /// The tails a replay from `base` reads: every stream the base, the head or the
 /// arrivals know, from where the base stood (streams it did not know, from their start).
+///
+/// An HSM stream whose arrivals are one unbroken run of sequence numbers is not read over
+/// that run: the replay takes those records from memory.
 pub fn replay_starts(base: &Checkpoint, head: &Checkpoint, arrivals: &Arrivals) -> Vec<TailStart> {
+    let mut runs: BTreeMap<String, Vec<(u32, u64)>> = BTreeMap::new();
+    for entry in &arrivals.present {
+        if let Some(record) = entry.cloudhsm() {
+            runs.entry(stream_prefix(entry))
+                .or_default()
+                .push((record.reboot_counter, record.sequence_no));
+        }
+    }
     known_streams(head, base, arrivals.present.iter().chain(&arrivals.future))
         .into_iter()
-        .map(|(prefix, hsm)| TailStart {
-            after: base.position(&prefix, hsm.as_deref()),
-            prefix,
+        .map(|(prefix, hsm)| {
+            let after = base.position(&prefix, hsm.as_deref());
+            let skip = hsm
+                .as_deref()
+                .zip(runs.get_mut(&prefix))
+                .and_then(|(hsm, run)| {
+                    run.sort_unstable();
+                    let unbroken = run
+                        .windows(2)
+                        .all(|pair| pair[0].0 == pair[1].0 && pair[0].1 + 1 == pair[1].1);
+                    let (first, last) = (run.first()?, run.last()?);
+                    let first = items::trail_sk(hsm, first.0, first.1);
+                    let after_start = after.as_ref().is_none_or(|after| first > *after);
+                    (unbroken && after_start).then(|| (first, items::trail_sk(hsm, last.0, last.1)))
+                });
+            TailStart {
+                after,
+                prefix,
+                skip,
+            }
         })
         .collect()
 }
@@ -539,11 +653,24 @@ pub fn prepare_replay(
 ) -> Result<Prepared, Timestamp> {
     let mut base = base;
     let mut tail = tail;
+    // A stream read from before its last folded record (see `resume`) yields records the
+    // base holds: they are not read again.
+    tail.entries.retain(|entry| {
+        entry.cloudhsm().is_none_or(|record| {
+            base.held.contains_key(&trail_key(entry))
+                || !base.carry.integrity.holds(
+                    &entry.stream().hsm,
+                    record.reboot_counter,
+                    record.sequence_no,
+                )
+        })
+    });
     let limit = Timestamp(now.micros().saturating_add(config.clock_skew_micros));
     let base_point = base.point.unwrap_or(Timestamp::MIN);
     // A cut stream holds more records after the last one read, timed at or after it:
     // the step ends before that time.
     let mut cut_at: Option<Timestamp> = None;
+    let mut unfolded = BTreeMap::new();
     for stream in tail
         .entries
         .chunk_by(|a, b| stream_prefix(a) == stream_prefix(b))
@@ -551,6 +678,9 @@ pub fn prepare_replay(
         if let Some(last) = stream.last()
             && tail.cut.contains(&stream_prefix(last))
         {
+            if last.cloudhsm().is_some() {
+                keep_earliest(&mut unfolded, stream_prefix(last), trail_key(last));
+            }
             let time = stream
                 .iter()
                 .map(|entry| entry.record.time())
@@ -616,6 +746,9 @@ pub fn prepare_replay(
             continue;
         }
         if cut_at.is_some_and(|cut| entry.record.time() >= cut) {
+            if let Some(before) = key_before(&entry) {
+                keep_earliest(&mut unfolded, stream_prefix(&entry), before);
+            }
             continue;
         }
         held.remove(&sk);
@@ -631,25 +764,14 @@ pub fn prepare_replay(
             .max()
             .unwrap_or(base_point),
     };
-    let split = arrivals.earliest().filter(|split| {
-        *split > base_point
-            && cut_at.is_none_or(|cut| *split < cut)
-            && fold
-                .first()
-                .is_some_and(|entry| entry.record.time() < *split)
-    });
+    let splits = split_points(&fold, &base, arrivals.earliest(), cut_at, &unfolded);
     let mut log_positions = base.log_positions.clone();
-    let mut split_positions = base.log_positions.clone();
     for entry in &fold {
-        if split.is_some_and(|split| entry.record.time() < split) {
-            advance(&mut split_positions, entry);
-        }
         advance(&mut log_positions, entry);
     }
     let streams = known_streams(head, &base, arrivals.present.iter().chain(&arrivals.future));
     Ok(Prepared {
-        split,
-        split_positions,
+        splits,
         streams,
         base,
         replay: true,
@@ -662,7 +784,65 @@ pub fn prepare_replay(
         newest,
         log_positions,
         replayed,
+        unfolded,
     })
+}
+
+/// How many records a replay folds between two snapshots it keeps.
+pub const SNAPSHOT_EVERY_RECORDS: usize = 250;
+
+/// Where a step's fold (sorted by time) is split: where its batch starts and every
+/// [`SNAPSHOT_EVERY_RECORDS`] records, at times strictly inside the fold, each with the
+/// positions of the streams without sequence numbers there and the first key of each
+/// HSM stream not folded by then (`unfolded`: of the records read but not folded at all).
+fn split_points(
+    fold: &[TrailEntry],
+    base: &Checkpoint,
+    batch_start: Option<Timestamp>,
+    end: Option<Timestamp>,
+    unfolded: &BTreeMap<String, String>,
+) -> Vec<Split> {
+    let base_point = base.point.unwrap_or(Timestamp::MIN);
+    let mut wanted: BTreeSet<Timestamp> = fold
+        .iter()
+        .skip(SNAPSHOT_EVERY_RECORDS)
+        .step_by(SNAPSHOT_EVERY_RECORDS)
+        .map(|entry| entry.record.time())
+        .collect();
+    wanted.extend(batch_start);
+    let first = fold.first().map(|entry| entry.record.time());
+    wanted.retain(|split| {
+        *split > base_point
+            && first.is_some_and(|first| *split > first)
+            && end.is_none_or(|end| *split < end)
+    });
+    let mut positions = base.log_positions.clone();
+    let mut entries = fold.iter().peekable();
+    let mut splits = Vec::new();
+    for at in wanted.iter().copied() {
+        while let Some(entry) = entries.next_if(|entry| entry.record.time() < at) {
+            advance(&mut positions, entry);
+        }
+        splits.push(Split {
+            at,
+            log_positions: positions.clone(),
+            unfolded: BTreeMap::new(),
+        });
+    }
+    // What is not folded by each split: the records after it, latest split first.
+    let mut after = unfolded.clone();
+    let mut rest = fold;
+    for split in splits.iter_mut().rev() {
+        let cut = rest.partition_point(|entry| entry.record.time() < split.at);
+        for entry in &rest[cut..] {
+            if let Some(before) = key_before(entry) {
+                keep_earliest(&mut after, stream_prefix(entry), before);
+            }
+        }
+        rest = &rest[..cut];
+        split.unfolded = after.clone();
+    }
+    splits
 }
 
 /// The streams the head, the base and `entries` know.
@@ -718,19 +898,18 @@ impl Previous {
     /// step that ended at `from`, what only it may replace; of every later one, all it
     /// derived; of a step cut off (`cut_off`), what it removed as well, and none of its
     /// digests (it may have stored none of what its log names).
-    pub fn of_logs(logs: &[StepLog], from: Option<Timestamp>, cut_off: Option<StepId>) -> Self {
-        let mut previous = Previous::default();
-        for log in logs {
+    /// The head's own record of its step comes first: a log may be gone with its horizon.
+    pub fn of_logs(
+        head: &Checkpoint,
+        logs: &[StepLog],
+        from: Option<Timestamp>,
+        cut_off: Option<StepId>,
+    ) -> Self {
+        let mut previous = Previous::of_head(head);
+        let (cut, committed): (Vec<&StepLog>, Vec<&StepLog>) =
+            logs.iter().partition(|log| cut_off == Some(log.step));
+        for log in committed {
             let after = from.is_none_or(|from| log.point > from);
-            if cut_off == Some(log.step) {
-                for (sk, (_, removal)) in &log.written {
-                    if *removal != Removal::Kept {
-                        previous.digests.remove(sk);
-                        previous.removable.insert(sk.clone());
-                    }
-                }
-                continue;
-            }
             for (sk, (digest, removal)) in &log.written {
                 let removable = match removal {
                     Removal::Kept | Removal::Deleted => false,
@@ -744,6 +923,16 @@ impl Previous {
                     previous.removable.insert(sk.clone());
                 } else if *removal != Removal::Deleted {
                     previous.removable.remove(sk);
+                }
+            }
+        }
+        // Last, whatever its points: what a step cut off may have overwritten, after any
+        // earlier step's digest of it.
+        for log in cut {
+            for (sk, (_, removal)) in &log.written {
+                if *removal != Removal::Kept {
+                    previous.digests.remove(sk);
+                    previous.removable.insert(sk.clone());
                 }
             }
         }
@@ -776,7 +965,8 @@ pub struct StepWrite {
     pub versions: Vec<(Timestamp, String, Option<ObjectCarry>)>,
     /// States the step passed through, kept as snapshots beside its head's.
     pub snapshots: Vec<Checkpoint>,
-    pub stale_state: Vec<String>,
+    /// What the head before this step named as its garbage: deleted first.
+    pub garbage: Vec<String>,
     pub stale_snapshots: Vec<Timestamp>,
     pub checkpoint: Checkpoint,
     /// Time to live of the snapshot, log and versions (seconds since the epoch).
@@ -897,7 +1087,7 @@ pub struct FoldPart {
 /// What a step writes: its views (unchanged ones skipped, and what the steps it replays
 /// or follows wrote and it no longer derives removed), the alerts of late and skewed
 /// records, the objects it changed with their versions, its logs and the new head.
-/// `parts` are the step's folds in time order: one, or two when a replay is split.
+/// `parts` are the step's folds in time order: one, or one more than a replay's splits.
 #[allow(clippy::too_many_arguments)]
 pub fn plan_write(
     cluster: &str,
@@ -933,6 +1123,7 @@ pub fn plan_write(
     let mut at_start = objects.at_start.clone();
     let mut carry = None;
     let last = parts.len().saturating_sub(1);
+    let mut splits = prepared.splits.iter();
     for (index, part) in parts.into_iter().enumerate() {
         let mut views = items::view_items(cluster, &part.folded.derived)?;
         if index == last {
@@ -968,12 +1159,16 @@ pub fn plan_write(
             }
             at_start.insert(name, Some(carry));
         }
-        if index < last {
+        if index < last
+            && let Some(split) = splits.next()
+        {
             write.snapshots.push(Checkpoint {
                 carry: part.folded.carry.clone(),
                 point: Some(part.point),
                 newest: prepared.newest,
-                log_positions: prepared.split_positions.clone(),
+                log_positions: split.log_positions.clone(),
+                resume: resume_of(&split.unfolded, &part.folded.carry, &prepared.streams),
+                garbage: Vec::new(),
                 streams: prepared.streams.clone(),
                 written: Written::new(),
                 held: prepared.held.clone(),
@@ -1029,14 +1224,17 @@ pub fn plan_write(
             write.objects.push((name, carry));
         }
     }
-    write.stale_state = stale.state;
+    write.garbage = head.garbage.clone();
     write.stale_snapshots = stale.snapshots;
     write.intent = Intent {
         step,
         from: prepared.base.point,
     };
+    let carry = carry.unwrap_or_else(|| prepared.base.carry.clone());
     write.checkpoint = Checkpoint {
-        carry: carry.unwrap_or_else(|| prepared.base.carry.clone()),
+        garbage: stale.state,
+        resume: resume_of(&prepared.unfolded, &carry, &prepared.streams),
+        carry,
         point: Some(point),
         newest: prepared.newest,
         log_positions: prepared.log_positions,
@@ -1246,6 +1444,7 @@ mod tests {
                     ("event-a", Removal::Rederived),
                 ],
             ),
+            at(15, 3, vec![("event-b", Removal::Rederived)]),
             at(
                 20,
                 2,
@@ -1253,14 +1452,18 @@ mod tests {
             ),
             at(30, 3, vec![("gone", Removal::Deleted)]),
         ];
-        let previous = Previous::of_logs(&logs, Some(Timestamp(10)), Some(StepId(3)));
+        let head = Checkpoint {
+            written: Written::from([("event-b".to_owned(), entry(Removal::Rederived))]),
+            ..Checkpoint::default()
+        };
+        let previous = Previous::of_logs(&head, &logs, Some(Timestamp(10)), Some(StepId(3)));
         let removable: Vec<&str> = previous.removable.iter().map(String::as_str).collect();
         assert_eq!(removable, ["event-b", "gap", "gone"]);
         assert!(
-            !previous.digests.contains_key("gone"),
-            "what a step cut off wrote is written again"
+            !previous.digests.contains_key("gone") && !previous.digests.contains_key("event-b"),
+            "what a step cut off wrote is written again, whatever an earlier log says of it"
         );
-        let settled = Previous::of_logs(&logs, Some(Timestamp(10)), None);
+        let settled = Previous::of_logs(&head, &logs, Some(Timestamp(10)), None);
         assert!(!settled.removable.contains("gone"));
         assert!(settled.digests.contains_key("event-a"));
     }

@@ -545,6 +545,7 @@ pub async fn rederive<S: AuditStore>(
             let start = crate::incremental::TailStart {
                 prefix,
                 after: None,
+                skip: None,
             };
             let tail = store.load_tail(cluster, &[start], 1).await?;
             entries.extend(tail.entries);
@@ -644,66 +645,45 @@ async fn derive_steps<S: AuditStore>(
     }
 }
 
-/// Folds a prepared step: at once, or a replay in two parts split where its batch starts
-/// (the state there is kept as a snapshot).
+/// Folds a prepared step: at once, or a replay part by part between its splits (the
+/// state at each is kept as a snapshot).
 fn fold_parts(
     prepared: &Prepared,
     objects: &Objects,
     conflicts: &[Conflict],
     config: &Config,
 ) -> Vec<FoldPart> {
-    let carries = objects.carries();
-    let Some(split) = prepared.split else {
-        return vec![FoldPart {
-            point: prepared.point,
-            folded: fold(
-                &prepared.base.carry,
-                &carries,
-                &prepared.fold,
-                conflicts,
-                prepared.point,
-                &config.derive,
-            ),
-        }];
-    };
-    let cut = prepared
-        .fold
-        .partition_point(|entry| entry.record.time() < split);
-    let (before, after) = prepared.fold.split_at(cut);
-    let first = fold(
-        &prepared.base.carry,
-        &carries,
-        before,
-        &[],
-        split,
-        &config.derive,
-    );
-    let mut at_split = carries;
-    at_split.keys.extend(first.entities.keys.clone());
-    at_split
-        .certificates
-        .extend(first.entities.certificates.clone());
-    at_split
-        .luna_objects
-        .extend(first.entities.luna_objects.clone());
-    let second = fold(
-        &first.carry,
-        &at_split,
-        after,
-        conflicts,
-        prepared.point,
-        &config.derive,
-    );
-    vec![
-        FoldPart {
-            point: split,
-            folded: first,
-        },
-        FoldPart {
-            point: prepared.point,
-            folded: second,
-        },
-    ]
+    let mut carry = prepared.base.carry.clone();
+    let mut carries = objects.carries();
+    let mut rest = prepared.fold.as_slice();
+    let ends = prepared
+        .splits
+        .iter()
+        .map(|split| split.at)
+        .chain([prepared.point]);
+    let mut parts = Vec::new();
+    let last = prepared.splits.len();
+    for (index, end) in ends.enumerate() {
+        let cut = if index == last {
+            rest.len()
+        } else {
+            rest.partition_point(|entry| entry.record.time() < end)
+        };
+        let (part, after) = rest.split_at(cut);
+        rest = after;
+        let refused: &[Conflict] = if index == last { conflicts } else { &[] };
+        let folded = fold(&carry, &carries, part, refused, end, &config.derive);
+        carry = folded.carry.clone();
+        carries.keys.extend(folded.entities.keys.clone());
+        carries
+            .certificates
+            .extend(folded.entities.certificates.clone());
+        carries
+            .luna_objects
+            .extend(folded.entities.luna_objects.clone());
+        parts.push(FoldPart { point: end, folded });
+    }
+    parts
 }
 
 /// The latest state at or before `from`: the head, a snapshot, or nothing at all while
@@ -882,6 +862,10 @@ async fn replay<S: AuditStore>(
             None,
         )
         .await?;
+    // What the head names as garbage is not current, whether or not it is deleted yet.
+    let pending: BTreeSet<&String> = head.garbage.iter().collect();
+    let current = |item: &items::Item| !pending.contains(&items::sort_key(item));
+    let version_items: Vec<items::Item> = version_items.into_iter().filter(current).collect();
     let mut stale = Stale::default();
     let mut versions = Vec::with_capacity(version_items.len());
     for item in &version_items {
@@ -904,18 +888,14 @@ async fn replay<S: AuditStore>(
             None,
         )
         .await?;
+    let log_items: Vec<items::Item> = log_items.into_iter().filter(current).collect();
     let logs = state::logs_from_items(&log_items)?;
     let cut_off = head
         .intent
         .as_ref()
         .filter(|intent| intent.step != head.step)
         .map(|intent| intent.step);
-    let mut previous = Previous::of_logs(&logs, base_point, cut_off);
-    let of_head = Previous::of_head(head);
-    for (sk, digest) in of_head.digests {
-        previous.digests.entry(sk).or_insert(digest);
-    }
-    previous.removable.extend(of_head.removable);
+    let previous = Previous::of_logs(head, &logs, base_point, cut_off);
     let later = |point: Timestamp| base_point.is_none_or(|base| point > base);
     for item in &log_items {
         let sk = items::sort_key(item);

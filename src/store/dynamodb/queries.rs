@@ -19,7 +19,8 @@ pub(crate) enum SortKey<'a> {
 
 impl DynamoStore {
     /// The items of a stream after its start (sort keys greater than `start.after`,
-    /// under `start.prefix`), at most `limit`; `true` when more remain.
+    /// under `start.prefix`, outside the run it skips), at most `limit`; `true` when more
+    /// remain.
     pub(super) async fn query_after(
         &self,
         pk: &str,
@@ -29,41 +30,48 @@ impl DynamoStore {
         let low = start.after.clone().unwrap_or_else(|| start.prefix.clone());
         // The largest code point sorts after every key under the prefix.
         let high = format!("{}\u{10FFFF}", start.prefix);
+        let ranges = match &start.skip {
+            Some((first, last)) => vec![(low, first.clone()), (last.clone(), high)],
+            None => vec![(low, high)],
+        };
         let mut items = Vec::new();
-        let mut from = None;
-        loop {
-            let page_limit = i32::try_from(limit + 1 - items.len()).unwrap_or(i32::MAX);
-            self.counts.count_query();
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-                .expression_attribute_values(":low", AttributeValue::S(low.clone()))
-                .expression_attribute_values(":high", AttributeValue::S(high.clone()))
-                .limit(page_limit)
-                .set_exclusive_start_key(from)
-                .send()
-                .await
-                .map_err(|error| sdk_error("Query", error))?;
-            items.extend(
-                output
-                    .items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|item| Some(items::sort_key(item)) != start.after),
-            );
-            from = output.last_evaluated_key;
-            if items.len() > limit {
-                items.truncate(limit);
-                return Ok((items, true));
-            }
-            if from.is_none() {
-                return Ok((items, false));
+        for (low, high) in ranges {
+            let mut from = None;
+            loop {
+                let page_limit = i32::try_from(limit + 1 - items.len()).unwrap_or(i32::MAX);
+                self.counts.count_query();
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .consistent_read(true)
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+                    .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+                    .expression_attribute_values(":low", AttributeValue::S(low.clone()))
+                    .expression_attribute_values(":high", AttributeValue::S(high.clone()))
+                    .limit(page_limit)
+                    .set_exclusive_start_key(from)
+                    .send()
+                    .await
+                    .map_err(|error| sdk_error("Query", error))?;
+                items.extend(
+                    output
+                        .items
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|item| start.reads(&items::sort_key(item))),
+                );
+                from = output.last_evaluated_key;
+                if items.len() > limit {
+                    items.truncate(limit);
+                    return Ok((items, true));
+                }
+                if from.is_none() {
+                    break;
+                }
             }
         }
+        Ok((items, false))
     }
 
     pub(super) async fn query_partition(

@@ -425,7 +425,11 @@ impl AuditStore for DynamoStore {
             return Err(lost());
         }
         let phases = items::step_phases(&lease.cluster, write)?;
-        for phase in [&phases.journal, &phases.versions, &phases.heads] {
+        self.account(&phases.journal);
+        self.put_all(phases.journal.clone()).await?;
+        self.account_deletes(phases.garbage.len());
+        self.delete_all(phases.garbage).await?;
+        for phase in [&phases.versions, &phases.heads] {
             self.account(phase);
             self.put_all(phase.clone()).await?;
         }

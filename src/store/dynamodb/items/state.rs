@@ -346,7 +346,10 @@ pub fn point_of(sk: &str) -> Option<Timestamp> {
 /// undone (its log names its views, its versions keep its objects' state before it).
 #[derive(Debug, Default)]
 pub struct StepPhases {
+    /// First, the intent (a step cut off after it is recognised) and the logs.
     pub journal: Vec<Item>,
+    /// What the head before named as garbage.
+    pub garbage: Vec<Item>,
     pub versions: Vec<Item>,
     pub heads: Vec<Item>,
     pub view_deletes: Vec<Item>,
@@ -391,21 +394,23 @@ pub fn step_phases(cluster: &str, write: &StepWrite) -> Result<StepPhases, Store
         .iter()
         .map(|(name, carry)| object_item(cluster, name, carry))
         .collect::<Result<_, _>>()?;
-    let mut stale: Vec<Item> = write
-        .stale_state
+    // Stale snapshots go before the commit: a replay after a crash starts at or before
+    // this step's start, never at one of them, and finds them again in the old logs.
+    // Stale logs and versions go once a later step starts (the head names them): until
+    // this step's commit a replay after a crash needs the old chain of versions whole
+    // (each object's first version after its start).
+    let stale: Vec<Item> = write
+        .stale_snapshots
         .iter()
-        .map(|sk| key_item(&pk, sk))
+        .map(|point| key_item(&pk, &snapshot_sk(*point)))
         .collect();
-    stale.extend(
-        write
-            .stale_snapshots
-            .iter()
-            .map(|point| key_item(&pk, &snapshot_sk(*point))),
-    );
+    let garbage: Vec<Item> = write.garbage.iter().map(|sk| key_item(&pk, sk)).collect();
     let checkpoint = checkpoint_items(cluster, &write.checkpoint)?;
     let checkpoint_stale =
         checkpoint_piece_keys(cluster, checkpoint.len()..write.checkpoint.stored_pieces);
     let mut after_commit = Vec::new();
+    // The head's snapshot keeps its garbage: a head lost and rebuilt from it still
+    // knows what not to take for current.
     for snapshot in write.snapshots.iter().chain([&write.checkpoint]) {
         after_commit.extend(snapshot_item(cluster, snapshot, write.expires_at)?);
     }
@@ -419,6 +424,7 @@ pub fn step_phases(cluster: &str, write: &StepWrite) -> Result<StepPhases, Store
         checkpoint,
         checkpoint_stale,
         after_commit,
+        garbage,
     })
 }
 
