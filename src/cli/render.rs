@@ -666,3 +666,30 @@ pub(super) fn verify_text(report: &crate::verify::VerifyReport) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_content_reaches_the_terminal_as_escapes() {
+        assert!(matches!(shown("alice (CN_CRYPTO_USER)"), Cow::Borrowed(_)));
+        assert_eq!(
+            shown("mallory\x1b[2J\x1b]0;owned\x07"),
+            r"mallory\x1b[2J\x1b]0;owned\x07"
+        );
+        assert_eq!(shown("a\nforged row\r\t"), r"a\nforged row\r\t");
+        assert_eq!(shown("csi\u{9b}31m del\x7f"), r"csi\u{9b}31m del\x7f");
+        assert_eq!(shown("user\u{202e}nimda"), r"user\u{202e}nimda");
+        // A literal backslash stays told apart from an escape.
+        assert_eq!(shown(r"DOMAIN\x1b"), r"DOMAIN\\x1b");
+        assert_eq!(shown("Zoë 鍵"), "Zoë 鍵");
+    }
+
+    #[test]
+    fn free_form_listings_escape_what_they_quote() {
+        let mut out = String::new();
+        line(&mut out, format_args!("M value set by {}", "eve\x1b[8m"));
+        assert_eq!(out, "M value set by eve\\x1b[8m\n");
+    }
+}
