@@ -2,6 +2,7 @@
 //! stored. Exit codes: 0 success, 1 processing error, 2 bad usage.
 
 pub mod backfill;
+mod clusters;
 mod files;
 mod render;
 
@@ -321,9 +322,6 @@ fn cluster_of(command: &Command) -> Option<&str> {
     }
 }
 
-/// Pages of the table read to name its clusters after a mistyped `--cluster`.
-const CLUSTER_LIST_PAGES: usize = 16;
-
 /// A cluster the table holds no record of is an error: answered as an empty trail, a
 /// mistyped name would pass for a clean, quiet cluster (`verify` would say the trail
 /// is as its digests say).
@@ -331,10 +329,7 @@ async fn require_cluster(store: &DynamoStore, cluster: &str) -> Result<(), Failu
     if store.has_cluster(cluster).await.map_err(processing)? {
         return Ok(());
     }
-    let (clusters, whole) = store
-        .clusters(CLUSTER_LIST_PAGES)
-        .await
-        .map_err(processing)?;
+    let (clusters, whole) = clusters::known(store).await.map_err(processing)?;
     let mut known = if clusters.is_empty() {
         "none".to_owned()
     } else {

@@ -1,8 +1,6 @@
 //! Reads: whole partitions for derivation, and the CLI's access patterns. Every one is a
 //! `Query` on the base table with a strongly consistent read.
 
-use std::collections::BTreeSet;
-
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::store::{DynamoStore, sdk_error};
@@ -263,42 +261,6 @@ impl DynamoStore {
             .query_sorted_page(&items::trail_pk(cluster), &None, true, None, Some(1))
             .await?;
         Ok(!found.is_empty())
-    }
-
-    /// The clusters the table holds records of, from a scan of at most `max_pages` pages,
-    /// and whether that read the whole table. No item lists the clusters, and a scan
-    /// reads every item: bounded, naming them costs a mistyped `--cluster` little on a
-    /// large table, and says when the list may lack some.
-    pub async fn clusters(&self, max_pages: usize) -> Result<(BTreeSet<String>, bool), StoreError> {
-        let mut clusters = BTreeSet::new();
-        let mut start = None;
-        for _ in 0..max_pages {
-            self.counts.count_query();
-            let output = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .projection_expression("#cluster")
-                .filter_expression("begins_with(pk, :trail)")
-                .expression_attribute_names("#cluster", "cluster")
-                .expression_attribute_values(":trail", AttributeValue::S(items::trail_pk("")))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|error| sdk_error("Scan", error))?;
-            clusters.extend(
-                output
-                    .items
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|item| item.get("cluster")?.as_s().ok().cloned()),
-            );
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                return Ok((clusters, true));
-            }
-        }
-        Ok((clusters, false))
     }
 
     pub async fn streams(&self, cluster: &str) -> Result<Vec<StreamSummary>, StoreError> {
