@@ -26,6 +26,16 @@ pub const BRUTE_FORCE_ALERTS: &str = "BruteForceAlerts";
 pub const OPEN_SEQUENCE_GAPS: &str = "OpenSequenceGaps";
 pub const CONFLICTING_DUPLICATES: &str = "ConflictingDuplicates";
 pub const QUARANTINED: &str = "Quarantined";
+/// Sensitive operations (zeroize, CO creation, key export, re-initialisation, cloning,
+/// backup and restore, officers' password changes) and lowered quorum values, by kind.
+pub const SENSITIVE_OPERATIONS: &str = "SensitiveOperations";
+pub const QUORUM_LOWERED: &str = "QuorumLowered";
+/// Sequence gaps found: unlike [`OPEN_SEQUENCE_GAPS`], a level published only when the
+/// cluster's records arrive, this counts the gap once, so that its alarm fires on a
+/// cluster that went quiet after it.
+pub const SEQUENCE_GAPS_OPENED: &str = "SequenceGapsOpened";
+pub const LATE_RECORDS: &str = "LateRecords";
+pub const SKEWED_RECORDS: &str = "SkewedRecords";
 pub const DYNAMODB_RETRIES: &str = "DynamoDbRetries";
 
 /// The specification's limits on one metric directive.
@@ -72,6 +82,20 @@ fn cluster_document(
             counts.new_alerts_of(AlertKind::ConflictingDuplicate) as u64,
         ),
         (QUARANTINED, counts.quarantined as u64),
+        (
+            SENSITIVE_OPERATIONS,
+            counts.new_alerts_of(AlertKind::SensitiveOperation) as u64,
+        ),
+        (
+            QUORUM_LOWERED,
+            counts.new_alerts_of(AlertKind::QuorumLowered) as u64,
+        ),
+        (
+            SEQUENCE_GAPS_OPENED,
+            counts.new_alerts_of(AlertKind::SequenceGap) as u64,
+        ),
+        (LATE_RECORDS, counts.late as u64),
+        (SKEWED_RECORDS, counts.skewed as u64),
     ];
     // A cluster that was not re-derived (quarantine only, or a failed derivation) has
     // no known gap count; publishing 0 would clear a real gap's alarm.
@@ -208,8 +232,13 @@ mod tests {
                 new_alerts: BTreeMap::from([
                     ("brute_force".to_owned(), 1),
                     ("conflicting_duplicate".to_owned(), 2),
+                    ("sensitive_operation".to_owned(), 6),
+                    ("quorum_lowered".to_owned(), 8),
+                    ("sequence_gap".to_owned(), 9),
                 ]),
                 open_gaps: Some(3),
+                late: 10,
+                skewed: 11,
                 ..ClusterReport::default()
             },
         );
@@ -250,6 +279,11 @@ mod tests {
         assert_eq!(cluster[BRUTE_FORCE_ALERTS], 1);
         assert_eq!(cluster[CONFLICTING_DUPLICATES], 2);
         assert_eq!(cluster[OPEN_SEQUENCE_GAPS], 3);
+        assert_eq!(cluster[SENSITIVE_OPERATIONS], 6);
+        assert_eq!(cluster[QUORUM_LOWERED], 8);
+        assert_eq!(cluster[SEQUENCE_GAPS_OPENED], 9);
+        assert_eq!(cluster[LATE_RECORDS], 10);
+        assert_eq!(cluster[SKEWED_RECORDS], 11);
         assert_eq!(
             cluster["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Service", "Cluster"], ["Service"]])

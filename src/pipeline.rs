@@ -223,6 +223,17 @@ pub struct ClusterReport {
     /// Records that arrived later than the allowed lateness: in the trail, not yet in the
     /// views (a `late_record` alert each).
     pub late: usize,
+    /// Records whose own time is more than [`MAX_SKEW_MICROS`] from the time CloudWatch
+    /// Logs gave their log event: an HSM clock that is off, or a delivery held back.
+    pub skewed: usize,
+}
+
+/// How far a record's time may be from its log event's: CloudWatch Logs stamps an event
+/// when the HSM's agent sends it, within seconds of the record.
+pub const MAX_SKEW_MICROS: i64 = 300_000_000;
+
+fn is_skewed(entry: &TrailEntry) -> bool {
+    (entry.record.time().micros() - entry.log_event_time.micros()).abs() > MAX_SKEW_MICROS
 }
 
 impl ClusterReport {
@@ -234,6 +245,7 @@ impl ClusterReport {
         self.quarantined += other.quarantined;
         self.failed_logins += other.failed_logins;
         self.late += other.late;
+        self.skewed += other.skewed;
         for (kind, count) in other.new_alerts {
             *self.new_alerts.entry(kind).or_default() += count;
         }
@@ -403,6 +415,7 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
                     .iter()
                     .filter(|entry| entry.record.is_failed_login())
                     .count(),
+                skewed: entries.iter().filter(|entry| is_skewed(entry)).count(),
                 ..ClusterReport::default()
             });
         report
@@ -566,6 +579,12 @@ mod tests {
     use crate::testkit::INIT_TOKEN_RECORD;
 
     fn payload(log_stream: &str, ids: &[String]) -> Decoded {
+        payload_at(log_stream, ids, 1_513_717_277_000)
+    }
+
+    /// Events whose log event time is `timestamp_ms`; the record is timed
+    /// 2017-12-19T21:01:16.962174Z.
+    fn payload_at(log_stream: &str, ids: &[String], timestamp_ms: i64) -> Decoded {
         Decoded::Payload(LogsPayload {
             message_type: MessageType::DataMessage,
             owner: String::new(),
@@ -576,7 +595,7 @@ mod tests {
                 .iter()
                 .map(|id| LogEvent {
                     id: id.clone(),
-                    timestamp: 1_513_717_277_000,
+                    timestamp: timestamp_ms,
                     message: INIT_TOKEN_RECORD.to_owned(),
                 })
                 .collect(),
@@ -605,5 +624,31 @@ mod tests {
         assert_eq!(parsed.records().count(), 1);
         assert_eq!(parsed.quarantined.len(), 1);
         assert!(parsed.quarantined[0].reason.contains("the log event id"));
+    }
+
+    #[tokio::test]
+    async fn records_timed_far_from_their_log_event_count_as_skewed() {
+        let store = crate::store::memory::MemoryStore::new();
+        let minute = 60_000;
+        let parsed = parse_decoded([
+            payload_at(
+                "hsm-on-time",
+                &["1".to_owned()],
+                1_513_717_277_000 + 4 * minute,
+            ),
+            payload_at(
+                "hsm-behind",
+                &["2".to_owned()],
+                1_513_717_277_000 + 6 * minute,
+            ),
+            payload_at(
+                "hsm-ahead",
+                &["3".to_owned()],
+                1_513_717_277_000 - 6 * minute,
+            ),
+        ]);
+        let report = store_parsed(&store, parsed).await.expect("stored");
+        assert_eq!(report.by_cluster["cluster-1"].records, 3);
+        assert_eq!(report.by_cluster["cluster-1"].skewed, 2);
     }
 }
