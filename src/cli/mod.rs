@@ -698,9 +698,13 @@ async fn write_report(
         counts: None,
     };
     if format == ReportFormat::Html {
-        let report = read::build(store, options, crate::report::Limits::default())
+        let quarantine = quarantine_reasons(store, &options.cluster)
+            .await
+            .map_err(|error| failed(error.into()))?;
+        let mut report = read::build(store, options, crate::report::Limits::default())
             .await
             .map_err(failed)?;
+        report.quarantine = quarantine;
         crate::report::html::write(&report, &mut writer)
             .and_then(|()| std::io::Write::flush(&mut writer))
             .map_err(|error| failed(error.into()))?;
@@ -739,6 +743,25 @@ async fn write_report(
     std::fs::rename(&partial, out)
         .map_err(|error| processing(format!("{}: {error}", out.display())))?;
     Ok(summary)
+}
+
+/// The quarantined input of `cluster`, and of no cluster (without a log group to tell),
+/// by reason.
+async fn quarantine_reasons(
+    store: &DynamoStore,
+    cluster: &str,
+) -> Result<BTreeMap<String, usize>, crate::store::StoreError> {
+    let mut reasons = BTreeMap::new();
+    for item in store.quarantined().await? {
+        let of = item.log_group.as_deref().map(|group| {
+            crate::model::StreamId::from_log(group, item.log_stream.as_deref().unwrap_or_default())
+                .cluster
+        });
+        if of.is_none_or(|of| &*of == cluster) {
+            *reasons.entry(item.reason).or_default() += 1;
+        }
+    }
+    Ok(reasons)
 }
 
 /// What `rederive --output json` prints.

@@ -193,6 +193,12 @@ impl InventoryRow {
         row
     }
 
+    /// An active key whose creation the trail does not hold: its age, and whether it is
+    /// past the crypto-period, are unknown (which is a finding, not a pass).
+    pub fn age_unknown(&self) -> bool {
+        self.state == KeyState::Active && self.age_days.is_none()
+    }
+
     pub fn add_event(&mut self, event: &KeyEvent) {
         self.events += 1;
         // Events are read in key order (time first); a later or equal time replaces.
@@ -307,8 +313,21 @@ pub struct Report {
     /// Newest first.
     pub alerts: Rows<AlertRow>,
     pub alerts_by_kind: BTreeMap<AlertKind, usize>,
+    /// Sensitive operations of the period, by opcode.
+    pub sensitive_by_opcode: BTreeMap<String, usize>,
+    /// Active keys past the crypto-period, and active keys whose creation is not in the
+    /// trail (their age, and so their crypto-period, unknown): the first names of each.
+    pub keys_past_names: Vec<String>,
+    pub keys_unknown_age: usize,
+    pub keys_unknown_age_names: Vec<String>,
+    /// The cluster's quarantined input (and that of no cluster), by reason; set by the
+    /// caller, which reads the quarantine.
+    pub quarantine: BTreeMap<String, usize>,
     pub quorum: QuorumView,
 }
+
+/// How many keys the summary names of each finding; the inventory lists them all.
+pub const NAMED_KEYS: usize = 10;
 
 impl Report {
     /// Whether every stream runs without gaps and conflicts; a cluster without any
@@ -385,6 +404,11 @@ impl Builder {
                 failed_logins: Rows::default(),
                 alerts: Rows::default(),
                 alerts_by_kind: BTreeMap::new(),
+                sensitive_by_opcode: BTreeMap::new(),
+                keys_past_names: Vec::new(),
+                keys_unknown_age: 0,
+                keys_unknown_age_names: Vec::new(),
+                quarantine: BTreeMap::new(),
                 quorum: QuorumView::default(),
             },
             integrity: BTreeMap::new(),
@@ -436,6 +460,13 @@ impl Builder {
             return;
         }
         *self.report.alerts_by_kind.entry(alert.kind).or_default() += 1;
+        if alert.kind == AlertKind::SensitiveOperation {
+            let opcode = alert
+                .opcode
+                .as_ref()
+                .map_or_else(|| "unknown opcode".to_owned(), |op| op.as_str().to_owned());
+            *self.report.sensitive_by_opcode.entry(opcode).or_default() += 1;
+        }
         let limit = self.report.limits.alert_rows;
         self.report.alerts.push(
             AlertRow {
@@ -470,6 +501,15 @@ impl Builder {
             .entry(state_name(row.state).to_owned())
             .or_default() += 1;
         report.keys_past_period += usize::from(row.past_crypto_period);
+        if row.past_crypto_period && report.keys_past_names.len() < NAMED_KEYS {
+            report.keys_past_names.push(row.key.clone());
+        }
+        if row.age_unknown() {
+            report.keys_unknown_age += 1;
+            if report.keys_unknown_age_names.len() < NAMED_KEYS {
+                report.keys_unknown_age_names.push(row.key.clone());
+            }
+        }
         report.keys_exported += usize::from(row.exported);
         // Only the rows the file holds are copied; past them a row is counted and handed on.
         if report.keys.rows.len() < report.limits.key_rows {

@@ -402,3 +402,47 @@ fn given_quorum_tokens_when_rendered_then_a_quorum_section_names_requester_and_a
         "a token before the period is not the period's"
     );
 }
+
+#[tokio::test]
+async fn given_findings_when_reported_then_the_first_screen_counts_and_names_them() {
+    let mut entries = scenario();
+    // Key 11 was made before the trail begins: its age is unknown, not fine.
+    entries.push(
+        rec("hsm-a", 2, 1, at(310), Opcode::WrapKey)
+            .handle(8)
+            .key(11)
+            .build(),
+    );
+    let store = stored(entries).await;
+    let mut report = built(&store, options(), Limits::default()).await;
+    report.quarantine = BTreeMap::from([("invalid JSON".to_owned(), 2)]);
+    assert_eq!(
+        report.sensitive_by_opcode,
+        BTreeMap::from([("CN_WRAP_KEY".to_owned(), 2)])
+    );
+    assert_eq!(report.keys_past_names, ["9"]);
+    assert_eq!(report.keys_unknown_age, 1);
+    assert_eq!(report.keys_unknown_age_names, ["11"]);
+    let html = html_of(&report);
+    for worry in [
+        "data-worry=\"sensitive\" data-count=\"2\" class=\"bad\">2 sensitive operations in the \
+         period: <code>CN_WRAP_KEY</code> ×2</li>",
+        "data-worry=\"crypto-period\" data-count=\"1\" class=\"bad\">1 active key past the \
+         crypto-period of 30 days: <code>9</code></li>",
+        "data-worry=\"unknown-age\" data-count=\"1\" class=\"bad\">1 active key of unknown age",
+        "data-worry=\"quarantine\" data-count=\"2\" class=\"bad\">2 inputs quarantined (see \
+         <code>hsm-audit quarantine</code>): invalid JSON (×2)</li>",
+        "data-worry=\"late\" data-count=\"0\" class=\"ok\">0 records arrived later",
+        "Is the trail as its digests say? Not verified by this report",
+        "all times UTC",
+        "1 active key past the crypto-period of 30 days: <code>9</code>",
+        "<td class=\"num age\"><span class=\"flag\">unknown</span></td>",
+    ] {
+        assert!(html.contains(worry), "{worry} not in the report");
+    }
+    let verdicts = html.find("id=\"worries\"").unwrap_or(usize::MAX);
+    assert!(
+        verdicts < html.find("id=\"completeness\"").unwrap_or(0),
+        "the worry list comes before the evidence"
+    );
+}
