@@ -86,6 +86,7 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, mono
 .state-active { color: var(--ok); } .state-destroyed, .state-tombstoned { color: var(--muted); }
 tr.incomplete td:first-child, .gap, .bad, .flag { color: var(--bad); font-weight: 600; }
 .t { white-space: nowrap; } .scroll { overflow-x: auto; }
+#inventory .t { white-space: normal; } #inventory td { overflow-wrap: anywhere; }
 tr.past td.age { color: var(--bad); font-weight: 600; }
 .pager { margin: 4px 0; } .pager button { margin: 0 6px; }
 svg { width: 100%; height: auto; display: block; }
@@ -585,11 +586,11 @@ fn sessions(report: &Report, out: &mut impl Write) -> io::Result<()> {
     let open = report.bars.iter().filter(|bar| bar.end.is_none()).count();
     writeln!(
         out,
-        "<section id=\"sessions\"><h2>Sessions</h2><p>{} sessions of {} users whose login falls in \
-         the period; {mirrored} mirrored on other HSMs of the cluster, {open} still open at the end \
-         of the trail.</p>",
-        report.sessions.total,
-        report.lanes.len()
+        "<section id=\"sessions\"><h2>Sessions</h2><p>{} of {} whose login falls in the period; \
+         {mirrored} mirrored on other HSMs of the cluster, {open} still open at the end of the \
+         trail.</p>",
+        count(report.sessions.total, "session", "sessions"),
+        count(report.lanes.len(), "user", "users")
     )?;
     let height = AXIS_HEIGHT + LANE_HEIGHT * report.lanes.len().max(1) as f64 + 4.0;
     writeln!(
@@ -806,9 +807,9 @@ fn failed_logins(report: &Report, out: &mut impl Write) -> io::Result<()> {
     let bursts = report.failed_marks.iter().filter(|(_, b)| *b).count();
     writeln!(
         out,
-        "<section id=\"failed-logins\"><h2>Failed logins</h2><p>{} failed logins in the period, \
+        "<section id=\"failed-logins\"><h2>Failed logins</h2><p>{} in the period, \
          <span class=\"{}\">{bursts} of them in brute-force bursts</span>.</p>",
-        report.failed_logins.total,
+        count(report.failed_logins.total, "failed login", "failed logins"),
         if bursts > 0 { "flag" } else { "" }
     )?;
     let mut bins = [(0usize, false); HISTOGRAM_BINS];
@@ -918,11 +919,11 @@ fn alerts(report: &Report, out: &mut impl Write) -> io::Result<()> {
         .join(", ");
     writeln!(
         out,
-        "<section id=\"alerts\"><h2>Alerts and sensitive operations</h2><p>{} alerts in the period{}, \
+        "<section id=\"alerts\"><h2>Alerts and sensitive operations</h2><p>{} in the period{}, \
          newest first. The log event id finds the original record in CloudWatch Logs.</p>{}\
          <table id=\"alert-list\" class=\"paged\"><thead><tr><th>Time</th><th>Kind</th><th>HSM</th>\
          <th>Seq</th><th>User</th><th>Opcode</th><th>Log event id</th><th>Detail</th></tr></thead><tbody>",
-        report.alerts.total,
+        count(report.alerts.total, "alert", "alerts"),
         if kinds.is_empty() {
             String::new()
         } else {

@@ -92,6 +92,10 @@ try {
           visible: box.width > 0 && box.right <= Math.min(window.innerWidth, frame.right),
         };
       }),
+      // The section tables wider than the page at 1280 px (they would need scrolling).
+      overflowing_tables: rows('section > table[id], section > .scroll > table[id]')
+        .filter((table) => table.scrollWidth > (table.closest('.scroll') ?? table.parentElement).clientWidth)
+        .map((table) => table.id),
       unknown_ages: rows('#inventory tbody tr').filter((tr) => text(tr.cells[4]) === 'unknown').map((tr) => tr.dataset.key),
       utc: document.querySelector('header .meta')?.textContent.includes('all times UTC') ?? false,
     };

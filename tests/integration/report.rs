@@ -111,6 +111,11 @@ fn the_demo_report_renders_in_chromium_without_errors_or_requests_and_shows_the_
         );
     }
     assert_eq!(page["utc"], true, "times are labelled UTC");
+    assert_eq!(
+        page["overflowing_tables"],
+        serde_json::json!([]),
+        "every table fits 1280 px"
+    );
     assert!(
         page["tamper"]
             .as_str()
