@@ -552,18 +552,30 @@ fn x_of(time: Timestamp, span: (Timestamp, Timestamp), left: f64) -> f64 {
 }
 
 /// Tick labels along a time axis at `y`.
-fn axis(span: (Timestamp, Timestamp), left: f64, y: f64, out: &mut impl Write) -> io::Result<()> {
+pub(super) fn axis(
+    span: (Timestamp, Timestamp),
+    left: f64,
+    y: f64,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let (low, high) = span;
-    let short = high.0 - low.0 < 2 * MICROS_PER_DAY;
+    let step = (high.0 - low.0) / 5;
+    // Each label as precise as the step between ticks, so that no two read the same:
+    // dates, then minutes, seconds, milliseconds (the ISO form's characters).
+    let shown = if step >= MICROS_PER_DAY {
+        0..10
+    } else if step >= 60 * 1_000_000 {
+        5..16
+    } else if step >= 1_000_000 {
+        11..19
+    } else {
+        11..26
+    };
     for tick in 0..=5 {
-        let time = Timestamp(low.0 + (high.0 - low.0) / 5 * tick);
+        let time = Timestamp(low.0 + step * tick);
         let x = x_of(time, span, left);
-        let text = readable(time);
-        let label = if short {
-            text.get(5..16).unwrap_or(&text).to_owned()
-        } else {
-            text.get(..10).unwrap_or(&text).to_owned()
-        };
+        let text = time.iso();
+        let label = text.get(shown.clone()).unwrap_or(&text).replace('T', " ");
         let anchor = match tick {
             0 => "start",
             5 => "end",
@@ -621,7 +633,7 @@ fn sessions(report: &Report, out: &mut impl Write) -> io::Result<()> {
         out,
         "<p class=\"legend note\"><span><i class=\"swatch\" style=\"background:var(--bar)\"></i>session, login to end</span>\
          <span><i class=\"swatch\" style=\"background:var(--mirror)\"></i>mirrored on other HSMs</span>\
-         <span><i class=\"swatch\" style=\"background:var(--bar);opacity:.45\"></i>still open</span>{}</p>",
+         <span><i class=\"swatch\" style=\"background:var(--bar);opacity:.45\"></i>still open, drawn to its HSM's last record</span>{}</p>",
         if report.bars.len() > report.limits.timeline_bars {
             format!(
                 "<span>{} sessions: each lane shows the time its sessions cover, sessions closer \
@@ -665,7 +677,7 @@ fn session_bar(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let x = x_of(bar.start, span, LABEL_WIDTH);
-    let end = bar.end.unwrap_or(span.1);
+    let end = bar.drawn_end;
     let width = (x_of(end, span, LABEL_WIDTH) - x).max(2.0);
     let y = AXIS_HEIGHT + LANE_HEIGHT * bar.lane as f64 + 4.0;
     let user = report.lanes.get(bar.lane).map_or("", String::as_str);
@@ -690,7 +702,10 @@ fn session_bar(
         LANE_HEIGHT - 8.0,
         escape(user),
         readable(bar.start),
-        bar.end.map_or_else(|| "open".to_owned(), readable),
+        bar.end.map_or_else(
+            || format!("open; its HSM's last record {}", readable(bar.drawn_end)),
+            readable
+        ),
     )
 }
 

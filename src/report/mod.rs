@@ -246,6 +246,9 @@ pub struct Bar {
     pub start: Timestamp,
     /// `None` while the session is open.
     pub end: Option<Timestamp>,
+    /// Where the bar ends: its end, or for an open session the last record of its HSM
+    /// (what the trail knows of it), never the end of the period.
+    pub drawn_end: Timestamp,
     pub mirrored: bool,
     /// The session's number in the report (its row, when the table holds it).
     pub index: usize,
@@ -532,10 +535,20 @@ impl Builder {
         }
         let index = report.sessions.total;
         report.hsms.insert(session.origin_hsm.clone());
+        let last_seen = report
+            .streams
+            .iter()
+            .filter(|stream| stream.hsm == session.origin_hsm)
+            .flat_map(|stream| [stream.first_time, stream.last_time])
+            .max()
+            .unwrap_or(session.login_time);
         report.bars.push(Bar {
             lane,
             start: session.login_time,
             end: session.end_time,
+            drawn_end: session
+                .end_time
+                .unwrap_or_else(|| last_seen.max(session.login_time)),
             mirrored: !session.mirror_hsms.is_empty(),
             index,
         });

@@ -446,3 +446,63 @@ async fn given_findings_when_reported_then_the_first_screen_counts_and_names_the
         "the worry list comes before the evidence"
     );
 }
+
+#[test]
+fn given_periods_from_a_second_to_years_when_drawn_then_the_axis_ticks_all_differ() {
+    for span in [
+        SECOND,
+        30 * SECOND,
+        20 * 60 * SECOND,
+        6 * 3600 * SECOND,
+        3 * MICROS_PER_DAY,
+        900 * MICROS_PER_DAY,
+    ] {
+        let mut out = Vec::new();
+        if let Err(error) = html::axis(
+            (Timestamp(DAY0), Timestamp(DAY0 + span)),
+            0.0,
+            0.0,
+            &mut out,
+        ) {
+            panic!("axis: {error}");
+        }
+        let svg = String::from_utf8(out).unwrap_or_default();
+        let labels: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|part| part.rsplit('>').next())
+            .filter(|label| !label.is_empty())
+            .collect();
+        assert_eq!(labels.len(), 6, "{svg}");
+        let distinct: std::collections::BTreeSet<&&str> = labels.iter().collect();
+        assert_eq!(distinct.len(), 6, "a span of {span} µs: {labels:?}");
+    }
+}
+
+#[tokio::test]
+async fn given_an_open_session_when_drawn_then_it_ends_at_its_hsms_last_record() {
+    let store = stored(scenario()).await;
+    let report = built(
+        &store,
+        Options {
+            to: Some(Timestamp(DAY0 + 40 * MICROS_PER_DAY)),
+            ..options()
+        },
+        Limits::default(),
+    )
+    .await;
+    let carol = report
+        .bars
+        .iter()
+        .find(|bar| bar.end.is_none())
+        .unwrap_or_else(|| panic!("carol's open session in {:?}", report.bars));
+    assert_eq!(
+        carol.drawn_end,
+        Timestamp(at(300)),
+        "hsm-a's last record, not the period's end"
+    );
+    let html = html_of(&report);
+    assert!(
+        html.contains("open; its HSM's last record 2024-01-01 00:05:00Z"),
+        "{html}"
+    );
+}
