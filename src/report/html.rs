@@ -608,7 +608,7 @@ fn sessions(report: &Report, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
         "<svg id=\"timeline\" viewBox=\"0 0 {CHART_WIDTH} {height:.0}\" role=\"img\" \
-         aria-label=\"Session timeline, one lane per user\">"
+         aria-label=\"Session timeline, one lane per user, overlapping sessions stacked\">"
     )?;
     axis(span, LABEL_WIDTH, AXIS_HEIGHT - 18.0, out)?;
     for (lane, user) in report.lanes.iter().enumerate() {

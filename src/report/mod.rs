@@ -385,8 +385,13 @@ pub struct Builder {
     integrity: BTreeMap<(String, u32), Integrity>,
     key: Option<InventoryRow>,
     session: Option<SessionRow>,
-    lanes: BTreeMap<String, usize>,
+    /// Each user's lanes: their index and where their last bar ends.
+    lanes: BTreeMap<String, Vec<(usize, Timestamp)>>,
 }
+
+/// Overlapping sessions of one user are stacked on lanes of their own, up to this many
+/// (past it they share the last one): one bar never hides another.
+const LANES_PER_USER: usize = 4;
 
 impl Builder {
     pub fn new(options: Options, limits: Limits) -> Self {
@@ -528,11 +533,6 @@ impl Builder {
             return;
         }
         let report = &mut self.report;
-        let next = self.lanes.len();
-        let lane = *self.lanes.entry(session.user.clone()).or_insert(next);
-        if lane == report.lanes.len() {
-            report.lanes.push(session.user.clone());
-        }
         let index = report.sessions.total;
         report.hsms.insert(session.origin_hsm.clone());
         let last_seen = report
@@ -542,13 +542,36 @@ impl Builder {
             .flat_map(|stream| [stream.first_time, stream.last_time])
             .max()
             .unwrap_or(session.login_time);
+        let drawn_end = session
+            .end_time
+            .unwrap_or_else(|| last_seen.max(session.login_time));
+        // Sessions come by user, then login: a user's lanes are made one after another.
+        let lanes = self.lanes.entry(session.user.clone()).or_default();
+        let free = lanes.iter().position(|(_, end)| *end <= session.login_time);
+        let slot = match free {
+            Some(slot) => slot,
+            None if lanes.len() < LANES_PER_USER => {
+                report.lanes.push(match lanes.len() {
+                    0 => session.user.clone(),
+                    taken => format!("{} ({})", session.user, taken + 1),
+                });
+                lanes.push((report.lanes.len() - 1, drawn_end));
+                lanes.len() - 1
+            }
+            None => lanes.len() - 1,
+        };
+        let (lane, end) = &mut lanes[slot];
+        *end = if free.is_some() {
+            drawn_end
+        } else {
+            (*end).max(drawn_end)
+        };
+        let lane = *lane;
         report.bars.push(Bar {
             lane,
             start: session.login_time,
             end: session.end_time,
-            drawn_end: session
-                .end_time
-                .unwrap_or_else(|| last_seen.max(session.login_time)),
+            drawn_end,
             mirrored: !session.mirror_hsms.is_empty(),
             index,
         });

@@ -506,3 +506,30 @@ async fn given_an_open_session_when_drawn_then_it_ends_at_its_hsms_last_record()
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn given_overlapping_sessions_of_one_user_when_drawn_then_each_has_a_lane() {
+    let entries = vec![
+        login("hsm-a", 1, at(10), 5, "alice").build(),
+        login("hsm-b", 1, at(100), 6, "alice").build(),
+        rec("hsm-a", 1, 2, at(200), Opcode::Logout)
+            .handle(5)
+            .user("alice", "CN_CRYPTO_USER")
+            .build(),
+        rec("hsm-b", 1, 2, at(300), Opcode::Logout)
+            .handle(6)
+            .user("alice", "CN_CRYPTO_USER")
+            .build(),
+        login("hsm-a", 3, at(400), 7, "alice").build(),
+    ];
+    let store = stored(entries).await;
+    let report = built(&store, options(), Limits::default()).await;
+    assert_eq!(report.sessions.total, 3);
+    assert_eq!(report.lanes, ["alice", "alice (2)"]);
+    let lanes: Vec<usize> = report.bars.iter().map(|bar| bar.lane).collect();
+    assert_eq!(
+        lanes,
+        [0, 1, 0],
+        "the third, after both ended, back on the first"
+    );
+}
