@@ -935,9 +935,10 @@ fn alerts(report: &Report, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
         "<section id=\"alerts\"><h2>Alerts and sensitive operations</h2><p>{} in the period{}, \
-         newest first. The log event id finds the original record in CloudWatch Logs.</p>{}\
+         newest first. User is who acted; the detail names the user acted on, where there is one. \
+         The log event id finds the original record in CloudWatch Logs.</p>{}\
          <table id=\"alert-list\" class=\"paged\"><thead><tr><th>Time</th><th>Kind</th><th>HSM</th>\
-         <th>Seq</th><th>User</th><th>Opcode</th><th>Log event id</th><th>Detail</th></tr></thead><tbody>",
+         <th>Seq</th><th>User (actor)</th><th>Opcode</th><th>Log event id</th><th>Detail</th></tr></thead><tbody>",
         count(report.alerts.total, "alert", "alerts"),
         if kinds.is_empty() {
             String::new()

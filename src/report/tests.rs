@@ -436,6 +436,8 @@ async fn given_findings_when_reported_then_the_first_screen_counts_and_names_the
         "Is the trail as its digests say? Not verified by this report",
         "all times UTC",
         "1 active key past the crypto-period of 30 days: <code>9</code>",
+        "<th>User (actor)</th>",
+        "User is who acted; the detail names the user acted on",
         "<td class=\"num age\"><span class=\"flag\">unknown</span></td>",
     ] {
         assert!(html.contains(worry), "{worry} not in the report");
