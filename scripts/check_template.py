@@ -450,9 +450,11 @@ REQUIRED_ALARMS = {
     ("HsmAudit", "SensitiveOperations"),
     ("HsmAudit", "QuorumLowered"),
     ("HsmAudit", "SequenceGapsOpened"),
-    ("HsmAudit", "LateRecords"),
-    ("HsmAudit", "SkewedRecords"),
+    ("HsmAudit", "LateRecordsFolded"),
+    ("HsmAudit", "ClockSkewedRecords"),
+    ("HsmAudit", "RecordsOffLogTime"),
     ("HsmAudit", "RecordsProcessed"),
+    ("HsmAudit", "LateRecordsBeyondHorizon"),
 }
 
 # What missing data must mean for the alarms on these metrics.

@@ -303,8 +303,10 @@ class CheckTemplateTest(unittest.TestCase):
             ("SensitiveOperationAlarm", "HsmAudit SensitiveOperations"),
             ("QuorumLoweredAlarm", "HsmAudit QuorumLowered"),
             ("SequenceGapOpenedAlarm", "HsmAudit SequenceGapsOpened"),
-            ("LateOrSkewedRecordsAlarm", "HsmAudit LateRecords"),
-            ("LateOrSkewedRecordsAlarm", "HsmAudit SkewedRecords"),
+            ("LateOrSkewedRecordsAlarm", "HsmAudit LateRecordsFolded"),
+            ("LateOrSkewedRecordsAlarm", "HsmAudit ClockSkewedRecords"),
+            ("LateOrSkewedRecordsAlarm", "HsmAudit RecordsOffLogTime"),
+            ("LateBeyondHorizonAlarm", "HsmAudit LateRecordsBeyondHorizon"),
             ("HeartbeatAlarm", "HsmAudit RecordsProcessed"),
         ]:
             t = self.mutated()
@@ -355,9 +357,9 @@ class CheckTemplateTest(unittest.TestCase):
         problems = check_template.check(t, self.schema)
         self.assertIn("Resources.SensitiveOperationAlarm: HsmAudit SensitiveOps is not published by src/metrics.rs", problems)
         published = check_template.published_metrics()
-        self.assertLessEqual({"SensitiveOperations", "SequenceGapsOpened", "SkewedRecords", "RecordsProcessed"}, published)
-        self.assertEqual(check_template.check_alarms(self.template, published - {"SkewedRecords"}),
-                         ["Resources.LateOrSkewedRecordsAlarm: HsmAudit SkewedRecords is not published by src/metrics.rs"])
+        self.assertLessEqual({"SensitiveOperations", "SequenceGapsOpened", "RecordsOffLogTime", "RecordsProcessed"}, published)
+        self.assertEqual(check_template.check_alarms(self.template, published - {"RecordsOffLogTime"}),
+                         ["Resources.LateOrSkewedRecordsAlarm: HsmAudit RecordsOffLogTime is not published by src/metrics.rs"])
 
     def test_alarms_not_scoped_to_the_stack_fail(self):
         t = self.mutated()

@@ -15,6 +15,12 @@ pub struct Config {
     pub max_inflated_bytes: usize,
     /// The most records of one stream a derivation step reads (its memory bound).
     pub tail_records_per_stream: usize,
+    /// How long a step's snapshot, log and object versions are kept: how late a record
+    /// may arrive and still be replayed into the views (`LATE_HORIZON_SECONDS`).
+    pub late_horizon_micros: i64,
+    /// How far ahead of the invocation's clock a record may be timed and be folded at
+    /// once (`CLOCK_SKEW_SECONDS`); one further ahead waits for its time.
+    pub clock_skew_micros: i64,
     /// The value of the metrics' `Service` dimension: `METRICS_SERVICE` (the template
     /// sets the stack's name), [`crate::metrics::SERVICE`] when unset.
     pub metrics_service: String,
@@ -175,6 +181,14 @@ impl Config {
             tail_records_per_stream: count(
                 "TAIL_RECORDS_PER_STREAM",
                 crate::incremental::TAIL_RECORDS_PER_STREAM,
+            )?,
+            late_horizon_micros: seconds(
+                "LATE_HORIZON_SECONDS",
+                crate::incremental::LATE_HORIZON_SECONDS * 1_000_000,
+            )?,
+            clock_skew_micros: seconds(
+                "CLOCK_SKEW_SECONDS",
+                crate::incremental::CLOCK_SKEW_SECONDS * 1_000_000,
             )?,
             metrics_service: lookup("METRICS_SERVICE")
                 .filter(|service| !service.is_empty())

@@ -1,89 +1,159 @@
 //! Incremental derivation: what one invocation reads, folds and writes, so that its cost
-//! depends on what it was given and on what is open, never on the cluster's history.
+//! is set by its batch and by what its records affect — never by the cluster's history,
+//! its arrival rate or how late a record comes — and the views always equal
+//! [`crate::domain::derive`] of every stored record.
 //!
-//! Design decision: **event time, a settle point, and an unsettled tail re-folded from
-//! it.**
-//! - *State.* Per cluster, one checkpoint ([`Checkpoint`], item `STATE#<cluster>` /
-//!   `CHECKPOINT#…`) holds the domain's [`Carry`] as of a settle point `S`: every record
-//!   timed before `S` is folded into it (open and recently cut sessions, the failed
-//!   logins of the last brute-force window and each user's open burst, every stream's
-//!   summary and open gaps, the earliest record of each HSM, open Luna sessions). Keys,
-//!   certificates and Luna objects are as many as there are objects, so each has its own
-//!   carry item (`OBJ#KEY#<handle>`, …), read only when a batch names it.
-//! - *Where a stream stands.* A stream's settled records are a prefix of it: for an
-//!   HSM, up to the last sequence number the carry holds of its latest boot; for a
-//!   stream without sequence numbers (certificate storage, Luna), up to the sort key the
-//!   checkpoint names. The records after it — the tail — are one key-condition `Query`
-//!   per stream.
-//! - *A step.* Read the checkpoint, the tails of the streams the batch names and of the
-//!   streams that still had unsettled records, and the carries of the objects they name;
-//!   fold the tail from the carry ([`crate::domain::fold`]); write the views it touches,
-//!   the touched objects' carries and the new checkpoint, whose settle point moved to
-//!   `min(newest record, now + 5 min) − allowed lateness` (never back). Views of
-//!   unsettled records are provisional: the next step folds them again with whatever
-//!   arrived meanwhile, and removes what it no longer derives. The checkpoint keeps the
-//!   last step's item keys and digests for that, and to skip rewriting unchanged items.
-//! - *Order within a stream.* A stream's time only moves forward, so "timed before `S`"
-//!   is a prefix of it; should a clock go back, `S` is lowered until it is.
-//! - *Late records.* A record timed before the settle point when it arrives (more than
-//!   the allowed lateness behind the cluster's newest record, default 5 minutes), or
-//!   filling a gap already settled, is stored and counted in its stream's integrity
-//!   (a gap it fills closes), raises a `late_record` alert, and is left out of sessions,
-//!   key lifecycles and failed logins until `hsm-audit rederive --cluster C` rebuilds the
-//!   views from the trail — never a silently wrong view.
-//! - *Bounded steps.* A stream's tail is read at most [`TAIL_RECORDS_PER_STREAM`] records
-//!   at a time; when one is cut there, the settle point stays at the last record read
-//!   and the step repeats. A backfill into a new cluster, and `rederive`, go this way
-//!   with bounded memory.
+//! Design decision: **a head folded in time order, snapshots to rewind to, and a replay
+//! from the snapshot before whatever arrives behind the head** (Flink's retractions and
+//! Kafka Streams' versioned stores, kept exact instead of bounded by a grace period).
+//! - *Head.* Per cluster, one checkpoint ([`Checkpoint`], `STATE#<cluster>` /
+//!   `CHECKPOINT#…`) holds the domain's [`Carry`] after every record it folded, and its
+//!   `point`: every record it folded is timed before it. Keys, certificates and Luna
+//!   objects each keep their carry in an item of their own (`OBJ#…`), read only when a
+//!   batch names them.
+//! - *In order.* A batch whose records are all timed at or after the head's point is
+//!   folded onto the head as it is, from memory: nothing of the trail is read again,
+//!   whatever the rate.
+//! - *Behind the head* (another HSM's payload covering the same seconds, a stalled
+//!   delivery, a retry hours later). Every step keeps a copy of the head it leaves
+//!   (`SNAP#<point>`), the state of each object before it changed it (`OBJV#…`) and the
+//!   keys of the views it wrote (`LOG#…`), for the late horizon (`LATE_HORIZON_SECONDS`,
+//!   default 7 days; DynamoDB's time to live removes them). A record behind the head
+//!   rewinds to the latest snapshot at or before it and replays every stream of the
+//!   cluster from where that snapshot stood: the records read are those after the late
+//!   record, not the history. The replay rewrites the views that changed and removes
+//!   those that the logs since the snapshot name and it no longer derives.
+//! - *Late is a fact, not a state.* A record more than the allowed lateness behind the
+//!   cluster's newest record is folded in like any other, and keeps a `late_record` alert
+//!   (how late, which stream) so that the delay stays visible. Only a record older than
+//!   every snapshot (the horizon) cannot be replayed: it is stored, counted in its
+//!   stream's integrity, and raises a `late_record` alert that says `rederive` is needed.
+//! - *Time that lies moves nothing but itself.* A record timed more than
+//!   `CLOCK_SKEW_SECONDS` ahead of the invocation's clock is held (its trail key kept in
+//!   the head, a `clock_skew` alert with its skew) and folded when the clock reaches it,
+//!   so that it cannot push the head ahead of every record after it.
+//! - *Bounded reads.* A replay reads at most `TAIL_RECORDS_PER_STREAM` records of a
+//!   stream at a time; a stream cut there ends the step at the time it was cut at (the
+//!   head is marked `replaying`) and the next step goes on from there. A cut is never
+//!   lateness.
+//! - *A crash anywhere.* A step writes, each phase after the one before is stored: its
+//!   intent and its log (the view keys it will write), the versions of the objects it
+//!   changes, their heads, its views, what it made stale, the head (the commit), then its
+//!   snapshot. A step whose intent is not the head's was cut off: the next step replays
+//!   from where it started, reads its log (so that its views are checked and removed
+//!   when not derived again) and its versions (so that its objects are not folded
+//!   twice).
 //! - *Concurrency.* Steps of one cluster run under its lease (fenced, renewed:
-//!   `store::dynamodb::lease`); a holder that lost it does not write.
+//!   `store::dynamodb::lease`); a holder that lost it does not commit.
 //! - *Reference.* [`crate::domain::derive`] is the fold of everything at once from an
-//!   empty carry; the property tests compare the stored views after any delivery with
-//!   it.
+//!   empty carry; the property tests compare the stored views after any delivery with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
 use crate::domain::{
-    Alert, AlertKind, Carry, DeriveConfig, EntityCarries, EntityIds, Folded, KeyGeneration,
-    entity_ids, late_record_alert,
+    Alert, AlertKind, Carry, EntityCarries, EntityIds, Folded, KeyGeneration, entity_ids,
 };
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::StoreError;
 use crate::store::dynamodb::items::{self, Item, ViewItem, ViewOf};
 
-/// The most records of one stream a step reads by default (`TAIL_RECORDS_PER_STREAM`):
-/// its memory stays bounded whatever arrived at once (a backfill, a rebuild).
+/// The most records of one stream a replay reads at once by default
+/// (`TAIL_RECORDS_PER_STREAM`): its memory stays bounded whatever it must replay.
 pub const TAIL_RECORDS_PER_STREAM: usize = 5_000;
 
-/// Records are trusted to be at most this far ahead of the clock when the settle point
-/// is chosen: a clock running ahead, or a hostile far-future time, must not settle (and
-/// so make late) every record after it.
-const CLOCK_SKEW_MICROS: i64 = 300_000_000;
+/// How long snapshots, step logs and object versions are kept by default
+/// (`LATE_HORIZON_SECONDS`): longer than the 6 hours an asynchronous invocation is
+/// retried, and than a weekend's stalled delivery.
+pub const LATE_HORIZON_SECONDS: i64 = 7 * 86_400;
 
-/// Where a cluster's incremental derivation stands.
+/// How far ahead of the invocation's clock a record may be timed and still be folded
+/// at once, by default (`CLOCK_SKEW_SECONDS`).
+pub const CLOCK_SKEW_SECONDS: i64 = 300;
+
+/// One step's name: a counter (the head's plus one) and a random part, so that a step
+/// redone after a crash never shares the name of the one cut off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StepId(pub u64);
+
+impl StepId {
+    fn next(self) -> Self {
+        StepId((((self.0 >> 32) + 1) << 32) | u64::from(fastrand::u32(..)))
+    }
+}
+
+/// What a later step may do with an item a step wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Removal {
+    /// Evidence of a delivery (a late record, a refused duplicate, a skewed clock): no
+    /// replay derives it again, so none removes it.
+    Kept,
+    /// Derived from records: a replay over them removes it when it no longer derives it.
+    Rederived,
+    /// Derived from what is open (gaps, reboots, growing bursts): any later step that
+    /// no longer derives it removes it.
+    Provisional,
+    /// Removed by the step (kept in its log, so that a replay after a crash removes it
+    /// too).
+    Deleted,
+}
+
+/// Item sort key → (digest, what may remove it).
+pub type Written = BTreeMap<String, (String, Removal)>;
+
+/// Where a cluster's derivation stands: its head.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub carry: Carry,
-    /// Every record timed before this is folded into `carry`.
-    pub settled_before: Option<Timestamp>,
-    /// The newest record time seen in the cluster.
+    /// Every record folded into `carry` is timed before this; `None`: nothing folded.
+    pub point: Option<Timestamp>,
+    /// The newest record time seen in the cluster (records held for their clock apart).
     pub newest: Option<Timestamp>,
-    /// Streams without sequence numbers: the trail sort key of the last settled record.
+    /// Streams without sequence numbers: the trail sort key of the last folded record.
     pub log_positions: BTreeMap<String, String>,
-    /// Streams (trail sort-key prefixes) that hold records not yet settled, with the
-    /// HSM of each HSM stream.
-    pub unsettled: BTreeMap<String, Option<String>>,
-    /// Every item the last step wrote: sort key → (digest, whether a later step may
-    /// remove it).
-    pub written: BTreeMap<String, (String, bool)>,
-    /// How many items the checkpoint was read from (pieces beyond the new count go).
+    /// Every stream of the cluster's trail (sort-key prefix → its HSM, for an HSM's
+    /// stream): what a replay reads.
+    #[serde(default)]
+    pub streams: BTreeMap<String, Option<String>>,
+    /// What the last step wrote, but for session and key events (no later step in order
+    /// writes them again).
+    pub written: Written,
+    /// Records timed ahead of the clock, not folded yet: trail sort key → time.
+    pub held: BTreeMap<String, Timestamp>,
+    pub step: StepId,
+    /// A replay was cut at `point`: records after it remain to be read.
+    pub replaying: bool,
+    /// The invocation clock of the cluster's first step (micros): within the horizon of
+    /// it, a replay may start from nothing.
+    pub since_micros: Option<i64>,
+    /// How many items the head was read from (pieces beyond the new count go).
     #[serde(skip)]
     pub stored_pieces: usize,
+    /// The intent stored beside the head: a step other than `step` was cut off.
+    #[serde(skip)]
+    pub intent: Option<Intent>,
 }
 
-/// Where a stream's tail starts: its sort-key prefix and the last settled key in it.
+/// What a step is about to write, stored before it writes anything else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub step: StepId,
+    /// The point of the state the step started from (`None`: from nothing).
+    pub from: Option<Timestamp>,
+}
+
+/// What one step wrote, kept for the horizon under `LOG#<point>#<step>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepLog {
+    pub point: Timestamp,
+    pub step: StepId,
+    pub written: Written,
+}
+
+/// Where a stream's tail starts: its sort-key prefix and the last folded key in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TailStart {
     pub prefix: String,
@@ -110,200 +180,568 @@ pub fn stream_prefix(entry: &TrailEntry) -> String {
     }
 }
 
+fn trail_key(entry: &TrailEntry) -> String {
+    items::identity_sk(&entry.identity())
+}
+
 impl Checkpoint {
-    /// The tails to read: the streams `batch` names and those still unsettled.
-    pub fn tail_starts<'a>(
-        &self,
-        batch: impl IntoIterator<Item = &'a TrailEntry>,
-    ) -> Vec<TailStart> {
-        let mut streams = self.unsettled.clone();
-        for entry in batch {
-            streams
-                .entry(stream_prefix(entry))
-                .or_insert_with(|| stream_hsm(entry));
+    /// Whether `entry` is folded into this state (or held, or counted as beyond the
+    /// horizon). A record of a stream without sequence numbers at or before its stream's
+    /// position is taken as folded unless this invocation stored it (`fresh`).
+    fn holds(&self, entry: &TrailEntry, fresh: &BTreeSet<String>) -> bool {
+        let sk = trail_key(entry);
+        if self.held.contains_key(&sk) {
+            return true;
         }
-        streams
-            .into_iter()
-            .map(|(prefix, hsm)| {
-                let after = match (&hsm, self.log_positions.get(&prefix)) {
-                    (Some(hsm), _) => self
-                        .carry
-                        .integrity
-                        .last_position(hsm)
-                        .map(|(boot, seq)| items::trail_sk(hsm, boot, seq)),
-                    (None, position) => position.cloned(),
-                };
-                TailStart { prefix, after }
-            })
-            .collect()
-    }
-}
-
-/// One step, prepared: what to fold, what is late, where to settle.
-#[derive(Debug, Clone)]
-pub struct Step {
-    /// The checkpoint's carry with the late records counted in their streams.
-    pub carry: Carry,
-    pub fold: Vec<TrailEntry>,
-    pub late: Vec<TrailEntry>,
-    pub settle_before: Timestamp,
-    pub newest: Timestamp,
-    pub log_positions: BTreeMap<String, String>,
-    pub unsettled: BTreeMap<String, Option<String>>,
-}
-
-/// Sorts the tail and the batch into what to fold and what is late, and chooses the
-/// settle point. `fresh` names the batch records stored by this invocation (by trail
-/// sort key): a record behind its stream's position is late only if it is new.
-pub fn prepare_step(
-    checkpoint: &Checkpoint,
-    tail: &TailRead,
-    batch: &[TrailEntry],
-    fresh: &BTreeSet<String>,
-    config: &DeriveConfig,
-    now: Timestamp,
-) -> Step {
-    let mut carry = checkpoint.carry.clone();
-    let settled = checkpoint.settled_before.unwrap_or(Timestamp(i64::MIN));
-    let mut late = Vec::new();
-    let mut log_positions = checkpoint.log_positions.clone();
-    let in_tail: BTreeSet<String> = tail
-        .entries
-        .iter()
-        .map(|entry| items::identity_sk(&entry.identity()))
-        .collect();
-    // Batch records behind their stream's position: settled already, or late.
-    for entry in batch {
-        let sk = items::identity_sk(&entry.identity());
-        if in_tail.contains(&sk) {
-            continue;
-        }
-        let admitted = match entry.cloudhsm() {
-            Some(record) => carry.integrity.admit(
+        match entry.cloudhsm() {
+            Some(record) => self.carry.integrity.holds(
                 &entry.stream().hsm,
                 record.reboot_counter,
                 record.sequence_no,
-                record.time,
             ),
-            None => fresh.contains(&sk),
-        };
-        if admitted
-            && !late
-                .iter()
-                .any(|seen: &TrailEntry| seen.identity() == entry.identity())
-        {
-            late.push(entry.clone());
-        }
-    }
-    let mut fold = Vec::new();
-    let mut newest = checkpoint.newest.unwrap_or(Timestamp(i64::MIN));
-    for entry in &tail.entries {
-        newest = newest.max(entry.record.time());
-        if entry.record.time() < settled {
-            // After its stream's position but timed before the settle point: a stream
-            // that appeared late, or a clock that went back.
-            if let Some(record) = entry.cloudhsm() {
-                carry.integrity.admit(
-                    &entry.stream().hsm,
-                    record.reboot_counter,
-                    record.sequence_no,
-                    record.time,
-                );
-            } else {
-                advance(&mut log_positions, entry);
+            None => {
+                !fresh.contains(&sk)
+                    && self
+                        .log_positions
+                        .get(&stream_prefix(entry))
+                        .is_some_and(|position| sk <= *position)
             }
-            late.push(entry.clone());
-        } else {
-            fold.push(entry.clone());
         }
     }
-    for entry in batch {
-        newest = newest.max(entry.record.time());
+
+    /// The step this head's intent names, when it is not the head's own: it was cut
+    /// off, and what it started from.
+    pub fn cut_off(&self) -> Option<Option<Timestamp>> {
+        self.intent
+            .as_ref()
+            .filter(|intent| intent.step != self.step)
+            .map(|intent| intent.from)
     }
-    let horizon = newest.min(Timestamp(now.micros().saturating_add(CLOCK_SKEW_MICROS)));
-    let lateness = config
-        .allowed_lateness_micros
-        .max(config.mirror_window_micros);
-    let mut settle_before = Timestamp(horizon.micros().saturating_sub(lateness)).max(settled);
-    // A stream cut at the cap holds more records after the last one read, timed at or
-    // after it: nothing from that time on can settle yet.
-    let mut last_read: BTreeMap<String, Timestamp> = BTreeMap::new();
-    for entry in &fold {
-        let prefix = stream_prefix(entry);
-        if tail.cut.contains(&prefix) {
-            let last = last_read.entry(prefix).or_insert(entry.record.time());
-            *last = (*last).max(entry.record.time());
+
+    /// The streams this state knows, with the HSM of each HSM stream.
+    fn streams(&self) -> BTreeMap<String, Option<String>> {
+        let mut streams = self.streams.clone();
+        streams.extend(
+            self.carry
+                .integrity
+                .hsms()
+                .map(|hsm| (items::hsm_trail_prefix(hsm), Some(hsm.to_owned()))),
+        );
+        for prefix in self.log_positions.keys() {
+            streams.insert(prefix.clone(), None);
         }
+        streams
     }
-    for last in last_read.values() {
-        settle_before = settle_before.min(*last);
-    }
-    settle_before = prefix_point(&fold, settle_before);
-    let mut unsettled = BTreeMap::new();
-    for entry in &fold {
-        let prefix = stream_prefix(entry);
-        if entry.record.time() < settle_before {
-            if entry.cloudhsm().is_none() {
-                advance(&mut log_positions, entry);
-            }
-        } else {
-            unsettled.insert(prefix, stream_hsm(entry));
+
+    fn position(&self, prefix: &str, hsm: Option<&str>) -> Option<String> {
+        match hsm {
+            Some(hsm) => self
+                .carry
+                .integrity
+                .last_position(hsm)
+                .map(|(boot, seq)| items::trail_sk(hsm, boot, seq)),
+            None => self.log_positions.get(prefix).cloned(),
         }
-    }
-    for entry in &tail.entries {
-        let prefix = stream_prefix(entry);
-        if tail.cut.contains(&prefix) {
-            unsettled.insert(prefix, stream_hsm(entry));
-        }
-    }
-    Step {
-        carry,
-        fold,
-        late,
-        settle_before,
-        newest,
-        log_positions,
-        unsettled,
     }
 }
 
+/// The records of a batch (and the held records now due) that the head does not hold,
+/// each once: those timed ahead of the clock apart.
+#[derive(Debug, Clone, Default)]
+pub struct Arrivals {
+    pub present: Vec<TrailEntry>,
+    pub future: Vec<TrailEntry>,
+}
+
+impl Arrivals {
+    pub fn sort(
+        head: &Checkpoint,
+        batch: &[TrailEntry],
+        fresh: &BTreeSet<String>,
+        due: Vec<TrailEntry>,
+        now: Timestamp,
+        config: &Config,
+    ) -> Self {
+        let limit = Timestamp(now.micros().saturating_add(config.clock_skew_micros));
+        let mut seen = BTreeSet::new();
+        let mut arrivals = Arrivals::default();
+        let unfolded = batch
+            .iter()
+            .filter(|entry| !head.holds(entry, fresh))
+            .cloned()
+            .chain(due);
+        for entry in unfolded {
+            if !seen.insert(trail_key(&entry)) {
+                continue;
+            }
+            if entry.record.time() > limit {
+                arrivals.future.push(entry);
+            } else {
+                arrivals.present.push(entry);
+            }
+        }
+        arrivals
+    }
+
+    fn earliest(&self) -> Option<Timestamp> {
+        self.present.iter().map(|entry| entry.record.time()).min()
+    }
+}
+
+/// The held records whose time the clock has reached.
+pub fn due_held(head: &Checkpoint, now: Timestamp, config: &Config) -> Vec<String> {
+    let limit = Timestamp(now.micros().saturating_add(config.clock_skew_micros));
+    head.held
+        .iter()
+        .filter(|(_, time)| **time <= limit)
+        .map(|(sk, _)| sk.clone())
+        .collect()
+}
+
+/// How a step starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Nothing to fold (a redelivery, or only records for later).
+    Nothing,
+    /// Every record at or after the head's point: fold them onto the head.
+    InOrder,
+    /// Replay from the latest state at or before this time.
+    Replay(Option<Timestamp>),
+}
+
+pub fn start(head: &Checkpoint, arrivals: &Arrivals) -> Start {
+    let cut_off = head.cut_off();
+    let earliest = arrivals.earliest();
+    if cut_off.is_none() && !head.replaying {
+        if arrivals.present.is_empty() {
+            return if arrivals.future.is_empty() {
+                Start::Nothing
+            } else {
+                Start::InOrder
+            };
+        }
+        if head
+            .point
+            .is_none_or(|point| earliest.is_some_and(|t| t >= point))
+        {
+            return Start::InOrder;
+        }
+    }
+    // `None` outside: nothing asks to start early yet; inside: from nothing at all.
+    let mut from: Option<Option<Timestamp>> = earliest.map(Some);
+    let mut start_by = |point: Option<Timestamp>| {
+        from = Some(from.map_or(point, |from| min_point(from, point)));
+    };
+    if let Some(cut_off) = cut_off {
+        start_by(cut_off);
+    }
+    if head.replaying {
+        start_by(head.point);
+    }
+    Start::Replay(from.unwrap_or(head.point))
+}
+
+/// The earlier of two points, `None` (before everything) being the earliest.
+fn min_point(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        _ => None,
+    }
+}
+
+/// Whether a replay may start from nothing: the cluster is new, or younger than the
+/// horizon (its every record is still within reach of a replay).
+pub fn may_start_from_nothing(head: &Checkpoint, now: Timestamp, config: &Config) -> bool {
+    head.point.is_none()
+        || head
+            .since_micros
+            .is_some_and(|since| since >= now.micros().saturating_sub(config.late_horizon_micros))
+}
+
+/// Why a record is not folded in the views where it belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Late {
+    /// Folded in, more than the allowed lateness behind the cluster's newest record.
+    Folded { behind_micros: i64 },
+    /// Older than every snapshot: not in the views until `rederive`.
+    BeyondHorizon,
+}
+
+/// One step, prepared: what to fold from which state, and what to say of the rest.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The state folded from, with held and unreachable records counted in their
+    /// streams' integrity.
+    pub base: Checkpoint,
+    pub replay: bool,
+    pub fold: Vec<TrailEntry>,
+    /// The new head's point.
+    pub point: Timestamp,
+    pub replaying: bool,
+    pub late: Vec<(TrailEntry, Late)>,
+    /// Records newly held for their clock, with how far ahead of it they are.
+    pub skewed: Vec<(TrailEntry, i64)>,
+    pub held: BTreeMap<String, Timestamp>,
+    pub newest: Option<Timestamp>,
+    pub log_positions: BTreeMap<String, String>,
+    pub streams: BTreeMap<String, Option<String>>,
+    /// Records read again from the trail.
+    pub replayed: usize,
+}
+
+impl Prepared {
+    /// The carries of the objects the step's records name.
+    pub fn object_names(&self) -> Vec<String> {
+        ObjectCarry::names(&entity_ids(&self.fold))
+    }
+}
+
+/// Sorts what is late among the arrivals and holds what is timed ahead.
+fn lateness(
+    head: &Checkpoint,
+    arrivals: &Arrivals,
+    base: &mut Checkpoint,
+    held: &mut BTreeMap<String, Timestamp>,
+    skewed: &mut Vec<(TrailEntry, i64)>,
+    now: Timestamp,
+    config: &Config,
+) -> (Vec<(TrailEntry, Late)>, Option<Timestamp>) {
+    let mut newest = head.newest;
+    let mut late = Vec::new();
+    for entry in &arrivals.present {
+        let time = entry.record.time();
+        if let Some(behind) = head
+            .newest
+            .map(|newest| newest.micros().saturating_sub(time.micros()))
+            .filter(|behind| *behind > config.derive.allowed_lateness_micros)
+        {
+            late.push((
+                entry.clone(),
+                Late::Folded {
+                    behind_micros: behind,
+                },
+            ));
+        }
+        newest = Some(newest.map_or(time, |newest| newest.max(time)));
+        held.remove(&trail_key(entry));
+    }
+    for entry in &arrivals.future {
+        hold(entry, base, held);
+        skewed.push((
+            entry.clone(),
+            entry.record.time().micros().saturating_sub(now.micros()),
+        ));
+    }
+    (late, newest)
+}
+
+/// Keeps a record out of the fold: counted in its stream's integrity (it is in the
+/// trail), its key kept until its time comes.
+fn hold(entry: &TrailEntry, base: &mut Checkpoint, held: &mut BTreeMap<String, Timestamp>) {
+    count_in_integrity(entry, base);
+    held.insert(trail_key(entry), entry.record.time());
+}
+
+fn count_in_integrity(entry: &TrailEntry, base: &mut Checkpoint) {
+    if let Some(record) = entry.cloudhsm() {
+        base.carry.integrity.admit(
+            &entry.stream().hsm,
+            record.reboot_counter,
+            record.sequence_no,
+            record.time,
+        );
+    }
+}
+
+/// A step that folds the arrivals onto the head.
+pub fn prepare_in_order(
+    head: &Checkpoint,
+    arrivals: &Arrivals,
+    now: Timestamp,
+    config: &Config,
+) -> Prepared {
+    let mut base = head.clone();
+    let mut held = head.held.clone();
+    let mut skewed = Vec::new();
+    let (late, newest) = lateness(
+        head,
+        arrivals,
+        &mut base,
+        &mut held,
+        &mut skewed,
+        now,
+        config,
+    );
+    let mut fold = arrivals.present.clone();
+    fold.sort_by_key(|entry| entry.record.time());
+    let last = fold.last().map(|entry| next_micro(entry.record.time()));
+    let point = match (head.point, last) {
+        (Some(point), Some(last)) => point.max(last),
+        (point, last) => point.or(last).unwrap_or(Timestamp::MIN),
+    };
+    let mut log_positions = head.log_positions.clone();
+    for entry in &fold {
+        advance(&mut log_positions, entry);
+    }
+    let streams = known_streams(head, &base, arrivals.present.iter().chain(&arrivals.future));
+    Prepared {
+        streams,
+        base,
+        replay: false,
+        fold,
+        point,
+        replaying: false,
+        late,
+        skewed,
+        held,
+        newest,
+        log_positions,
+        replayed: 0,
+    }
+}
+
+fn next_micro(time: Timestamp) -> Timestamp {
+    Timestamp(time.micros().saturating_add(1))
+}
+
+/// The tails a replay from `base` reads: every stream the base, the head or the
+/// arrivals know, from where the base stood (streams it did not know, from their start).
+pub fn replay_starts(base: &Checkpoint, head: &Checkpoint, arrivals: &Arrivals) -> Vec<TailStart> {
+    known_streams(head, base, arrivals.present.iter().chain(&arrivals.future))
+        .into_iter()
+        .map(|(prefix, hsm)| TailStart {
+            after: base.position(&prefix, hsm.as_deref()),
+            prefix,
+        })
+        .collect()
+}
+
+/// A replay from `base` over the tails read after it. `Err(time)`: a record read is timed
+/// before the base (a stream whose clock went back), so the replay must start at or
+/// before `time`.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_replay(
+    head: &Checkpoint,
+    base: Checkpoint,
+    tail: TailRead,
+    arrivals: &Arrivals,
+    beyond: Vec<TrailEntry>,
+    now: Timestamp,
+    config: &Config,
+) -> Result<Prepared, Timestamp> {
+    let mut base = base;
+    let limit = Timestamp(now.micros().saturating_add(config.clock_skew_micros));
+    let base_point = base.point.unwrap_or(Timestamp::MIN);
+    if let Some(earliest) = tail
+        .entries
+        .iter()
+        .map(|entry| entry.record.time())
+        .filter(|time| *time < base_point && *time <= limit)
+        .min()
+    {
+        return Err(earliest);
+    }
+    let mut held = head.held.clone();
+    let mut skewed = Vec::new();
+    let (mut late, newest) = lateness(
+        head,
+        arrivals,
+        &mut base,
+        &mut held,
+        &mut skewed,
+        now,
+        config,
+    );
+    let beyond_keys: BTreeSet<String> = beyond.iter().map(trail_key).collect();
+    for entry in beyond {
+        count_in_integrity(&entry, &mut base);
+        late.retain(|(other, _)| other.identity() != entry.identity());
+        late.push((entry, Late::BeyondHorizon));
+    }
+    // A cut stream holds more records after the last one read, timed at or after it:
+    // the step ends before that time.
+    let mut cut_at: Option<Timestamp> = None;
+    for stream in tail
+        .entries
+        .chunk_by(|a, b| stream_prefix(a) == stream_prefix(b))
+    {
+        if let Some(last) = stream.last()
+            && tail.cut.contains(&stream_prefix(last))
+        {
+            let time = stream
+                .iter()
+                .map(|entry| entry.record.time())
+                .max()
+                .unwrap_or(base_point);
+            cut_at = Some(cut_at.map_or(time, |cut: Timestamp| cut.min(time)));
+        }
+    }
+    let replayed = tail.entries.len();
+    let mut fold = Vec::new();
+    for entry in tail.entries {
+        let sk = trail_key(&entry);
+        if beyond_keys.contains(&sk) {
+            continue;
+        }
+        if entry.record.time() > limit {
+            if !held.contains_key(&sk) {
+                skewed.push((
+                    entry.clone(),
+                    entry.record.time().micros().saturating_sub(now.micros()),
+                ));
+            }
+            hold(&entry, &mut base, &mut held);
+            continue;
+        }
+        if cut_at.is_some_and(|cut| entry.record.time() >= cut) {
+            continue;
+        }
+        held.remove(&sk);
+        fold.push(entry);
+    }
+    fold.sort_by_key(|entry| entry.record.time());
+    let last = fold.last().map(|entry| next_micro(entry.record.time()));
+    let point = match cut_at {
+        Some(cut) => cut.max(base_point),
+        None => [Some(base_point), last, head.point]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(base_point),
+    };
+    let mut log_positions = base.log_positions.clone();
+    for entry in &fold {
+        advance(&mut log_positions, entry);
+    }
+    let streams = known_streams(head, &base, arrivals.present.iter().chain(&arrivals.future));
+    Ok(Prepared {
+        streams,
+        base,
+        replay: true,
+        fold,
+        point,
+        replaying: cut_at.is_some(),
+        late,
+        skewed,
+        held,
+        newest,
+        log_positions,
+        replayed,
+    })
+}
+
+/// The streams the head, the base and `entries` know.
+fn known_streams<'a>(
+    head: &Checkpoint,
+    base: &Checkpoint,
+    entries: impl Iterator<Item = &'a TrailEntry>,
+) -> BTreeMap<String, Option<String>> {
+    let mut streams = head.streams();
+    streams.append(&mut base.streams());
+    for entry in entries {
+        streams
+            .entry(stream_prefix(entry))
+            .or_insert_with(|| stream_hsm(entry));
+    }
+    streams
+}
+
 fn advance(positions: &mut BTreeMap<String, String>, entry: &TrailEntry) {
-    let sk = items::identity_sk(&entry.identity());
+    if entry.cloudhsm().is_some() {
+        return;
+    }
+    let sk = trail_key(entry);
     let position = positions.entry(stream_prefix(entry)).or_default();
     if sk > *position {
         *position = sk;
     }
 }
 
-/// Lowers `point` until the records timed before it are a prefix of each stream (the
-/// fold's carry is a state "after every record before the point", and each stream's
-/// position is one key).
-fn prefix_point(fold: &[TrailEntry], mut point: Timestamp) -> Timestamp {
-    loop {
-        let mut lowest = point;
-        for stream in fold.chunk_by(|a, b| stream_prefix(a) == stream_prefix(b)) {
-            if let Some(cut) = stream.iter().position(|entry| entry.record.time() >= point) {
-                for entry in &stream[cut..] {
-                    lowest = lowest.min(entry.record.time());
+/// What the steps since a replay's start wrote: the digest each item has now, and the
+/// items the replay removes when it does not derive them again.
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    pub digests: BTreeMap<String, String>,
+    pub removable: BTreeSet<String>,
+}
+
+impl Previous {
+    /// From the head alone, for a step in order: what the last step wrote that only it
+    /// may replace.
+    pub fn of_head(head: &Checkpoint) -> Self {
+        let mut previous = Previous::default();
+        for (sk, (digest, removal)) in &head.written {
+            previous.digests.insert(sk.clone(), digest.clone());
+            if *removal == Removal::Provisional {
+                previous.removable.insert(sk.clone());
+            }
+        }
+        previous
+    }
+
+    /// From the logs of the steps that ended at or after `from` (in point order): of the
+    /// step that ended at `from`, what only it may replace; of every later one, all it
+    /// derived; of a step cut off (`cut_off`), what it removed as well, and none of its
+    /// digests (it may have stored none of what its log names).
+    pub fn of_logs(logs: &[StepLog], from: Option<Timestamp>, cut_off: Option<StepId>) -> Self {
+        let mut previous = Previous::default();
+        for log in logs {
+            let after = from.is_none_or(|from| log.point > from);
+            if cut_off == Some(log.step) {
+                for (sk, (_, removal)) in &log.written {
+                    if *removal != Removal::Kept {
+                        previous.digests.remove(sk);
+                        previous.removable.insert(sk.clone());
+                    }
+                }
+                continue;
+            }
+            for (sk, (digest, removal)) in &log.written {
+                let removable = match removal {
+                    Removal::Kept | Removal::Deleted => false,
+                    Removal::Rederived => after,
+                    Removal::Provisional => true,
+                };
+                if *removal != Removal::Deleted {
+                    previous.digests.insert(sk.clone(), digest.clone());
+                }
+                if removable {
+                    previous.removable.insert(sk.clone());
+                } else if *removal != Removal::Deleted {
+                    previous.removable.remove(sk);
                 }
             }
         }
-        if lowest == point {
-            return point;
-        }
-        point = lowest;
+        previous
     }
+}
+
+/// What a replay found stored after its start, to remove once it has written.
+#[derive(Debug, Clone, Default)]
+pub struct Stale {
+    /// Sort keys of the logs and object versions of steps after the start.
+    pub state: Vec<String>,
+    /// Points of the snapshots of steps after the start.
+    pub snapshots: Vec<Timestamp>,
 }
 
 /// Everything one step writes.
 #[derive(Debug, Clone, Default)]
 pub struct StepWrite {
+    pub intent: Intent,
+    pub log: StepLog,
     pub puts: Vec<Item>,
-    /// Keys (`pk`, `sk`) of views the previous step wrote and this one no longer derives.
+    /// Keys (`pk`, `sk`) of views written before that this step no longer derives.
     pub deletes: Vec<Item>,
-    /// Carries of the objects the step touched, changed.
+    /// Carries of the objects the step changed.
     pub objects: Vec<(String, ObjectCarry)>,
+    /// Those objects' carries as of the step's start (`None`: they had none).
+    pub versions: Vec<(String, Option<ObjectCarry>)>,
+    pub stale_state: Vec<String>,
+    pub stale_snapshots: Vec<Timestamp>,
     pub checkpoint: Checkpoint,
+    /// Time to live of the snapshot, log and versions (seconds since the epoch).
+    pub expires_at: i64,
     /// Alert items that did not exist before, by kind.
     pub new_alerts: BTreeMap<String, usize>,
     pub unchanged: usize,
@@ -357,55 +795,96 @@ impl ObjectCarry {
         carries
     }
 
-    fn split(carries: EntityCarries) -> Vec<(String, ObjectCarry)> {
-        let mut out = Vec::new();
+    fn split(carries: EntityCarries) -> BTreeMap<String, ObjectCarry> {
+        let mut out = BTreeMap::new();
         for (handle, carry) in carries.keys {
-            out.push((format!("KEY#{handle}"), ObjectCarry::Key(carry)));
+            out.insert(format!("KEY#{handle}"), ObjectCarry::Key(carry));
         }
         for (handle, generation) in carries.certificates {
-            out.push((
+            out.insert(
                 format!("CERT#{handle}"),
                 ObjectCarry::Certificate(generation),
-            ));
+            );
         }
         for (id, generation) in carries.luna_objects {
-            out.push((format!("LUNA#{id}"), ObjectCarry::Luna(generation)));
+            out.insert(format!("LUNA#{id}"), ObjectCarry::Luna(generation));
         }
         out
     }
 }
 
-/// The carries of the objects a step's records name.
-pub fn object_names(step: &Step) -> Vec<String> {
-    ObjectCarry::names(&entity_ids(&step.fold))
+/// Objects as of a replay's start: their heads, replaced by the first version stored
+/// after the start (the state before the first step after it changed them).
+pub fn objects_as_of(
+    heads: &BTreeMap<String, ObjectCarry>,
+    versions_after: &[(String, Option<ObjectCarry>)],
+) -> BTreeMap<String, Option<ObjectCarry>> {
+    let mut as_of: BTreeMap<String, Option<ObjectCarry>> = heads
+        .iter()
+        .map(|(name, carry)| (name.clone(), Some(carry.clone())))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for (name, carry) in versions_after {
+        if seen.insert(name.clone()) {
+            as_of.insert(name.clone(), carry.clone());
+        }
+    }
+    as_of
 }
 
-/// What a step writes: its views (unchanged ones skipped, ones the previous step wrote
-/// provisionally and this one no longer derives deleted), the late records' alerts, the
-/// touched objects' carries and the new checkpoint.
+/// What is stored of a step's objects: their heads now, and their state at its start.
+#[derive(Debug, Clone, Default)]
+pub struct Objects {
+    pub heads: BTreeMap<String, ObjectCarry>,
+    pub at_start: BTreeMap<String, Option<ObjectCarry>>,
+}
+
+impl Objects {
+    pub fn carries(&self) -> EntityCarries {
+        ObjectCarry::assemble(
+            self.at_start
+                .iter()
+                .filter_map(|(name, carry)| carry.clone().map(|carry| (name.clone(), carry))),
+        )
+    }
+}
+
+/// What a step writes: its views (unchanged ones skipped, and what the steps it replays
+/// or follows wrote and it no longer derives removed), the alerts of late and skewed
+/// records, the objects it changed with their versions, its log and the new head.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_write(
     cluster: &str,
-    checkpoint: &Checkpoint,
-    step: Step,
+    head: &Checkpoint,
+    prepared: Prepared,
     folded: Folded,
-    loaded: &EntityCarries,
+    objects: &Objects,
+    previous: &Previous,
+    stale: Stale,
+    now: Timestamp,
+    config: &Config,
 ) -> Result<StepWrite, StoreError> {
-    let settle = step.settle_before;
+    let point = prepared.point;
+    let step = head.step.next();
     let mut views = items::view_items(cluster, &folded.derived)?;
-    let late_alerts: Vec<Alert> = step
+    let evidence: Vec<Alert> = prepared
         .late
         .iter()
-        .map(|entry| late_record_alert(entry, checkpoint.settled_before.unwrap_or(settle)))
+        .map(|(entry, late)| late_record_alert(entry, late, prepared.base.point))
+        .chain(
+            prepared
+                .skewed
+                .iter()
+                .map(|(entry, ahead)| clock_skew_alert(entry, *ahead)),
+        )
         .collect();
-    for alert in &late_alerts {
-        views.extend(items::view_items(
-            cluster,
-            &crate::domain::Derived {
-                alerts: vec![alert.clone()],
-                ..Default::default()
-            },
-        )?);
-    }
+    views.extend(items::view_items(
+        cluster,
+        &crate::domain::Derived {
+            alerts: evidence,
+            ..Default::default()
+        },
+    )?);
     let open_gaps = folded
         .derived
         .alerts
@@ -414,107 +893,307 @@ pub fn plan_write(
         .count();
     let mut write = StepWrite {
         open_gaps,
+        expires_at: now.micros() / 1_000_000 + config.late_horizon_micros / 1_000_000,
         ..StepWrite::default()
     };
-    let mut written = BTreeMap::new();
+    let mut written = Written::new();
+    let mut head_written = Written::new();
     for view in views {
-        let provisional = is_provisional(&view, settle, &folded, loaded);
+        let removal = removal(&view, point, &folded);
         let sk = items::sort_key(&view.item);
         let digest = hex::encode(&items::item_digest(&view.item)[..8]);
-        let unchanged = checkpoint
-            .written
-            .get(&sk)
-            .is_some_and(|(before, _)| *before == digest);
-        if !checkpoint.written.contains_key(&sk)
+        let before = previous.digests.get(&sk);
+        if before.is_none()
             && let Some(kind) = items::alert_kind(&view.item)
         {
             *write.new_alerts.entry(kind).or_default() += 1;
         }
-        if unchanged {
+        if before == Some(&digest) {
             write.unchanged += 1;
         } else {
             write.puts.push(view.item);
         }
-        written.insert(sk, (digest, provisional));
+        if !matches!(view.of, ViewOf::Event { .. }) {
+            head_written.insert(sk.clone(), (digest.clone(), removal));
+        }
+        written.insert(sk, (digest, removal));
     }
     let pk = items::cluster_pk(cluster);
-    for (sk, (_, provisional)) in &checkpoint.written {
-        if *provisional && !written.contains_key(sk) {
+    let mut logged = written.clone();
+    for sk in &previous.removable {
+        if !written.contains_key(sk) {
             write.deletes.push(items::key_item(&pk, sk));
+            logged.insert(sk.clone(), (String::new(), Removal::Deleted));
         }
     }
-    let before = ObjectCarry::split(loaded.clone());
-    for (name, carry) in ObjectCarry::split(folded.entities) {
-        let same = before
-            .iter()
-            .any(|(old_name, old)| *old_name == name && *old == carry);
-        if !same {
+    let changed = ObjectCarry::split(folded.entities);
+    for (name, carry) in changed {
+        let at_start = objects.at_start.get(&name).cloned().flatten();
+        if at_start.as_ref() != Some(&carry) {
+            write.versions.push((name.clone(), at_start));
+        }
+        if objects.heads.get(&name) != Some(&carry) {
             write.objects.push((name, carry));
         }
     }
+    write.stale_state = stale.state;
+    write.stale_snapshots = stale.snapshots;
+    write.intent = Intent {
+        step,
+        from: prepared.base.point,
+    };
+    write.log = StepLog {
+        point,
+        step,
+        written: logged,
+    };
     write.checkpoint = Checkpoint {
         carry: folded.carry,
-        settled_before: Some(settle),
-        newest: Some(step.newest),
-        log_positions: step.log_positions,
-        unsettled: step.unsettled,
-        written,
-        stored_pieces: checkpoint.stored_pieces,
+        point: Some(point),
+        newest: prepared.newest,
+        log_positions: prepared.log_positions,
+        streams: prepared.streams,
+        written: head_written,
+        held: prepared.held,
+        step,
+        replaying: prepared.replaying,
+        since_micros: head.since_micros.or(Some(now.micros())),
+        stored_pieces: head.stored_pieces,
+        intent: None,
     };
     Ok(write)
 }
 
-/// Whether a later step may replace the item with another key or drop it: the views of
-/// records not yet settled, and what always follows the whole carry.
-fn is_provisional(
-    view: &ViewItem,
-    settle: Timestamp,
-    folded: &Folded,
-    loaded: &EntityCarries,
-) -> bool {
+/// What may remove a view later: evidence of a delivery never; views of what is open
+/// (gaps, reboots, a brute-force burst that may still grow) any later step; every
+/// other view a replay over its records.
+fn removal(view: &ViewItem, point: Timestamp, folded: &Folded) -> Removal {
     match &view.of {
-        ViewOf::SessionHead { login_time } => *login_time >= settle,
-        ViewOf::KeyHead {
-            created_time,
-            generation,
-            first_event,
-        } => match created_time {
-            Some(created) => *created >= settle,
-            None => {
-                let carried = view
-                    .object
-                    .as_deref()
-                    .is_some_and(|object| carried_generation(loaded, object) == Some(*generation));
-                !carried && first_event.is_none_or(|first| first >= settle)
-            }
-        },
-        ViewOf::Event { time } | ViewOf::Quorum { time } => *time >= settle,
-        ViewOf::FailedLogin | ViewOf::Stream => false,
         ViewOf::Alert { kind, time, user } => match kind {
-            AlertKind::SequenceGap | AlertKind::Reboot => true,
-            AlertKind::BruteForce => user
-                .as_ref()
-                .is_some_and(|user| folded.open_bursts.contains(&(user.clone(), *time))),
-            AlertKind::ConflictingDuplicate | AlertKind::LateRecord => false,
-            _ => *time >= settle,
+            AlertKind::ConflictingDuplicate | AlertKind::LateRecord | AlertKind::ClockSkew => {
+                Removal::Kept
+            }
+            AlertKind::SequenceGap | AlertKind::Reboot => Removal::Provisional,
+            AlertKind::BruteForce
+                if user
+                    .as_ref()
+                    .is_some_and(|user| folded.open_bursts.contains(&(user.clone(), *time))) =>
+            {
+                Removal::Provisional
+            }
+            _ if *time >= point => Removal::Provisional,
+            _ => Removal::Rederived,
         },
+        _ => Removal::Rederived,
     }
 }
 
-fn carried_generation(loaded: &EntityCarries, object: &str) -> Option<u32> {
-    if let Some(handle) = object.strip_prefix("KEY#") {
-        let handle: u64 = handle.parse().ok()?;
-        return loaded
-            .keys
-            .get(&handle)?
-            .last
-            .as_ref()
-            .map(|g| g.generation);
+/// An alert for a record that arrived late: folded in (how late, which stream), or
+/// older than the horizon and left out until `hsm-audit rederive`.
+fn late_record_alert(entry: &TrailEntry, late: &Late, from: Option<Timestamp>) -> Alert {
+    let (hsm, reboot_counter, seq) = entry.identity().into_parts();
+    let detail = match late {
+        Late::Folded { behind_micros } => format!(
+            "arrived {} s behind the cluster's newest record (log event {}); folded in by replaying from {}",
+            behind_micros / 1_000_000,
+            entry.log_event_id,
+            from.map_or_else(|| "the start".to_owned(), Timestamp::iso),
+        ),
+        Late::BeyondHorizon => format!(
+            "older than every snapshot the late horizon keeps (log event {}): in the trail and its stream's integrity, not in sessions, key lifecycles or failed logins until `hsm-audit rederive`",
+            entry.log_event_id
+        ),
+    };
+    Alert {
+        kind: AlertKind::LateRecord,
+        time: entry.record.time(),
+        hsm: Some(hsm),
+        reboot_counter,
+        from: None,
+        to: None,
+        seq,
+        user: None,
+        opcode: None,
+        detail: Some(detail),
     }
-    if let Some(handle) = object.strip_prefix("CERT#") {
-        let handle: u64 = handle.parse().ok()?;
-        return loaded.certificates.get(&handle).map(|g| g.generation);
+}
+
+/// An alert for a record timed ahead of the invocation's clock: held out of the views
+/// until the clock reaches it.
+fn clock_skew_alert(entry: &TrailEntry, ahead_micros: i64) -> Alert {
+    let (hsm, reboot_counter, seq) = entry.identity().into_parts();
+    Alert {
+        kind: AlertKind::ClockSkew,
+        time: entry.record.time(),
+        hsm: Some(hsm),
+        reboot_counter,
+        from: None,
+        to: None,
+        seq,
+        user: None,
+        opcode: None,
+        detail: Some(format!(
+            "timed {} s ahead of the clock when it arrived (log event {}); held out of the views until then",
+            ahead_micros / 1_000_000,
+            entry.log_event_id
+        )),
     }
-    let id = object.strip_prefix("LUNA#")?;
-    loaded.luna_objects.get(id).map(|g| g.generation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Opcode;
+    use crate::testkit::rec;
+
+    fn config() -> Config {
+        Config::from_lookup(Some("t".into()), |_| None).expect("config")
+    }
+
+    #[test]
+    fn a_batch_at_or_after_the_head_folds_in_order_and_one_behind_it_replays() {
+        let head = Checkpoint {
+            point: Some(Timestamp(1_000)),
+            ..Checkpoint::default()
+        };
+        let now = Timestamp(10_000_000);
+        let ahead = [rec("a", 1, 5, 1_000, Opcode::Login).build()];
+        let arrivals = Arrivals::sort(&head, &ahead, &BTreeSet::new(), Vec::new(), now, &config());
+        assert_eq!(start(&head, &arrivals), Start::InOrder);
+        let behind = [rec("b", 1, 5, 999, Opcode::Login).build()];
+        let arrivals = Arrivals::sort(&head, &behind, &BTreeSet::new(), Vec::new(), now, &config());
+        assert_eq!(start(&head, &arrivals), Start::Replay(Some(Timestamp(999))));
+    }
+
+    #[test]
+    fn a_step_cut_off_or_a_cut_replay_is_gone_on_with_before_anything_else() {
+        let now = Timestamp(10_000_000);
+        let ahead = [rec("a", 1, 5, 5_000, Opcode::Login).build()];
+        let cut_off = Checkpoint {
+            point: Some(Timestamp(1_000)),
+            step: StepId(1 << 32),
+            intent: Some(Intent {
+                step: StepId(2 << 32),
+                from: Some(Timestamp(700)),
+            }),
+            ..Checkpoint::default()
+        };
+        let arrivals = Arrivals::sort(
+            &cut_off,
+            &ahead,
+            &BTreeSet::new(),
+            Vec::new(),
+            now,
+            &config(),
+        );
+        assert_eq!(
+            start(&cut_off, &arrivals),
+            Start::Replay(Some(Timestamp(700)))
+        );
+        let replaying = Checkpoint {
+            point: Some(Timestamp(1_000)),
+            replaying: true,
+            ..Checkpoint::default()
+        };
+        assert_eq!(
+            start(&replaying, &Arrivals::default()),
+            Start::Replay(Some(Timestamp(1_000)))
+        );
+    }
+
+    #[test]
+    fn a_record_ahead_of_the_clock_is_held_and_moves_no_point() {
+        let head = Checkpoint {
+            point: Some(Timestamp(1_000)),
+            ..Checkpoint::default()
+        };
+        let now = Timestamp(1_000_000_000);
+        let future = rec("a", 1, 7, 4_000_000_000_000_000, Opcode::Login).build();
+        let present = rec("a", 1, 6, 2_000, Opcode::Login).build();
+        let arrivals = Arrivals::sort(
+            &head,
+            &[future.clone(), present],
+            &BTreeSet::new(),
+            Vec::new(),
+            now,
+            &config(),
+        );
+        assert_eq!(arrivals.future.len(), 1);
+        let prepared = prepare_in_order(&head, &arrivals, now, &config());
+        assert_eq!(prepared.point, Timestamp(2_001));
+        assert_eq!(prepared.skewed.len(), 1);
+        assert!(prepared.held.contains_key(&trail_key(&future)));
+        assert!(
+            prepared.base.carry.integrity.holds("a", 1, 7),
+            "counted in its stream"
+        );
+        let later = Checkpoint {
+            held: prepared.held.clone(),
+            ..head
+        };
+        assert!(due_held(&later, now, &config()).is_empty());
+        assert_eq!(
+            due_held(&later, Timestamp(4_000_000_000_000_000), &config()),
+            vec![trail_key(&future)]
+        );
+    }
+
+    #[test]
+    fn logs_since_a_replays_start_say_what_it_may_remove() {
+        let entry = |removal| (String::from("d"), removal);
+        let at = |point, step, items: Vec<(&str, Removal)>| StepLog {
+            point: Timestamp(point),
+            step: StepId(step),
+            written: items
+                .into_iter()
+                .map(|(sk, removal)| (sk.to_owned(), entry(removal)))
+                .collect(),
+        };
+        let logs = [
+            at(
+                10,
+                1,
+                vec![
+                    ("gap", Removal::Provisional),
+                    ("event-a", Removal::Rederived),
+                ],
+            ),
+            at(
+                20,
+                2,
+                vec![("event-b", Removal::Rederived), ("late", Removal::Kept)],
+            ),
+            at(30, 3, vec![("gone", Removal::Deleted)]),
+        ];
+        let previous = Previous::of_logs(&logs, Some(Timestamp(10)), Some(StepId(3)));
+        let removable: Vec<&str> = previous.removable.iter().map(String::as_str).collect();
+        assert_eq!(removable, ["event-b", "gap", "gone"]);
+        assert!(
+            !previous.digests.contains_key("gone"),
+            "what a step cut off wrote is written again"
+        );
+        let settled = Previous::of_logs(&logs, Some(Timestamp(10)), None);
+        assert!(!settled.removable.contains("gone"));
+        assert!(settled.digests.contains_key("event-a"));
+    }
+
+    #[test]
+    fn objects_as_of_a_start_are_their_first_version_after_it() {
+        let carry = |generation| {
+            ObjectCarry::Certificate(KeyGeneration::blank(1, None, generation, "certificate"))
+        };
+        let heads = BTreeMap::from([
+            ("CERT#1".to_owned(), carry(3)),
+            ("CERT#2".to_owned(), carry(5)),
+        ]);
+        let versions = vec![
+            ("CERT#1".to_owned(), Some(carry(1))),
+            ("CERT#1".to_owned(), Some(carry(2))),
+            ("CERT#3".to_owned(), None),
+        ];
+        let as_of = objects_as_of(&heads, &versions);
+        assert_eq!(as_of["CERT#1"], Some(carry(1)));
+        assert_eq!(as_of["CERT#2"], Some(carry(5)));
+        assert_eq!(as_of["CERT#3"], None);
+    }
 }

@@ -34,9 +34,19 @@ pub const QUORUM_LOWERED: &str = "QuorumLowered";
 /// cluster's records arrive, this counts the gap once, so that its alarm fires on a
 /// cluster that went quiet after it.
 pub const SEQUENCE_GAPS_OPENED: &str = "SequenceGapsOpened";
-pub const LATE_RECORDS: &str = "LateRecords";
-pub const SKEWED_RECORDS: &str = "SkewedRecords";
+/// Records timed more than five minutes from their CloudWatch log event: an HSM clock
+/// that is off, or a delivery held back (unlike [`CLOCK_SKEWED_RECORDS`], which are
+/// ahead of the function's own clock).
+pub const RECORDS_OFF_LOG_TIME: &str = "RecordsOffLogTime";
 pub const DYNAMODB_RETRIES: &str = "DynamoDbRetries";
+/// Records more than the allowed lateness behind their cluster, folded in by a replay.
+pub const LATE_RECORDS_FOLDED: &str = "LateRecordsFolded";
+/// Records older than the late horizon: left out of the views until `rederive` (alarmed).
+pub const LATE_RECORDS_BEYOND_HORIZON: &str = "LateRecordsBeyondHorizon";
+/// Records read again from the trail by replays: what lateness costs.
+pub const RECORDS_REPLAYED: &str = "RecordsReplayed";
+/// Records timed ahead of the clock, held until it reaches them.
+pub const CLOCK_SKEWED_RECORDS: &str = "ClockSkewedRecords";
 
 /// The specification's limits on one metric directive.
 pub const MAX_METRICS: usize = 100;
@@ -94,8 +104,11 @@ fn cluster_document(
             SEQUENCE_GAPS_OPENED,
             counts.new_alerts_of(AlertKind::SequenceGap) as u64,
         ),
-        (LATE_RECORDS, counts.late as u64),
-        (SKEWED_RECORDS, counts.skewed as u64),
+        (RECORDS_OFF_LOG_TIME, counts.off_log_time as u64),
+        (LATE_RECORDS_FOLDED, counts.late as u64),
+        (LATE_RECORDS_BEYOND_HORIZON, counts.beyond_horizon as u64),
+        (RECORDS_REPLAYED, counts.replayed as u64),
+        (CLOCK_SKEWED_RECORDS, counts.held as u64),
     ];
     // A cluster that was not re-derived (quarantine only, or a failed derivation) has
     // no known gap count; publishing 0 would clear a real gap's alarm.
@@ -238,7 +251,7 @@ mod tests {
                 ]),
                 open_gaps: Some(3),
                 late: 10,
-                skewed: 11,
+                off_log_time: 11,
                 ..ClusterReport::default()
             },
         );
@@ -282,8 +295,8 @@ mod tests {
         assert_eq!(cluster[SENSITIVE_OPERATIONS], 6);
         assert_eq!(cluster[QUORUM_LOWERED], 8);
         assert_eq!(cluster[SEQUENCE_GAPS_OPENED], 9);
-        assert_eq!(cluster[LATE_RECORDS], 10);
-        assert_eq!(cluster[SKEWED_RECORDS], 11);
+        assert_eq!(cluster[LATE_RECORDS_FOLDED], 10);
+        assert_eq!(cluster[RECORDS_OFF_LOG_TIME], 11);
         assert_eq!(
             cluster["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Service", "Cluster"], ["Service"]])

@@ -10,10 +10,15 @@ use crate::config::Config;
 use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType, Quarantined};
 use crate::domain::{AlertKind, Conflict, fold};
 use crate::errors::one_line;
-use crate::incremental::{ObjectCarry, StepWrite, object_names, plan_write, prepare_step};
+use crate::incremental::{
+    Arrivals, Checkpoint, Late, ObjectCarry, Objects, Prepared, Previous, Stale, Start, StepWrite,
+    due_held, may_start_from_nothing, objects_as_of, plan_write, prepare_in_order, prepare_replay,
+    replay_starts,
+};
 use crate::model::bounds::Unstorable;
 use crate::model::{AuditRecord, LogSource, StreamId, Timestamp, TrailEntry, bounds};
 use crate::parse::{RecordError, parse_message};
+use crate::store::dynamodb::items::{self, state};
 use crate::store::{AuditStore, ClusterLease, StoreError};
 
 /// Decoded input split into trail entries by cluster and what must be quarantined.
@@ -220,20 +225,29 @@ pub struct ClusterReport {
     pub new_alerts: BTreeMap<String, usize>,
     /// Sequence gaps open after this run; `None` until the cluster was re-derived.
     pub open_gaps: Option<usize>,
-    /// Records that arrived later than the allowed lateness: in the trail, not yet in the
-    /// views (a `late_record` alert each).
+    /// Records that arrived later than the allowed lateness, folded in (a `late_record`
+    /// alert each).
     pub late: usize,
-    /// Records whose own time is more than [`MAX_SKEW_MICROS`] from the time CloudWatch
-    /// Logs gave their log event: an HSM clock that is off, or a delivery held back.
-    pub skewed: usize,
+    /// Records older than the late horizon: in the trail, not in the views until
+    /// `rederive` (a `late_record` alert each).
+    pub beyond_horizon: usize,
+    /// Records timed ahead of the clock, held until it reaches them (a `clock_skew`
+    /// alert each).
+    pub held: usize,
+    /// Records read again from the trail by replays.
+    pub replayed: usize,
+    /// Records whose own time is more than [`MAX_OFF_LOG_TIME_MICROS`] from the time
+    /// CloudWatch Logs gave their log event: an HSM clock that is off, or a delivery held
+    /// back.
+    pub off_log_time: usize,
 }
 
 /// How far a record's time may be from its log event's: CloudWatch Logs stamps an event
 /// when the HSM's agent sends it, within seconds of the record.
-pub const MAX_SKEW_MICROS: i64 = 300_000_000;
+pub const MAX_OFF_LOG_TIME_MICROS: i64 = 300_000_000;
 
-fn is_skewed(entry: &TrailEntry) -> bool {
-    (entry.record.time().micros() - entry.log_event_time.micros()).abs() > MAX_SKEW_MICROS
+fn is_off_log_time(entry: &TrailEntry) -> bool {
+    (entry.record.time().micros() - entry.log_event_time.micros()).abs() > MAX_OFF_LOG_TIME_MICROS
 }
 
 impl ClusterReport {
@@ -245,7 +259,10 @@ impl ClusterReport {
         self.quarantined += other.quarantined;
         self.failed_logins += other.failed_logins;
         self.late += other.late;
-        self.skewed += other.skewed;
+        self.beyond_horizon += other.beyond_horizon;
+        self.held += other.held;
+        self.replayed += other.replayed;
+        self.off_log_time += other.off_log_time;
         for (kind, count) in other.new_alerts {
             *self.new_alerts.entry(kind).or_default() += count;
         }
@@ -299,6 +316,9 @@ impl Report {
                 new_alerts: rederived.new_alerts.clone(),
                 open_gaps: Some(rederived.open_gaps),
                 late: rederived.late,
+                beyond_horizon: rederived.beyond_horizon,
+                held: rederived.held,
+                replayed: rederived.replayed,
                 ..ClusterReport::default()
             });
     }
@@ -415,7 +435,10 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
                     .iter()
                     .filter(|entry| entry.record.is_failed_login())
                     .count(),
-                skewed: entries.iter().filter(|entry| is_skewed(entry)).count(),
+                off_log_time: entries
+                    .iter()
+                    .filter(|entry| is_off_log_time(entry))
+                    .count(),
                 ..ClusterReport::default()
             });
         report
@@ -434,8 +457,12 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
 /// What deriving a cluster changed, and the state of its integrity afterwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rederived {
-    /// Derivation steps (more than one when a stream's tail was read in parts).
+    /// Derivation steps (more than one when a replay was read in parts).
     pub steps: usize,
+    /// Steps that replayed from a snapshot (a record behind the head, a step cut off).
+    pub replays: usize,
+    /// Records read again from the trail by those replays.
+    pub replayed: usize,
     pub put: usize,
     pub deleted: usize,
     pub unchanged: usize,
@@ -443,13 +470,19 @@ pub struct Rederived {
     pub new_alerts: BTreeMap<String, usize>,
     /// Sequence gaps still open in the cluster's trail.
     pub open_gaps: usize,
-    /// Records that arrived too late to be folded in (see [`crate::incremental`]).
+    /// Records that arrived later than the allowed lateness, folded in.
     pub late: usize,
+    /// Records older than the late horizon, left out until `rederive`.
+    pub beyond_horizon: usize,
+    /// Records held for a clock ahead of the invocation's.
+    pub held: usize,
 }
 
 impl Rederived {
-    fn add(&mut self, write: &StepWrite, late: usize) {
+    fn add(&mut self, write: &StepWrite, prepared: &PreparedCounts) {
         self.steps += 1;
+        self.replays += usize::from(prepared.replay);
+        self.replayed += prepared.replayed;
         self.put += write.puts.len() + write.objects.len();
         self.deleted += write.deletes.len();
         self.unchanged += write.unchanged;
@@ -457,7 +490,39 @@ impl Rederived {
             *self.new_alerts.entry(kind.clone()).or_default() += count;
         }
         self.open_gaps = write.open_gaps;
-        self.late += late;
+        self.late += prepared.late;
+        self.beyond_horizon += prepared.beyond_horizon;
+        self.held += prepared.held;
+    }
+}
+
+/// What a prepared step says of itself, kept for the report once it is folded.
+struct PreparedCounts {
+    replay: bool,
+    replayed: usize,
+    late: usize,
+    beyond_horizon: usize,
+    held: usize,
+    replaying: bool,
+    point: Timestamp,
+}
+
+impl PreparedCounts {
+    fn of(prepared: &Prepared) -> Self {
+        let beyond_horizon = prepared
+            .late
+            .iter()
+            .filter(|(_, late)| *late == Late::BeyondHorizon)
+            .count();
+        PreparedCounts {
+            replay: prepared.replay,
+            replayed: prepared.replayed,
+            late: prepared.late.len() - beyond_horizon,
+            beyond_horizon,
+            held: prepared.skewed.len(),
+            replaying: prepared.replaying,
+            point: prepared.point,
+        }
     }
 }
 
@@ -470,35 +535,16 @@ pub async fn derive_cluster<S: AuditStore>(
     batch: ClusterBatch,
 ) -> Result<Rederived, StoreError> {
     let lease = store.lock_cluster(cluster).await?;
-    let result = derive_steps(store, config, &lease, batch, BTreeMap::new()).await;
+    let result = derive_steps(store, config, &lease, batch, false).await;
     let released = store.unlock_cluster(&lease).await;
     let derived = result?;
     released.map(|()| derived)
 }
 
-/// Rebuilds the views of every cluster of `report` that stored late records (what their
-/// `late_record` alerts ask for): the CLI's bulk paths (files, backfill) do it themselves.
-/// Returns the clusters rebuilt.
-pub async fn rebuild_late_clusters<S: AuditStore>(
-    store: &S,
-    config: &Config,
-    report: &Report,
-) -> Result<Vec<String>, StoreError> {
-    let late: Vec<String> = report
-        .by_cluster
-        .iter()
-        .filter(|(_, counts)| counts.late > 0)
-        .map(|(cluster, _)| cluster.clone())
-        .collect();
-    for cluster in &late {
-        rederive(store, config, cluster).await?;
-    }
-    Ok(late)
-}
-
-/// Rebuilds a cluster's views from its whole trail: removes them and the derivation
-/// state, then folds the trail stream by stream, a bounded part of each at a time. For
-/// late records (`late_record` alerts) and after a change of the derivation's rules.
+/// Rebuilds a cluster's views from its whole trail, for a change of the derivation's
+/// rules: removes them and the derivation state a page at a time, then replays the
+/// trail from its start, a bounded part of each stream at a time. Late records and
+/// failed steps need none of it: each invocation folds them in itself.
 pub async fn rederive<S: AuditStore>(
     store: &S,
     config: &Config,
@@ -509,11 +555,27 @@ pub async fn rederive<S: AuditStore>(
         let streams = store.trail_streams(cluster).await?;
         let conflicts = store.conflicts(cluster).await?;
         store.clear_derived(&lease).await?;
+        // The first stored record of each stream names it for the replay.
+        let firsts: Vec<String> = streams.keys().cloned().collect();
+        let mut entries = Vec::new();
+        for prefix in firsts {
+            let start = crate::incremental::TailStart {
+                prefix,
+                after: None,
+            };
+            let tail = store.load_tail(cluster, &[start], 1).await?;
+            entries.extend(tail.entries);
+        }
+        let fresh = entries
+            .iter()
+            .map(|entry| items::identity_sk(&entry.identity()))
+            .collect();
         let batch = ClusterBatch {
+            entries,
+            fresh,
             conflicts,
-            ..ClusterBatch::default()
         };
-        derive_steps(store, config, &lease, batch, streams).await
+        derive_steps(store, config, &lease, batch, true).await
     }
     .await;
     let released = store.unlock_cluster(&lease).await;
@@ -521,55 +583,256 @@ pub async fn rederive<S: AuditStore>(
     released.map(|()| derived)
 }
 
+/// Steps until the batch is folded in (and any replay it started is read to its end).
+/// `from_nothing`: the first step replays the whole trail (a rebuild).
 async fn derive_steps<S: AuditStore>(
     store: &S,
     config: &Config,
     lease: &ClusterLease,
     mut batch: ClusterBatch,
-    mut streams: BTreeMap<String, Option<String>>,
+    mut from_nothing: bool,
 ) -> Result<Rederived, StoreError> {
     let cluster = lease.cluster.as_str();
     let mut derived = Rederived::default();
     let mut per_stream = config.tail_records_per_stream;
     loop {
-        let mut checkpoint = store.load_checkpoint(cluster).await?;
-        checkpoint.unsettled.append(&mut streams);
-        let starts = checkpoint.tail_starts(&batch.entries);
-        let tail = store.load_tail(cluster, &starts, per_stream).await?;
-        let step = prepare_step(
-            &checkpoint,
-            &tail,
-            &batch.entries,
-            &batch.fresh,
-            &config.derive,
-            Timestamp::now(),
-        );
-        let loaded =
-            ObjectCarry::assemble(store.load_objects(cluster, &object_names(&step)).await?);
+        let mut head = store.load_checkpoint(cluster).await?;
+        head.replaying |= std::mem::take(&mut from_nothing);
+        let now = Timestamp::now();
+        let due_keys = due_held(&head, now, config);
+        let due = if due_keys.is_empty() {
+            Vec::new()
+        } else {
+            items::trail_entries(store.trail_items(cluster, &due_keys).await?)?
+        };
+        let arrivals = Arrivals::sort(&head, &batch.entries, &batch.fresh, due, now, config);
+        let (prepared, objects, previous, stale) = match crate::incremental::start(&head, &arrivals)
+        {
+            // Refused duplicates are recorded (their alerts) even when nothing is new.
+            Start::Nothing if batch.conflicts.is_empty() => return Ok(derived),
+            Start::Nothing | Start::InOrder => {
+                let prepared = prepare_in_order(&head, &arrivals, now, config);
+                let heads: BTreeMap<String, ObjectCarry> = store
+                    .load_objects(cluster, &prepared.object_names())
+                    .await?
+                    .into_iter()
+                    .collect();
+                let objects = Objects {
+                    at_start: heads
+                        .iter()
+                        .map(|(name, carry)| (name.clone(), Some(carry.clone())))
+                        .collect(),
+                    heads,
+                };
+                (
+                    prepared,
+                    objects,
+                    Previous::of_head(&head),
+                    Stale::default(),
+                )
+            }
+            Start::Replay(from) => {
+                replay(
+                    store, cluster, config, &head, &arrivals, from, per_stream, now,
+                )
+                .await?
+            }
+        };
         let folded = fold(
-            &step.carry,
-            &loaded,
-            &step.fold,
+            &prepared.base.carry,
+            &objects.carries(),
+            &prepared.fold,
             &batch.conflicts,
-            step.settle_before,
+            prepared.point,
             &config.derive,
         );
-        let late = step.late.len();
-        let settled = step.settle_before;
-        let write = plan_write(cluster, &checkpoint, step, folded, &loaded)?;
+        let counts = PreparedCounts::of(&prepared);
+        let write = plan_write(
+            cluster, &head, prepared, folded, &objects, &previous, stale, now, config,
+        )?;
         store.write_step(lease, &write).await?;
-        derived.add(&write, late);
-        if tail.cut.is_empty() {
+        derived.add(&write, &counts);
+        if !counts.replaying {
             return Ok(derived);
         }
-        // A cut stream whose records read all share one time settles nothing: read more
-        // of it next time, so that every step moves on.
-        if checkpoint.settled_before == Some(settled) {
+        // A cut stream whose records read all share one time moves nothing: read more of
+        // it next time, so that every step moves on.
+        if head.replaying && head.point == Some(counts.point) {
             per_stream = per_stream.saturating_mul(2);
         }
-        // The rest of the cut streams is read from where this step settled them.
+        // The rest is read from where this step ended; its records were taken in.
         batch = ClusterBatch::default();
     }
+}
+
+/// The latest state at or before `from`: the head, a snapshot, or nothing at all while
+/// the cluster is younger than the horizon. `None`: every state kept is later.
+async fn state_at<S: AuditStore>(
+    store: &S,
+    cluster: &str,
+    config: &Config,
+    head: &Checkpoint,
+    from: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Option<Checkpoint>, StoreError> {
+    if let (Some(point), Some(from)) = (head.point, from)
+        && point <= from
+    {
+        return Ok(Some(head.clone()));
+    }
+    if let Some(from) = from {
+        let found = store
+            .state_range(
+                cluster,
+                state::SNAPSHOT_PREFIX,
+                &state::snapshot_sk(from),
+                true,
+                Some(1),
+            )
+            .await?;
+        if let Some(item) = found.first()
+            && let Some(snapshot) = state::snapshot_from_item(item, now.micros() / 1_000_000)?
+        {
+            return Ok(Some(snapshot));
+        }
+    }
+    Ok(may_start_from_nothing(head, now, config).then(Checkpoint::default))
+}
+/// The earliest state kept: the oldest snapshot not expired, else the head.
+async fn earliest_state<S: AuditStore>(
+    store: &S,
+    cluster: &str,
+    head: &Checkpoint,
+    now: Timestamp,
+) -> Result<Checkpoint, StoreError> {
+    let high = format!("{}~", state::SNAPSHOT_PREFIX);
+    let found = store
+        .state_range(cluster, state::SNAPSHOT_PREFIX, &high, false, None)
+        .await?;
+    for item in &found {
+        if let Some(snapshot) = state::snapshot_from_item(item, now.micros() / 1_000_000)? {
+            return Ok(snapshot);
+        }
+    }
+    Ok(head.clone())
+}
+
+/// Prepares a replay from the latest state at or before `from`: reads the trail after
+/// it, the objects as they stood then, and what the steps since wrote.
+#[allow(clippy::too_many_arguments)]
+async fn replay<S: AuditStore>(
+    store: &S,
+    cluster: &str,
+    config: &Config,
+    head: &Checkpoint,
+    arrivals: &Arrivals,
+    mut from: Option<Timestamp>,
+    per_stream: usize,
+    now: Timestamp,
+) -> Result<(Prepared, Objects, Previous, Stale), StoreError> {
+    let mut arrivals = arrivals.clone();
+    let mut beyond: Vec<TrailEntry> = Vec::new();
+    let prepared = loop {
+        let (base, at_earliest) = match state_at(store, cluster, config, head, from, now).await? {
+            Some(base) => (base, false),
+            None => {
+                let earliest = earliest_state(store, cluster, head, now).await?;
+                let boundary = earliest.point.unwrap_or(Timestamp::MIN);
+                let (old, present): (Vec<_>, Vec<_>) = std::mem::take(&mut arrivals.present)
+                    .into_iter()
+                    .partition(|entry| entry.record.time() < boundary);
+                beyond.extend(old);
+                arrivals.present = present;
+                (earliest, true)
+            }
+        };
+        let starts = replay_starts(&base, head, &arrivals);
+        let mut tail = store.load_tail(cluster, &starts, per_stream).await?;
+        if at_earliest {
+            // Nothing earlier is kept: what the trail holds before it cannot be replayed.
+            let boundary = base.point.unwrap_or(Timestamp::MIN);
+            let limit = Timestamp(now.micros().saturating_add(config.clock_skew_micros));
+            let (old, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut tail.entries)
+                .into_iter()
+                .partition(|entry| entry.record.time() < boundary && entry.record.time() <= limit);
+            beyond.extend(old);
+            tail.entries = rest;
+        }
+        match prepare_replay(head, base, tail, &arrivals, beyond.clone(), now, config) {
+            Ok(prepared) => break prepared,
+            Err(earlier) => from = Some(from.map_or(earlier, |from| from.min(earlier))),
+        }
+    };
+    let base_point = prepared.base.point;
+    let after = |prefix: &str, point: Option<Timestamp>| {
+        point.map_or_else(
+            || prefix.to_owned(),
+            |point| format!("{prefix}{}", state::point_key(point)),
+        )
+    };
+    let heads: BTreeMap<String, ObjectCarry> = store
+        .load_objects(cluster, &prepared.object_names())
+        .await?
+        .into_iter()
+        .collect();
+    let version_items = store
+        .state_range(
+            cluster,
+            &after(
+                state::VERSION_PREFIX,
+                base_point.map(|point| Timestamp(point.micros().saturating_add(1))),
+            ),
+            &format!("{}~", state::VERSION_PREFIX),
+            false,
+            None,
+        )
+        .await?;
+    let mut stale = Stale::default();
+    let mut versions = Vec::with_capacity(version_items.len());
+    for item in &version_items {
+        versions.push(state::object_from_item(item)?);
+        stale.state.push(items::sort_key(item));
+    }
+    let objects = Objects {
+        at_start: objects_as_of(&heads, &versions),
+        heads,
+    };
+    let log_items = store
+        .state_range(
+            cluster,
+            &after(state::LOG_PREFIX, base_point),
+            &format!("{}~", state::LOG_PREFIX),
+            false,
+            None,
+        )
+        .await?;
+    let logs = state::logs_from_items(&log_items)?;
+    let cut_off = head
+        .intent
+        .as_ref()
+        .filter(|intent| intent.step != head.step)
+        .map(|intent| intent.step);
+    let mut previous = Previous::of_logs(&logs, base_point, cut_off);
+    let of_head = Previous::of_head(head);
+    for (sk, digest) in of_head.digests {
+        previous.digests.entry(sk).or_insert(digest);
+    }
+    previous.removable.extend(of_head.removable);
+    let later = |point: Timestamp| base_point.is_none_or(|base| point > base);
+    for item in &log_items {
+        let sk = items::sort_key(item);
+        if state::point_of(&sk).is_some_and(later) {
+            stale.state.push(sk);
+        }
+    }
+    let mut snapshots: BTreeSet<Timestamp> = logs
+        .iter()
+        .map(|log| log.point)
+        .filter(|point| later(*point))
+        .collect();
+    snapshots.extend(head.point.filter(|point| later(*point)));
+    stale.snapshots = snapshots.into_iter().collect();
+    Ok((prepared, objects, previous, stale))
 }
 
 #[cfg(test)]
@@ -627,7 +890,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn records_timed_far_from_their_log_event_count_as_skewed() {
+    async fn records_timed_far_from_their_log_event_are_counted() {
         let store = crate::store::memory::MemoryStore::new();
         let minute = 60_000;
         let parsed = parse_decoded([
@@ -649,6 +912,6 @@ mod tests {
         ]);
         let report = store_parsed(&store, parsed).await.expect("stored");
         assert_eq!(report.by_cluster["cluster-1"].records, 3);
-        assert_eq!(report.by_cluster["cluster-1"].skewed, 2);
+        assert_eq!(report.by_cluster["cluster-1"].off_log_time, 2);
     }
 }

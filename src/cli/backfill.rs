@@ -17,9 +17,7 @@ use indicatif::ProgressBar;
 
 use crate::config::Config;
 use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType};
-use crate::pipeline::{
-    Report, derive_clusters, rebuild_late_clusters, stop_at_first, store_decoded,
-};
+use crate::pipeline::{Report, derive_clusters, stop_at_first, store_decoded};
 use crate::store::dynamodb::{DynamoStore, request_error, request_failed};
 use crate::store::{RequestFailed, StoreError};
 
@@ -75,7 +73,6 @@ pub async fn backfill(
     }
     bar.set_message("deriving views");
     derive_clusters(store, config, &mut report, stop_at_first).await?;
-    rebuild_late_clusters(store, config, &report).await?;
     bar.finish_and_clear();
     Ok(report)
 }

@@ -21,8 +21,7 @@ use crate::digest::kms::{DigestSigner, kms_client, public_key as kms_public_key}
 use crate::digest::signature::PublicKey;
 use crate::model::Timestamp;
 use crate::pipeline::{
-    Report, derive_clusters, parse_decoded, rebuild_late_clusters, rederive, stop_at_first,
-    store_parsed,
+    Report, derive_clusters, parse_decoded, rederive, stop_at_first, store_parsed,
 };
 use crate::store::BoxError;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
@@ -415,6 +414,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(processing)?;
             if let Some(error) = &setup.backups_not_enabled {
                 eprintln!("warning: point-in-time recovery is not enabled: {error}");
+            }
+            if let Some(error) = &setup.expiry_not_enabled {
+                eprintln!(
+                    "warning: time to live is not enabled (snapshots and step logs are kept): {error}"
+                );
             }
             let state = if setup.created {
                 "created"
@@ -842,21 +846,17 @@ async fn ingest_files(
             reason: item.reason.clone(),
             raw_sha256: item.raw_sha256.clone(),
         }));
-        let stored = store_parsed(store, parsed).await.map_err(processing)?;
+        // Each file as the function takes one delivery (a subscription payload, a Kinesis
+        // or Firehose batch): stored, then derived, so that what the CLI shows is what the
+        // function does.
+        let mut stored = store_parsed(store, parsed).await.map_err(processing)?;
+        derive_clusters(store, config, &mut stored, stop_at_first)
+            .await
+            .map_err(processing)?;
         report.add(stored);
         bar.set_message(format!("{} records", report.records));
         bar.inc(1);
     }
-    bar.set_message("deriving views");
-    derive_clusters(store, config, &mut report, stop_at_first)
-        .await
-        .map_err(processing)?;
-    // Records older than what the cluster had settled: the views are rebuilt with them,
-    // as the late-record alerts would ask the user to.
-    bar.set_message("rebuilding the views of clusters that received late records");
-    rebuild_late_clusters(store, config, &report)
-        .await
-        .map_err(processing)?;
     bar.finish_and_clear();
     let summary = IngestSummary { report, quarantine };
     render::emit(output, &summary, || render::ingest_text(&summary))

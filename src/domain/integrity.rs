@@ -133,6 +133,27 @@ impl Carry {
             .max()
     }
 
+    /// Whether the record numbered `seq` of the HSM's boot is held.
+    pub fn holds(&self, hsm: &str, boot: u32, seq: u64) -> bool {
+        self.position(hsm, boot).is_ok_and(|index| {
+            let stream = &self.streams[index];
+            (stream.first_seq..=stream.last_seq).contains(&seq)
+                && !stream
+                    .gaps
+                    .iter()
+                    .any(|gap| gap.from <= seq && seq <= gap.to)
+        })
+    }
+
+    /// The HSMs whose streams are held, each once.
+    pub fn hsms(&self) -> impl Iterator<Item = &str> {
+        let mut last: Option<&str> = None;
+        self.streams.iter().filter_map(move |stream| {
+            let hsm = stream.hsm.as_str();
+            (last.replace(hsm) != Some(hsm)).then_some(hsm)
+        })
+    }
+
     /// Takes in one record wherever it falls. `false` when it was held already.
     pub fn admit(&mut self, hsm: &str, boot: u32, seq: u64, time: Timestamp) -> bool {
         match self.position(hsm, boot) {
@@ -281,6 +302,22 @@ mod tests {
         assert_eq!(alerts.len(), 1, "starting at 3 is not a gap");
         assert_eq!((alerts[0].from, alerts[0].to), (Some(5), Some(7)));
         assert_eq!(alerts[0].time, Timestamp(1_000_040));
+    }
+
+    #[test]
+    fn holds_is_what_admit_took_in_and_no_more() {
+        let mut carry = Carry::default();
+        for seq in [3, 4, 8] {
+            carry.admit("a", 1, seq, Timestamp(seq as i64));
+        }
+        carry.admit("b", 2, 0, Timestamp(0));
+        let held: Vec<u64> = (0..10).filter(|seq| carry.holds("a", 1, *seq)).collect();
+        assert_eq!(held, [3, 4, 8]);
+        assert!(!carry.holds("a", 2, 3), "another boot");
+        assert_eq!(carry.hsms().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(!carry.admit("a", 1, 4, Timestamp(4)));
+        assert!(carry.admit("a", 1, 6, Timestamp(6)));
+        assert!(carry.holds("a", 1, 6));
     }
 
     #[test]

@@ -434,8 +434,12 @@ pub enum AlertKind {
     /// Certificate storage failed for a reason of its own (`MaxObjectsReached`,
     /// `InternalFailure`), not of the request.
     CertificateStorageError,
-    /// A record arrived later than the allowed lateness: the views omit it until rebuilt.
+    /// A record arrived later than the allowed lateness (folded in all the same), or
+    /// older than the late horizon (left out of the views until `rederive`).
     LateRecord,
+    /// A record timed ahead of the clock when it arrived: held out of the views until
+    /// the clock reaches it.
+    ClockSkew,
     /// A `CN_SET_M_VALUE` set a quorum value below the previous one.
     QuorumLowered,
 }
@@ -450,6 +454,7 @@ impl AlertKind {
             AlertKind::Reboot => "reboot",
             AlertKind::CertificateStorageError => "certificate_storage_error",
             AlertKind::LateRecord => "late_record",
+            AlertKind::ClockSkew => "clock_skew",
             AlertKind::QuorumLowered => "quorum_lowered",
         }
     }
@@ -572,8 +577,8 @@ pub struct Folded {
 
 /// Derives what `entries` touch, resumed from `carry` and the carries of the objects they
 /// name; the carry returned is the state after every record timed before
-/// `settle_before`. Records must not be timed before the carry's own settle point
-/// (those are late: see [`late_record_alert`]).
+/// `settle_before`. Records must not be timed before the carry's own point (those are
+/// replayed from an earlier state: see `crate::incremental`).
 pub fn fold(
     carry: &Carry,
     entities: &EntityCarries,
@@ -656,29 +661,6 @@ pub fn fold(
             luna_objects: luna.settled_objects,
         },
         open_bursts: flagged.open_bursts.into_iter().collect(),
-    }
-}
-
-/// An alert for a record that arrived after the views around its time were settled:
-/// it is in the trail (and in its stream's integrity), but sessions, key lifecycles and
-/// failed logins were derived without it until `hsm-audit rederive` rebuilds them.
-pub fn late_record_alert(entry: &TrailEntry, settled_before: Timestamp) -> Alert {
-    let (hsm, reboot_counter, seq) = entry.identity().into_parts();
-    Alert {
-        kind: AlertKind::LateRecord,
-        time: entry.record.time(),
-        hsm: Some(hsm),
-        reboot_counter,
-        from: None,
-        to: None,
-        seq,
-        user: None,
-        opcode: None,
-        detail: Some(format!(
-            "arrived after the views before {} were settled (log event {}); run `hsm-audit rederive` to include it",
-            settled_before.iso(),
-            entry.log_event_id
-        )),
     }
 }
 

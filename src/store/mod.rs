@@ -169,16 +169,28 @@ pub trait AuditStore {
         per_stream: usize,
     ) -> Result<TailRead, StoreError>;
 
-    /// The carries of the named objects that have one.
+    /// The heads of the named objects that have one.
     async fn load_objects(
         &self,
         cluster: &str,
         names: &[String],
     ) -> Result<Vec<(String, ObjectCarry)>, StoreError>;
 
-    /// Writes a step: views, deletes, object carries, then the checkpoint (last: a step
-    /// that fails midway is done again from the previous checkpoint).
+    /// Writes a step phase by phase ([`dynamodb::items::state::StepPhases`]): each only
+    /// once the one before it is stored, the head only while the lease is held.
     async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError>;
+
+    /// The items of the cluster's derivation state (`STATE#<cluster>`) whose sort keys lie
+    /// in `[low, high]`, in sort-key order or (with `reverse`) its reverse, at most `limit`
+    /// of them (else all, page by page): snapshots, step logs, object versions.
+    async fn state_range(
+        &self,
+        cluster: &str,
+        low: &str,
+        high: &str,
+        reverse: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError>;
 
     /// Removes every derived view and the derivation state of the cluster, page by page.
     async fn clear_derived(&self, lease: &ClusterLease) -> Result<usize, StoreError>;
@@ -251,4 +263,15 @@ pub fn classify_entries<'a>(
         })
         .collect();
     (fresh, outcome)
+}
+
+/// The heads among object items (an object without a carry has no head).
+pub fn heads_from_items(found: &[Item]) -> Result<Vec<(String, ObjectCarry)>, StoreError> {
+    let mut heads = Vec::new();
+    for item in found {
+        if let (name, Some(carry)) = dynamodb::items::object_from_item(item)? {
+            heads.push((name, carry));
+        }
+    }
+    Ok(heads)
 }

@@ -11,8 +11,9 @@
 //!   `KEY#LUNA#<ouid>#GEN#<n>`, apart from CloudHSM handles), `FAILED_LOGIN#<time>#…`,
 //!   `ALERT#<time>#<kind>#…`, `STREAM#<hsm>#RC#<reboot>`, `QUORUM#…` (see `quorum`), and
 //!   the `LEASE`.
-//! - `STATE#<cluster>`: where the incremental derivation stands (`CHECKPOINT#…`) and each
-//!   object's carry (`OBJ#…`); see `crate::incremental`.
+//! - `STATE#<cluster>`: where the incremental derivation stands (`CHECKPOINT#…`), its
+//!   snapshots, step logs and each object's carry and versions (`state`); see
+//!   `crate::incremental`.
 //! - `QUARANTINE`: what could not be processed, and the whole content of what its `raw`
 //!   cuts under `…#PART#<n>`.
 //!
@@ -43,8 +44,13 @@ use crate::store::{BoxError, StoreError};
 
 mod later;
 mod quorum;
+pub mod state;
 
 pub use self::quorum::{QUORUM_PREFIX, quorum_from_items};
+pub use self::state::{
+    CHECKPOINT_PREFIX, checkpoint_from_items, object_from_item, object_item, object_key,
+    step_phases,
+};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -121,137 +127,6 @@ pub fn cluster_pk(cluster: &str) -> String {
 /// apart from the views so that the console's view of `CLUSTER#` shows only views.
 pub fn state_pk(cluster: &str) -> String {
     format!("STATE#{}", key_part(cluster))
-}
-
-pub const CHECKPOINT_PREFIX: &str = "CHECKPOINT#";
-const OBJECT_PREFIX: &str = "OBJ#";
-/// A checkpoint is stored gzipped in pieces of at most this many bytes, well inside
-/// DynamoDB's 400 KB item limit.
-const CHECKPOINT_CHUNK_BYTES: usize = 300 * 1024;
-
-/// The checkpoint's items: gzipped JSON, cut into pieces when large.
-pub fn checkpoint_items(
-    cluster: &str,
-    checkpoint: &crate::incremental::Checkpoint,
-) -> Result<Vec<Item>, StoreError> {
-    let corrupt = |source: BoxError| StoreError::Corrupt {
-        key: format!("{}/{CHECKPOINT_PREFIX}", state_pk(cluster)),
-        source,
-    };
-    let json = serde_json::to_vec(checkpoint).map_err(|error| corrupt(error.into()))?;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut encoder, &json).map_err(|error| corrupt(error.into()))?;
-    let packed = encoder.finish().map_err(|error| corrupt(error.into()))?;
-    let chunks: Vec<&[u8]> = packed.chunks(CHECKPOINT_CHUNK_BYTES).collect();
-    Ok(chunks
-        .iter()
-        .enumerate()
-        .map(|(index, chunk)| {
-            let mut item = key_item(
-                &state_pk(cluster),
-                &format!("{CHECKPOINT_PREFIX}{index:04}"),
-            );
-            item.insert("item_type".into(), AttributeValue::S("checkpoint".into()));
-            item.insert("chunks".into(), AttributeValue::N(chunks.len().to_string()));
-            item.insert(
-                "checkpoint_gz".into(),
-                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(chunk.to_vec())),
-            );
-            item
-        })
-        .collect())
-}
-
-/// Keys of the checkpoint's pieces `from..to`: those a shorter checkpoint leaves behind.
-pub fn checkpoint_piece_keys(cluster: &str, pieces: std::ops::Range<usize>) -> Vec<Item> {
-    pieces
-        .map(|index| {
-            key_item(
-                &state_pk(cluster),
-                &format!("{CHECKPOINT_PREFIX}{index:04}"),
-            )
-        })
-        .collect()
-}
-
-/// The checkpoint from its items (in sort-key order); the default when there are none.
-pub fn checkpoint_from_items(
-    cluster: &str,
-    items: &[Item],
-) -> Result<crate::incremental::Checkpoint, StoreError> {
-    let corrupt = |source: BoxError| StoreError::Corrupt {
-        key: format!("{}/{CHECKPOINT_PREFIX}", state_pk(cluster)),
-        source,
-    };
-    if items.is_empty() {
-        return Ok(crate::incremental::Checkpoint::default());
-    }
-    let mut packed = Vec::new();
-    for item in items {
-        let chunk = item
-            .get("checkpoint_gz")
-            .and_then(|value| value.as_b().ok())
-            .ok_or_else(|| corrupt("a piece has no checkpoint_gz".into()))?;
-        packed.extend_from_slice(chunk.as_ref());
-    }
-    let expected: usize = items[0]
-        .get("chunks")
-        .and_then(|value| value.as_n().ok())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    if expected != items.len() {
-        return Err(corrupt(
-            format!("{} of {expected} pieces", items.len()).into(),
-        ));
-    }
-    let mut json = Vec::new();
-    std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(packed.as_slice()),
-        &mut json,
-    )
-    .map_err(|error| corrupt(error.into()))?;
-    let mut checkpoint: crate::incremental::Checkpoint =
-        serde_json::from_slice(&json).map_err(|error| corrupt(error.into()))?;
-    checkpoint.stored_pieces = items.len();
-    Ok(checkpoint)
-}
-
-/// The key of an object's carry (`OBJ#KEY#<handle>`, `OBJ#CERT#<handle>`, `OBJ#LUNA#<id>`).
-pub fn object_key(cluster: &str, name: &str) -> Item {
-    key_item(
-        &state_pk(cluster),
-        &format!("{OBJECT_PREFIX}{}", key_part(name)),
-    )
-}
-
-pub fn object_item(
-    cluster: &str,
-    name: &str,
-    carry: &crate::incremental::ObjectCarry,
-) -> Result<Item, StoreError> {
-    let mut item = object_key(cluster, name);
-    let json = serde_json::to_string(carry).map_err(|error| StoreError::Corrupt {
-        key: name.to_owned(),
-        source: error.into(),
-    })?;
-    item.insert("item_type".into(), AttributeValue::S("object_carry".into()));
-    item.insert("object_name".into(), AttributeValue::S(name.to_owned()));
-    item.insert("object_carry".into(), AttributeValue::S(json));
-    Ok(item)
-}
-
-pub fn object_from_item(
-    item: &Item,
-) -> Result<(String, crate::incremental::ObjectCarry), StoreError> {
-    let text = |name: &str| item.get(name).and_then(|value| value.as_s().ok());
-    let corrupt = |source: BoxError| StoreError::Corrupt {
-        key: sort_key(item),
-        source,
-    };
-    let name = text("object_name").ok_or_else(|| corrupt("no object name".into()))?;
-    let json = text("object_carry").ok_or_else(|| corrupt("no carry".into()))?;
-    let carry = serde_json::from_str(json).map_err(|error| corrupt(error.into()))?;
-    Ok((name.clone(), carry))
 }
 
 pub fn trail_sk(hsm: &str, reboot_counter: u32, sequence_no: u64) -> String {

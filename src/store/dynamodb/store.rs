@@ -419,7 +419,7 @@ impl AuditStore for DynamoStore {
                 Some("pk, sk, object_name, object_carry"),
             )
             .await?;
-        found.iter().map(items::object_from_item).collect()
+        crate::store::heads_from_items(&found)
     }
 
     async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError> {
@@ -429,47 +429,79 @@ impl AuditStore for DynamoStore {
         if lease.is_lost() {
             return Err(lost());
         }
-        let mut puts = write.puts.clone();
-        for (name, carry) in &write.objects {
-            puts.push(items::object_item(&lease.cluster, name, carry)?);
+        let phases = items::step_phases(&lease.cluster, write)?;
+        for phase in [&phases.journal, &phases.versions, &phases.heads] {
+            self.account(phase);
+            self.put_all(phase.clone()).await?;
         }
-        self.account(&puts);
-        self.account_deletes(write.deletes.len());
-        self.delete_all(write.deletes.clone()).await?;
-        self.put_all(puts).await?;
-        let checkpoint = items::checkpoint_items(&lease.cluster, &write.checkpoint)?;
-        let stale = items::checkpoint_piece_keys(
-            &lease.cluster,
-            checkpoint.len()..write.checkpoint.stored_pieces,
-        );
-        // The views were written under the lease; the checkpoint, which makes them the
-        // settled state, only while it is still held.
+        self.account_deletes(phases.view_deletes.len());
+        self.delete_all(phases.view_deletes).await?;
+        self.account(&phases.view_puts);
+        self.put_all(phases.view_puts).await?;
+        self.account_deletes(phases.stale.len());
+        self.delete_all(phases.stale).await?;
+        // Everything before was written under the lease; the head, which makes it the
+        // cluster's state, only while it is still held.
         if lease.is_lost() {
             return Err(lost());
         }
-        self.account(&checkpoint);
-        self.put_all(checkpoint).await?;
-        self.delete_all(stale).await?;
+        self.account(&phases.checkpoint);
+        self.put_all(phases.checkpoint).await?;
+        self.delete_all(phases.checkpoint_stale).await?;
+        self.account(&phases.after_commit);
+        self.put_all(phases.after_commit).await?;
         Ok(())
     }
 
+    async fn state_range(
+        &self,
+        cluster: &str,
+        low: &str,
+        high: &str,
+        reverse: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let pk = items::state_pk(cluster);
+        let sort = Some(SortKey::Between(low.to_owned(), high.to_owned()));
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let left = limit.map(|limit| i32::try_from(limit - found.len()).unwrap_or(i32::MAX));
+            let (page, next) = self
+                .query_sorted_page(&pk, &sort, !reverse, start, left)
+                .await?;
+            found.extend(page);
+            start = next;
+            if start.is_none() || limit.is_some_and(|limit| found.len() >= limit) {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Removes the cluster's views and derivation state a page at a time: a rebuild of any
+    /// history holds one page of keys, never the partition's.
     async fn clear_derived(&self, lease: &ClusterLease) -> Result<usize, StoreError> {
         let mut cleared = 0;
         for pk in [
             items::cluster_pk(&lease.cluster),
             items::state_pk(&lease.cluster),
         ] {
-            let mut keys = Vec::new();
-            self.query_pages(&pk, None, |page| {
-                keys.extend(
-                    page.iter()
-                        .filter(|item| items::sort_key(item) != items::LEASE_SK)
-                        .map(items::key_attributes),
-                );
-                Ok(())
-            })
-            .await?;
-            cleared += self.delete_all(keys).await?;
+            let mut start = None;
+            loop {
+                let (page, next) = self
+                    .query_sorted_page(&pk, &None, true, start, None)
+                    .await?;
+                let keys: Vec<Item> = page
+                    .iter()
+                    .filter(|item| items::sort_key(item) != items::LEASE_SK)
+                    .map(items::key_attributes)
+                    .collect();
+                cleared += self.delete_all(keys).await?;
+                start = next;
+                if start.is_none() {
+                    break;
+                }
+            }
         }
         Ok(cleared)
     }

@@ -54,6 +54,9 @@ pub struct TableSetup {
     /// Why point-in-time recovery could not be turned on: a local server may lack
     /// `UpdateContinuousBackups`, and the table is usable without it there.
     pub backups_not_enabled: Option<StoreError>,
+    /// Why the time to live of the derivation's snapshots and logs could not be turned
+    /// on, if it could not (the table works without it; they are not removed).
+    pub expiry_not_enabled: Option<StoreError>,
 }
 
 /// Creates the table as `schema/table.json` defines it, waits until it is active, and
@@ -93,6 +96,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableSetup, St
             return Ok(TableSetup {
                 created: false,
                 backups_not_enabled: None,
+                expiry_not_enabled: None,
             });
         }
         Err(error) => return Err(request_error("CreateTable", error)),
@@ -119,10 +123,26 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableSetup, St
         .point_in_time_recovery_specification(pitr)
         .send()
         .await;
+    // Snapshots, step logs and object versions expire after the late horizon, as the
+    // template's `TimeToLiveSpecification` says.
+    let expiry = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+        .attribute_name(super::items::state::EXPIRES_AT)
+        .enabled(true)
+        .build()
+        .map_err(|error| request_error("UpdateTimeToLive", error))?;
+    let expiring = client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(expiry)
+        .send()
+        .await;
     Ok(TableSetup {
         created: true,
         backups_not_enabled: backups
             .err()
             .map(|error| request_error("UpdateContinuousBackups", error)),
+        expiry_not_enabled: expiring
+            .err()
+            .map(|error| request_error("UpdateTimeToLive", error)),
     })
 }

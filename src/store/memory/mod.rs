@@ -13,6 +13,7 @@ mod packed;
 
 use self::packed::{Packed, pack, unpack};
 use super::dynamodb::items::{self, Item};
+use super::heads_from_items;
 use super::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
 use crate::decode::Quarantined;
 use crate::digest;
@@ -25,6 +26,9 @@ pub struct MemoryStore {
     items: Mutex<BTreeMap<(String, String), Packed>>,
     leases: Mutex<HashSet<String>>,
     ledger: Mutex<Ledger>,
+    /// Item writes (puts and deletes of a step) left before the next one fails, as a
+    /// process cut off between two writes would: see [`MemoryStore::fail_after_writes`].
+    writes_left: Mutex<Option<usize>>,
 }
 
 /// What the DynamoDB store would have spent on the calls made so far.
@@ -97,6 +101,49 @@ impl MemoryStore {
         self.guard().insert(key_of(&item), packed);
     }
 
+    /// Makes the write of a step's items fail after `writes` more of them are stored (a
+    /// timeout, an out-of-memory kill, a lost lease between any two writes): the fault
+    /// the crash-recovery tests inject. It fires once.
+    pub fn fail_after_writes(&self, writes: usize) {
+        *self.writes_left.lock().unwrap_or_else(|p| p.into_inner()) = Some(writes);
+    }
+
+    /// Takes one write from the budget [`Self::fail_after_writes`] set.
+    fn spend_write(&self) -> Result<(), StoreError> {
+        let mut left = self.writes_left.lock().unwrap_or_else(|p| p.into_inner());
+        match *left {
+            Some(0) => {
+                *left = None;
+                Err(StoreError::Request {
+                    operation: "BatchWriteItem",
+                    source: super::RequestFailed {
+                        summary: "injected: the process was cut off".to_owned(),
+                        source: "injected fault".into(),
+                    },
+                })
+            }
+            Some(n) => {
+                *left = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Stores a phase of a step: its deletes, then its puts, each write from the budget.
+    fn write_phase(&self, puts: &[Item], deletes: &[Item]) -> Result<(), StoreError> {
+        self.book_writes(puts, deletes.len());
+        for key in deletes {
+            self.spend_write()?;
+            self.guard().remove(&key_of(key));
+        }
+        for item in puts {
+            self.spend_write()?;
+            self.put(item.clone());
+        }
+        Ok(())
+    }
+
     /// The requests and units spent since the last reset.
     pub fn ledger(&self) -> Ledger {
         self.book().clone()
@@ -139,10 +186,12 @@ impl MemoryStore {
     fn book_gets(&self, keys: usize, found: &[Item]) {
         self.count("BatchGetItem", keys.div_ceil(GET_BATCH));
         let mut book = self.book();
+        // A key that does not exist is billed a unit too.
         book.read_units += found
             .iter()
             .map(|item| read_units(items::item_size(item)))
-            .sum::<f64>();
+            .sum::<f64>()
+            + keys.saturating_sub(found.len()) as f64;
         book.items_read += found.len() as u64;
     }
 
@@ -327,29 +376,43 @@ impl AuditStore for MemoryStore {
                 .collect()
         };
         self.book_gets(names.len(), &found);
-        found.iter().map(items::object_from_item).collect()
+        heads_from_items(&found)
     }
 
     async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError> {
-        let mut puts = write.puts.clone();
-        for (name, carry) in &write.objects {
-            puts.push(items::object_item(&lease.cluster, name, carry)?);
-        }
-        let pieces = items::checkpoint_items(&lease.cluster, &write.checkpoint)?;
-        let stale = items::checkpoint_piece_keys(
-            &lease.cluster,
-            pieces.len()..write.checkpoint.stored_pieces,
-        );
-        self.book_writes(&[], write.deletes.len());
-        self.book_writes(&puts, 0);
-        self.book_writes(&pieces, stale.len());
-        for key in write.deletes.iter().chain(&stale) {
-            self.guard().remove(&key_of(key));
-        }
-        for item in puts.into_iter().chain(pieces) {
-            self.put(item);
-        }
-        Ok(())
+        let phases = items::step_phases(&lease.cluster, write)?;
+        self.write_phase(&phases.journal, &[])?;
+        self.write_phase(&phases.versions, &[])?;
+        self.write_phase(&phases.heads, &[])?;
+        self.write_phase(&phases.view_puts, &phases.view_deletes)?;
+        self.write_phase(&[], &phases.stale)?;
+        self.write_phase(&phases.checkpoint, &phases.checkpoint_stale)?;
+        self.write_phase(&phases.after_commit, &[])
+    }
+
+    async fn state_range(
+        &self,
+        cluster: &str,
+        low: &str,
+        high: &str,
+        reverse: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let pk = items::state_pk(cluster);
+        let found: Vec<Item> = {
+            let map = self.guard();
+            let range = map
+                .range((pk.clone(), low.to_owned())..=(pk.clone(), high.to_owned()))
+                .map(|(_, item)| unpack(item));
+            let limit = limit.unwrap_or(usize::MAX);
+            if reverse {
+                range.rev().take(limit).collect()
+            } else {
+                range.take(limit).collect()
+            }
+        };
+        self.book_query(&found);
+        Ok(found)
     }
 
     async fn clear_derived(&self, lease: &ClusterLease) -> Result<usize, StoreError> {

@@ -1,0 +1,301 @@
+//! `make bench`, the dense curves: what one invocation costs on a busy cluster as its
+//! history grows — (a) three HSMs logging about 150 records a second together, (b) one
+//! HSM logging about 600 — with 100- and 1,000-record payloads delivered as CloudWatch
+//! Logs does (each HSM's records within 30 s, another HSM's payload covering the same
+//! seconds), into the in-memory store, whose ledger counts what DynamoDB would be sent
+//! and bill (a test holds it to the requests the DynamoDB store sends).
+//!
+//! At each history point the next few invocations are measured: requests, read and
+//! write units, items read, heap peak and time; their mean is compared with the first
+//! point's. Every invocation is checked for items read against `5 × batch + 300`, and no
+//! record delivered in order may be called late.
+//!
+//! Points: BENCH_DENSE_POINTS (comma-separated record counts; default 1000,10000,100000,
+//! 250000 under `cargo bench`, a small smoke run under `cargo test`).
+
+use std::time::{Duration, Instant};
+
+use hsm_audit::config::Config;
+use hsm_audit::lambda::ingest_event;
+use hsm_audit::store::memory::{Ledger, MemoryStore};
+use hsm_audit::testkit::workload::{WorkloadSpec, generate};
+
+#[path = "common/counting.rs"]
+mod counting;
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
+/// Invocations measured at each history point.
+const PROBES: usize = 5;
+
+struct Probe {
+    records: usize,
+    ledger: Ledger,
+    heap_peak: usize,
+    time: Duration,
+}
+
+fn points(measuring: bool) -> Vec<usize> {
+    std::env::var("BENCH_DENSE_POINTS")
+        .ok()
+        .map(|points| {
+            points
+                .split(',')
+                .filter_map(|point| point.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            if measuring {
+                vec![1_000, 10_000, 100_000, 250_000]
+            } else {
+                vec![1_000, 3_000]
+            }
+        })
+}
+
+/// Records a second of a generated workload.
+fn rate(spec: &WorkloadSpec) -> f64 {
+    let payloads = generate(spec);
+    let mut first = i64::MAX;
+    let mut last = i64::MIN;
+    let mut records = 0;
+    for payload in &payloads {
+        let data = payload
+            .event
+            .pointer("/awslogs/data")
+            .and_then(|data| data.as_str())
+            .unwrap_or_default();
+        let body: serde_json::Value =
+            serde_json::from_slice(&hsm_audit::testkit::unpack(data)).expect("json");
+        for event in body["logEvents"].as_array().into_iter().flatten() {
+            let time = event["timestamp"].as_i64().unwrap_or_default();
+            first = first.min(time);
+            last = last.max(time);
+            records += 1;
+        }
+    }
+    records as f64 / ((last - first).max(1) as f64 / 1000.0)
+}
+
+/// The workload of a scenario at about `target` records a second.
+fn spec_at(hsms: usize, target: f64, records: usize, per_payload: usize) -> WorkloadSpec {
+    let mut spec = WorkloadSpec {
+        hsms,
+        records: 5_000,
+        records_per_payload: per_payload,
+        app: true,
+        delivery_seconds: Some(30),
+        ..WorkloadSpec::default()
+    };
+    let base = rate(&spec);
+    spec.speedup = ((target / base).round() as u64).max(1);
+    spec.records = records;
+    spec
+}
+
+struct Curve {
+    name: String,
+    rate: f64,
+    /// (history, mean of the probes there)
+    at: Vec<(usize, Vec<Probe>)>,
+    worst_items_ratio: f64,
+    over_budget: usize,
+    late: usize,
+    replays: usize,
+    deliveries: usize,
+}
+
+fn run(
+    name: &str,
+    hsms: usize,
+    target: f64,
+    per_payload: usize,
+    points: &[usize],
+    runtime: &tokio::runtime::Runtime,
+) -> Curve {
+    let last = points.iter().copied().max().unwrap_or(1_000);
+    let spec = spec_at(hsms, target, last + PROBES * per_payload * 2, per_payload);
+    let measured_rate = rate(&WorkloadSpec {
+        records: 20_000,
+        ..spec.clone()
+    });
+    let payloads = generate(&spec);
+    let store = MemoryStore::new();
+    let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
+    let mut curve = Curve {
+        name: name.to_owned(),
+        rate: measured_rate,
+        at: Vec::new(),
+        worst_items_ratio: 0.0,
+        over_budget: 0,
+        late: 0,
+        replays: 0,
+        deliveries: 0,
+    };
+    let mut history = 0;
+    let mut next_point = 0;
+    let mut probing: Option<(usize, Vec<Probe>)> = None;
+    for payload in payloads {
+        if probing.is_none() && next_point < points.len() && history >= points[next_point] {
+            probing = Some((history, Vec::new()));
+            next_point += 1;
+        }
+        store.reset_ledger();
+        let before = counting::start();
+        let clock = Instant::now();
+        let report = runtime
+            .block_on(ingest_event(payload.event, &store, &config))
+            .expect("delivery");
+        let time = clock.elapsed();
+        let heap_peak = counting::peak_since(before);
+        let ledger = store.ledger();
+        history += payload.records;
+        curve.deliveries += 1;
+        curve.late += report.by_cluster.values().map(|c| c.late).sum::<usize>();
+        curve.replays += usize::from(report.by_cluster.values().any(|c| c.replayed > 0));
+        let budget = 5 * payload.records as u64 + 300;
+        // The trail items the delivery's own write reads back are the batch's: the
+        // budget is about what the derivation reads beyond them.
+        curve.worst_items_ratio = curve
+            .worst_items_ratio
+            .max(ledger.items_read as f64 / payload.records.max(1) as f64);
+        if ledger.items_read > budget {
+            curve.over_budget += 1;
+        }
+        if let Some((_, probes)) = probing.as_mut() {
+            probes.push(Probe {
+                records: payload.records,
+                ledger,
+                heap_peak,
+                time,
+            });
+            if probes.len() == PROBES
+                && let Some(done) = probing.take()
+            {
+                curve.at.push(done);
+            }
+        }
+        if next_point >= points.len() && probing.is_none() && !curve.at.is_empty() {
+            break;
+        }
+    }
+    curve
+}
+
+struct Mean {
+    records: f64,
+    requests: f64,
+    read_units: f64,
+    write_units: f64,
+    items_read: f64,
+    heap_mib: f64,
+    time_ms: f64,
+}
+
+fn mean(probes: &[Probe]) -> Mean {
+    let n = probes.len().max(1) as f64;
+    let sum = |f: &dyn Fn(&Probe) -> f64| probes.iter().map(f).sum::<f64>() / n;
+    Mean {
+        records: sum(&|p| p.records as f64),
+        requests: sum(&|p| p.ledger.total_requests() as f64),
+        read_units: sum(&|p| p.ledger.read_units),
+        write_units: sum(&|p| p.ledger.write_units as f64),
+        items_read: sum(&|p| p.ledger.items_read as f64),
+        heap_mib: probes.iter().map(|p| p.heap_peak).max().unwrap_or(0) as f64 / 1_048_576.0,
+        time_ms: sum(&|p| p.time.as_secs_f64() * 1e3),
+    }
+}
+
+fn main() {
+    let measuring = std::env::args().any(|arg| arg == "--bench");
+    let points = points(measuring);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let scenarios = [
+        ("3 HSMs ~150 rec/s", 3, 150.0),
+        ("1 HSM ~600 rec/s", 1, 600.0),
+    ];
+    let mut held = true;
+    for (name, hsms, target) in scenarios {
+        for per_payload in [100usize, 1_000] {
+            let started = Instant::now();
+            let curve = run(name, hsms, target, per_payload, &points, &runtime);
+            println!(
+                "\n== {} ({:.0} rec/s measured), {per_payload}-record payloads: {} deliveries in {:.0} s, {} replays, {} late",
+                curve.name,
+                curve.rate,
+                curve.deliveries,
+                started.elapsed().as_secs_f64(),
+                curve.replays,
+                curve.late
+            );
+            println!(
+                "{:>9} {:>7} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
+                "history",
+                "batch",
+                "requests",
+                "read RU",
+                "write WU",
+                "items read",
+                "heap MiB",
+                "time ms"
+            );
+            let means: Vec<(usize, Mean)> = curve
+                .at
+                .iter()
+                .map(|(history, probes)| (*history, mean(probes)))
+                .collect();
+            for (history, m) in &means {
+                println!(
+                    "{:>9} {:>7.0} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.2} {:>9.1}",
+                    history,
+                    m.records,
+                    m.requests,
+                    m.read_units,
+                    m.write_units,
+                    m.items_read,
+                    m.heap_mib,
+                    m.time_ms
+                );
+            }
+            if let (Some((h0, first)), Some((h1, last))) = (means.first(), means.last()) {
+                let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { 1.0 };
+                let figures = [
+                    ("requests", ratio(first.requests, last.requests)),
+                    ("read units", ratio(first.read_units, last.read_units)),
+                    ("write units", ratio(first.write_units, last.write_units)),
+                    ("items read", ratio(first.items_read, last.items_read)),
+                    ("heap peak", ratio(first.heap_mib, last.heap_mib)),
+                    ("time", ratio(first.time_ms, last.time_ms)),
+                ];
+                let worst = figures.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+                let ok = worst <= 1.5 && curve.over_budget == 0 && curve.late == 0;
+                held &= ok;
+                let text: Vec<String> = figures
+                    .iter()
+                    .map(|(name, r)| format!("{name} {r:.2}x"))
+                    .collect();
+                println!(
+                    "history {h0} -> {h1}: {}; items read at most {:.2} x the batch, {} of {} over 5 x batch + 300; {} late — {}",
+                    text.join(", "),
+                    curve.worst_items_ratio,
+                    curve.over_budget,
+                    curve.deliveries,
+                    curve.late,
+                    if ok { "HOLDS" } else { "MISSED" }
+                );
+            }
+        }
+    }
+    println!(
+        "\ndense curves: {}",
+        if held {
+            "every target holds"
+        } else {
+            "a target missed (above)"
+        }
+    );
+}
