@@ -308,6 +308,11 @@ fn worries(report: &Report, out: &mut impl Write) -> io::Result<()> {
         .get(&AlertKind::LateRecord)
         .copied()
         .unwrap_or(0);
+    let ahead = report
+        .alerts_by_kind
+        .get(&AlertKind::ClockSkew)
+        .copied()
+        .unwrap_or(0);
     let backwards: Vec<String> = report
         .streams
         .iter()
@@ -362,11 +367,14 @@ fn worries(report: &Report, out: &mut impl Write) -> io::Result<()> {
         ),
         (
             "late",
-            late + backwards.len(),
+            late + ahead + backwards.len(),
             format!(
-                "{} later than the allowed lateness (not in the views until \
-                 <code>hsm-audit rederive</code>); {} whose first record is timed after its last{}",
+                "{} later than the allowed lateness (folded in by a replay; one older than the \
+                 late horizon stays out of the views until <code>hsm-audit rederive</code>); {} \
+                 ahead of the clock (held until it reaches them); {} whose first record is timed \
+                 after its last{}",
                 count(late, "record arrived", "records arrived"),
+                count(ahead, "record timed", "records timed"),
                 count(backwards.len(), "stream", "streams"),
                 named(&backwards, backwards.len())
             ),

@@ -535,3 +535,38 @@ async fn given_overlapping_sessions_of_one_user_when_drawn_then_each_has_a_lane(
         "the third, after both ended, back on the first"
     );
 }
+
+#[test]
+fn given_late_and_clock_skewed_records_when_reported_then_the_worry_list_counts_both() {
+    let mut builder = Builder::new(options(), Limits::default());
+    for (kind, seq) in [
+        (AlertKind::LateRecord, 1),
+        (AlertKind::ClockSkew, 2),
+        (AlertKind::ClockSkew, 3),
+    ] {
+        builder.alert(
+            Alert {
+                kind,
+                time: Timestamp(at(seq)),
+                hsm: Some("hsm-a".into()),
+                reboot_counter: Some(1),
+                from: None,
+                to: None,
+                seq: Some(seq as u64),
+                user: None,
+                opcode: None,
+                detail: None,
+            },
+            None,
+        );
+    }
+    let html = html_of(&builder.finish());
+    assert!(
+        html.contains(
+            "data-worry=\"late\" data-count=\"3\" class=\"bad\">1 record arrived later than the \
+             allowed lateness"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("; 2 records timed ahead of the clock"));
+}

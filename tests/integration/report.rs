@@ -322,7 +322,10 @@ fn worry_list(demo: &Demo, page: &Value, alerts: &[Value], keys: &[Value], writt
         .filter(|(_, (first, last))| first.1 > last.1)
         .map(|((hsm, boot), _)| format!("{hsm} boot 0x{boot:x}"))
         .collect();
-    let late = alerts.iter().filter(|a| a["kind"] == "late_record").count();
+    let late = alerts
+        .iter()
+        .filter(|a| a["kind"] == "late_record" || a["kind"] == "clock_skew")
+        .count();
     let (count, text) = worry("late");
     assert_eq!(count, (late + backwards.len()) as u64, "{text}");
     for stream in &backwards {
