@@ -86,7 +86,7 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, mono
 .state-active { color: var(--ok); } .state-destroyed, .state-tombstoned { color: var(--muted); }
 tr.incomplete td:first-child, .gap, .bad, .flag { color: var(--bad); font-weight: 600; }
 .t { white-space: nowrap; } .scroll { overflow-x: auto; }
-#inventory .t { white-space: normal; } #inventory td { overflow-wrap: anywhere; }
+#inventory .t { white-space: normal; } #inventory td, #alert-list td, #failed-list td { overflow-wrap: anywhere; }
 tr.past td.age { color: var(--bad); font-weight: 600; }
 .pager { margin: 4px 0; } .pager button { margin: 0 6px; }
 svg { width: 100%; height: auto; display: block; }
