@@ -19,12 +19,20 @@ Fails (exit 1, one line per problem) when
   (d) an SQS queue is not encrypted at rest: neither KmsMasterKeyId nor
       SqsManagedSseEnabled: true. Properties chosen with Fn::If are checked
       under every combination of the conditions they use, so that each
-      deployment variant is encrypted, not just one of them;
+      deployment variant is encrypted, not just one of them; or no queue policy
+      denies every request to it without TLS (aws:SecureTransport false);
   (e) the ingest function's role grants other DynamoDB actions than the ones the
       function's code calls: the list is derived from the SDK calls in src/ (the
-      files the CLI alone uses excepted, see CLI_ONLY), so it follows the code;
-  (f) an alarm of the failure paths is missing (REQUIRED_ALARMS), an alarm does not
-      state TreatMissingData, an HsmAudit alarm is not scoped to the stack (dimension
+      files the CLI alone uses excepted, see CLI_ONLY), so it follows the code; or
+      README.md lists other actions for the role than it grants;
+  (f) an alarm of the failure paths or of the security signals is missing
+      (REQUIRED_ALARMS), an alarm does not state TreatMissingData, or states another
+      than MISSING_DATA requires (the heartbeat breaches on silence; the failure
+      queue's alarms stay OK on an idle queue, which SQS stops reporting), the
+      heartbeat does not fire below one record in a HeartbeatSeconds period, the
+      alarm on gaps found needs more than one datapoint (a gap followed by a quiet
+      cluster would never fire it), an HsmAudit alarm watches a metric that
+      src/metrics.rs does not publish or is not scoped to the stack (dimension
       Service = AWS::StackName), an AWS alarm's dimension does not name one of the
       stack's own resources, or the Duration alarm's threshold is not below the
       function's timeout; there is no dashboard;
@@ -220,6 +228,29 @@ def check_queues(template: dict[str, Any]) -> list[str]:
     return problems
 
 
+def check_queue_tls(template: dict[str, Any]) -> list[str]:
+    resources = template["Resources"]
+    tls_only = set()
+    for res in resources.values():
+        if not isinstance(res, dict) or res.get("Type") != "AWS::SQS::QueuePolicy":
+            continue
+        props = res.get("Properties") or {}
+        statements = as_list((props.get("PolicyDocument") or {}).get("Statement"))
+        if any(
+            isinstance(stmt, dict)
+            and stmt.get("Effect") == "Deny"
+            and stmt.get("Principal") == "*"
+            and str(((stmt.get("Condition") or {}).get("Bool") or {}).get("aws:SecureTransport")).lower() == "false"
+            for stmt in statements
+        ):
+            tls_only |= {q["Ref"] for q in as_list(props.get("Queues")) if isinstance(q, dict) and "Ref" in q}
+    return [
+        f"Resources.{name}: no queue policy denies requests without TLS (Deny, Principal \"*\", Bool aws:SecureTransport false)"
+        for name, res in resources.items()
+        if isinstance(res, dict) and res.get("Type") == "AWS::SQS::Queue" and name not in tls_only
+    ]
+
+
 def truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
@@ -352,17 +383,21 @@ def dynamodb_actions_called(src: Path) -> tuple[dict[str, set[str]], list[str]]:
     return needed, problems
 
 
-def check_role_actions(template: dict[str, Any], src: Path) -> list[str]:
-    role = template["Resources"].get("IngestFunctionRole")
-    if not isinstance(role, dict):
-        return ["Resources.IngestFunctionRole: missing (the ingest function's role)"]
-    granted = {
+def granted_dynamodb_actions(role: dict[str, Any]) -> set[str]:
+    return {
         action
         for _, stmt in statements_in(role.get("Properties") or {}, "")
         if stmt.get("Effect") == "Allow"
         for action in strings_in(stmt.get("Action"))
         if action.startswith("dynamodb:")
     }
+
+
+def check_role_actions(template: dict[str, Any], src: Path) -> list[str]:
+    role = template["Resources"].get("IngestFunctionRole")
+    if not isinstance(role, dict):
+        return ["Resources.IngestFunctionRole: missing (the ingest function's role)"]
+    granted = granted_dynamodb_actions(role)
     needed, problems = dynamodb_actions_called(src)
     if not needed and not problems:
         problems.append(f"{src}: no DynamoDB call found in the function's sources (wrong src directory?)")
@@ -372,6 +407,27 @@ def check_role_actions(template: dict[str, Any], src: Path) -> list[str]:
         where = ", ".join(sorted(needed[action]))
         problems.append(f"Resources.IngestFunctionRole lacks {action}, which {where} calls")
     return problems
+
+
+DEFAULT_README = ROOT / "README.md"
+README_ROLE = re.compile(r"exactly the DynamoDB actions the function's code calls on that table\s*\(([^;]*);")
+
+
+def check_readme_role(template: dict[str, Any], readme: Path = DEFAULT_README) -> list[str]:
+    """The README's list of the role's DynamoDB actions is the template's."""
+    role = template["Resources"].get("IngestFunctionRole")
+    if not isinstance(role, dict):
+        return []
+    found = README_ROLE.search(readme.read_text(encoding="utf-8"))
+    if not found:
+        return [f"{readme.name}: no list of the role's DynamoDB actions (\"exactly the DynamoDB actions the function's code calls on that table (`…`, …;\")"]
+    listed = {f"dynamodb:{action}" for action in re.findall(r"`(\w+)`", found.group(1))}
+    granted = granted_dynamodb_actions(role)
+    return [
+        f"{readme.name} lists {action}, which Resources.IngestFunctionRole does not grant" for action in sorted(listed - granted)
+    ] + [
+        f"{readme.name} does not list {action}, which Resources.IngestFunctionRole grants" for action in sorted(granted - listed)
+    ]
 
 
 # --- (f) alarms on every failure path -------------------------------------------
@@ -391,8 +447,35 @@ REQUIRED_ALARMS = {
     ("HsmAudit", "OpenSequenceGaps"),
     ("HsmAudit", "ConflictingDuplicates"),
     ("HsmAudit", "Quarantined"),
+    ("HsmAudit", "SensitiveOperations"),
+    ("HsmAudit", "QuorumLowered"),
+    ("HsmAudit", "SequenceGapsOpened"),
+    ("HsmAudit", "LateRecordsFolded"),
+    ("HsmAudit", "ClockSkewedRecords"),
+    ("HsmAudit", "RecordsOffLogTime"),
+    ("HsmAudit", "RecordsProcessed"),
     ("HsmAudit", "LateRecordsBeyondHorizon"),
 }
+
+# What missing data must mean for the alarms on these metrics.
+MISSING_DATA = {
+    # The heartbeat: silence is what it watches for.
+    ("HsmAudit", "RecordsProcessed"): "breaching",
+    # SQS stops reporting a queue idle for six hours: idle is healthy.
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"): "notBreaching",
+    ("AWS/SQS", "ApproximateAgeOfOldestMessage"): "notBreaching",
+    # Published only with input: a quiet period after a gap is no news about it.
+    ("HsmAudit", "SequenceGapsOpened"): "notBreaching",
+}
+
+DEFAULT_METRICS = ROOT / "src" / "metrics.rs"
+METRIC_CONSTANT = re.compile(r'pub const [A-Z_]+: &str = "([A-Za-z]+)";')
+
+
+def published_metrics(metrics_rs: Path = DEFAULT_METRICS) -> set[str]:
+    """The EMF metric names src/metrics.rs declares (and the dimension names, which
+    are declared the same way and never alarm names)."""
+    return set(METRIC_CONSTANT.findall(metrics_rs.read_text(encoding="utf-8")))
 
 # The dimension each AWS namespace's alarms must scope to, and the stack resource it names.
 SCOPING_DIMENSIONS = {
@@ -416,9 +499,10 @@ def names_resource(value: Any, resource: str) -> bool:
     return value in ({"Ref": resource}, {"Fn::GetAtt": [resource, "QueueName"]}, {"Fn::GetAtt": f"{resource}.QueueName"})
 
 
-def check_alarms(template: dict[str, Any]) -> list[str]:
+def check_alarms(template: dict[str, Any], published: set[str] | None = None) -> list[str]:
     problems = []
     resources = template["Resources"]
+    published = published_metrics() if published is None else published
     seen = set()
     for name, res in resources.items():
         if not isinstance(res, dict) or res.get("Type") != "AWS::CloudWatch::Alarm":
@@ -431,7 +515,20 @@ def check_alarms(template: dict[str, Any]) -> list[str]:
             namespace, metric_name = metric.get("Namespace"), metric.get("MetricName")
             seen.add((namespace, metric_name))
             dims = {d.get("Name"): d.get("Value") for d in metric.get("Dimensions") or [] if isinstance(d, dict)}
+            wanted = MISSING_DATA.get((namespace, metric_name))
+            if wanted and props.get("TreatMissingData") != wanted:
+                problems.append(f"{where}: TreatMissingData must be {wanted} for {namespace} {metric_name}, not {props.get('TreatMissingData')!r}")
+            if (namespace, metric_name) == ("HsmAudit", "RecordsProcessed"):
+                if props.get("ComparisonOperator") != "LessThanThreshold" or float(props.get("Threshold", 0)) != 1:
+                    problems.append(f"{where}: the heartbeat must fire below one record (LessThanThreshold 1)")
+                if props.get("Period") != {"Ref": "HeartbeatSeconds"}:
+                    problems.append(f"{where}: the heartbeat's Period must be the HeartbeatSeconds parameter")
+            if (namespace, metric_name) == ("HsmAudit", "SequenceGapsOpened"):
+                if props.get("EvaluationPeriods") != 1 or props.get("DatapointsToAlarm", 1) != 1:
+                    problems.append(f"{where}: a gap found must fire on its one datapoint (EvaluationPeriods 1): a quiet cluster publishes no second")
             if namespace == "HsmAudit":
+                if metric_name not in published:
+                    problems.append(f"{where}: HsmAudit {metric_name} is not published by src/metrics.rs")
                 if dims != {"Service": {"Ref": "AWS::StackName"}}:
                     problems.append(f"{where}: {metric_name} must be watched under Service = the stack's name only, not {dims!r}")
             elif namespace in SCOPING_DIMENSIONS:
@@ -586,7 +683,9 @@ def check(template: dict[str, Any], schema: dict[str, Any], src: Path = DEFAULT_
         check_policies(template)
         + check_tables(template, schema)
         + check_queues(template)
+        + check_queue_tls(template)
         + check_role_actions(template, src)
+        + check_readme_role(template)
         + check_alarms(template)
         + check_redeployable(template)
         + check_trail_append_only(template)
@@ -610,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"check_template: FAIL: {args.template}: {problem}", file=sys.stderr)
         return 1
-    print(f"check_template: OK: {args.template} (no wildcard IAM beyond X-Ray's, table matches {args.schema.name}, PITR and SSE on, queues encrypted, role = DynamoDB calls in src/, alarms, deployable twice, trail append-only)")
+    print(f"check_template: OK: {args.template} (no wildcard IAM beyond X-Ray's, table matches {args.schema.name}, PITR and SSE on, queues encrypted and TLS-only, role = DynamoDB calls in src/, alarms and their missing data, deployable twice, trail append-only)")
     return 0
 
 

@@ -178,6 +178,22 @@ class CheckTemplateTest(unittest.TestCase):
         t["Resources"]["ExtraQueue"] = {"Type": "AWS::SQS::Queue", "Properties": {}}
         self.assertTrue(any("ExtraQueue" in p for p in check_template.check(t, self.schema)))
 
+    def test_a_queue_without_a_tls_only_policy_fails(self):
+        t = self.mutated()
+        del t["Resources"]["FailureQueuePolicy"]
+        problems = check_template.check(t, self.schema)
+        self.assertEqual(len(problems), 1, problems)
+        self.assertIn("Resources.FailureQueue: no queue policy denies requests without TLS", problems[0])
+        t = self.mutated()
+        statement = t["Resources"]["FailureQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+        statement["Condition"]["Bool"]["aws:SecureTransport"] = "true"
+        self.assertEqual(len(check_template.check(t, self.schema)), 1)
+        t = self.mutated()
+        t["Resources"]["ExtraQueue"] = {"Type": "AWS::SQS::Queue", "Properties": {"SqsManagedSseEnabled": True}}
+        self.assertEqual([p for p in check_template.check_queue_tls(t) if "ExtraQueue" in p], [
+            'Resources.ExtraQueue: no queue policy denies requests without TLS (Deny, Principal "*", Bool aws:SecureTransport false)'
+        ])
+
     def test_table_without_pitr_or_sse_fails(self):
         t = self.mutated()
         del table(t)["Properties"]["PointInTimeRecoverySpecification"]
@@ -206,6 +222,19 @@ class CheckTemplateTest(unittest.TestCase):
 
     def append_only_statement(self, t: dict) -> dict:
         return next(s for s in role_statements(t) if isinstance(s, dict) and s.get("Sid") == "TrailIsAppendOnly")
+
+    def test_the_readme_lists_the_roles_actions(self):
+        self.assertEqual(check_template.check_readme_role(self.template), [])
+        readme = check_template.DEFAULT_README.read_text()
+        with tempfile.TemporaryDirectory() as tmp:
+            stale = Path(tmp) / "README.md"
+            stale.write_text(readme.replace("`GetItem`, `PutItem`, `Query`;", "`DeleteItem`, `PutItem`, `Query`;", 1))
+            self.assertEqual(check_template.check_readme_role(self.template, stale), [
+                "README.md lists dynamodb:DeleteItem, which Resources.IngestFunctionRole does not grant",
+                "README.md does not list dynamodb:GetItem, which Resources.IngestFunctionRole grants",
+            ])
+            stale.write_text("# no list\n")
+            self.assertEqual(len(check_template.check_readme_role(self.template, stale)), 1)
 
     def test_a_role_that_may_rewrite_the_trail_fails(self):
         for mutate in (
@@ -271,6 +300,14 @@ class CheckTemplateTest(unittest.TestCase):
             ("FailureQueueMessagesAlarm", "AWS/SQS ApproximateNumberOfMessagesVisible"),
             ("FailureQueueAgeAlarm", "AWS/SQS ApproximateAgeOfOldestMessage"),
             ("TableThrottleAlarm", "AWS/DynamoDB ReadThrottleEvents"),
+            ("SensitiveOperationAlarm", "HsmAudit SensitiveOperations"),
+            ("QuorumLoweredAlarm", "HsmAudit QuorumLowered"),
+            ("SequenceGapOpenedAlarm", "HsmAudit SequenceGapsOpened"),
+            ("LateOrSkewedRecordsAlarm", "HsmAudit LateRecordsFolded"),
+            ("LateOrSkewedRecordsAlarm", "HsmAudit ClockSkewedRecords"),
+            ("LateOrSkewedRecordsAlarm", "HsmAudit RecordsOffLogTime"),
+            ("LateBeyondHorizonAlarm", "HsmAudit LateRecordsBeyondHorizon"),
+            ("HeartbeatAlarm", "HsmAudit RecordsProcessed"),
         ]:
             t = self.mutated()
             del t["Resources"][name]
@@ -282,6 +319,47 @@ class CheckTemplateTest(unittest.TestCase):
         del t["Resources"]["QuarantineAlarm"]["Properties"]["TreatMissingData"]
         problems = check_template.check(t, self.schema)
         self.assertEqual(problems, ["Resources.QuarantineAlarm: TreatMissingData is not stated (say what missing data means)"])
+
+    def test_queue_alarms_stay_ok_on_an_idle_queue_and_the_heartbeat_breaches_on_silence(self):
+        for name, wrong, metric in [
+            ("FailureQueueMessagesAlarm", "breaching", "AWS/SQS ApproximateNumberOfMessagesVisible"),
+            ("FailureQueueAgeAlarm", "breaching", "AWS/SQS ApproximateAgeOfOldestMessage"),
+            ("HeartbeatAlarm", "notBreaching", "HsmAudit RecordsProcessed"),
+            ("SequenceGapOpenedAlarm", "breaching", "HsmAudit SequenceGapsOpened"),
+        ]:
+            t = self.mutated()
+            t["Resources"][name]["Properties"]["TreatMissingData"] = wrong
+            problems = check_template.check(t, self.schema)
+            self.assertEqual(len(problems), 1, problems)
+            self.assertIn(f"Resources.{name}: TreatMissingData must be", problems[0])
+            self.assertIn(metric, problems[0])
+
+    def test_the_heartbeat_fires_below_one_record_in_a_configurable_period(self):
+        t = self.mutated()
+        t["Resources"]["HeartbeatAlarm"]["Properties"]["ComparisonOperator"] = "GreaterThanOrEqualToThreshold"
+        self.assertTrue(any("below one record" in p for p in check_template.check(t, self.schema)))
+        t = self.mutated()
+        t["Resources"]["HeartbeatAlarm"]["Properties"]["Period"] = 3600
+        self.assertTrue(any("HeartbeatSeconds" in p for p in check_template.check(t, self.schema)))
+
+    def test_a_gap_found_fires_on_its_one_datapoint(self):
+        t = self.mutated()
+        props = t["Resources"]["SequenceGapOpenedAlarm"]["Properties"]
+        props["EvaluationPeriods"] = 2
+        props["DatapointsToAlarm"] = 2
+        problems = check_template.check(t, self.schema)
+        self.assertEqual(len(problems), 1, problems)
+        self.assertIn("a quiet cluster publishes no second", problems[0])
+
+    def test_an_alarm_on_a_metric_the_code_does_not_publish_fails(self):
+        t = self.mutated()
+        t["Resources"]["SensitiveOperationAlarm"]["Properties"]["MetricName"] = "SensitiveOps"
+        problems = check_template.check(t, self.schema)
+        self.assertIn("Resources.SensitiveOperationAlarm: HsmAudit SensitiveOps is not published by src/metrics.rs", problems)
+        published = check_template.published_metrics()
+        self.assertLessEqual({"SensitiveOperations", "SequenceGapsOpened", "RecordsOffLogTime", "RecordsProcessed"}, published)
+        self.assertEqual(check_template.check_alarms(self.template, published - {"RecordsOffLogTime"}),
+                         ["Resources.LateOrSkewedRecordsAlarm: HsmAudit RecordsOffLogTime is not published by src/metrics.rs"])
 
     def test_alarms_not_scoped_to_the_stack_fail(self):
         t = self.mutated()

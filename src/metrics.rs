@@ -26,6 +26,18 @@ pub const BRUTE_FORCE_ALERTS: &str = "BruteForceAlerts";
 pub const OPEN_SEQUENCE_GAPS: &str = "OpenSequenceGaps";
 pub const CONFLICTING_DUPLICATES: &str = "ConflictingDuplicates";
 pub const QUARANTINED: &str = "Quarantined";
+/// Sensitive operations (zeroize, CO creation, key export, re-initialisation, cloning,
+/// backup and restore, officers' password changes) and lowered quorum values, by kind.
+pub const SENSITIVE_OPERATIONS: &str = "SensitiveOperations";
+pub const QUORUM_LOWERED: &str = "QuorumLowered";
+/// Sequence gaps found: unlike [`OPEN_SEQUENCE_GAPS`], a level published only when the
+/// cluster's records arrive, this counts the gap once, so that its alarm fires on a
+/// cluster that went quiet after it.
+pub const SEQUENCE_GAPS_OPENED: &str = "SequenceGapsOpened";
+/// Records timed more than five minutes from their CloudWatch log event: an HSM clock
+/// that is off, or a delivery held back (unlike [`CLOCK_SKEWED_RECORDS`], which are
+/// ahead of the function's own clock).
+pub const RECORDS_OFF_LOG_TIME: &str = "RecordsOffLogTime";
 pub const DYNAMODB_RETRIES: &str = "DynamoDbRetries";
 /// Records more than the allowed lateness behind their cluster, folded in by a replay.
 pub const LATE_RECORDS_FOLDED: &str = "LateRecordsFolded";
@@ -80,6 +92,19 @@ fn cluster_document(
             counts.new_alerts_of(AlertKind::ConflictingDuplicate) as u64,
         ),
         (QUARANTINED, counts.quarantined as u64),
+        (
+            SENSITIVE_OPERATIONS,
+            counts.new_alerts_of(AlertKind::SensitiveOperation) as u64,
+        ),
+        (
+            QUORUM_LOWERED,
+            counts.new_alerts_of(AlertKind::QuorumLowered) as u64,
+        ),
+        (
+            SEQUENCE_GAPS_OPENED,
+            counts.new_alerts_of(AlertKind::SequenceGap) as u64,
+        ),
+        (RECORDS_OFF_LOG_TIME, counts.off_log_time as u64),
         (LATE_RECORDS_FOLDED, counts.late as u64),
         (LATE_RECORDS_BEYOND_HORIZON, counts.beyond_horizon as u64),
         (RECORDS_REPLAYED, counts.replayed as u64),
@@ -220,8 +245,13 @@ mod tests {
                 new_alerts: BTreeMap::from([
                     ("brute_force".to_owned(), 1),
                     ("conflicting_duplicate".to_owned(), 2),
+                    ("sensitive_operation".to_owned(), 6),
+                    ("quorum_lowered".to_owned(), 8),
+                    ("sequence_gap".to_owned(), 9),
                 ]),
                 open_gaps: Some(3),
+                late: 10,
+                off_log_time: 11,
                 ..ClusterReport::default()
             },
         );
@@ -262,6 +292,11 @@ mod tests {
         assert_eq!(cluster[BRUTE_FORCE_ALERTS], 1);
         assert_eq!(cluster[CONFLICTING_DUPLICATES], 2);
         assert_eq!(cluster[OPEN_SEQUENCE_GAPS], 3);
+        assert_eq!(cluster[SENSITIVE_OPERATIONS], 6);
+        assert_eq!(cluster[QUORUM_LOWERED], 8);
+        assert_eq!(cluster[SEQUENCE_GAPS_OPENED], 9);
+        assert_eq!(cluster[LATE_RECORDS_FOLDED], 10);
+        assert_eq!(cluster[RECORDS_OFF_LOG_TIME], 11);
         assert_eq!(
             cluster["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Service", "Cluster"], ["Service"]])

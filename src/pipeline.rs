@@ -236,6 +236,18 @@ pub struct ClusterReport {
     pub held: usize,
     /// Records read again from the trail by replays.
     pub replayed: usize,
+    /// Records whose own time is more than [`MAX_OFF_LOG_TIME_MICROS`] from the time
+    /// CloudWatch Logs gave their log event: an HSM clock that is off, or a delivery held
+    /// back.
+    pub off_log_time: usize,
+}
+
+/// How far a record's time may be from its log event's: CloudWatch Logs stamps an event
+/// when the HSM's agent sends it, within seconds of the record.
+pub const MAX_OFF_LOG_TIME_MICROS: i64 = 300_000_000;
+
+fn is_off_log_time(entry: &TrailEntry) -> bool {
+    (entry.record.time().micros() - entry.log_event_time.micros()).abs() > MAX_OFF_LOG_TIME_MICROS
 }
 
 impl ClusterReport {
@@ -250,6 +262,7 @@ impl ClusterReport {
         self.beyond_horizon += other.beyond_horizon;
         self.held += other.held;
         self.replayed += other.replayed;
+        self.off_log_time += other.off_log_time;
         for (kind, count) in other.new_alerts {
             *self.new_alerts.entry(kind).or_default() += count;
         }
@@ -421,6 +434,10 @@ pub async fn store_parsed<S: AuditStore>(store: &S, parsed: Parsed) -> Result<Re
                 failed_logins: entries
                     .iter()
                     .filter(|entry| entry.record.is_failed_login())
+                    .count(),
+                off_log_time: entries
+                    .iter()
+                    .filter(|entry| is_off_log_time(entry))
                     .count(),
                 ..ClusterReport::default()
             });
@@ -920,6 +937,12 @@ mod tests {
     use crate::testkit::INIT_TOKEN_RECORD;
 
     fn payload(log_stream: &str, ids: &[String]) -> Decoded {
+        payload_at(log_stream, ids, 1_513_717_277_000)
+    }
+
+    /// Events whose log event time is `timestamp_ms`; the record is timed
+    /// 2017-12-19T21:01:16.962174Z.
+    fn payload_at(log_stream: &str, ids: &[String], timestamp_ms: i64) -> Decoded {
         Decoded::Payload(LogsPayload {
             message_type: MessageType::DataMessage,
             owner: String::new(),
@@ -930,7 +953,7 @@ mod tests {
                 .iter()
                 .map(|id| LogEvent {
                     id: id.clone(),
-                    timestamp: 1_513_717_277_000,
+                    timestamp: timestamp_ms,
                     message: INIT_TOKEN_RECORD.to_owned(),
                 })
                 .collect(),
@@ -959,5 +982,31 @@ mod tests {
         assert_eq!(parsed.records().count(), 1);
         assert_eq!(parsed.quarantined.len(), 1);
         assert!(parsed.quarantined[0].reason.contains("the log event id"));
+    }
+
+    #[tokio::test]
+    async fn records_timed_far_from_their_log_event_are_counted() {
+        let store = crate::store::memory::MemoryStore::new();
+        let minute = 60_000;
+        let parsed = parse_decoded([
+            payload_at(
+                "hsm-on-time",
+                &["1".to_owned()],
+                1_513_717_277_000 + 4 * minute,
+            ),
+            payload_at(
+                "hsm-behind",
+                &["2".to_owned()],
+                1_513_717_277_000 + 6 * minute,
+            ),
+            payload_at(
+                "hsm-ahead",
+                &["3".to_owned()],
+                1_513_717_277_000 - 6 * minute,
+            ),
+        ]);
+        let report = store_parsed(&store, parsed).await.expect("stored");
+        assert_eq!(report.by_cluster["cluster-1"].records, 3);
+        assert_eq!(report.by_cluster["cluster-1"].off_log_time, 2);
     }
 }

@@ -2,8 +2,10 @@
 //! ever holding much more than `MAX_INFLATED_BYTES`, since the Lambda runs at 128 MB.
 //!
 //! A counting global allocator (in this test binary only) records the peak of live
-//! heap bytes. The tests take a lock so that one measurement at a time runs: the
-//! counter is process-wide, and the harness runs tests on several threads.
+//! heap bytes. Every test takes a lock first, before it builds its input: the counter is
+//! process-wide and the harness runs tests on several threads, so another test's
+//! allocations (a 4 MiB payload, the bomb's compression) must never fall inside a
+//! measurement, however the threads happen to be scheduled.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
@@ -130,6 +132,7 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 
 #[test]
 fn the_bomb_is_small_compressed_and_huge_inflated() {
+    let _guard = lock();
     let bomb = bomb();
     assert!(bomb.len() < MIB, "compressed: {} bytes", bomb.len());
     // ISIZE: the inflated length mod 2^32, as the encoder wrote it.
@@ -139,8 +142,8 @@ fn the_bomb_is_small_compressed_and_huge_inflated() {
 
 #[test]
 fn inflating_a_bomb_is_refused_within_the_cap() {
-    let bomb = bomb();
     let _guard = lock();
+    let bomb = bomb();
     let (result, peak) = peak_during(|| inflate_capped(bomb, CAP));
     assert_eq!(result, Err(DecodeError::TooLarge { cap: CAP }));
     assert!(
@@ -154,8 +157,8 @@ fn inflating_a_bomb_is_refused_within_the_cap() {
 /// one, at most the cap, live together for the copy): 1.5 x the cap, not 2 x or 3 x.
 #[test]
 fn a_bomb_with_a_lying_trailer_grows_no_further_than_the_cap() {
-    let bomb = lying_bomb();
     let _guard = lock();
+    let bomb = lying_bomb();
     let (result, peak) = peak_during(|| inflate_capped(&bomb, CAP));
     assert_eq!(result, Err(DecodeError::TooLarge { cap: CAP }));
     assert!(
@@ -166,9 +169,9 @@ fn a_bomb_with_a_lying_trailer_grows_no_further_than_the_cap() {
 
 #[test]
 fn a_bomb_in_a_lambda_event_is_quarantined_with_its_reason_within_the_cap() {
+    let _guard = lock();
     let data = base64::engine::general_purpose::STANDARD.encode(bomb());
     let event = serde_json::json!({"awslogs": {"data": data}});
-    let _guard = lock();
     let (decoded, peak) = peak_during(|| decode_event(&event, CAP).into_decoded());
     let [Decoded::Quarantined(item)] = decoded.as_slice() else {
         panic!("the bomb must be quarantined: {decoded:?}")
@@ -191,8 +194,8 @@ fn a_bomb_in_a_lambda_event_is_quarantined_with_its_reason_within_the_cap() {
 
 #[test]
 fn a_bomb_as_a_file_is_quarantined_within_the_cap() {
-    let bomb = bomb();
     let _guard = lock();
+    let bomb = bomb();
     let (decoded, peak) =
         peak_during(|| decode_document(bomb, "bomb.gz", &RawTextSource::default(), CAP));
     let decoded = decoded.expect("a bomb is quarantined, not an error");
@@ -208,6 +211,7 @@ fn a_bomb_as_a_file_is_quarantined_within_the_cap() {
 
 #[test]
 fn a_payload_just_under_the_cap_is_inflated_into_one_buffer() {
+    let _guard = lock();
     let small_cap = 4 * MIB;
     let json = format!(
         r#"{{"messageType":"DATA_MESSAGE","logGroup":"g","logStream":"s","logEvents":[{{"id":"1","timestamp":1,"message":"{}"}}]}}"#,
@@ -220,7 +224,6 @@ fn a_payload_just_under_the_cap_is_inflated_into_one_buffer() {
     };
     drop(json);
     let data = base64::engine::general_purpose::STANDARD.encode(&compressed);
-    let _guard = lock();
     let (inflated, peak) = peak_during(|| inflate_capped(&compressed, small_cap));
     let inflated = inflated.expect("under the cap");
     assert!(inflated.len() < small_cap);

@@ -2,6 +2,7 @@
 //! stored. Exit codes: 0 success, 1 processing error, 2 bad usage.
 
 pub mod backfill;
+mod clusters;
 mod files;
 mod render;
 
@@ -20,7 +21,7 @@ use crate::digest::kms::{DigestSigner, kms_client, public_key as kms_public_key}
 use crate::digest::signature::PublicKey;
 use crate::model::Timestamp;
 use crate::pipeline::{
-    Report, derive_clusters, parse_decoded, rederive, stop_at_first, store_decoded,
+    Report, derive_clusters, parse_decoded, rederive, stop_at_first, store_parsed,
 };
 use crate::store::BoxError;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
@@ -107,7 +108,8 @@ enum Command {
     Key {
         #[arg(long)]
         cluster: String,
-        #[arg(long, required_unless_present = "object", conflicts_with = "object")]
+        /// The key handle, in hex as the HSM logs it (`0x40008`) or in decimal (`262152`).
+        #[arg(long, required_unless_present = "object", conflicts_with = "object", value_parser = parse_handle)]
         handle: Option<u64>,
         /// A Thales Luna object id (`ouid`), verbatim.
         #[arg(long)]
@@ -267,6 +269,80 @@ fn parse_time(text: &str) -> Result<Timestamp, String> {
         .ok_or_else(|| format!("`{text}` is not a time: use RFC 3339 or YYYY-MM-DD (UTC)"))
 }
 
+fn parse_handle(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| {
+        format!("`{text}` is not a key handle: use hex as logged (0x40008) or decimal (262152)")
+    })
+}
+
+/// A `--from` after its `--to` selects nothing; said so, it is not mistaken for a quiet
+/// period.
+fn check_window(command: &Command) -> Result<(), Failure> {
+    let (from, to, names) = match command {
+        Command::Sessions { from, to, .. }
+        | Command::FailedLogins { from, to, .. }
+        | Command::Report { from, to, .. }
+        | Command::Verify { from, to, .. } => (from, to, ("--from", "--to")),
+        Command::Backfill { start, end, .. } => (start, end, ("--start", "--end")),
+        _ => return Ok(()),
+    };
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => Err(Failure::Usage(format!(
+            "{} {from} is after {} {to}: the window is empty",
+            names.0, names.1
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The cluster a command reads.
+fn cluster_of(command: &Command) -> Option<&str> {
+    match command {
+        Command::Trail { cluster, .. }
+        | Command::Sessions { cluster, .. }
+        | Command::Key { cluster, .. }
+        | Command::Keys { cluster }
+        | Command::FailedLogins { cluster, .. }
+        | Command::Alerts { cluster }
+        | Command::Quorum { cluster }
+        | Command::Report { cluster, .. }
+        | Command::Rederive { cluster }
+        | Command::Verify { cluster, .. }
+        | Command::Digests { cluster, .. } => Some(cluster),
+        Command::Setup
+        | Command::Ingest(_)
+        | Command::Parse(_)
+        | Command::Backfill { .. }
+        | Command::Quarantine { .. } => None,
+    }
+}
+
+/// A cluster the table holds no record of is an error: answered as an empty trail, a
+/// mistyped name would pass for a clean, quiet cluster (`verify` would say the trail
+/// is as its digests say).
+async fn require_cluster(store: &DynamoStore, cluster: &str) -> Result<(), Failure> {
+    if store.has_cluster(cluster).await.map_err(processing)? {
+        return Ok(());
+    }
+    let (clusters, whole) = clusters::known(store).await.map_err(processing)?;
+    let mut known = if clusters.is_empty() {
+        "none".to_owned()
+    } else {
+        clusters.into_iter().collect::<Vec<_>>().join(", ")
+    };
+    if !whole {
+        known.push_str(", … (the first pages of the table only)");
+    }
+    Err(processing(format!(
+        "no cluster {cluster} in table {}; clusters: {known}",
+        store.table()
+    )))
+}
+
 /// Failures, by exit code. A processing failure keeps its type and causes up to here,
 /// where it is printed as its chain of causes on one line, and the SDK's whole report
 /// of a failed request only when asked for (`-v`, `RUST_LOG`): one line is what a
@@ -294,15 +370,18 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", render::shown(&message));
             ExitCode::from(2)
         }
         Err(Failure::Processing(error)) => {
-            eprintln!("error: {}", crate::errors::one_line(error.as_ref()));
+            let line = render::shown(&crate::errors::one_line(error.as_ref())).into_owned();
             match crate::errors::sdk_report(error.as_ref()) {
-                Some(report) if verbose => eprintln!("detail: {report}"),
-                Some(_) => eprintln!("(-v or RUST_LOG shows the whole report)"),
-                None => {}
+                Some(report) if verbose => {
+                    eprintln!("error: {line}");
+                    eprintln!("detail: {}", render::shown(&report));
+                }
+                Some(_) => eprintln!("error: {line} (-v shows the whole report)"),
+                None => eprintln!("error: {line}"),
             }
             ExitCode::from(1)
         }
@@ -318,10 +397,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Parse(input) = &cli.command {
         return parse_only(input, cli.output);
     }
+    check_window(&cli.command)?;
     let config = Config::from_env(cli.table.clone())
         .map_err(|error| Failure::Usage(format!("{error} (or pass --table)")))?;
     let store = DynamoStore::new(connect().await, &config.table_name)
         .with_signer(DigestSigner::from_env().await);
+    if let Some(cluster) = cluster_of(&cli.command) {
+        require_cluster(&store, cluster).await?;
+    }
     let output = cli.output;
     match cli.command {
         Command::Parse(_) => Ok(()),
@@ -619,9 +702,13 @@ async fn write_report(
         counts: None,
     };
     if format == ReportFormat::Html {
-        let report = read::build(store, options, crate::report::Limits::default())
+        let quarantine = quarantine_reasons(store, &options.cluster)
+            .await
+            .map_err(|error| failed(error.into()))?;
+        let mut report = read::build(store, options, crate::report::Limits::default())
             .await
             .map_err(failed)?;
+        report.quarantine = quarantine;
         crate::report::html::write(&report, &mut writer)
             .and_then(|()| std::io::Write::flush(&mut writer))
             .map_err(|error| failed(error.into()))?;
@@ -660,6 +747,25 @@ async fn write_report(
     std::fs::rename(&partial, out)
         .map_err(|error| processing(format!("{}: {error}", out.display())))?;
     Ok(summary)
+}
+
+/// The quarantined input of `cluster`, and of no cluster (without a log group to tell),
+/// by reason.
+async fn quarantine_reasons(
+    store: &DynamoStore,
+    cluster: &str,
+) -> Result<BTreeMap<String, usize>, crate::store::StoreError> {
+    let mut reasons = BTreeMap::new();
+    for item in store.quarantined().await? {
+        let of = item.log_group.as_deref().map(|group| {
+            crate::model::StreamId::from_log(group, item.log_stream.as_deref().unwrap_or_default())
+                .cluster
+        });
+        if of.is_none_or(|of| &*of == cluster) {
+            *reasons.entry(item.reason).or_default() += 1;
+        }
+    }
+    Ok(reasons)
 }
 
 /// What `rederive --output json` prints.
@@ -729,13 +835,21 @@ async fn ingest_files(
     let source = source_of(input);
     let bar = progress(files.len(), "ingest", "files");
     let mut report = Report::default();
+    let mut quarantine = Vec::new();
     for file in &files {
-        let decoded = decode_input(file, input, &source, config.max_inflated_bytes)
-            .map_err(Failure::Usage)?;
+        let parsed = parse_decoded(
+            decode_input(file, input, &source, config.max_inflated_bytes)
+                .map_err(Failure::Usage)?,
+        );
+        quarantine.extend(parsed.quarantined.iter().map(|item| QuarantineNote {
+            file: file.clone(),
+            reason: item.reason.clone(),
+            raw_sha256: item.raw_sha256.clone(),
+        }));
         // Each file as the function takes one delivery (a subscription payload, a Kinesis
         // or Firehose batch): stored, then derived, so that what the CLI shows is what the
         // function does.
-        let mut stored = store_decoded(store, decoded).await.map_err(processing)?;
+        let mut stored = store_parsed(store, parsed).await.map_err(processing)?;
         derive_clusters(store, config, &mut stored, stop_at_first)
             .await
             .map_err(processing)?;
@@ -744,7 +858,25 @@ async fn ingest_files(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    render::emit(output, &report, || render::report_text(&report))
+    let summary = IngestSummary { report, quarantine };
+    render::emit(output, &summary, || render::ingest_text(&summary))
+}
+
+/// What `ingest` prints: the pipeline's counts, and each item it quarantined with the
+/// file it came from, so that input that was not taken says why.
+#[derive(Debug, Serialize)]
+pub(crate) struct IngestSummary {
+    #[serde(flatten)]
+    pub report: Report,
+    pub quarantine: Vec<QuarantineNote>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct QuarantineNote {
+    pub file: PathBuf,
+    pub reason: String,
+    /// The key of `quarantine --export`.
+    pub raw_sha256: String,
 }
 
 /// The `parse --output json` contract: counts that the benchmark and scripts rely on.

@@ -1,7 +1,8 @@
 //! Output: stable JSON for scripts, readable tables for people.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 use serde::Serialize;
 
@@ -9,7 +10,6 @@ use super::{Failure, Output};
 use crate::decode::Quarantined;
 use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, QuorumStep, QuorumView};
 use crate::model::{AuditRecord, HsmRecord, TrailEntry};
-use crate::pipeline::Report;
 
 pub(super) fn emit<T: Serialize + ?Sized>(
     output: Output,
@@ -26,25 +26,70 @@ pub(super) fn emit<T: Serialize + ?Sized>(
     Ok(())
 }
 
+/// Text from the logs as a terminal may show it. A control character (an escape
+/// sequence, a bell, a carriage return that overwrites the line, a newline that forges
+/// a row) or a bidirectional override would let a record steer the auditor's terminal
+/// or disguise what it says, so each is written as its escape (`\x1b`, `\u{202e}`), and
+/// a backslash is doubled so that an escape always means the character. JSON output
+/// needs none of this: a JSON string escapes its control characters itself.
+pub(super) fn shown(text: &str) -> Cow<'_, str> {
+    fn escaped(c: char) -> bool {
+        c == '\\'
+            || c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if escaped(c) && c.is_ascii() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if escaped(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Appends one line of a free-form listing. The listings' own words hold no backslash
+/// and no control character, so escaping the whole line escapes what came from the logs.
+fn line(out: &mut String, text: fmt::Arguments<'_>) {
+    out.push_str(&shown(&text.to_string()));
+    out.push('\n');
+}
+
 /// Left-aligned columns sized to their widest cell.
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| shown(cell)).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
+    for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
+    let row_line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
         let padded: Vec<String> = cells
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
         let _ = writeln!(out, "{}", padded.join("  ").trim_end());
     };
-    line(&mut headers.iter().copied(), &mut out);
-    for row in rows {
-        line(&mut row.iter().map(String::as_str), &mut out);
+    row_line(&mut headers.iter().copied(), &mut out);
+    for row in &rows {
+        row_line(&mut row.iter().map(|cell| cell.as_ref()), &mut out);
     }
     if rows.is_empty() {
         out.push_str("(none)\n");
@@ -221,38 +266,42 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
 pub(super) fn sessions_table(sessions: &[ClusterSession]) -> String {
     let mut out = String::new();
     for session in sessions {
-        let _ = writeln!(
-            out,
-            "{} ({}) {} -> {}  ended by {}  origin {}  mirrors [{}]",
-            session.user,
-            or_dash(session.user_type.as_deref()),
-            session.login_time,
-            or_dash(session.end_time),
-            session.ended_by.as_deref().unwrap_or("- (open)"),
-            session.origin_hsm,
-            session.mirror_hsms.join(", ")
+        line(
+            &mut out,
+            format_args!(
+                "{} ({}) {} -> {}  ended by {}  origin {}  mirrors [{}]",
+                session.user,
+                or_dash(session.user_type.as_deref()),
+                session.login_time,
+                or_dash(session.end_time),
+                session.ended_by.as_deref().unwrap_or("- (open)"),
+                session.origin_hsm,
+                session.mirror_hsms.join(", ")
+            ),
         );
         for event in &session.events {
             let mut handles: Vec<String> = event.key_handles.iter().map(u64::to_string).collect();
             handles.extend(event.object_ids.iter().cloned());
-            let _ = writeln!(
-                out,
-                "    {}  {}  0x{:<4x} {:<32} {:<6} {}{}",
-                event.time,
-                event.hsm,
-                event.seq,
-                event.opcode.as_str(),
-                if event.success { "ok" } else { "FAILED" },
-                event
-                    .target_user
-                    .as_deref()
-                    .map(|u| format!("user {u} "))
-                    .unwrap_or_default(),
-                if handles.is_empty() {
-                    String::new()
-                } else {
-                    format!("keys {}", handles.join(","))
-                }
+            line(
+                &mut out,
+                format_args!(
+                    "    {}  {}  0x{:<4x} {:<32} {:<6} {}{}",
+                    event.time,
+                    event.hsm,
+                    event.seq,
+                    event.opcode.as_str(),
+                    if event.success { "ok" } else { "FAILED" },
+                    event
+                        .target_user
+                        .as_deref()
+                        .map(|u| format!("user {u} "))
+                        .unwrap_or_default(),
+                    if handles.is_empty() {
+                        String::new()
+                    } else {
+                        format!("keys {}", handles.join(","))
+                    }
+                ),
             );
         }
     }
@@ -265,21 +314,23 @@ pub(super) fn sessions_table(sessions: &[ClusterSession]) -> String {
 pub(super) fn keys_table(keys: &[KeyGeneration]) -> String {
     let mut out = String::new();
     for key in keys {
-        let _ = writeln!(
-            out,
-            "key {} gen {}: {:?} {}  created {} by {} ({})  pair {}  hsms [{}]{}",
-            key.object_id
-                .as_ref()
-                .map_or_else(|| key.handle.to_string(), |id| format!("luna:{id}")),
-            key.generation,
-            key.state,
-            key.kind,
-            or_dash(key.created_time),
-            or_dash(key.created_by.as_deref()),
-            or_dash(key.created_opcode.as_ref()),
-            or_dash(key.pair_handle),
-            key.hsms.join(", "),
-            if key.exported { "  EXPORTED" } else { "" }
+        line(
+            &mut out,
+            format_args!(
+                "key {} gen {}: {:?} {}  created {} by {} ({})  pair {}  hsms [{}]{}",
+                key.object_id
+                    .as_ref()
+                    .map_or_else(|| key.handle.to_string(), |id| format!("luna:{id}")),
+                key.generation,
+                key.state,
+                key.kind,
+                or_dash(key.created_time),
+                or_dash(key.created_by.as_deref()),
+                or_dash(key.created_opcode.as_ref()),
+                or_dash(key.pair_handle),
+                key.hsms.join(", "),
+                if key.exported { "  EXPORTED" } else { "" }
+            ),
         );
         for event in &key.events {
             let position = match (event.seq, &event.log_event_id) {
@@ -297,16 +348,18 @@ pub(super) fn keys_table(keys: &[KeyGeneration]) -> String {
                 .as_ref()
                 .map(|names| format!(" [{}]", names.join(", ")))
                 .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "    {}  {}  {:<6} {:<32} {:<6} {}{}",
-                event.time,
-                event.hsm,
-                position,
-                event.opcode.as_str(),
-                outcome,
-                or_dash(event.user.as_deref()),
-                attributes
+            line(
+                &mut out,
+                format_args!(
+                    "    {}  {}  {:<6} {:<32} {:<6} {}{}",
+                    event.time,
+                    event.hsm,
+                    position,
+                    event.opcode.as_str(),
+                    outcome,
+                    or_dash(event.user.as_deref()),
+                    attributes
+                ),
             );
         }
         for share in &key.shared_with {
@@ -319,14 +372,16 @@ pub(super) fn keys_table(keys: &[KeyGeneration]) -> String {
             } else {
                 "shared with"
             };
-            let _ = writeln!(
-                out,
-                "    {}  {}  0x{:<4x} {} {user} by {}",
-                share.time,
-                share.hsm,
-                share.seq,
-                direction,
-                or_dash(share.by.as_deref())
+            line(
+                &mut out,
+                format_args!(
+                    "    {}  {}  0x{:<4x} {} {user} by {}",
+                    share.time,
+                    share.hsm,
+                    share.seq,
+                    direction,
+                    or_dash(share.by.as_deref())
+                ),
             );
         }
     }
@@ -338,42 +393,48 @@ pub(super) fn keys_table(keys: &[KeyGeneration]) -> String {
 
 /// One quorum step as a line of the quorum table.
 fn quorum_step_line(out: &mut String, step: &QuorumStep) {
-    let _ = writeln!(
+    line(
         out,
-        "    {}  {}  0x{:<4x} {:<32} {:<6} {}",
-        step.time,
-        step.hsm,
-        step.seq,
-        step.opcode.as_str(),
-        if step.success { "ok" } else { "FAILED" },
-        or_dash(step.user.as_deref())
+        format_args!(
+            "    {}  {}  0x{:<4x} {:<32} {:<6} {}",
+            step.time,
+            step.hsm,
+            step.seq,
+            step.opcode.as_str(),
+            if step.success { "ok" } else { "FAILED" },
+            or_dash(step.user.as_deref())
+        ),
     );
 }
 
 pub(super) fn quorum_table(quorum: &QuorumView) -> String {
     let mut out = String::new();
     for token in &quorum.tokens {
-        let _ = writeln!(
-            out,
-            "token on {} at {}: requested by {}  approved by [{}]  ended {} by {}",
-            token.hsm,
-            token.time,
-            token
-                .requested_by
-                .as_deref()
-                .unwrap_or("- (request not in the trail)"),
-            token.approved_by.join(", "),
-            or_dash(token.end_time),
-            token.ended_by.as_deref().unwrap_or("- (alive)")
+        line(
+            &mut out,
+            format_args!(
+                "token on {} at {}: requested by {}  approved by [{}]  ended {} by {}",
+                token.hsm,
+                token.time,
+                token
+                    .requested_by
+                    .as_deref()
+                    .unwrap_or("- (request not in the trail)"),
+                token.approved_by.join(", "),
+                or_dash(token.end_time),
+                token.ended_by.as_deref().unwrap_or("- (alive)")
+            ),
         );
         for step in &token.steps {
             quorum_step_line(&mut out, step);
         }
         if token.activity_count > 0 {
-            let _ = writeln!(
-                out,
-                "  requester's activity while it lived ({}):",
-                token.activity_count
+            line(
+                &mut out,
+                format_args!(
+                    "  requester's activity while it lived ({}):",
+                    token.activity_count
+                ),
             );
             for step in &token.activity {
                 quorum_step_line(&mut out, step);
@@ -381,17 +442,19 @@ pub(super) fn quorum_table(quorum: &QuorumView) -> String {
         }
     }
     for setting in &quorum.m_values {
-        let _ = writeln!(
-            out,
-            "M value set at {} on {} by {}: {} (previous {}){}",
-            setting.step.time,
-            setting.step.hsm,
-            or_dash(setting.step.user.as_deref()),
-            setting
-                .value
-                .map_or_else(|| "value not logged".to_owned(), |v| v.to_string()),
-            or_dash(setting.previous),
-            if setting.step.success { "" } else { "  FAILED" }
+        line(
+            &mut out,
+            format_args!(
+                "M value set at {} on {} by {}: {} (previous {}){}",
+                setting.step.time,
+                setting.step.hsm,
+                or_dash(setting.step.user.as_deref()),
+                setting
+                    .value
+                    .map_or_else(|| "value not logged".to_owned(), |v| v.to_string()),
+                or_dash(setting.previous),
+                if setting.step.success { "" } else { "  FAILED" }
+            ),
         );
     }
     if quorum.tokens.is_empty() && quorum.m_values.is_empty() {
@@ -487,23 +550,44 @@ pub(super) fn quarantine_table(items: &[Quarantined]) -> String {
     )
 }
 
-pub(super) fn report_text(report: &Report) -> String {
-    format!(
-        "{} log events: {} records ({} new, {} duplicates, {} conflicting), {} quarantined, {} control messages; clusters: {}\n",
-        report.log_events,
-        report.records,
-        report.stored,
-        report.duplicates,
-        report.conflicts,
-        report.quarantined,
-        report.control_messages,
-        report
-            .clusters
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+pub(super) fn ingest_text(summary: &super::IngestSummary) -> String {
+    let mut out = report_text(&summary.report);
+    for item in &summary.quarantine {
+        line(
+            &mut out,
+            format_args!(
+                "quarantined from {}: {} (quarantine --export {})",
+                item.file.display(),
+                item.reason,
+                item.raw_sha256
+            ),
+        );
+    }
+    out
+}
+
+pub(super) fn report_text(report: &crate::pipeline::Report) -> String {
+    let mut out = String::new();
+    line(
+        &mut out,
+        format_args!(
+            "{} log events: {} records ({} new, {} duplicates, {} conflicting), {} quarantined, {} control messages; clusters: {}",
+            report.log_events,
+            report.records,
+            report.stored,
+            report.duplicates,
+            report.conflicts,
+            report.quarantined,
+            report.control_messages,
+            report
+                .clusters
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    out
 }
 
 pub(super) fn parse_text(
@@ -515,7 +599,7 @@ pub(super) fn parse_text(
     let mut out =
         format!("{events} records, {quarantined} quarantined, {failed_logins} failed logins\n");
     for (opcode, count) in by_opcode {
-        let _ = writeln!(out, "  {opcode:<32} {count}");
+        line(&mut out, format_args!("  {opcode:<32} {count}"));
     }
     out
 }
@@ -556,21 +640,23 @@ pub(super) fn verify_text(report: &crate::verify::VerifyReport) -> String {
     } else {
         "signatures not checked (no public key given)"
     };
-    let mut text = format!(
-        "{}: {} digests, {} records, {signatures}: {}\n",
-        report.cluster,
-        report.digests,
-        report.records,
-        if report.clean {
-            "the trail is as its digests say"
-        } else {
-            "NOT as its digests say"
-        }
+    let mut text = String::new();
+    line(
+        &mut text,
+        format_args!(
+            "{}: {} digests, {} records, {signatures}: {}",
+            report.cluster,
+            report.digests,
+            report.records,
+            if report.clean {
+                "the trail is as its digests say"
+            } else {
+                "NOT as its digests say"
+            }
+        ),
     );
     for finding in &report.findings {
-        text.push_str("  ");
-        text.push_str(&finding.describe());
-        text.push('\n');
+        line(&mut text, format_args!("  {}", finding.describe()));
     }
     if report.findings_omitted > 0 {
         text.push_str(&format!(
@@ -579,4 +665,31 @@ pub(super) fn verify_text(report: &crate::verify::VerifyReport) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_content_reaches_the_terminal_as_escapes() {
+        assert!(matches!(shown("alice (CN_CRYPTO_USER)"), Cow::Borrowed(_)));
+        assert_eq!(
+            shown("mallory\x1b[2J\x1b]0;owned\x07"),
+            r"mallory\x1b[2J\x1b]0;owned\x07"
+        );
+        assert_eq!(shown("a\nforged row\r\t"), r"a\nforged row\r\t");
+        assert_eq!(shown("csi\u{9b}31m del\x7f"), r"csi\u{9b}31m del\x7f");
+        assert_eq!(shown("user\u{202e}nimda"), r"user\u{202e}nimda");
+        // A literal backslash stays told apart from an escape.
+        assert_eq!(shown(r"DOMAIN\x1b"), r"DOMAIN\\x1b");
+        assert_eq!(shown("Zoë 鍵"), "Zoë 鍵");
+    }
+
+    #[test]
+    fn free_form_listings_escape_what_they_quote() {
+        let mut out = String::new();
+        line(&mut out, format_args!("M value set by {}", "eve\x1b[8m"));
+        assert_eq!(out, "M value set by eve\\x1b[8m\n");
+    }
 }

@@ -36,6 +36,11 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `1 key`, `2 keys`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn opt(value: Option<&str>) -> Cow<'_, str> {
     value.map_or(Cow::Borrowed("–"), escape)
 }
@@ -68,6 +73,8 @@ p.meta, .note { color: var(--muted); margin: 2px 0 8px; }
 nav.toc a { margin-right: 12px; color: var(--bar); }
 .verdict { padding: 8px 12px; border-radius: 4px; margin: 8px 0; font-size: 14px; border-left: 6px solid; }
 .verdict.ok { background: #e8f5ec; border-color: var(--ok); } .verdict.bad { background: #fbeaea; border-color: var(--bad); }
+.verdict.unknown { background: #fdf4e3; border-color: var(--warn); }
+ul.worries { margin: 4px 0 8px; padding-left: 20px; } ul.worries li.bad { color: var(--bad); } ul.worries li.ok { color: var(--muted); }
 .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(120px, 1fr)); gap: 8px; margin: 8px 0; }
 .figures div { border: 1px solid var(--line); border-radius: 4px; padding: 6px 10px; }
 .figures b { display: block; font-size: 20px; } .figures span { color: var(--muted); }
@@ -79,6 +86,7 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, mono
 .state-active { color: var(--ok); } .state-destroyed, .state-tombstoned { color: var(--muted); }
 tr.incomplete td:first-child, .gap, .bad, .flag { color: var(--bad); font-weight: 600; }
 .t { white-space: nowrap; } .scroll { overflow-x: auto; }
+#inventory .t { white-space: normal; } #inventory td, #alert-list td, #failed-list td { overflow-wrap: anywhere; }
 tr.past td.age { color: var(--bad); font-weight: 600; }
 .pager { margin: 4px 0; } .pager button { margin: 0 6px; }
 svg { width: 100%; height: auto; display: block; }
@@ -137,7 +145,7 @@ pub fn write(report: &Report, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
         "<header><h1>HSM audit report: cluster <code>{cluster}</code></h1>\
-         <p class=\"meta\">Period {} to {}{} · written {} by hsm-audit {} · crypto-period {} days</p>\
+         <p class=\"meta\">Period {} to {}{} · all times UTC · written {} by hsm-audit {} · crypto-period {} days</p>\
          <nav class=\"toc\"><a href=\"#summary\">Summary</a><a href=\"#keys\">Key inventory</a>\
          <a href=\"#sessions\">Sessions</a><a href=\"#failed-logins\">Failed logins</a>\
          <a href=\"#alerts\">Alerts</a>{}</nav></header>",
@@ -188,11 +196,17 @@ fn summary(report: &Report, out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
             "<div class=\"verdict ok\" id=\"verdict\"><strong>Is the trail complete? Yes.</strong> \
-             Every one of the {} HSM streams runs without a missing sequence number and without a \
-             conflicting duplicate{}.</div>",
-            report.streams.len(),
+             {} without a missing sequence number and without a conflicting duplicate{}.</div>",
+            if report.streams.len() == 1 {
+                "The one HSM stream runs".to_owned()
+            } else {
+                format!("Every one of the {} HSM streams runs", report.streams.len())
+            },
             if reboots > 0 {
-                format!(" ({reboots} reboots, each a new stream)")
+                format!(
+                    " ({}, each a new stream)",
+                    count(reboots, "reboot", "reboots")
+                )
             } else {
                 String::new()
             }
@@ -201,12 +215,24 @@ fn summary(report: &Report, out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
             "<div class=\"verdict bad\" id=\"verdict\"><strong>Is the trail complete? No.</strong> \
-             {gaps} missing ranges ({missing} records) and {conflicts} conflicting duplicates in {} \
-             of {} HSM streams; {reboots} reboots.</div>",
+             {} ({}) and {} in {} of {}; {}.</div>",
+            count(gaps, "missing range", "missing ranges"),
+            count(missing as usize, "record", "records"),
+            count(conflicts, "conflicting duplicate", "conflicting duplicates"),
             report.streams.iter().filter(|s| !s.complete()).count(),
-            report.streams.len()
+            count(report.streams.len(), "HSM stream", "HSM streams"),
+            count(reboots, "reboot", "reboots"),
         )?;
     }
+    writeln!(
+        out,
+        "<div class=\"verdict unknown\" id=\"tamper\"><strong>Is the trail as its digests say? Not \
+         verified by this report,</strong> which reads the views, not the trail's digest chain: \
+         <code>hsm-audit verify --cluster {} --kms-key-id K</code> checks every record against \
+         its signed digests.</div>",
+        escape(&report.options.cluster)
+    )?;
+    worries(report, out)?;
     let figures = [
         ("HSMs", report.hsms.len().to_string()),
         ("records held", report.records().to_string()),
@@ -239,6 +265,133 @@ fn summary(report: &Report, out: &mut impl Write) -> io::Result<()> {
         "</tbody></table><p class=\"note\">Sequence numbers are hexadecimal, as the HSM logs \
          them. A stream first seen above 0 starts there; a reboot starts a new stream.</p></section>"
     )
+}
+
+/// `: a, b and 3 more`: the first names of `total` things.
+fn named(names: &[String], total: usize) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let listed = names
+        .iter()
+        .map(|name| format!("<code>{}</code>", escape(name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match total.saturating_sub(names.len()) {
+        0 => format!(": {listed}"),
+        more => format!(": {listed} and {more} more"),
+    }
+}
+
+/// The first screen's answer to "what should I worry about?": each finding counted,
+/// and named where the summary can name it; the sections below hold the evidence.
+fn worries(report: &Report, out: &mut impl Write) -> io::Result<()> {
+    let days = report.options.max_key_age_micros / MICROS_PER_DAY;
+    let sensitive: usize = report.sensitive_by_opcode.values().sum();
+    let opcodes = report
+        .sensitive_by_opcode
+        .iter()
+        .map(|(opcode, n)| format!("<code>{}</code> ×{n}", escape(opcode)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let quarantined: usize = report.quarantine.values().sum();
+    let mut reasons: Vec<(&String, &usize)> = report.quarantine.iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(a.1));
+    let reasons = reasons
+        .iter()
+        .take(3)
+        .map(|(reason, n)| format!("{} (×{n})", escape(&shorten(reason, 160))))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let late = report
+        .alerts_by_kind
+        .get(&AlertKind::LateRecord)
+        .copied()
+        .unwrap_or(0);
+    let ahead = report
+        .alerts_by_kind
+        .get(&AlertKind::ClockSkew)
+        .copied()
+        .unwrap_or(0);
+    let backwards: Vec<String> = report
+        .streams
+        .iter()
+        .filter(|stream| stream.first_time > stream.last_time)
+        .map(|stream| format!("{} boot 0x{:x}", stream.hsm, stream.reboot_counter))
+        .collect();
+    let findings = [
+        (
+            "sensitive",
+            sensitive,
+            format!(
+                "{} in the period{}",
+                count(sensitive, "sensitive operation", "sensitive operations"),
+                if opcodes.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {opcodes}")
+                }
+            ),
+        ),
+        (
+            "crypto-period",
+            report.keys_past_period,
+            format!(
+                "{} past the crypto-period of {days} days{}",
+                count(report.keys_past_period, "active key", "active keys"),
+                named(&report.keys_past_names, report.keys_past_period)
+            ),
+        ),
+        (
+            "unknown-age",
+            report.keys_unknown_age,
+            format!(
+                "{} of unknown age (created before the trail begins), so not known to be within \
+                 the crypto-period{}",
+                count(report.keys_unknown_age, "active key", "active keys"),
+                named(&report.keys_unknown_age_names, report.keys_unknown_age)
+            ),
+        ),
+        (
+            "quarantine",
+            quarantined,
+            format!(
+                "{} quarantined (see <code>hsm-audit quarantine</code>){}",
+                count(quarantined, "input", "inputs"),
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reasons}")
+                }
+            ),
+        ),
+        (
+            "late",
+            late + ahead + backwards.len(),
+            format!(
+                "{} later than the allowed lateness (folded in by a replay; one older than the \
+                 late horizon stays out of the views until <code>hsm-audit rederive</code>); {} \
+                 ahead of the clock (held until it reaches them); {} whose first record is timed \
+                 after its last{}",
+                count(late, "record arrived", "records arrived"),
+                count(ahead, "record timed", "records timed"),
+                count(backwards.len(), "stream", "streams"),
+                named(&backwards, backwards.len())
+            ),
+        ),
+    ];
+    writeln!(
+        out,
+        "<h3>What to look at</h3><ul class=\"worries\" id=\"worries\">"
+    )?;
+    for (worry, found, text) in findings {
+        writeln!(
+            out,
+            "<li data-worry=\"{worry}\" data-count=\"{found}\" class=\"{}\">{text}</li>",
+            if found > 0 { "bad" } else { "ok" }
+        )?;
+    }
+    writeln!(out, "</ul>")
 }
 
 fn stream_row(stream: &StreamRow, out: &mut impl Write) -> io::Result<()> {
@@ -301,11 +454,15 @@ fn inventory(report: &Report, out: &mut impl Write) -> io::Result<()> {
         .join(", ");
     writeln!(
         out,
-        "<section id=\"keys\"><h2>Key inventory</h2><p>{} keys, certificates and Luna objects \
-         (each generation of a reused handle apart){}; <span class=\"{}\">{} active past the \
-         crypto-period of {} days</span>; {} exported. The inventory is the state at the end of \
+        "<section id=\"keys\"><h2>Key inventory</h2><p>{} \
+         (each generation of a reused handle apart){}; <span class=\"{}\">{} past the \
+         crypto-period of {} days{}</span>; {} exported. The inventory is the state at the end of \
          the trail, whatever the period.</p>{}",
-        report.keys.total,
+        count(
+            report.keys.total,
+            "key, certificate or Luna object",
+            "keys, certificates and Luna objects"
+        ),
         if states.is_empty() {
             String::new()
         } else {
@@ -316,8 +473,9 @@ fn inventory(report: &Report, out: &mut impl Write) -> io::Result<()> {
         } else {
             ""
         },
-        report.keys_past_period,
+        count(report.keys_past_period, "active key", "active keys"),
         report.options.max_key_age_micros / MICROS_PER_DAY,
+        named(&report.keys_past_names, report.keys_past_period),
         report.keys_exported,
         cut_note(
             report.keys.rows.len(),
@@ -328,8 +486,8 @@ fn inventory(report: &Report, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
         "<div class=\"scroll\"><table id=\"inventory\" class=\"paged\"><thead><tr><th>Key</th><th>Gen</th><th>Kind</th>\
-         <th>State</th><th>Created</th><th>Created by</th><th>How</th><th>HSMs</th><th>Exported</th>\
-         <th>Shared with</th><th>Last use</th><th>Destroyed</th><th>Age (days)</th></tr></thead><tbody>"
+         <th>State</th><th>Age (days)</th><th>Created</th><th>Created by</th><th>How</th><th>HSMs</th>\
+         <th>Exported</th><th>Shared with</th><th>Last use</th><th>Destroyed</th></tr></thead><tbody>"
     )?;
     for row in &report.keys.rows {
         key_row(row, out)?;
@@ -359,13 +517,14 @@ fn key_row(row: &InventoryRow, out: &mut impl Write) -> io::Result<()> {
     let age = match row.age_days {
         Some(days) if row.past_crypto_period => format!("{days} ⚠ past"),
         Some(days) => days.to_string(),
+        None if row.age_unknown() => "<span class=\"flag\">unknown</span>".to_owned(),
         None => "–".to_owned(),
     };
     writeln!(
         out,
         "<tr data-key=\"{}\" data-state=\"{state}\"{}><td class=\"mono\">{}</td><td class=\"num\">{}</td>\
-         <td>{}</td><td class=\"state-{state}\">{state}</td><td>{}</td><td>{}</td><td><code>{}</code></td>\
-         <td>{}</td><td>{}</td><td>{}</td><td>{last_use}</td><td>{destroyed}</td><td class=\"num age\">{age}</td></tr>",
+         <td>{}</td><td class=\"state-{state}\">{state}</td><td class=\"num age\">{age}</td><td>{}</td><td>{}</td>\
+         <td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{last_use}</td><td>{destroyed}</td></tr>",
         escape(&row.key),
         if row.past_crypto_period {
             " class=\"past\""
@@ -401,18 +560,30 @@ fn x_of(time: Timestamp, span: (Timestamp, Timestamp), left: f64) -> f64 {
 }
 
 /// Tick labels along a time axis at `y`.
-fn axis(span: (Timestamp, Timestamp), left: f64, y: f64, out: &mut impl Write) -> io::Result<()> {
+pub(super) fn axis(
+    span: (Timestamp, Timestamp),
+    left: f64,
+    y: f64,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let (low, high) = span;
-    let short = high.0 - low.0 < 2 * MICROS_PER_DAY;
+    let step = (high.0 - low.0) / 5;
+    // Each label as precise as the step between ticks, so that no two read the same:
+    // dates, then minutes, seconds, milliseconds (the ISO form's characters).
+    let shown = if step >= MICROS_PER_DAY {
+        0..10
+    } else if step >= 60 * 1_000_000 {
+        5..16
+    } else if step >= 1_000_000 {
+        11..19
+    } else {
+        11..26
+    };
     for tick in 0..=5 {
-        let time = Timestamp(low.0 + (high.0 - low.0) / 5 * tick);
+        let time = Timestamp(low.0 + step * tick);
         let x = x_of(time, span, left);
-        let text = readable(time);
-        let label = if short {
-            text.get(5..16).unwrap_or(&text).to_owned()
-        } else {
-            text.get(..10).unwrap_or(&text).to_owned()
-        };
+        let text = time.iso();
+        let label = text.get(shown.clone()).unwrap_or(&text).replace('T', " ");
         let anchor = match tick {
             0 => "start",
             5 => "end",
@@ -435,17 +606,17 @@ fn sessions(report: &Report, out: &mut impl Write) -> io::Result<()> {
     let open = report.bars.iter().filter(|bar| bar.end.is_none()).count();
     writeln!(
         out,
-        "<section id=\"sessions\"><h2>Sessions</h2><p>{} sessions of {} users whose login falls in \
-         the period; {mirrored} mirrored on other HSMs of the cluster, {open} still open at the end \
-         of the trail.</p>",
-        report.sessions.total,
-        report.lanes.len()
+        "<section id=\"sessions\"><h2>Sessions</h2><p>{} of {} whose login falls in the period; \
+         {mirrored} mirrored on other HSMs of the cluster, {open} still open at the end of the \
+         trail.</p>",
+        count(report.sessions.total, "session", "sessions"),
+        count(report.lanes.len(), "user", "users")
     )?;
     let height = AXIS_HEIGHT + LANE_HEIGHT * report.lanes.len().max(1) as f64 + 4.0;
     writeln!(
         out,
         "<svg id=\"timeline\" viewBox=\"0 0 {CHART_WIDTH} {height:.0}\" role=\"img\" \
-         aria-label=\"Session timeline, one lane per user\">"
+         aria-label=\"Session timeline, one lane per user, overlapping sessions stacked\">"
     )?;
     axis(span, LABEL_WIDTH, AXIS_HEIGHT - 18.0, out)?;
     for (lane, user) in report.lanes.iter().enumerate() {
@@ -470,7 +641,7 @@ fn sessions(report: &Report, out: &mut impl Write) -> io::Result<()> {
         out,
         "<p class=\"legend note\"><span><i class=\"swatch\" style=\"background:var(--bar)\"></i>session, login to end</span>\
          <span><i class=\"swatch\" style=\"background:var(--mirror)\"></i>mirrored on other HSMs</span>\
-         <span><i class=\"swatch\" style=\"background:var(--bar);opacity:.45\"></i>still open</span>{}</p>",
+         <span><i class=\"swatch\" style=\"background:var(--bar);opacity:.45\"></i>still open, drawn to its HSM's last record</span>{}</p>",
         if report.bars.len() > report.limits.timeline_bars {
             format!(
                 "<span>{} sessions: each lane shows the time its sessions cover, sessions closer \
@@ -514,7 +685,7 @@ fn session_bar(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let x = x_of(bar.start, span, LABEL_WIDTH);
-    let end = bar.end.unwrap_or(span.1);
+    let end = bar.drawn_end;
     let width = (x_of(end, span, LABEL_WIDTH) - x).max(2.0);
     let y = AXIS_HEIGHT + LANE_HEIGHT * bar.lane as f64 + 4.0;
     let user = report.lanes.get(bar.lane).map_or("", String::as_str);
@@ -539,7 +710,10 @@ fn session_bar(
         LANE_HEIGHT - 8.0,
         escape(user),
         readable(bar.start),
-        bar.end.map_or_else(|| "open".to_owned(), readable),
+        bar.end.map_or_else(
+            || format!("open; its HSM's last record {}", readable(bar.drawn_end)),
+            readable
+        ),
     )
 }
 
@@ -656,9 +830,9 @@ fn failed_logins(report: &Report, out: &mut impl Write) -> io::Result<()> {
     let bursts = report.failed_marks.iter().filter(|(_, b)| *b).count();
     writeln!(
         out,
-        "<section id=\"failed-logins\"><h2>Failed logins</h2><p>{} failed logins in the period, \
+        "<section id=\"failed-logins\"><h2>Failed logins</h2><p>{} in the period, \
          <span class=\"{}\">{bursts} of them in brute-force bursts</span>.</p>",
-        report.failed_logins.total,
+        count(report.failed_logins.total, "failed login", "failed logins"),
         if bursts > 0 { "flag" } else { "" }
     )?;
     let mut bins = [(0usize, false); HISTOGRAM_BINS];
@@ -768,11 +942,12 @@ fn alerts(report: &Report, out: &mut impl Write) -> io::Result<()> {
         .join(", ");
     writeln!(
         out,
-        "<section id=\"alerts\"><h2>Alerts and sensitive operations</h2><p>{} alerts in the period{}, \
-         newest first. The log event id finds the original record in CloudWatch Logs.</p>{}\
+        "<section id=\"alerts\"><h2>Alerts and sensitive operations</h2><p>{} in the period{}, \
+         newest first. User is who acted; the detail names the user acted on, where there is one. \
+         The log event id finds the original record in CloudWatch Logs.</p>{}\
          <table id=\"alert-list\" class=\"paged\"><thead><tr><th>Time</th><th>Kind</th><th>HSM</th>\
-         <th>Seq</th><th>User</th><th>Opcode</th><th>Log event id</th><th>Detail</th></tr></thead><tbody>",
-        report.alerts.total,
+         <th>Seq</th><th>User (actor)</th><th>Opcode</th><th>Log event id</th><th>Detail</th></tr></thead><tbody>",
+        count(report.alerts.total, "alert", "alerts"),
         if kinds.is_empty() {
             String::new()
         } else {

@@ -193,6 +193,12 @@ impl InventoryRow {
         row
     }
 
+    /// An active key whose creation the trail does not hold: its age, and whether it is
+    /// past the crypto-period, are unknown (which is a finding, not a pass).
+    pub fn age_unknown(&self) -> bool {
+        self.state == KeyState::Active && self.age_days.is_none()
+    }
+
     pub fn add_event(&mut self, event: &KeyEvent) {
         self.events += 1;
         // Events are read in key order (time first); a later or equal time replaces.
@@ -240,6 +246,9 @@ pub struct Bar {
     pub start: Timestamp,
     /// `None` while the session is open.
     pub end: Option<Timestamp>,
+    /// Where the bar ends: its end, or for an open session the last record of its HSM
+    /// (what the trail knows of it), never the end of the period.
+    pub drawn_end: Timestamp,
     pub mirrored: bool,
     /// The session's number in the report (its row, when the table holds it).
     pub index: usize,
@@ -307,8 +316,21 @@ pub struct Report {
     /// Newest first.
     pub alerts: Rows<AlertRow>,
     pub alerts_by_kind: BTreeMap<AlertKind, usize>,
+    /// Sensitive operations of the period, by opcode.
+    pub sensitive_by_opcode: BTreeMap<String, usize>,
+    /// Active keys past the crypto-period, and active keys whose creation is not in the
+    /// trail (their age, and so their crypto-period, unknown): the first names of each.
+    pub keys_past_names: Vec<String>,
+    pub keys_unknown_age: usize,
+    pub keys_unknown_age_names: Vec<String>,
+    /// The cluster's quarantined input (and that of no cluster), by reason; set by the
+    /// caller, which reads the quarantine.
+    pub quarantine: BTreeMap<String, usize>,
     pub quorum: QuorumView,
 }
+
+/// How many keys the summary names of each finding; the inventory lists them all.
+pub const NAMED_KEYS: usize = 10;
 
 impl Report {
     /// Whether every stream runs without gaps and conflicts; a cluster without any
@@ -363,8 +385,13 @@ pub struct Builder {
     integrity: BTreeMap<(String, u32), Integrity>,
     key: Option<InventoryRow>,
     session: Option<SessionRow>,
-    lanes: BTreeMap<String, usize>,
+    /// Each user's lanes: their index and where their last bar ends.
+    lanes: BTreeMap<String, Vec<(usize, Timestamp)>>,
 }
+
+/// Overlapping sessions of one user are stacked on lanes of their own, up to this many
+/// (past it they share the last one): one bar never hides another.
+const LANES_PER_USER: usize = 4;
 
 impl Builder {
     pub fn new(options: Options, limits: Limits) -> Self {
@@ -385,6 +412,11 @@ impl Builder {
                 failed_logins: Rows::default(),
                 alerts: Rows::default(),
                 alerts_by_kind: BTreeMap::new(),
+                sensitive_by_opcode: BTreeMap::new(),
+                keys_past_names: Vec::new(),
+                keys_unknown_age: 0,
+                keys_unknown_age_names: Vec::new(),
+                quarantine: BTreeMap::new(),
                 quorum: QuorumView::default(),
             },
             integrity: BTreeMap::new(),
@@ -436,6 +468,13 @@ impl Builder {
             return;
         }
         *self.report.alerts_by_kind.entry(alert.kind).or_default() += 1;
+        if alert.kind == AlertKind::SensitiveOperation {
+            let opcode = alert
+                .opcode
+                .as_ref()
+                .map_or_else(|| "unknown opcode".to_owned(), |op| op.as_str().to_owned());
+            *self.report.sensitive_by_opcode.entry(opcode).or_default() += 1;
+        }
         let limit = self.report.limits.alert_rows;
         self.report.alerts.push(
             AlertRow {
@@ -470,6 +509,15 @@ impl Builder {
             .entry(state_name(row.state).to_owned())
             .or_default() += 1;
         report.keys_past_period += usize::from(row.past_crypto_period);
+        if row.past_crypto_period && report.keys_past_names.len() < NAMED_KEYS {
+            report.keys_past_names.push(row.key.clone());
+        }
+        if row.age_unknown() {
+            report.keys_unknown_age += 1;
+            if report.keys_unknown_age_names.len() < NAMED_KEYS {
+                report.keys_unknown_age_names.push(row.key.clone());
+            }
+        }
         report.keys_exported += usize::from(row.exported);
         // Only the rows the file holds are copied; past them a row is counted and handed on.
         if report.keys.rows.len() < report.limits.key_rows {
@@ -485,17 +533,45 @@ impl Builder {
             return;
         }
         let report = &mut self.report;
-        let next = self.lanes.len();
-        let lane = *self.lanes.entry(session.user.clone()).or_insert(next);
-        if lane == report.lanes.len() {
-            report.lanes.push(session.user.clone());
-        }
         let index = report.sessions.total;
         report.hsms.insert(session.origin_hsm.clone());
+        let last_seen = report
+            .streams
+            .iter()
+            .filter(|stream| stream.hsm == session.origin_hsm)
+            .flat_map(|stream| [stream.first_time, stream.last_time])
+            .max()
+            .unwrap_or(session.login_time);
+        let drawn_end = session
+            .end_time
+            .unwrap_or_else(|| last_seen.max(session.login_time));
+        // Sessions come by user, then login: a user's lanes are made one after another.
+        let lanes = self.lanes.entry(session.user.clone()).or_default();
+        let free = lanes.iter().position(|(_, end)| *end <= session.login_time);
+        let slot = match free {
+            Some(slot) => slot,
+            None if lanes.len() < LANES_PER_USER => {
+                report.lanes.push(match lanes.len() {
+                    0 => session.user.clone(),
+                    taken => format!("{} ({})", session.user, taken + 1),
+                });
+                lanes.push((report.lanes.len() - 1, drawn_end));
+                lanes.len() - 1
+            }
+            None => lanes.len() - 1,
+        };
+        let (lane, end) = &mut lanes[slot];
+        *end = if free.is_some() {
+            drawn_end
+        } else {
+            (*end).max(drawn_end)
+        };
+        let lane = *lane;
         report.bars.push(Bar {
             lane,
             start: session.login_time,
             end: session.end_time,
+            drawn_end,
             mirrored: !session.mirror_hsms.is_empty(),
             index,
         });

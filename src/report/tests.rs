@@ -402,3 +402,171 @@ fn given_quorum_tokens_when_rendered_then_a_quorum_section_names_requester_and_a
         "a token before the period is not the period's"
     );
 }
+
+#[tokio::test]
+async fn given_findings_when_reported_then_the_first_screen_counts_and_names_them() {
+    let mut entries = scenario();
+    // Key 11 was made before the trail begins: its age is unknown, not fine.
+    entries.push(
+        rec("hsm-a", 2, 1, at(310), Opcode::WrapKey)
+            .handle(8)
+            .key(11)
+            .build(),
+    );
+    let store = stored(entries).await;
+    let mut report = built(&store, options(), Limits::default()).await;
+    report.quarantine = BTreeMap::from([("invalid JSON".to_owned(), 2)]);
+    assert_eq!(
+        report.sensitive_by_opcode,
+        BTreeMap::from([("CN_WRAP_KEY".to_owned(), 2)])
+    );
+    assert_eq!(report.keys_past_names, ["9"]);
+    assert_eq!(report.keys_unknown_age, 1);
+    assert_eq!(report.keys_unknown_age_names, ["11"]);
+    let html = html_of(&report);
+    for worry in [
+        "data-worry=\"sensitive\" data-count=\"2\" class=\"bad\">2 sensitive operations in the \
+         period: <code>CN_WRAP_KEY</code> ×2</li>",
+        "data-worry=\"crypto-period\" data-count=\"1\" class=\"bad\">1 active key past the \
+         crypto-period of 30 days: <code>9</code></li>",
+        "data-worry=\"unknown-age\" data-count=\"1\" class=\"bad\">1 active key of unknown age",
+        "data-worry=\"quarantine\" data-count=\"2\" class=\"bad\">2 inputs quarantined (see \
+         <code>hsm-audit quarantine</code>): invalid JSON (×2)</li>",
+        "data-worry=\"late\" data-count=\"0\" class=\"ok\">0 records arrived later",
+        "Is the trail as its digests say? Not verified by this report",
+        "all times UTC",
+        "1 active key past the crypto-period of 30 days: <code>9</code>",
+        "<th>User (actor)</th>",
+        "User is who acted; the detail names the user acted on",
+        "<td class=\"num age\"><span class=\"flag\">unknown</span></td>",
+    ] {
+        assert!(html.contains(worry), "{worry} not in the report");
+    }
+    let verdicts = html.find("id=\"worries\"").unwrap_or(usize::MAX);
+    assert!(
+        verdicts < html.find("id=\"completeness\"").unwrap_or(0),
+        "the worry list comes before the evidence"
+    );
+}
+
+#[test]
+fn given_periods_from_a_second_to_years_when_drawn_then_the_axis_ticks_all_differ() {
+    for span in [
+        SECOND,
+        30 * SECOND,
+        20 * 60 * SECOND,
+        6 * 3600 * SECOND,
+        3 * MICROS_PER_DAY,
+        900 * MICROS_PER_DAY,
+    ] {
+        let mut out = Vec::new();
+        if let Err(error) = html::axis(
+            (Timestamp(DAY0), Timestamp(DAY0 + span)),
+            0.0,
+            0.0,
+            &mut out,
+        ) {
+            panic!("axis: {error}");
+        }
+        let svg = String::from_utf8(out).unwrap_or_default();
+        let labels: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|part| part.rsplit('>').next())
+            .filter(|label| !label.is_empty())
+            .collect();
+        assert_eq!(labels.len(), 6, "{svg}");
+        let distinct: std::collections::BTreeSet<&&str> = labels.iter().collect();
+        assert_eq!(distinct.len(), 6, "a span of {span} µs: {labels:?}");
+    }
+}
+
+#[tokio::test]
+async fn given_an_open_session_when_drawn_then_it_ends_at_its_hsms_last_record() {
+    let store = stored(scenario()).await;
+    let report = built(
+        &store,
+        Options {
+            to: Some(Timestamp(DAY0 + 40 * MICROS_PER_DAY)),
+            ..options()
+        },
+        Limits::default(),
+    )
+    .await;
+    let carol = report
+        .bars
+        .iter()
+        .find(|bar| bar.end.is_none())
+        .unwrap_or_else(|| panic!("carol's open session in {:?}", report.bars));
+    assert_eq!(
+        carol.drawn_end,
+        Timestamp(at(300)),
+        "hsm-a's last record, not the period's end"
+    );
+    let html = html_of(&report);
+    assert!(
+        html.contains("open; its HSM's last record 2024-01-01 00:05:00Z"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn given_overlapping_sessions_of_one_user_when_drawn_then_each_has_a_lane() {
+    let entries = vec![
+        login("hsm-a", 1, at(10), 5, "alice").build(),
+        login("hsm-b", 1, at(100), 6, "alice").build(),
+        rec("hsm-a", 1, 2, at(200), Opcode::Logout)
+            .handle(5)
+            .user("alice", "CN_CRYPTO_USER")
+            .build(),
+        rec("hsm-b", 1, 2, at(300), Opcode::Logout)
+            .handle(6)
+            .user("alice", "CN_CRYPTO_USER")
+            .build(),
+        login("hsm-a", 3, at(400), 7, "alice").build(),
+    ];
+    let store = stored(entries).await;
+    let report = built(&store, options(), Limits::default()).await;
+    assert_eq!(report.sessions.total, 3);
+    assert_eq!(report.lanes, ["alice", "alice (2)"]);
+    let lanes: Vec<usize> = report.bars.iter().map(|bar| bar.lane).collect();
+    assert_eq!(
+        lanes,
+        [0, 1, 0],
+        "the third, after both ended, back on the first"
+    );
+}
+
+#[test]
+fn given_late_and_clock_skewed_records_when_reported_then_the_worry_list_counts_both() {
+    let mut builder = Builder::new(options(), Limits::default());
+    for (kind, seq) in [
+        (AlertKind::LateRecord, 1),
+        (AlertKind::ClockSkew, 2),
+        (AlertKind::ClockSkew, 3),
+    ] {
+        builder.alert(
+            Alert {
+                kind,
+                time: Timestamp(at(seq)),
+                hsm: Some("hsm-a".into()),
+                reboot_counter: Some(1),
+                from: None,
+                to: None,
+                seq: Some(seq as u64),
+                user: None,
+                opcode: None,
+                detail: None,
+            },
+            None,
+        );
+    }
+    let html = html_of(&builder.finish());
+    assert!(
+        html.contains(
+            "data-worry=\"late\" data-count=\"3\" class=\"bad\">1 record arrived later than the \
+             allowed lateness"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("; 2 records timed ahead of the clock"));
+}

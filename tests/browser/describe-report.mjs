@@ -3,7 +3,9 @@
 // Opens the report in Debian's headless Chromium (driven by playwright-core, whose own
 // browser downloads are never used), and prints as JSON what the rendered page shows:
 // console messages and page errors, every request the page made, the inventory's keys
-// and states, the timeline's bars, the completeness table's rows and missing ranges. A
+// and states, the timeline's bars, the completeness table's rows and missing ranges, the
+// verdicts and the worry list (and whether the first screen holds them), the crypto-period
+// flags (and whether they show without scrolling), the keys of unknown age. A
 // screenshot of the first screen and the page printed to PDF are written beside.
 // tests/integration/report.rs asserts on the JSON; this script decides nothing.
 //
@@ -26,7 +28,8 @@ try {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    viewport: { width: 1280, height: 900 },
+    // The first screen of a laptop: what it shows must answer "what should I worry about?".
+    viewport: { width: 1280, height: 800 },
     // Without the background-networking flags Chromium's own update and sync requests
     // (refused here) would show up beside the page's.
     args: [
@@ -66,11 +69,35 @@ try {
         gaps: [...tr.querySelectorAll('.gap')].map((gap) => [Number(gap.dataset.from), Number(gap.dataset.to)]),
       })),
       alerts: rows('#alert-list tbody tr').map((tr) => tr.dataset.kind),
-      // What a reader sees: the first screen must answer "is the trail complete?".
-      verdict_on_first_screen: (() => {
-        const box = document.querySelector('#verdict')?.getBoundingClientRect();
-        return !!box && box.bottom <= window.innerHeight;
-      })(),
+      tamper: text(document.querySelector('#tamper')),
+      worries: rows('#worries li').map((li) => ({
+        worry: li.dataset.worry,
+        count: Number(li.dataset.count),
+        text: text(li),
+      })),
+      // What a reader sees: the first screen must answer "is the trail complete?", "is it
+      // as its digests say?" and "what should I worry about?".
+      on_first_screen: Object.fromEntries(['#verdict', '#tamper', '#worries'].map((selector) => {
+        const box = document.querySelector(selector)?.getBoundingClientRect();
+        return [selector.slice(1), !!box && box.bottom <= window.innerHeight && box.right <= window.innerWidth];
+      })),
+      // The crypto-period flag of each key past it, where it shows with nothing scrolled:
+      // inside the viewport and inside the table's scrolling box.
+      past_flags: rows('#inventory tr.past td.age').map((td) => {
+        const box = td.getBoundingClientRect();
+        const frame = td.closest('.scroll').getBoundingClientRect();
+        return {
+          key: td.parentElement.dataset.key,
+          text: text(td),
+          visible: box.width > 0 && box.right <= Math.min(window.innerWidth, frame.right),
+        };
+      }),
+      // The section tables wider than the page at 1280 px (they would need scrolling).
+      overflowing_tables: rows('section > table[id], section > .scroll > table[id]')
+        .filter((table) => table.scrollWidth > (table.closest('.scroll') ?? table.parentElement).clientWidth)
+        .map((table) => table.id),
+      unknown_ages: rows('#inventory tbody tr').filter((tr) => text(tr.cells[4]) === 'unknown').map((tr) => tr.dataset.key),
+      utc: document.querySelector('header .meta')?.textContent.includes('all times UTC') ?? false,
     };
   });
   await page.screenshot({ path: screenshot });

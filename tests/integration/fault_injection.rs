@@ -256,32 +256,26 @@ async fn unprocessed_items_that_never_clear_fail_the_invocation_as_retryable() {
     assert_same_state(&scan_all(&healthy_store(&table)).await, &clean, "");
 }
 
-/// Slow requests: each operation's first request answers after the client's attempt
+/// Slow requests: each operation's first request is held past the client's attempt
 /// timeout. The SDK gives up on the attempt and retries; the slow request still lands
-/// later (a lease taken, a batch written twice), which must change nothing.
+/// after its retry (a lease taken, a batch written twice), which must change nothing.
 #[tokio::test]
 async fn timeouts_are_retried_and_a_request_that_lands_late_changes_nothing() {
     let events = vec![big_event()];
     let clean = clean_state(&events).await;
-    let slow = Duration::from_millis(1500);
     let proxy = FaultProxy::start(
         &endpoint(),
         ["TransactWriteItems", "PutItem", "Query", "BatchWriteItem"]
             .into_iter()
-            .map(|operation| Rule::on(operation, Fault::Delay(slow)).times(1))
+            .map(|operation| Rule::on(operation, Fault::Delay).times(1))
             .collect(),
     )
     .await;
     let table = new_table("slow").await;
-    let store = DynamoStore::new(
-        client_with_budget(&proxy.url(), "slow", Duration::from_millis(400)),
-        &table,
-    )
-    .with_lease_wait(Duration::from_secs(20));
+    let store = store_via(&proxy, &table, "slow");
     deliver(&store, &events[0]).await.expect("timeouts retried");
     assert_eq!(proxy.faults().get("Delay"), Some(&4));
-    // Let the late requests land before comparing.
-    tokio::time::sleep(slow * 2).await;
+    proxy.settled().await;
     // The late lease request lands after the lease was released and takes it again,
     // for nobody: it blocks the cluster's next derivation until it expires (120 s),
     // which delays that invocation (it fails `Retryable` and is retried) but changes
@@ -302,22 +296,21 @@ async fn timeouts_are_retried_and_a_request_that_lands_late_changes_nothing() {
 async fn requests_whose_answer_came_too_late_are_retried_idempotently() {
     let events = vec![big_event()];
     let clean = clean_state(&events).await;
-    let late = Duration::from_millis(1500);
     let proxy = FaultProxy::start(
         &endpoint(),
         vec![
-            Rule::on("PutItem", Fault::SlowAnswer(late)).times(2),
-            Rule::on("BatchWriteItem", Fault::SlowAnswer(late)).times(1),
+            Rule::on("PutItem", Fault::SlowAnswer).times(2),
+            Rule::on("BatchWriteItem", Fault::SlowAnswer).times(1),
         ],
     )
     .await;
     let table = new_table("late").await;
     let store = DynamoStore::new(
-        client_with_budget(&proxy.url(), "late", Duration::from_millis(400)),
+        client_with_budget(&proxy.url(), "late", ATTEMPT_TIMEOUT),
         &table,
     )
     // Less than the lease's TTL: waiting for a lease we hold ourselves would fail.
-    .with_lease_wait(Duration::from_secs(3));
+    .with_lease_wait(ATTEMPT_TIMEOUT);
     deliver(&store, &events[0])
         .await
         .expect("a lease taken by a timed-out attempt is ours");
@@ -330,15 +323,12 @@ async fn a_store_that_never_answers_in_time_fails_the_invocation_as_retryable() 
     let event = big_event();
     let proxy = FaultProxy::start(
         &endpoint(),
-        vec![Rule::on(
-            "TransactWriteItems",
-            Fault::Delay(Duration::from_secs(2)),
-        )],
+        vec![Rule::on("TransactWriteItems", Fault::Delay)],
     )
     .await;
     let table = new_table("hung").await;
     let store = DynamoStore::new(
-        client_with_budget(&proxy.url(), "hung", Duration::from_millis(300)),
+        client_with_budget(&proxy.url(), "hung", ATTEMPT_TIMEOUT),
         &table,
     );
     let error = deliver(&store, &event).await.expect_err("timed out");

@@ -103,17 +103,18 @@ async fn a_dead_holder_blocks_the_cluster_for_one_ttl_only() {
         waited >= Duration::from_millis(500),
         "the dead hold was honoured"
     );
-    assert!(waited < ttl * 3, "waited {waited:?} for a {ttl:?} lease");
+    // Far below a Lambda timeout, with room for a loaded machine's slow requests.
+    assert!(waited < ttl * 5, "waited {waited:?} for a {ttl:?} lease");
     assert!(!lease.is_lost());
 }
 
 /// A live holder renews: a contender does not take a lease whose holder works longer
 /// than its TTL. The TTL leaves a loaded machine's slow requests room (a renewal every
-/// second, each may take two before the lease runs out).
+/// two seconds, each may take four before the lease runs out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_working_holder_keeps_the_lease_past_its_ttl() {
     let table = fresh_store("lease-renew").await.table().to_owned();
-    let ttl = Duration::from_secs(3);
+    let ttl = Duration::from_secs(6);
     let holder = store_on(&table, ttl);
     let lease = holder.lock_cluster("c").await.expect("lease");
     let contender = store_on(&table, ttl).with_lease_wait(ttl * 2 + Duration::from_millis(500));
@@ -164,11 +165,10 @@ async fn a_claim_landing_after_its_release_does_not_take_the_lease_again() {
     assert!(late.is_err(), "the late claim's condition fails");
     assert_eq!(lease_item(&table, "c").await, released);
 
-    let asked = Instant::now();
+    // No wait: one read and one claim, which a lease still held would refuse.
     store_on(&table, Duration::from_secs(30))
-        .with_lease_wait(Duration::from_secs(1))
+        .with_lease_wait(Duration::ZERO)
         .lock_cluster("c")
         .await
         .expect("free at once");
-    assert!(asked.elapsed() < Duration::from_secs(1));
 }

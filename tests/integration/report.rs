@@ -104,7 +104,25 @@ fn the_demo_report_renders_in_chromium_without_errors_or_requests_and_shows_the_
         "the page fetched {requests:?}"
     );
     assert_eq!(requests.len(), 1, "the file itself, once");
-    assert_eq!(page["verdict_on_first_screen"], true);
+    for shown in ["verdict", "tamper", "worries"] {
+        assert_eq!(
+            page["on_first_screen"][shown], true,
+            "{shown} on the first screen of 1280×800"
+        );
+    }
+    assert_eq!(page["utc"], true, "times are labelled UTC");
+    assert_eq!(
+        page["overflowing_tables"],
+        serde_json::json!([]),
+        "every table fits 1280 px"
+    );
+    assert!(
+        page["tamper"]
+            .as_str()
+            .is_some_and(|tamper| tamper.contains("Not verified")),
+        "{}",
+        page["tamper"]
+    );
     assert!(page["pdf_bytes"].as_u64().unwrap_or(0) > 0, "printable");
 
     let keys = demo.query("keys");
@@ -208,6 +226,111 @@ fn the_demo_report_renders_in_chromium_without_errors_or_requests_and_shows_the_
         "every alert of the whole trail listed"
     );
     assert_eq!(written["counts"]["keys"].as_u64(), Some(keys.len() as u64));
+    worry_list(&demo, &page, &alerts, &keys, &written);
+}
+
+/// A record's sequence number and time.
+type Position = (u64, String);
+
+/// The worry list counts what the CLI's queries of the same table find, and names the
+/// keys; the crypto-period flags show at 1280 px without scrolling.
+fn worry_list(demo: &Demo, page: &Value, alerts: &[Value], keys: &[Value], written: &Value) {
+    let worry = |name: &str| -> (u64, String) {
+        let found = page["worries"]
+            .as_array()
+            .and_then(|worries| worries.iter().find(|w| w["worry"] == name))
+            .unwrap_or_else(|| panic!("no worry {name}: {}", page["worries"]));
+        (
+            found["count"].as_u64().unwrap_or_default(),
+            found["text"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let sensitive: Vec<&Value> = alerts
+        .iter()
+        .filter(|alert| alert["kind"] == "sensitive_operation")
+        .collect();
+    let (count, text) = worry("sensitive");
+    assert!(!sensitive.is_empty(), "the demo has sensitive operations");
+    assert_eq!(count, sensitive.len() as u64, "{text}");
+    for alert in &sensitive {
+        let opcode = alert["opcode"].as_str().unwrap_or_default();
+        assert!(text.contains(opcode), "{opcode} not in {text}");
+    }
+
+    let past = written["counts"]["keys_past_crypto_period"]
+        .as_u64()
+        .unwrap_or_default();
+    assert!(past > 0, "the demo has keys past the crypto-period");
+    let (count, text) = worry("crypto-period");
+    assert_eq!(count, past, "{text}");
+    let flags = page["past_flags"].as_array().expect("crypto-period flags");
+    assert_eq!(flags.len() as u64, past);
+    for flag in flags {
+        assert_eq!(flag["visible"], true, "flag hidden at 1280 px: {flag}");
+        assert!(flag["text"].as_str().is_some_and(|t| t.contains("past")));
+        let key = flag["key"].as_str().unwrap_or_default();
+        assert!(text.contains(key), "{key} not named in {text}");
+    }
+
+    let unknown: BTreeSet<String> = keys
+        .iter()
+        .filter(|key| key["state"] == "active" && key["created_time"].is_null())
+        .map(inventory_name)
+        .collect();
+    let (count, text) = worry("unknown-age");
+    assert_eq!(count, unknown.len() as u64, "{text}");
+    let shown: BTreeSet<String> = page["unknown_ages"]
+        .as_array()
+        .expect("keys of unknown age")
+        .iter()
+        .filter_map(|key| key.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(shown, unknown, "shown as unknown, not as a blank");
+
+    let quarantine = json_of(&demo.run(&["quarantine", "--output", "json"]));
+    let quarantine = quarantine.as_array().expect("a JSON array");
+    assert!(!quarantine.is_empty(), "the demo quarantines an input");
+    let (count, text) = worry("quarantine");
+    assert_eq!(count, quarantine.len() as u64, "{text}");
+    for item in quarantine {
+        let reason = item["reason"].as_str().unwrap_or_default();
+        assert!(text.contains(reason), "{reason} not in {text}");
+    }
+    // Time running backwards: a stream (HSM, boot) whose first record by sequence number
+    // is timed after its last.
+    let trail = json_of(&demo.run(&["trail", "--cluster", CLUSTER, "--output", "json"]));
+    let mut ends: std::collections::BTreeMap<(String, u64), (Position, Position)> =
+        std::collections::BTreeMap::new();
+    for record in trail.as_array().expect("a JSON array") {
+        let (Some(hsm), Some(boot), Some(seq), Some(time)) = (
+            record["hsm"].as_str(),
+            record["reboot_counter"].as_u64(),
+            record["seq"].as_u64(),
+            record["time"].as_str(),
+        ) else {
+            continue;
+        };
+        let here = (seq, time.to_owned());
+        let end = ends
+            .entry((hsm.to_owned(), boot))
+            .or_insert((here.clone(), here.clone()));
+        end.0 = end.0.clone().min(here.clone());
+        end.1 = end.1.clone().max(here);
+    }
+    let backwards: Vec<String> = ends
+        .iter()
+        .filter(|(_, (first, last))| first.1 > last.1)
+        .map(|((hsm, boot), _)| format!("{hsm} boot 0x{boot:x}"))
+        .collect();
+    let late = alerts
+        .iter()
+        .filter(|a| a["kind"] == "late_record" || a["kind"] == "clock_skew")
+        .count();
+    let (count, text) = worry("late");
+    assert_eq!(count, (late + backwards.len()) as u64, "{text}");
+    for stream in &backwards {
+        assert!(text.contains(stream), "{stream} not in {text}");
+    }
 }
 
 #[test]

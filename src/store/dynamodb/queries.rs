@@ -263,6 +263,14 @@ impl DynamoStore {
         items::bodies_from_items(found)
     }
 
+    /// Whether the table holds any record of `cluster`: one item read.
+    pub async fn has_cluster(&self, cluster: &str) -> Result<bool, StoreError> {
+        let (found, _) = self
+            .query_sorted_page(&items::trail_pk(cluster), &None, true, None, Some(1))
+            .await?;
+        Ok(!found.is_empty())
+    }
+
     pub async fn streams(&self, cluster: &str) -> Result<Vec<StreamSummary>, StoreError> {
         let found = self
             .query_partition(

@@ -158,10 +158,15 @@ pub async fn connect() -> Client {
         .timeout_config(timeout_config())
         .load()
         .await;
-    let config = aws_sdk_dynamodb::config::Builder::from(&config)
-        .interceptor(super::retries::RetryCounter)
-        .build();
-    Client::from_conf(config)
+    let mut builder =
+        aws_sdk_dynamodb::config::Builder::from(&config).interceptor(super::retries::RetryCounter);
+    if config
+        .endpoint_url()
+        .is_some_and(super::retries::is_loopback)
+    {
+        builder = builder.retry_classifier(super::retries::LocalRefusal);
+    }
+    Client::from_conf(builder.build())
 }
 
 /// How long one DynamoDB request may take. Without a bound, a request that hangs (a

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// What DynamoDB does to a request, instead of (or before) answering it.
@@ -26,12 +28,15 @@ pub enum Fault {
     Throttling,
     /// 500 `InternalServerError` or 503 `ServiceUnavailable`.
     ServerError(u16),
-    /// Answers after this long (the request is forwarded after the wait, so it may land
-    /// after the client gave up on it, as a slow request does).
-    Delay(Duration),
-    /// Forwards at once but answers after this long: the request took effect, the
-    /// client timed out waiting and tries again.
-    SlowAnswer(Duration),
+    /// A request slower than the client's patience: held until the client gives up on
+    /// it (closes the connection at its attempt timeout) and the retry that follows has
+    /// been answered, then forwarded: it lands after its retry, as a slow request does.
+    /// Driven by those events, not by a time of its own, so that a loaded machine, which
+    /// slows every request alike, cannot reorder them.
+    Delay,
+    /// An answer slower than the client's patience: the request is forwarded at once and
+    /// takes effect, its answer is held until the client gives up and tries again.
+    SlowAnswer,
     /// `BatchWriteItem`: forwards only the first half of each table's requests and
     /// returns the rest as `UnprocessedItems`, as a hot partition does.
     HalfUnprocessed,
@@ -51,8 +56,8 @@ impl Fault {
             Fault::ProvisionedThroughputExceeded => "ProvisionedThroughputExceeded".into(),
             Fault::Throttling => "Throttling".into(),
             Fault::ServerError(status) => format!("ServerError{status}"),
-            Fault::Delay(_) => "Delay".into(),
-            Fault::SlowAnswer(_) => "SlowAnswer".into(),
+            Fault::Delay => "Delay".into(),
+            Fault::SlowAnswer => "SlowAnswer".into(),
             Fault::HalfUnprocessed => "HalfUnprocessed".into(),
             Fault::Hangup => "Hangup".into(),
             Fault::Rejected { kind, .. } => format!("Rejected({kind})"),
@@ -129,14 +134,59 @@ impl Rule {
 struct State {
     rules: Vec<Rule>,
     requests: BTreeMap<String, u32>,
+    /// Answers written, by operation: a held request waits for its retry's.
+    answered: BTreeMap<String, u32>,
     faults: BTreeMap<String, u32>,
     held_back_items: u32,
+    /// `Delay` requests not forwarded yet.
+    held: u32,
 }
+
+/// The state and what wakes those waiting on it.
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Changes the state and wakes every waiter.
+    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
+        let result = change(&mut self.lock());
+        self.changed.notify_waiters();
+        result
+    }
+
+    /// Waits until `done` holds of the state, or `limit` passed (a bound for a test that
+    /// went wrong, never the condition a test relies on).
+    async fn wait_for(&self, limit: Duration, done: impl Fn(&State) -> bool) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let changed = self.changed.notified();
+                if done(&self.lock()) {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// The longest a held request waits for its retry's answer: only reached when every
+/// attempt is held (the client then failed long before).
+const HOLD_LIMIT: Duration = Duration::from_secs(60);
 
 /// The proxy; it stops when dropped.
 pub struct FaultProxy {
     address: SocketAddr,
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
 
@@ -160,25 +210,28 @@ impl FaultProxy {
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let state = Arc::new(Mutex::new(State {
-            rules,
-            ..State::default()
-        }));
-        let accepting = Arc::clone(&state);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                rules,
+                ..State::default()
+            }),
+            changed: Notify::new(),
+        });
+        let accepting = Arc::clone(&shared);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let state = Arc::clone(&accepting);
+                let shared = Arc::clone(&accepting);
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
                     // A connection ends with an error when a client gives up on it
                     // (a timeout): nothing to report.
-                    let _ = serve(client, &upstream, &state).await;
+                    let _ = serve(client, &upstream, &shared).await;
                 });
             }
         });
         Self {
             address,
-            state,
+            shared,
             task,
         }
     }
@@ -189,7 +242,7 @@ impl FaultProxy {
 
     /// Replaces the plan; counters are kept.
     pub fn set_rules(&self, rules: Vec<Rule>) {
-        self.lock().rules = rules;
+        self.shared.update(|state| state.rules = rules);
     }
 
     /// Requests seen for `operation`, faulted or not.
@@ -215,10 +268,16 @@ impl FaultProxy {
         self.lock().held_back_items
     }
 
+    /// Waits until every `Delay`ed request has been forwarded (has landed).
+    pub async fn settled(&self) {
+        self.shared
+            .wait_for(HOLD_LIMIT * 2, |state| state.held == 0)
+            .await;
+        assert_eq!(self.lock().held, 0, "a delayed request was never forwarded");
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.lock()
     }
 }
 
@@ -321,7 +380,13 @@ async fn read_message<R: AsyncBufRead + Unpin>(
 }
 
 /// Serves one client connection, request after request (the SDK keeps connections alive).
-async fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result<()> {
+/// Waits until the client closes its connection (or sends something, which a client
+/// waiting for an answer does not), at most [`HOLD_LIMIT`].
+async fn hung_up(read: &mut BufReader<OwnedReadHalf>) {
+    let _ = tokio::time::timeout(HOLD_LIMIT, read.fill_buf()).await;
+}
+
+async fn serve(client: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
     let (read, mut write) = client.into_split();
     let mut read = BufReader::new(read);
     while let Some(request) = read_message(&mut read, false).await? {
@@ -333,10 +398,7 @@ async fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::R
         let close = request
             .header("connection")
             .is_some_and(|value| value.eq_ignore_ascii_case("close"));
-        let fault = {
-            let mut state = state
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let fault = shared.update(|state| {
             *state.requests.entry(operation.clone()).or_default() += 1;
             let fault = state
                 .rules
@@ -345,8 +407,11 @@ async fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::R
             if let Some(fault) = &fault {
                 *state.faults.entry(fault.name()).or_default() += 1;
             }
+            if fault == Some(Fault::Delay) {
+                state.held += 1;
+            }
             fault
-        };
+        });
         let response = match fault {
             None => forward(&request, upstream).await?,
             Some(Fault::ProvisionedThroughputExceeded) => error_response(
@@ -368,21 +433,31 @@ async fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::R
                 };
                 error_response(status, kind, "Internal server error")
             }
-            Some(Fault::Delay(wait)) => {
-                tokio::time::sleep(wait).await;
-                forward(&request, upstream).await?
+            Some(Fault::Delay) => {
+                let answered = shared.lock().answered.get(&operation).copied();
+                hung_up(&mut read).await;
+                shared
+                    .wait_for(HOLD_LIMIT, |state| {
+                        state.answered.get(&operation).copied() > answered
+                    })
+                    .await;
+                let landed = forward(&request, upstream).await;
+                shared.update(|state| state.held -= 1);
+                landed?;
+                return Ok(());
             }
-            Some(Fault::SlowAnswer(wait)) => {
-                let answer = forward(&request, upstream).await?;
-                tokio::time::sleep(wait).await;
-                answer
+            Some(Fault::SlowAnswer) => {
+                forward(&request, upstream).await?;
+                hung_up(&mut read).await;
+                return Ok(());
             }
-            Some(Fault::HalfUnprocessed) => half_unprocessed(request, upstream, state).await?,
+            Some(Fault::HalfUnprocessed) => half_unprocessed(request, upstream, shared).await?,
             Some(Fault::Hangup) => return Ok(()),
             Some(Fault::Rejected { kind, message }) => error_response(400, kind, message),
         };
         write.write_all(&response).await?;
         write.flush().await?;
+        shared.update(|state| *state.answered.entry(operation).or_default() += 1);
         if close {
             return Ok(());
         }
@@ -432,7 +507,7 @@ async fn forward_message(request: &Message, upstream: &str) -> io::Result<Messag
 async fn half_unprocessed(
     mut request: Message,
     upstream: &str,
-    state: &Mutex<State>,
+    shared: &Shared,
 ) -> io::Result<Vec<u8>> {
     let Ok(mut body) = serde_json::from_slice::<Value>(&request.body) else {
         return forward(&request, upstream).await;
@@ -455,10 +530,7 @@ async fn half_unprocessed(
         .values()
         .map(|writes| writes.as_array().map_or(0, Vec::len))
         .sum();
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .held_back_items += held_count as u32;
+    shared.update(|state| state.held_back_items += held_count as u32);
     let mut response = if forwarded == 0 {
         Message {
             start: "HTTP/1.1 200 OK".into(),
