@@ -306,6 +306,8 @@ pub struct StepWrite {
     pub checkpoint: Checkpoint,
     /// Alert items that did not exist before, by kind.
     pub new_alerts: BTreeMap<String, usize>,
+    /// Those alert items themselves: what is published ([`crate::publish`]).
+    pub new_alert_items: Vec<Item>,
     pub unchanged: usize,
     pub open_gaps: usize,
 }
@@ -429,6 +431,7 @@ pub fn plan_write(
             && let Some(kind) = items::alert_kind(&view.item)
         {
             *write.new_alerts.entry(kind).or_default() += 1;
+            write.new_alert_items.push(view.item.clone());
         }
         if unchanged {
             write.unchanged += 1;

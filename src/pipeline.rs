@@ -547,6 +547,8 @@ async fn derive_steps<S: AuditStore>(
         store.write_step(lease, &write).await?;
         derived.add(&write, late);
         if tail.cut.is_empty() {
+            // After the steps: what is not sent now stays in the outbox they wrote.
+            store.publish_alerts(cluster).await;
             return Ok(derived);
         }
         // A cut stream whose records read all share one time settles nothing: read more

@@ -322,7 +322,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = Config::from_env(cli.table.clone())
         .map_err(|error| Failure::Usage(format!("{error} (or pass --table)")))?;
     let store = DynamoStore::new(connect().await, &config.table_name)
-        .with_signer(DigestSigner::from_env().await);
+        .with_signer(DigestSigner::from_env().await)
+        .with_publisher(crate::publish::Publisher::from_env().await);
     let output = cli.output;
     match cli.command {
         Command::Parse(_) => Ok(()),

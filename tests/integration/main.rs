@@ -20,6 +20,7 @@ mod lease;
 mod luna;
 mod order_independence;
 mod parse_corpus;
+mod publish;
 mod report;
 mod seed_examples;
 mod tamper;

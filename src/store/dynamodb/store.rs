@@ -77,6 +77,8 @@ pub struct DynamoStore {
     pub(super) lease_wait: Duration,
     pub(super) lease_ttl: Duration,
     signer: DigestSigner,
+    /// Where new alerts are sent (`crate::publish`); none: no outbox.
+    pub(super) publisher: Option<Arc<crate::publish::Publisher>>,
 }
 
 /// A failed request as a [`StoreError::Request`], the SDK's error kept as its source.
@@ -193,6 +195,7 @@ impl DynamoStore {
             lease_wait: Duration::from_secs(45),
             lease_ttl: super::lease::DEFAULT_TTL,
             signer: DigestSigner::Unsigned,
+            publisher: None,
         }
     }
 
@@ -428,6 +431,7 @@ impl AuditStore for DynamoStore {
         for (name, carry) in &write.objects {
             puts.push(items::object_item(&lease.cluster, name, carry)?);
         }
+        puts.extend(self.outbox_items(&lease.cluster, &write.new_alert_items));
         self.account(&puts);
         self.account_deletes(write.deletes.len());
         self.delete_all(write.deletes.clone()).await?;
@@ -506,6 +510,10 @@ impl AuditStore for DynamoStore {
             None,
         )
         .await
+    }
+
+    async fn publish_alerts(&self, cluster: &str) -> crate::publish::Published {
+        self.drain_outbox(cluster).await
     }
 
     async fn log_event_ids(

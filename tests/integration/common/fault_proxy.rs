@@ -35,6 +35,9 @@ pub enum Fault {
     /// `BatchWriteItem`: forwards only the first half of each table's requests and
     /// returns the rest as `UnprocessedItems`, as a hot partition does.
     HalfUnprocessed,
+    /// `PutEvents`: forwards every entry but the first and answers the first as not taken
+    /// (`InternalFailure`), as EventBridge's partial failures do.
+    FirstEntryRefused,
     /// Closes the connection without an answer.
     Hangup,
     /// 400 with this error type and message: a request a strictly validating DynamoDB
@@ -54,6 +57,7 @@ impl Fault {
             Fault::Delay(_) => "Delay".into(),
             Fault::SlowAnswer(_) => "SlowAnswer".into(),
             Fault::HalfUnprocessed => "HalfUnprocessed".into(),
+            Fault::FirstEntryRefused => "FirstEntryRefused".into(),
             Fault::Hangup => "Hangup".into(),
             Fault::Rejected { kind, .. } => format!("Rejected({kind})"),
         }
@@ -378,6 +382,7 @@ async fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::R
                 answer
             }
             Some(Fault::HalfUnprocessed) => half_unprocessed(request, upstream, state).await?,
+            Some(Fault::FirstEntryRefused) => first_entry_refused(request, upstream).await?,
             Some(Fault::Hangup) => return Ok(()),
             Some(Fault::Rejected { kind, message }) => error_response(400, kind, message),
         };
@@ -489,6 +494,48 @@ async fn half_unprocessed(
             }
         }
     }
+    response.body = answer.to_string().into_bytes();
+    Ok(response.to_bytes(&[]))
+}
+
+async fn first_entry_refused(mut request: Message, upstream: &str) -> io::Result<Vec<u8>> {
+    let Ok(mut body) = serde_json::from_slice::<Value>(&request.body) else {
+        return forward(&request, upstream).await;
+    };
+    let rest = match body.get_mut("Entries").and_then(Value::as_array_mut) {
+        Some(entries) if !entries.is_empty() => {
+            entries.remove(0);
+            entries.len()
+        }
+        _ => return forward(&request, upstream).await,
+    };
+    let mut response = if rest == 0 {
+        Message {
+            start: "HTTP/1.1 200 OK".into(),
+            headers: vec![("content-type".into(), "application/x-amz-json-1.1".into())],
+            body: br#"{"Entries":[],"FailedEntryCount":0}"#.to_vec(),
+        }
+    } else {
+        request.body = body.to_string().into_bytes();
+        forward_message(&request, upstream).await?
+    };
+    if !response.start.contains(" 200") {
+        return Ok(response.to_bytes(&[]));
+    }
+    let mut answer: Value = serde_json::from_slice(&response.body)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    let refused = serde_json::json!({
+        "ErrorCode": "InternalFailure",
+        "ErrorMessage": "refused by the fault proxy",
+    });
+    if let Some(entries) = answer.get_mut("Entries").and_then(Value::as_array_mut) {
+        entries.insert(0, refused);
+    }
+    let failed = answer
+        .get("FailedEntryCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    answer["FailedEntryCount"] = Value::from(failed + 1);
     response.body = answer.to_string().into_bytes();
     Ok(response.to_bytes(&[]))
 }
