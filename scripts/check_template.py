@@ -590,6 +590,7 @@ def check_trail_append_only(template: dict[str, Any]) -> list[str]:
 # IAM action -> (the environment variable that enables it in the code, the SDK call).
 OPTIONAL_SINKS = {
     "events:PutEvents": ("ALERT_EVENT_BUS", "put_events"),
+    "securityhub:BatchImportFindings": ("SECURITY_HUB_FINDINGS", "batch_import_findings"),
 }
 
 

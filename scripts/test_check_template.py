@@ -276,6 +276,14 @@ class CheckTemplateTest(unittest.TestCase):
         problems = check_template.check(t, self.schema)
         self.assertIn("Resources.IngestFunctionRole grants events:PutEvents unconditionally: only a stack that sets ALERT_EVENT_BUS may", problems)
 
+    def test_security_hub_findings_granted_unconditionally_fails(self):
+        t = self.mutated()
+        statements = role_statements(t)
+        entry = self.sink_statement(t, "AlertFindings")
+        statements[statements.index(entry)] = entry["Fn::If"][1]
+        problems = check_template.check(t, self.schema)
+        self.assertIn("Resources.IngestFunctionRole grants securityhub:BatchImportFindings unconditionally: only a stack that sets SECURITY_HUB_FINDINGS may", problems)
+
     def test_an_alert_sink_granted_under_another_condition_than_its_variable_fails(self):
         t = self.mutated()
         self.sink_statement(t, "AlertEvents")["Fn::If"][0] = "SignDigests"

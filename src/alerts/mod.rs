@@ -1,6 +1,6 @@
-//! An alert as the security team's tools take it: an EventBridge event ([`event`]).
-//! Pure functions of the alert and of where it is stored; `crate::publish` only sends
-//! what they build.
+//! An alert as the security team's tools take it: an EventBridge event ([`event`]) and a
+//! Security Hub finding ([`finding`]). Pure functions of the alert and of where it is
+//! stored; `crate::publish` only sends what they build.
 //!
 //! Design decision: **the alert's sort key is its identity outside the table.** It is
 //! deterministic (time, kind, HSM, position, user and a digest of the content), so a
@@ -8,6 +8,7 @@
 //! and a finding's `Id` made from it is stable across re-imports.
 
 pub mod event;
+pub mod finding;
 
 use serde::Serialize;
 

@@ -1,6 +1,6 @@
-//! Sending new alerts where the security team looks: EventBridge (`ALERT_EVENT_BUS`).
-//! With nothing configured there is no [`Publisher`], and the pipeline makes no request
-//! it did not make before.
+//! Sending new alerts where the security team looks: EventBridge (`ALERT_EVENT_BUS`) and
+//! Security Hub (`SECURITY_HUB_FINDINGS=true`). With neither configured there is no
+//! [`Publisher`], and the pipeline makes no request it did not make before.
 //!
 //! Design decision: **an outbox, drained after the step, with a conditional mark per
 //! alert and sink.** The derivation step that writes a new alert item also writes an
@@ -13,6 +13,8 @@
 //! between a successful send and its mark: after the claim expires the alert is sent
 //! again (at least once, never lost).
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -22,34 +24,45 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
 use crate::alerts::StoredAlert;
 use crate::alerts::event::{SOURCE, event};
+use crate::alerts::finding::{FindingTarget, finding, finding_id};
 use crate::errors::one_line;
+use crate::model::Timestamp;
 
 /// `PutEvents` takes at most ten entries a call.
 const EVENTS_PER_CALL: usize = 10;
+
+/// `BatchImportFindings` takes at most a hundred findings a call.
+const FINDINGS_PER_CALL: usize = 100;
 
 /// Where alerts go; each has its own outbox item and mark per alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Sink {
     /// EventBridge `PutEvents` on `ALERT_EVENT_BUS`.
     Events,
+    /// Security Hub `BatchImportFindings` into the account's default product.
+    Findings,
 }
 
 impl Sink {
     pub fn as_str(self) -> &'static str {
         match self {
             Sink::Events => "events",
+            Sink::Findings => "findings",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        (name == "events").then_some(Sink::Events)
+        [Sink::Events, Sink::Findings]
+            .into_iter()
+            .find(|sink| sink.as_str() == name)
     }
 }
 
 /// The configured sinks and their clients, built once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Publisher {
     events: Option<EventBus>,
+    findings: Option<SecurityHub>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +70,15 @@ struct EventBus {
     client: aws_sdk_eventbridge::Client,
     /// A bus name or ARN, as `PutEvents` takes either.
     bus: String,
+}
+
+#[derive(Debug, Clone)]
+struct SecurityHub {
+    client: aws_sdk_securityhub::Client,
+    /// Asked once for the account the credentials belong to: the product ARN and every
+    /// finding name it, and no setting needs to repeat it.
+    sts: aws_sdk_sts::Client,
+    account: OnceLock<String>,
 }
 
 /// What draining an outbox did.
@@ -70,12 +92,18 @@ pub struct Published {
 }
 
 impl Publisher {
-    /// The publisher `ALERT_EVENT_BUS` asks for (a bus name or ARN), or none.
+    /// The publisher `ALERT_EVENT_BUS` (a bus name or ARN) and `SECURITY_HUB_FINDINGS`
+    /// (`true`) ask for, or none.
     pub async fn from_env() -> Option<Self> {
         let bus = std::env::var("ALERT_EVENT_BUS")
             .ok()
             .map(|bus| bus.trim().to_owned())
-            .filter(|bus| !bus.is_empty())?;
+            .filter(|bus| !bus.is_empty());
+        let findings = std::env::var("SECURITY_HUB_FINDINGS")
+            .is_ok_and(|value| value.trim().eq_ignore_ascii_case("true"));
+        if bus.is_none() && !findings {
+            return None;
+        }
         let config = aws_config::from_env()
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .timeout_config(
@@ -87,29 +115,60 @@ impl Publisher {
             )
             .load()
             .await;
-        Some(Self::events(aws_sdk_eventbridge::Client::new(&config), bus))
+        let mut publisher = Self::default();
+        if let Some(bus) = bus {
+            publisher = publisher.with_events(aws_sdk_eventbridge::Client::new(&config), bus);
+        }
+        if findings {
+            publisher = publisher.with_findings(
+                aws_sdk_securityhub::Client::new(&config),
+                aws_sdk_sts::Client::new(&config),
+            );
+        }
+        Some(publisher)
     }
 
-    /// A publisher to the EventBridge bus `bus` (a name or ARN) through `client`.
-    pub fn events(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
-        Self {
-            events: Some(EventBus {
-                client,
-                bus: bus.into(),
-            }),
-        }
+    /// Sends events to the EventBridge bus `bus` (a name or ARN) through `client`.
+    pub fn with_events(
+        mut self,
+        client: aws_sdk_eventbridge::Client,
+        bus: impl Into<String>,
+    ) -> Self {
+        self.events = Some(EventBus {
+            client,
+            bus: bus.into(),
+        });
+        self
+    }
+
+    /// Imports findings through `client`, into the default product of the account `sts`
+    /// names, in the client's region.
+    pub fn with_findings(
+        mut self,
+        client: aws_sdk_securityhub::Client,
+        sts: aws_sdk_sts::Client,
+    ) -> Self {
+        self.findings = Some(SecurityHub {
+            client,
+            sts,
+            account: OnceLock::new(),
+        });
+        self
     }
 
     /// The sinks configured, each an outbox item per new alert.
     pub fn sinks(&self) -> Vec<Sink> {
-        self.events.iter().map(|_| Sink::Events).collect()
+        let events = self.events.as_ref().map(|_| Sink::Events);
+        let findings = self.findings.as_ref().map(|_| Sink::Findings);
+        events.into_iter().chain(findings).collect()
     }
 
     /// Sends `alerts` to `sink`: for each, `Ok` or why it was not taken.
     pub async fn send(&self, sink: Sink, alerts: &[StoredAlert]) -> Vec<Result<(), String>> {
-        match (sink, &self.events) {
-            (Sink::Events, Some(bus)) => bus.put_events(alerts).await,
-            (Sink::Events, None) => not_configured(sink, alerts.len()),
+        match (sink, &self.events, &self.findings) {
+            (Sink::Events, Some(bus), _) => bus.put_events(alerts).await,
+            (Sink::Findings, _, Some(hub)) => hub.import(alerts).await,
+            _ => not_configured(sink, alerts.len()),
         }
     }
 }
@@ -159,6 +218,84 @@ impl EventBus {
                 }
                 Err(error) => {
                     let reason = format!("PutEvents: {}", one_line(&error));
+                    outcomes.extend(chunk.iter().map(|_| Err(reason.clone())));
+                }
+            }
+        }
+        outcomes
+    }
+}
+
+impl SecurityHub {
+    async fn target(&self) -> Result<FindingTarget, String> {
+        let region = self
+            .client
+            .config()
+            .region()
+            .map(|region| region.to_string())
+            .ok_or("no AWS region configured for Security Hub")?;
+        let account = match self.account.get() {
+            Some(account) => account.clone(),
+            None => {
+                let identity = self
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|error| format!("GetCallerIdentity: {}", one_line(&error)))?;
+                let account = identity
+                    .account
+                    .ok_or("GetCallerIdentity named no account")?;
+                self.account.get_or_init(|| account).clone()
+            }
+        };
+        Ok(FindingTarget { account, region })
+    }
+
+    async fn import(&self, alerts: &[StoredAlert]) -> Vec<Result<(), String>> {
+        let target = match self.target().await {
+            Ok(target) => target,
+            Err(reason) => return vec![Err(reason); alerts.len()],
+        };
+        let now = Timestamp::now();
+        let mut outcomes = Vec::with_capacity(alerts.len());
+        for chunk in alerts.chunks(FINDINGS_PER_CALL) {
+            let findings = chunk
+                .iter()
+                .map(|alert| finding(alert, &target, now))
+                .collect();
+            let answer = self
+                .client
+                .batch_import_findings()
+                .set_findings(Some(findings))
+                .send()
+                .await;
+            match answer {
+                // Refused findings are named by their id, not by position.
+                Ok(output) => {
+                    let refused: HashMap<&str, String> = output
+                        .failed_findings()
+                        .iter()
+                        .map(|failed| {
+                            (
+                                failed.id().unwrap_or_default(),
+                                format!(
+                                    "{}: {}",
+                                    failed.error_code().unwrap_or_default(),
+                                    failed.error_message().unwrap_or_default()
+                                ),
+                            )
+                        })
+                        .collect();
+                    outcomes.extend(chunk.iter().map(|alert| {
+                        match refused.get(finding_id(alert).as_str()) {
+                            Some(reason) => Err(reason.clone()),
+                            None => Ok(()),
+                        }
+                    }));
+                }
+                Err(error) => {
+                    let reason = format!("BatchImportFindings: {}", one_line(&error));
                     outcomes.extend(chunk.iter().map(|_| Err(reason.clone())));
                 }
             }

@@ -1,16 +1,22 @@
-//! Alerts published to EventBridge (`ALERT_EVENT_BUS`), against the local server: a bus
-//! with a rule whose target is an SQS queue, read back as a subscriber would. Each alert
-//! is one event, once, whatever the deliveries; a refused publish is sent by the next.
+//! Alerts published to EventBridge (`ALERT_EVENT_BUS`) and Security Hub
+//! (`SECURITY_HUB_FINDINGS`), against the local server: a bus with a rule whose target is
+//! an SQS queue, read back as a subscriber would, and `GetFindings`. Each alert is one
+//! event and one finding, once, whatever the deliveries; a refused publish is sent by the
+//! next invocation.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_eventbridge::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_eventbridge::types::Target;
+use aws_sdk_securityhub::types::{AwsSecurityFinding, SeverityLabel};
 use aws_sdk_sqs::types::QueueAttributeName;
+use hsm_audit::alerts::StoredAlert;
 use hsm_audit::domain::Alert;
 use hsm_audit::lambda::ingest_event;
-use hsm_audit::publish::Publisher;
+use hsm_audit::publish::{Publisher, Sink};
+use hsm_audit::store::AuditStore;
 use hsm_audit::store::dynamodb::DynamoStore;
+use hsm_audit::store::dynamodb::items::{self, ViewRow};
 use serde_json::Value;
 
 use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
@@ -29,6 +35,70 @@ fn events_client(endpoint: &str) -> aws_sdk_eventbridge::Client {
             .credentials_provider(credentials())
             .build(),
     )
+}
+
+fn securityhub_client(endpoint: &str) -> aws_sdk_securityhub::Client {
+    aws_sdk_securityhub::Client::from_conf(
+        aws_sdk_securityhub::Config::builder()
+            .behavior_version(aws_sdk_securityhub::config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_sdk_securityhub::config::Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .build(),
+    )
+}
+
+fn sts_client(endpoint: &str) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::Config::builder()
+            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_sdk_sts::config::Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .build(),
+    )
+}
+
+/// `publisher` importing findings into the local server's Security Hub too.
+fn with_findings(publisher: Option<Publisher>) -> Option<Publisher> {
+    let endpoint = endpoint();
+    Some(
+        publisher
+            .unwrap_or_default()
+            .with_findings(securityhub_client(&endpoint), sts_client(&endpoint)),
+    )
+}
+
+/// The findings of alerts stored in `store`'s table (the local server's Security Hub is
+/// shared by every test; the console query names the table).
+async fn findings_of(store: &DynamoStore) -> Vec<AwsSecurityFinding> {
+    let client = securityhub_client(&endpoint());
+    let mut findings = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .get_findings()
+            .max_results(100)
+            .set_next_token(token)
+            .send()
+            .await
+            .expect("GetFindings");
+        findings.extend(
+            page.findings
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|finding| {
+                    finding
+                        .product_fields()
+                        .and_then(|fields| fields.get("hsm-audit/console_query"))
+                        .is_some_and(|query| query.contains(&format!("\"{}\"", store.table())))
+                }),
+        );
+        token = page.next_token.filter(|token| !token.is_empty());
+        if token.is_none() {
+            return findings;
+        }
+    }
 }
 
 fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
@@ -109,7 +179,7 @@ impl LocalBus {
 
     /// A publisher to this bus through `endpoint` (the server, or a proxy in front of it).
     fn publisher(&self, endpoint: &str) -> Option<Publisher> {
-        Some(Publisher::events(events_client(endpoint), &self.name))
+        Some(Publisher::default().with_events(events_client(endpoint), &self.name))
     }
 
     /// The events the queue received since the last call.
@@ -202,11 +272,13 @@ fn sorted(mut alerts: Vec<Alert>) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn every_alert_of_the_samples_is_one_event_with_its_fields() {
+async fn every_alert_of_the_samples_is_one_event_and_one_finding_with_their_fields() {
     let bus = LocalBus::create("every").await;
-    let store = store_publishing_to("publish-every", bus.publisher(&endpoint())).await;
+    let store =
+        store_publishing_to("publish-every", with_findings(bus.publisher(&endpoint()))).await;
     let clusters = ingest_samples(&store).await;
     let events = bus.received().await;
+    let findings = findings_of(&store).await;
     assert!(
         ids(&events).values().all(|count| *count == 1),
         "{:?}",
@@ -267,16 +339,147 @@ async fn every_alert_of_the_samples_is_one_event_with_its_fields() {
             }
         }
     }
-    for kind in ["brute_force", "sensitive_operation"] {
+    for kind in ["brute_force", "sensitive_operation", "sequence_gap"] {
         assert!(kinds.contains(kind), "no {kind} event among {kinds:?}");
     }
-    // Sent: the outbox is empty, each alert marked once.
+    // One finding per event, the same alert.
+    assert_eq!(findings.len(), events.len());
+    let finding_ids: BTreeSet<&str> = findings.iter().filter_map(|f| f.id()).collect();
+    assert_eq!(finding_ids.len(), findings.len(), "an Id per alert");
+    for finding in &findings {
+        assert_finding_matches_its_event(finding, &events);
+    }
+    // Sent: the outbox is empty, each alert marked once per sink.
     let items = scan_publish_partition(&store).await;
     assert!(
-        items.iter().all(|(sk, _)| sk.starts_with("SENT#events#")),
+        items
+            .iter()
+            .all(|(sk, state)| sk.starts_with("SENT#") && state == "sent"),
         "{items:?}"
     );
-    assert_eq!(items.len(), events.len());
+    assert_eq!(items.len(), events.len() + findings.len());
+}
+
+fn assert_finding_matches_its_event(finding: &AwsSecurityFinding, events: &[Value]) {
+    let fields = finding.product_fields().expect("product fields");
+    let alert_id = fields.get("hsm-audit/alert_id").expect("alert id");
+    let event = events
+        .iter()
+        .find(|event| event["detail"]["id"] == alert_id.as_str())
+        .unwrap_or_else(|| panic!("no event for the finding of {alert_id}"));
+    let detail = &event["detail"];
+    let kind = detail["kind"].as_str().expect("kind");
+    let cluster = detail["cluster"].as_str().expect("cluster");
+    assert_eq!(finding.schema_version(), Some("2018-10-08"));
+    assert_eq!(
+        finding.product_arn(),
+        Some("arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default")
+    );
+    assert_eq!(finding.aws_account_id(), Some("123456789012"));
+    assert_eq!(
+        finding.generator_id(),
+        Some(format!("hsm-audit/{kind}").as_str())
+    );
+    assert_eq!(
+        finding.severity().and_then(|severity| severity.label()),
+        Some(&SeverityLabel::from(
+            detail["severity"].as_str().expect("severity")
+        ))
+    );
+    assert_eq!(finding.first_observed_at(), detail["time"].as_str());
+    assert_eq!(
+        fields.get("hsm-audit/cluster").map(String::as_str),
+        Some(cluster)
+    );
+    assert_eq!(
+        fields.get("hsm-audit/console_query").map(String::as_str),
+        detail["console_query"].as_str()
+    );
+    let resource = &finding.resources()[0];
+    assert_eq!(resource.r#type(), Some("Other"));
+    let expected_resource = if cluster.starts_with("cluster-") {
+        format!("arn:aws:cloudhsm:us-east-1:123456789012:cluster/{cluster}")
+    } else {
+        cluster.to_owned()
+    };
+    assert_eq!(resource.id(), Some(expected_resource.as_str()));
+    let types = finding.types();
+    let requirements = finding
+        .compliance()
+        .map(|compliance| compliance.related_requirements().to_vec())
+        .unwrap_or_default();
+    let pci = "Software and Configuration Checks/Industry and Regulatory Standards/PCI-DSS";
+    match kind {
+        "brute_force" => {
+            assert_eq!(types, ["TTPs/Credential Access"]);
+            assert_eq!(requirements, ["PCI DSS 10.2.1"]);
+        }
+        "sequence_gap" => {
+            assert_eq!(types, [pci]);
+            assert_eq!(requirements, ["PCI DSS 10.2.1", "PCI DSS 10.3.4"]);
+        }
+        "sensitive_operation" => {
+            assert!(types.contains(&pci.to_owned()), "{types:?}");
+            let destruction = ["CN_ZEROIZE", "CN_DELETE_USER", "CN_DESTROY_OBJECT"]
+                .contains(&detail["opcode"].as_str().unwrap_or_default());
+            assert_eq!(
+                types.contains(&"Effects/Data Destruction".to_owned()),
+                destruction,
+                "{detail}"
+            );
+            assert_eq!(requirements, ["PCI DSS 10.2.1", "PCI DSS 3.6.1"]);
+        }
+        other => panic!("the samples raise no {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_finding_imported_again_is_updated_not_duplicated() {
+    let store = store_publishing_to("publish-reimport", with_findings(None)).await;
+    let config = config_for(&store);
+    let (_, later_layout) = sample_events()
+        .into_iter()
+        .find(|(name, _)| name.starts_with("13-"))
+        .expect("the later-layout sample");
+    ingest_event(later_layout, &store, &config)
+        .await
+        .expect("ingest");
+    let first = findings_of(&store).await;
+    assert_eq!(first.len(), 2);
+    // The same alerts imported again, as a sink that lost its mark would.
+    let (alert_items, _) = store
+        .view_page("cluster-later", "ALERT#", false, None)
+        .await
+        .expect("the alert items");
+    let alerts: Vec<StoredAlert> = alert_items
+        .into_iter()
+        .map(|item| {
+            let id = items::sort_key(&item);
+            let ViewRow::Alert(alert) = items::view_row(item).expect("an alert item") else {
+                panic!("not an alert item");
+            };
+            StoredAlert {
+                cluster: "cluster-later".to_owned(),
+                table: store.table().to_owned(),
+                id,
+                alert,
+                log_event_ids: Vec::new(),
+            }
+        })
+        .collect();
+    assert_eq!(alerts.len(), 2);
+    let publisher = with_findings(None).expect("publisher");
+    let outcomes = publisher.send(Sink::Findings, &alerts).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let again = findings_of(&store).await;
+    assert_eq!(again.len(), 2);
+    let ids = |findings: &[AwsSecurityFinding]| -> BTreeSet<String> {
+        findings
+            .iter()
+            .filter_map(|f| f.id().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(ids(&again), ids(&first));
 }
 
 /// The items of every `PUBLISH#` partition: sort key and `state`.
