@@ -538,6 +538,40 @@ async fn a_duplicated_and_a_concurrent_delivery_publish_nothing_twice() {
 }
 
 #[tokio::test]
+async fn two_invocations_draining_one_outbox_at_once_send_each_alert_once() {
+    let bus = LocalBus::create("drain").await;
+    let refusing = FaultProxy::start(
+        &endpoint(),
+        vec![Rule::on(
+            "PutEvents",
+            Fault::Rejected {
+                kind: "AccessDeniedException",
+                message: "not allowed to put events on this bus",
+            },
+        )],
+    )
+    .await;
+    let store = store_publishing_to("publish-drain", bus.publisher(&refusing.url())).await;
+    ingest_samples(&store).await;
+    assert!(bus.received().await.is_empty());
+    let clusters = ["cluster-demo", "cluster-later", "luna-service-demo"];
+    let mut expected = 0;
+    for cluster in clusters {
+        expected += store.alerts(cluster).await.expect("alerts").len();
+    }
+    // Two invocations with a working bus find the same outbox at once.
+    let one = same_table(&store, bus.publisher(&endpoint()));
+    let other = same_table(&store, bus.publisher(&endpoint()));
+    for cluster in clusters {
+        let (a, b) = tokio::join!(one.publish_alerts(cluster), other.publish_alerts(cluster));
+        assert_eq!(a.failed + b.failed, 0);
+    }
+    let events = bus.received().await;
+    assert_eq!(events.len(), expected, "{:?}", ids(&events));
+    assert!(ids(&events).values().all(|count| *count == 1));
+}
+
+#[tokio::test]
 async fn a_rebuild_derives_every_alert_anew_and_sends_none_again() {
     let bus = LocalBus::create("rebuild").await;
     let store = store_publishing_to("publish-rebuild", bus.publisher(&endpoint())).await;
