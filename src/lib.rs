@@ -19,6 +19,7 @@ pub mod incremental;
 pub mod lambda;
 pub mod metrics;
 pub mod model;
+pub mod ocsf;
 pub mod parse;
 pub mod pipeline;
 pub mod publish;

@@ -2,6 +2,7 @@
 //! stored. Exit codes: 0 success, 1 processing error, 2 bad usage.
 
 pub mod backfill;
+pub mod export;
 mod files;
 mod render;
 
@@ -214,6 +215,23 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         digests: Option<PathBuf>,
     },
+    /// The cluster's trail and alerts as OCSF 1.7 events for a SIEM or Security Lake, one
+    /// folder per class (`DIR/<class>/<cluster>.ndjson`): Authentication, Account
+    /// Change, Entity Management (key lifecycles), API Activity, Detection Finding.
+    Export {
+        #[arg(long)]
+        cluster: String,
+        /// Records and alerts at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Timestamp>,
+        /// Records and alerts at or before this time.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Timestamp>,
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: ExportFormat,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Export the cluster's digests as JSON files (`digest-<number>.json`), to keep them
     /// outside the table's reach (an S3 bucket with Object Lock); `verify --digests DIR`
     /// checks the table against them.
@@ -223,6 +241,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// The container of `export`'s OCSF events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    /// One JSON event a line.
+    Ndjson,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -531,6 +556,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 Err(Failure::Unverified)
             }
+        }
+        Command::Export {
+            cluster,
+            from,
+            to,
+            format: ExportFormat::Ndjson,
+            out,
+        } => {
+            let window = export::Window { from, to };
+            let summary = export::export_ocsf(&store, store.table(), &cluster, window, &out)
+                .await
+                .map_err(processing)?;
+            render::emit(output, &summary, || {
+                format!(
+                    "{} OCSF events of {cluster} written to {}\n",
+                    summary.events,
+                    out.display()
+                )
+            })
         }
         Command::Digests { cluster, out } => {
             let written = export_digests(&store, &cluster, &out)

@@ -18,6 +18,7 @@ mod kinesis;
 mod later_layout;
 mod lease;
 mod luna;
+mod ocsf_export;
 mod order_independence;
 mod parse_corpus;
 mod publish;
