@@ -168,13 +168,14 @@ impl Publisher {
         match (sink, &self.events, &self.findings) {
             (Sink::Events, Some(bus), _) => bus.put_events(alerts).await,
             (Sink::Findings, _, Some(hub)) => hub.import(alerts).await,
-            _ => not_configured(sink, alerts.len()),
+            _ => all_failed(format!("{} is not configured", sink.as_str()), alerts.len()),
         }
     }
 }
 
-fn not_configured(sink: Sink, count: usize) -> Vec<Result<(), String>> {
-    vec![Err(format!("{} is not configured", sink.as_str())); count]
+/// The same failure for each of `count` alerts.
+fn all_failed(reason: String, count: usize) -> Vec<Result<(), String>> {
+    vec![Err(reason); count]
 }
 
 impl EventBus {
@@ -216,10 +217,10 @@ impl EventBus {
                         None => Err("PutEvents answered fewer entries than sent".to_owned()),
                     }));
                 }
-                Err(error) => {
-                    let reason = format!("PutEvents: {}", one_line(&error));
-                    outcomes.extend(chunk.iter().map(|_| Err(reason.clone())));
-                }
+                Err(error) => outcomes.extend(all_failed(
+                    format!("PutEvents: {}", one_line(&error)),
+                    chunk.len(),
+                )),
             }
         }
         outcomes
@@ -255,7 +256,7 @@ impl SecurityHub {
     async fn import(&self, alerts: &[StoredAlert]) -> Vec<Result<(), String>> {
         let target = match self.target().await {
             Ok(target) => target,
-            Err(reason) => return vec![Err(reason); alerts.len()],
+            Err(reason) => return all_failed(reason, alerts.len()),
         };
         let now = Timestamp::now();
         let mut outcomes = Vec::with_capacity(alerts.len());
@@ -294,10 +295,10 @@ impl SecurityHub {
                         }
                     }));
                 }
-                Err(error) => {
-                    let reason = format!("BatchImportFindings: {}", one_line(&error));
-                    outcomes.extend(chunk.iter().map(|_| Err(reason.clone())));
-                }
+                Err(error) => outcomes.extend(all_failed(
+                    format!("BatchImportFindings: {}", one_line(&error)),
+                    chunk.len(),
+                )),
             }
         }
         outcomes

@@ -28,6 +28,22 @@ fn validate(dir: &Path) -> BTreeMap<String, usize> {
     serde_json::from_slice(&output.stdout).expect("counts per class")
 }
 
+/// `hsm-audit export` of `cluster` into `out`, with `more` arguments: what it printed.
+fn export(table: &str, cluster: &str, out: &Path, more: &[&str]) -> Value {
+    let out = out.to_str().expect("a UTF-8 path");
+    let mut args = vec![
+        "export",
+        "--cluster",
+        cluster,
+        "--out",
+        out,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(more);
+    json_of(&cli(&args, table, &endpoint()))
+}
+
 fn events_in(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -49,21 +65,7 @@ async fn the_samples_export_as_valid_ocsf_one_event_per_record_and_alert() {
     let mut expected_records = 0;
     let mut expected_alerts = 0;
     for cluster in CLUSTERS {
-        let summary = json_of(&cli(
-            &[
-                "export",
-                "--cluster",
-                cluster,
-                "--format",
-                "ndjson",
-                "--out",
-                out.to_str().expect("a UTF-8 path"),
-                "--output",
-                "json",
-            ],
-            store.table(),
-            &endpoint(),
-        ));
+        let summary = export(store.table(), cluster, &out, &["--format", "ndjson"]);
         let records = store.trail(cluster, None).await.expect("trail").len();
         let alerts = store.alerts(cluster).await.expect("alerts").len();
         assert_eq!(summary["events"], records + alerts, "{cluster}: {summary}");
@@ -127,23 +129,12 @@ async fn a_window_exports_only_the_records_and_alerts_in_it() {
     }
     let (from, to) = ("2018-01-24T00:00:00Z", "2018-01-24T23:59:59Z");
     let out = repo_path(&format!("target/tmp/ocsf-window-{:08x}", fastrand::u32(..)));
-    let summary = json_of(&cli(
-        &[
-            "export",
-            "--cluster",
-            "cluster-demo",
-            "--from",
-            from,
-            "--to",
-            to,
-            "--out",
-            out.to_str().expect("a UTF-8 path"),
-            "--output",
-            "json",
-        ],
+    let summary = export(
         store.table(),
-        &endpoint(),
-    ));
+        "cluster-demo",
+        &out,
+        &["--from", from, "--to", to],
+    );
     let bounds = [from, to].map(|time| Timestamp::parse_user(time).expect("a time"));
     let in_window = |time: Timestamp| (bounds[0]..=bounds[1]).contains(&time);
     let records = store

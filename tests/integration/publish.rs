@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_eventbridge::config::{BehaviorVersion, Credentials, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_eventbridge::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_eventbridge::types::Target;
 use aws_sdk_securityhub::types::{AwsSecurityFinding, SeverityLabel};
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -22,51 +23,37 @@ use serde_json::Value;
 use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::{Item, client, config_for, endpoint, fresh_store, sample_events, scan_all};
 
-fn credentials() -> Credentials {
-    Credentials::new("test", "test", None, None, "hsm-audit-tests")
+/// The local server's configuration, for any service's client.
+fn sdk_config(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "hsm-audit-tests",
+        )))
+        .build()
 }
 
 fn events_client(endpoint: &str) -> aws_sdk_eventbridge::Client {
-    aws_sdk_eventbridge::Client::from_conf(
-        aws_sdk_eventbridge::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(credentials())
-            .build(),
-    )
+    aws_sdk_eventbridge::Client::new(&sdk_config(endpoint))
 }
 
 fn securityhub_client(endpoint: &str) -> aws_sdk_securityhub::Client {
-    aws_sdk_securityhub::Client::from_conf(
-        aws_sdk_securityhub::Config::builder()
-            .behavior_version(aws_sdk_securityhub::config::BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(aws_sdk_securityhub::config::Region::new("us-east-1"))
-            .credentials_provider(credentials())
-            .build(),
-    )
-}
-
-fn sts_client(endpoint: &str) -> aws_sdk_sts::Client {
-    aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::Config::builder()
-            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(aws_sdk_sts::config::Region::new("us-east-1"))
-            .credentials_provider(credentials())
-            .build(),
-    )
+    aws_sdk_securityhub::Client::new(&sdk_config(endpoint))
 }
 
 /// `publisher` importing findings into the local server's Security Hub too.
 fn with_findings(publisher: Option<Publisher>) -> Option<Publisher> {
     let endpoint = endpoint();
-    Some(
-        publisher
-            .unwrap_or_default()
-            .with_findings(securityhub_client(&endpoint), sts_client(&endpoint)),
-    )
+    Some(publisher.unwrap_or_default().with_findings(
+        securityhub_client(&endpoint),
+        aws_sdk_sts::Client::new(&sdk_config(&endpoint)),
+    ))
 }
 
 /// The findings of alerts stored in `store`'s table (the local server's Security Hub is
@@ -101,17 +88,6 @@ async fn findings_of(store: &DynamoStore) -> Vec<AwsSecurityFinding> {
     }
 }
 
-fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(credentials())
-            .build(),
-    )
-}
-
 /// A bus of its own, and a queue that receives every `hsm-audit` event put on it.
 struct LocalBus {
     name: String,
@@ -122,7 +98,7 @@ struct LocalBus {
 impl LocalBus {
     async fn create(label: &str) -> Self {
         let events = events_client(&endpoint());
-        let sqs = sqs_client(&endpoint());
+        let sqs = aws_sdk_sqs::Client::new(&sdk_config(&endpoint()));
         let name = format!("hsm-audit-test-{label}-{:08x}", fastrand::u32(..));
         events
             .create_event_bus()

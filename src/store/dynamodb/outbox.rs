@@ -146,9 +146,7 @@ impl DynamoStore {
                 match outcome {
                     Ok(()) => {
                         published.sent += 1;
-                        let mut mark = items::key_item(&pk, &mark_sk);
-                        mark.insert("item_type".to_owned(), text("publish_mark"));
-                        mark.insert("state".to_owned(), text("sent"));
+                        let mut mark = mark(&pk, &mark_sk, "sent");
                         mark.insert("owner".to_owned(), text(owner.as_str()));
                         mark.insert("sent_at".to_owned(), text(Timestamp::now().iso()));
                         marks.push(mark);
@@ -241,78 +239,91 @@ impl DynamoStore {
         owner: &str,
     ) -> Result<Claim, StoreError> {
         let now = now_millis();
-        let mut mark = items::key_item(pk, &mark_sk(sink, alert_id));
-        mark.insert("item_type".to_owned(), text("publish_mark"));
-        mark.insert("state".to_owned(), text("claimed"));
+        let mut mark = mark(pk, &mark_sk(sink, alert_id), "claimed");
         mark.insert("owner".to_owned(), text(owner));
         mark.insert(
             "claimed_until_ms".to_owned(),
             AttributeValue::N((now + CLAIM_MILLIS).to_string()),
         );
-        self.counts.count_single_item();
-        let answer = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(mark))
-            .condition_expression(
+        let refused = self
+            .put_mark_if(
+                mark,
                 "attribute_not_exists(pk) OR #state = :released \
                  OR (#state = :claimed AND claimed_until_ms < :now)",
+                &[
+                    (":claimed", text("claimed")),
+                    (":released", text("released")),
+                    (":now", AttributeValue::N(now.to_string())),
+                ],
             )
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":claimed", text("claimed"))
-            .expression_attribute_values(":released", text("released"))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(Claim::Ours),
-            Err(error) => match error.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(refused)) => {
-                    let sent = refused
-                        .item()
-                        .and_then(|mark| mark.get("state"))
-                        .is_some_and(|state| state.as_s().is_ok_and(|state| state == "sent"));
-                    Ok(if sent { Claim::Sent } else { Claim::Busy })
-                }
-                _ => Err(sdk_error("PutItem (alert mark)", error)),
-            },
-        }
+            .await?;
+        Ok(match refused {
+            None => Claim::Ours,
+            Some(before) => {
+                let sent = before
+                    .get("state")
+                    .is_some_and(|state| state.as_s().is_ok_and(|state| state == "sent"));
+                if sent { Claim::Sent } else { Claim::Busy }
+            }
+        })
     }
 
     /// Gives up our claim, so that the next invocation sends the alert at once. A put,
     /// not a delete: the function's role deletes nothing but through `BatchWriteItem`.
     async fn release(&self, pk: &str, mark_sk: &str, owner: &str) -> Result<(), StoreError> {
-        let mut mark = items::key_item(pk, mark_sk);
-        mark.insert("item_type".to_owned(), text("publish_mark"));
-        mark.insert("state".to_owned(), text("released"));
+        let mark = mark(pk, mark_sk, "released");
+        // Refused: ours no longer (it expired and another publisher claimed it).
+        self.put_mark_if(
+            mark,
+            "#owner = :owner AND #state = :claimed",
+            &[(":owner", text(owner)), (":claimed", text("claimed"))],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Puts `mark` if `condition` holds (`#state` and `#owner` name those attributes);
+    /// `Some` with the mark as it was when it did not.
+    async fn put_mark_if(
+        &self,
+        mark: Item,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<Option<Item>, StoreError> {
         self.counts.count_single_item();
-        let answer = self
+        let mut request = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(mark))
-            .condition_expression("#owner = :owner AND #state = :claimed")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":owner", text(owner))
-            .expression_attribute_values(":claimed", text("claimed"))
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(()),
-            // Ours no longer: it expired and another publisher claimed it.
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, attribute) in [("#state", "state"), ("#owner", "owner")] {
+            if condition.contains(name) {
+                request = request.expression_attribute_names(name, attribute);
             }
-            Err(error) => Err(sdk_error("PutItem (alert mark)", error)),
+        }
+        for (name, value) in values {
+            request = request.expression_attribute_values(*name, value.clone());
+        }
+        match request.send().await {
+            Ok(_) => Ok(None),
+            Err(error) => match error.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(refused)) => {
+                    Ok(Some(refused.item().cloned().unwrap_or_default()))
+                }
+                _ => Err(sdk_error("PutItem (alert mark)", error)),
+            },
         }
     }
+}
+
+/// A mark in `state`, its owner and claim added by the caller.
+fn mark(pk: &str, sk: &str, state: &str) -> Item {
+    let mut mark = items::key_item(pk, sk);
+    mark.insert("item_type".to_owned(), text("publish_mark"));
+    mark.insert("state".to_owned(), text(state));
+    mark
 }
 
 fn mark_sk(sink: Sink, alert_id: &str) -> String {

@@ -434,8 +434,36 @@ async fn forward_message(request: &Message, upstream: &str) -> io::Result<Messag
         .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
 }
 
-async fn half_unprocessed(
+/// Forwards `request` with `body`, or answers `empty` (content type, body) itself when
+/// nothing is left to forward, and reads the answer's JSON; `Err` holds an answer other
+/// than 200, to return as it is.
+async fn forward_rest(
     mut request: Message,
+    upstream: &str,
+    body: Option<&Value>,
+    empty: (&str, &[u8]),
+) -> io::Result<Result<(Message, Value), Vec<u8>>> {
+    let response = match body {
+        None => Message {
+            start: "HTTP/1.1 200 OK".into(),
+            headers: vec![("content-type".into(), empty.0.into())],
+            body: empty.1.to_vec(),
+        },
+        Some(body) => {
+            request.body = body.to_string().into_bytes();
+            forward_message(&request, upstream).await?
+        }
+    };
+    if !response.start.contains(" 200") {
+        return Ok(Err(response.to_bytes(&[])));
+    }
+    let answer = serde_json::from_slice(&response.body)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    Ok(Ok((response, answer)))
+}
+
+async fn half_unprocessed(
+    request: Message,
     upstream: &str,
     state: &Mutex<State>,
 ) -> io::Result<Vec<u8>> {
@@ -464,21 +492,15 @@ async fn half_unprocessed(
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .held_back_items += held_count as u32;
-    let mut response = if forwarded == 0 {
-        Message {
-            start: "HTTP/1.1 200 OK".into(),
-            headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
-            body: br#"{"UnprocessedItems":{}}"#.to_vec(),
-        }
-    } else {
-        request.body = body.to_string().into_bytes();
-        forward_message(&request, upstream).await?
+    let rest = (forwarded > 0).then_some(&body);
+    let empty = (
+        "application/x-amz-json-1.0",
+        &br#"{"UnprocessedItems":{}}"#[..],
+    );
+    let (mut response, mut answer) = match forward_rest(request, upstream, rest, empty).await? {
+        Ok(answered) => answered,
+        Err(as_is) => return Ok(as_is),
     };
-    if !response.start.contains(" 200") {
-        return Ok(response.to_bytes(&[]));
-    }
-    let mut answer: Value = serde_json::from_slice(&response.body)
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
     let unprocessed = answer
         .as_object_mut()
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?
@@ -498,7 +520,7 @@ async fn half_unprocessed(
     Ok(response.to_bytes(&[]))
 }
 
-async fn first_entry_refused(mut request: Message, upstream: &str) -> io::Result<Vec<u8>> {
+async fn first_entry_refused(request: Message, upstream: &str) -> io::Result<Vec<u8>> {
     let Ok(mut body) = serde_json::from_slice::<Value>(&request.body) else {
         return forward(&request, upstream).await;
     };
@@ -509,21 +531,16 @@ async fn first_entry_refused(mut request: Message, upstream: &str) -> io::Result
         }
         _ => return forward(&request, upstream).await,
     };
-    let mut response = if rest == 0 {
-        Message {
-            start: "HTTP/1.1 200 OK".into(),
-            headers: vec![("content-type".into(), "application/x-amz-json-1.1".into())],
-            body: br#"{"Entries":[],"FailedEntryCount":0}"#.to_vec(),
-        }
-    } else {
-        request.body = body.to_string().into_bytes();
-        forward_message(&request, upstream).await?
+    let empty = (
+        "application/x-amz-json-1.1",
+        &br#"{"Entries":[],"FailedEntryCount":0}"#[..],
+    );
+    let forwarded = (rest > 0).then_some(&body);
+    let (mut response, mut answer) = match forward_rest(request, upstream, forwarded, empty).await?
+    {
+        Ok(answered) => answered,
+        Err(as_is) => return Ok(as_is),
     };
-    if !response.start.contains(" 200") {
-        return Ok(response.to_bytes(&[]));
-    }
-    let mut answer: Value = serde_json::from_slice(&response.body)
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
     let refused = serde_json::json!({
         "ErrorCode": "InternalFailure",
         "ErrorMessage": "refused by the fault proxy",
