@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: the stage throughputs and DynamoDB cost (benches/pipeline.rs), the
-# history curve (benches/history.rs), the report at scale (benches/report.rs), then
-# peak memory on the largest payload, binary size and start-up time of the release
-# binaries. Run through scripts/with-local-dynamodb.sh (AWS_ENDPOINT_URL set).
+# history curve (benches/history.rs), the report at scale (benches/report.rs), the alert
+# latency (benches/alerts.rs), then peak memory on the largest payload, binary size and
+# start-up time of the release binaries. Run through scripts/with-local-dynamodb.sh
+# (AWS_ENDPOINT_URL set).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +29,10 @@ cargo bench --bench dense
 echo
 echo "== hsm-audit report of 100,000 keys and 50,000 sessions, read page by page (cargo bench --bench report)"
 cargo bench --bench report
+
+echo
+echo "== alert latency: a record's arrival to its EventBridge event (cargo bench --bench alerts)"
+cargo bench --bench alerts
 
 echo
 echo "== release binaries"

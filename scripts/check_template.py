@@ -41,7 +41,12 @@ Fails (exit 1, one line per problem) when
       explicit DeletionPolicy/UpdateReplacePolicy or a retention parameter, a
       subscription filter into Kinesis without Distribution: ByLogStream, the
       function's log group not on the KMS key when one is given, a taggable resource
-      without the Application tag, or a missing output (OUTPUTS).
+      without the Application tag, or a missing output (OUTPUTS);
+  (h) an optional alert sink (OPTIONAL_SINKS: EventBridge, Security Hub) is granted
+      otherwise than exactly when it is enabled: its action must be in a statement of
+      its own under an Fn::If whose condition also sets the function's environment
+      variable that turns the sink on in the code, on a named resource; the grant
+      must exist exactly when the function's code makes the call.
 The template must be plain YAML (long-form intrinsics only: `Ref:`, `Fn::Sub:`,
 never `!Ref`), which is also checked. Needs PyYAML (a cfn-lint dependency, so
 run it with .venv/bin/python).
@@ -678,6 +683,70 @@ def check_trail_append_only(template: dict[str, Any]) -> list[str]:
     ]
 
 
+# --- (h) optional alert sinks: granted only where enabled -----------------------
+
+# IAM action -> (the environment variable that enables it in the code, the SDK call).
+OPTIONAL_SINKS = {
+    "events:PutEvents": ("ALERT_EVENT_BUS", "put_events"),
+    "securityhub:BatchImportFindings": ("SECURITY_HUB_FINDINGS", "batch_import_findings"),
+}
+
+
+def role_statements_with_conditions(role: dict[str, Any]) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """Each statement of the role's policies, with the condition of the Fn::If it hangs
+    on (None when it is unconditional)."""
+    for policy in as_list((role.get("Properties") or {}).get("Policies")):
+        if not isinstance(policy, dict):
+            continue
+        document = policy.get("PolicyDocument") or {}
+        for entry in document.get("Statement") or []:
+            if isinstance(entry, dict) and "Fn::If" in entry and len(entry) == 1:
+                branches = entry["Fn::If"]
+                if isinstance(branches, list) and len(branches) == 3 and branches[2] == NO_VALUE:
+                    if isinstance(branches[1], dict):
+                        yield branches[0], branches[1]
+                    continue
+            if isinstance(entry, dict):
+                yield None, entry
+
+
+def check_optional_sinks(template: dict[str, Any], src: Path) -> list[str]:
+    resources = template["Resources"]
+    role = resources.get("IngestFunctionRole")
+    function = resources.get("IngestFunction")
+    if not isinstance(role, dict) or not isinstance(function, dict):
+        return []
+    variables = (((function.get("Properties") or {}).get("Environment") or {}).get("Variables")) or {}
+    calls = set()
+    for _, text in function_sources(src):
+        calls.update(CALL.findall(text))
+    problems = []
+    statements = list(role_statements_with_conditions(role))
+    for action, (variable, call) in OPTIONAL_SINKS.items():
+        granted = [(cond, stmt) for cond, stmt in statements if stmt.get("Effect") == "Allow" and action in strings_in(stmt.get("Action"))]
+        called = call in calls
+        if called and not granted:
+            problems.append(f"Resources.IngestFunctionRole lacks {action}, which the function calls ({call}) when {variable} is set")
+        if granted and not called:
+            problems.append(f"Resources.IngestFunctionRole grants {action}, which the function's code does not call")
+        value = variables.get(variable)
+        enabled_by = None
+        if isinstance(value, dict) and isinstance(value.get("Fn::If"), list) and len(value["Fn::If"]) == 3 and value["Fn::If"][2] == NO_VALUE:
+            enabled_by = value["Fn::If"][0]
+        if called and enabled_by is None:
+            problems.append(f"Resources.IngestFunction: {variable} must be set under an Fn::If (absent when the sink is off)")
+        for cond, stmt in granted:
+            if cond is None:
+                problems.append(f"Resources.IngestFunctionRole grants {action} unconditionally: only a stack that sets {variable} may")
+            elif cond != enabled_by:
+                problems.append(f"Resources.IngestFunctionRole grants {action} under {cond}, but {variable} is set under {enabled_by}")
+            if set(strings_in(stmt.get("Action"))) != {action}:
+                problems.append(f"Resources.IngestFunctionRole: {action} shares its statement with other actions")
+            if stmt.get("Resource") in (None, "*"):
+                problems.append(f"Resources.IngestFunctionRole: {action} must name its resource")
+    return problems
+
+
 def check(template: dict[str, Any], schema: dict[str, Any], src: Path = DEFAULT_SRC) -> list[str]:
     return (
         check_policies(template)
@@ -689,6 +758,7 @@ def check(template: dict[str, Any], schema: dict[str, Any], src: Path = DEFAULT_
         + check_alarms(template)
         + check_redeployable(template)
         + check_trail_append_only(template)
+        + check_optional_sinks(template, src)
     )
 
 
@@ -709,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"check_template: FAIL: {args.template}: {problem}", file=sys.stderr)
         return 1
-    print(f"check_template: OK: {args.template} (no wildcard IAM beyond X-Ray's, table matches {args.schema.name}, PITR and SSE on, queues encrypted and TLS-only, role = DynamoDB calls in src/, alarms and their missing data, deployable twice, trail append-only)")
+    print(f"check_template: OK: {args.template} (no wildcard IAM beyond X-Ray's, table matches {args.schema.name}, PITR and SSE on, queues encrypted and TLS-only, role = DynamoDB calls in src/, alarms and their missing data, deployable twice, trail append-only, alert sinks granted only when enabled)")
     return 0
 
 

@@ -30,6 +30,13 @@ DIGEST_SIGNING_KEY_ID="$(.venv/bin/python -c "import boto3; print(boto3.client('
 export DIGEST_SIGNING_KEY_ID
 echo "DIGEST_SIGNING_KEY_ID=$DIGEST_SIGNING_KEY_ID"
 
+# Alerts where the security team looks (README): every new alert as an EventBridge event on
+# a bus whose rule sends hsm-audit events to an SQS queue, and as a Security Hub finding.
+heading "EventBridge bus and Security Hub for the alerts"
+export ALERT_EVENT_BUS=hsm-audit-demo-alerts SECURITY_HUB_FINDINGS=true
+QUEUE_URL="$(.venv/bin/python scripts/demo_alert_sinks.py setup "$ALERT_EVENT_BUS")"
+echo "ALERT_EVENT_BUS=$ALERT_EVENT_BUS (rule -> $QUEUE_URL), SECURITY_HUB_FINDINGS=true"
+
 heading "hsm-audit ingest events/"
 "$CLI" ingest events/
 
@@ -69,6 +76,18 @@ show report --cluster "$CLUSTER" --out "$REPORT"
 # writes sealed, and each digest's signature with the key's public half (`verify` exits
 # non-zero when anything was changed, deleted or added).
 show verify --cluster "$CLUSTER" --kms-key-id "$DIGEST_SIGNING_KEY_ID"
+
+heading "EventBridge events the ingest published"
+.venv/bin/python scripts/demo_alert_sinks.py events "$QUEUE_URL"
+heading "Security Hub findings the ingest imported"
+.venv/bin/python scripts/demo_alert_sinks.py findings "$TABLE_NAME"
+
+# The trail and alerts as OCSF events (README "OCSF export"), checked against OCSF 1.7.0.
+OCSF="$ROOT/.local/ocsf"
+rm -rf "$OCSF"
+show export --cluster "$CLUSTER" --out "$OCSF"
+heading "tests/ocsf/validate.py $OCSF (events per class)"
+.venv/bin/python tests/ocsf/validate.py "$OCSF" || failed+=("OCSF validation")
 
 if (( ${#failed[@]} )); then
     printf '\ndemo: %d view(s) failed: %s\n' "${#failed[@]}" "$(IFS=,; echo "${failed[*]}")" >&2

@@ -289,6 +289,54 @@ class CheckTemplateTest(unittest.TestCase):
             ["Resources.IngestFunctionRole lacks dynamodb:UpdateItem, which src/store/dynamodb/store.rs calls"],
         )
 
+    # --- (h) optional alert sinks
+
+    def sink_statement(self, t: dict, sid: str) -> dict:
+        for entry in role_statements(t):
+            if isinstance(entry, dict) and "Fn::If" in entry and entry["Fn::If"][1].get("Sid") == sid:
+                return entry
+        raise AssertionError(f"no conditional statement {sid}")
+
+    def test_an_alert_sink_granted_unconditionally_fails(self):
+        t = self.mutated()
+        statements = role_statements(t)
+        entry = self.sink_statement(t, "AlertEvents")
+        statements[statements.index(entry)] = entry["Fn::If"][1]
+        problems = check_template.check(t, self.schema)
+        self.assertIn("Resources.IngestFunctionRole grants events:PutEvents unconditionally: only a stack that sets ALERT_EVENT_BUS may", problems)
+
+    def test_security_hub_findings_granted_unconditionally_fails(self):
+        t = self.mutated()
+        statements = role_statements(t)
+        entry = self.sink_statement(t, "AlertFindings")
+        statements[statements.index(entry)] = entry["Fn::If"][1]
+        problems = check_template.check(t, self.schema)
+        self.assertIn("Resources.IngestFunctionRole grants securityhub:BatchImportFindings unconditionally: only a stack that sets SECURITY_HUB_FINDINGS may", problems)
+
+    def test_an_alert_sink_granted_under_another_condition_than_its_variable_fails(self):
+        t = self.mutated()
+        self.sink_statement(t, "AlertEvents")["Fn::If"][0] = "SignDigests"
+        problems = check_template.check(t, self.schema)
+        self.assertTrue(any("grants events:PutEvents under SignDigests, but ALERT_EVENT_BUS is set under PublishAlertEvents" in p for p in problems), problems)
+
+    def test_an_alert_sink_variable_set_always_fails(self):
+        t = self.mutated()
+        variables = t["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
+        variables["ALERT_EVENT_BUS"] = {"Ref": "AlertEventBus"}
+        problems = check_template.check(t, self.schema)
+        self.assertTrue(any("ALERT_EVENT_BUS must be set under an Fn::If" in p for p in problems), problems)
+
+    def test_an_alert_sink_sharing_its_statement_or_missing_fails(self):
+        t = self.mutated()
+        self.sink_statement(t, "AlertEvents")["Fn::If"][1]["Action"].append("events:PutRule")
+        problems = check_template.check(t, self.schema)
+        self.assertIn("Resources.IngestFunctionRole: events:PutEvents shares its statement with other actions", problems)
+        t = self.mutated()
+        statements = role_statements(t)
+        statements.remove(self.sink_statement(t, "AlertEvents"))
+        problems = check_template.check(t, self.schema)
+        self.assertTrue(any("lacks events:PutEvents" in p for p in problems), problems)
+
     # --- (f) alarms
 
     def test_every_failure_path_alarm_is_required(self):

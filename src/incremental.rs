@@ -276,6 +276,11 @@ impl Checkpoint {
 pub struct Arrivals {
     pub present: Vec<TrailEntry>,
     pub future: Vec<TrailEntry>,
+    /// Re-delivered records of streams without sequence numbers at or before their
+    /// position, timed before the head's point: folded, or stored by an invocation cut
+    /// off before its step's intent — the position cannot tell. Replayed (to no change
+    /// when they were folded), never called late.
+    pub unsure: Vec<TrailEntry>,
 }
 
 impl Arrivals {
@@ -290,11 +295,20 @@ impl Arrivals {
         let limit = Timestamp(now.micros().saturating_add(config.clock_skew_micros));
         let mut seen = BTreeSet::new();
         let mut arrivals = Arrivals::default();
-        let unfolded = batch
-            .iter()
-            .filter(|entry| !head.holds(entry, fresh))
-            .cloned()
-            .chain(due);
+        let mut unfolded = Vec::new();
+        for entry in batch {
+            // Every folded record is timed before the head's point.
+            let after_point = head.point.is_none_or(|point| entry.record.time() >= point);
+            if after_point || !head.holds(entry, fresh) {
+                unfolded.push(entry.clone());
+            } else if entry.cloudhsm().is_none()
+                && !head.held.contains_key(&trail_key(entry))
+                && seen.insert(trail_key(entry))
+            {
+                arrivals.unsure.push(entry.clone());
+            }
+        }
+        let unfolded = unfolded.into_iter().chain(due);
         for entry in unfolded {
             if !seen.insert(trail_key(&entry)) {
                 continue;
@@ -309,7 +323,11 @@ impl Arrivals {
     }
 
     fn earliest(&self) -> Option<Timestamp> {
-        self.present.iter().map(|entry| entry.record.time()).min()
+        self.present
+            .iter()
+            .chain(&self.unsure)
+            .map(|entry| entry.record.time())
+            .min()
     }
 }
 
@@ -338,7 +356,7 @@ pub fn start(head: &Checkpoint, arrivals: &Arrivals) -> Start {
     let cut_off = head.cut_off();
     let earliest = arrivals.earliest();
     if cut_off.is_none() && !head.replaying {
-        if arrivals.present.is_empty() {
+        if arrivals.present.is_empty() && arrivals.unsure.is_empty() {
             return if arrivals.future.is_empty() {
                 Start::Nothing
             } else {
@@ -697,6 +715,7 @@ pub fn prepare_replay(
         arrivals
             .present
             .iter()
+            .chain(&arrivals.unsure)
             .filter(|entry| {
                 let sk = trail_key(entry);
                 !read.contains(&sk) && !beyond_keys.contains(&sk)
@@ -973,6 +992,8 @@ pub struct StepWrite {
     pub expires_at: i64,
     /// Alert items that did not exist before, by kind.
     pub new_alerts: BTreeMap<String, usize>,
+    /// Those alert items themselves: what is published ([`crate::publish`]).
+    pub new_alert_items: Vec<Item>,
     pub unchanged: usize,
     pub open_gaps: usize,
 }
@@ -1193,6 +1214,7 @@ pub fn plan_write(
             && let Some(kind) = items::alert_kind(item)
         {
             *write.new_alerts.entry(kind).or_default() += 1;
+            write.new_alert_items.push(item.clone());
         }
         if before == Some(digest) {
             write.unchanged += 1;

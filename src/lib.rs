@@ -8,6 +8,7 @@
 //! [`digest`] into a chain that [`verify`] checks the stored trail against. [`report`]
 //! turns the views into the document an auditor is handed.
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod decode;
@@ -18,8 +19,10 @@ pub mod incremental;
 pub mod lambda;
 pub mod metrics;
 pub mod model;
+pub mod ocsf;
 pub mod parse;
 pub mod pipeline;
+pub mod publish;
 pub mod report;
 pub mod store;
 mod swar;

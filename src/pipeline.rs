@@ -612,8 +612,12 @@ async fn derive_steps<S: AuditStore>(
         let arrivals = Arrivals::sort(&head, &batch.entries, &batch.fresh, due, now, config);
         let (prepared, objects, previous, stale) = match crate::incremental::start(&head, &arrivals)
         {
-            // Refused duplicates are recorded (their alerts) even when nothing is new.
-            Start::Nothing if batch.conflicts.is_empty() => return Ok(derived),
+            // Refused duplicates are recorded (their alerts) even when nothing is new;
+            // alerts an earlier invocation could not send are sent all the same.
+            Start::Nothing if batch.conflicts.is_empty() => {
+                store.publish_alerts(cluster).await;
+                return Ok(derived);
+            }
             Start::Nothing | Start::InOrder => {
                 let prepared = prepare_in_order(&head, &arrivals, now, config);
                 let heads: BTreeMap<String, ObjectCarry> = store
@@ -650,6 +654,8 @@ async fn derive_steps<S: AuditStore>(
         store.write_step(lease, &write).await?;
         derived.add(&write, &counts);
         if !counts.replaying {
+            // After the steps: what is not sent now stays in the outbox they wrote.
+            store.publish_alerts(cluster).await;
             return Ok(derived);
         }
         // A cut stream whose records read all share one time moves nothing: read more of
@@ -835,6 +841,10 @@ async fn replay<S: AuditStore>(
                     .partition(|entry| entry.record.time() < boundary);
                 beyond.extend(old);
                 arrivals.present = present;
+                // Older than every state kept: taken as folded when they were stored.
+                arrivals
+                    .unsure
+                    .retain(|entry| entry.record.time() >= boundary);
                 (earliest, true)
             }
         };

@@ -7,6 +7,7 @@
 use hsm_audit::config::{Config, Logging};
 use hsm_audit::digest::kms::DigestSigner;
 use hsm_audit::lambda::serve_invocation;
+use hsm_audit::publish::Publisher;
 use hsm_audit::store::dynamodb::{DynamoStore, connect};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
@@ -20,7 +21,8 @@ async fn main() -> Result<(), Error> {
     Logging::from_env().init();
     let config = Config::from_env(None)?;
     let store = DynamoStore::new(connect().await, &config.table_name)
-        .with_signer(DigestSigner::from_env().await);
+        .with_signer(DigestSigner::from_env().await)
+        .with_publisher(Publisher::from_env().await);
     let (store, config) = (&store, &config);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         serve_invocation(event.payload, &event.context.request_id, store, config).await

@@ -3,6 +3,7 @@
 
 pub mod backfill;
 mod clusters;
+pub mod export;
 mod files;
 mod render;
 
@@ -215,6 +216,23 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         digests: Option<PathBuf>,
     },
+    /// The cluster's trail and alerts as OCSF 1.7 events for a SIEM or Security Lake, one
+    /// folder per class (`DIR/<class>/<cluster>.ndjson`): Authentication, Account
+    /// Change, Entity Management (key lifecycles), API Activity, Detection Finding.
+    Export {
+        #[arg(long)]
+        cluster: String,
+        /// Records and alerts at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Timestamp>,
+        /// Records and alerts at or before this time.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Timestamp>,
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: ExportFormat,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Export the cluster's digests as JSON files (`digest-<number>.json`), to keep them
     /// outside the table's reach (an S3 bucket with Object Lock); `verify --digests DIR`
     /// checks the table against them.
@@ -224,6 +242,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// The container of `export`'s OCSF events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    /// One JSON event a line.
+    Ndjson,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -286,7 +311,8 @@ fn check_window(command: &Command) -> Result<(), Failure> {
         Command::Sessions { from, to, .. }
         | Command::FailedLogins { from, to, .. }
         | Command::Report { from, to, .. }
-        | Command::Verify { from, to, .. } => (from, to, ("--from", "--to")),
+        | Command::Verify { from, to, .. }
+        | Command::Export { from, to, .. } => (from, to, ("--from", "--to")),
         Command::Backfill { start, end, .. } => (start, end, ("--start", "--end")),
         _ => return Ok(()),
     };
@@ -312,7 +338,8 @@ fn cluster_of(command: &Command) -> Option<&str> {
         | Command::Report { cluster, .. }
         | Command::Rederive { cluster }
         | Command::Verify { cluster, .. }
-        | Command::Digests { cluster, .. } => Some(cluster),
+        | Command::Digests { cluster, .. }
+        | Command::Export { cluster, .. } => Some(cluster),
         Command::Setup
         | Command::Ingest(_)
         | Command::Parse(_)
@@ -401,7 +428,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = Config::from_env(cli.table.clone())
         .map_err(|error| Failure::Usage(format!("{error} (or pass --table)")))?;
     let store = DynamoStore::new(connect().await, &config.table_name)
-        .with_signer(DigestSigner::from_env().await);
+        .with_signer(DigestSigner::from_env().await)
+        .with_publisher(crate::publish::Publisher::from_env().await);
     if let Some(cluster) = cluster_of(&cli.command) {
         require_cluster(&store, cluster).await?;
     }
@@ -617,6 +645,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 Err(Failure::Unverified)
             }
+        }
+        Command::Export {
+            cluster,
+            from,
+            to,
+            format: ExportFormat::Ndjson,
+            out,
+        } => {
+            let window = export::Window { from, to };
+            let summary = export::export_ocsf(&store, store.table(), &cluster, window, &out)
+                .await
+                .map_err(processing)?;
+            render::emit(output, &summary, || {
+                format!(
+                    "{} OCSF events of {cluster} written to {}\n",
+                    summary.events,
+                    out.display()
+                )
+            })
         }
         Command::Digests { cluster, out } => {
             let written = export_digests(&store, &cluster, &out)

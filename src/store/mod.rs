@@ -237,6 +237,12 @@ pub trait AuditStore {
         cluster: &str,
         records: &[RecordPosition],
     ) -> Result<HashMap<RecordPosition, String>, StoreError>;
+
+    /// Sends the cluster's alerts that await it to the configured sinks
+    /// ([`crate::publish`]); a store without sinks sends nothing and asks nothing.
+    async fn publish_alerts(&self, _cluster: &str) -> crate::publish::Published {
+        crate::publish::Published::default()
+    }
 }
 
 /// Sorts a batch against what the trail already holds (identity sort key → content

@@ -801,10 +801,11 @@ type CrashSchedule = (u64, &'static [usize], &'static [(usize, usize)]);
 
 /// Crash schedules the property above once found wrong, kept as they were found: a
 /// replay's stale logs and versions half deleted when its step was cut off, then the
-/// same cut off before the next step's intent was stored.
+/// same cut off before the next step's intent was stored; a late Luna payload stored but
+/// cut off before its step's intent.
 #[tokio::test]
 async fn crash_schedules_once_found_wrong_leave_the_reference_views() {
-    let cases: [CrashSchedule; 2] = [
+    let cases: [CrashSchedule; 3] = [
         (
             1928324005173545316,
             &[
@@ -818,6 +819,13 @@ async fn crash_schedules_once_found_wrong_leave_the_reference_views() {
                 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16, 11, 13, 18, 12, 14, 15, 17,
             ],
             &[(12, 173)],
+        ),
+        (
+            2022293183511678737,
+            &[
+                0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 12, 13, 16, 12, 14, 14, 14, 17, 7, 11, 15, 19, 18,
+            ],
+            &[(20, 51)],
         ),
     ];
     for (seed, order, crashes) in cases {

@@ -35,7 +35,7 @@ fn poll_interval() -> Duration {
     Duration::from_millis(fastrand::u64(80..=160))
 }
 
-fn now_millis() -> u64 {
+pub(super) fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| {

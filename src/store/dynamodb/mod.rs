@@ -4,6 +4,7 @@ mod attributes;
 mod batch;
 pub mod items;
 mod lease;
+mod outbox;
 mod queries;
 pub mod retries;
 mod store;

@@ -77,6 +77,8 @@ pub struct DynamoStore {
     pub(super) lease_wait: Duration,
     pub(super) lease_ttl: Duration,
     signer: DigestSigner,
+    /// Where new alerts are sent (`crate::publish`); none: no outbox.
+    pub(super) publisher: Option<Arc<crate::publish::Publisher>>,
 }
 
 /// A failed request as a [`StoreError::Request`], the SDK's error kept as its source.
@@ -198,6 +200,7 @@ impl DynamoStore {
             lease_wait: Duration::from_secs(45),
             lease_ttl: super::lease::DEFAULT_TTL,
             signer: DigestSigner::Unsigned,
+            publisher: None,
         }
     }
 
@@ -440,8 +443,12 @@ impl AuditStore for DynamoStore {
         }
         self.account_deletes(phases.view_deletes.len());
         self.delete_all(phases.view_deletes).await?;
-        self.account(&phases.view_puts);
-        self.put_all(phases.view_puts).await?;
+        // New alerts go to the outbox with the views: published after the steps, or by
+        // the next invocation when this one is cut off.
+        let mut view_puts = phases.view_puts;
+        view_puts.extend(self.outbox_items(&lease.cluster, &write.new_alert_items));
+        self.account(&view_puts);
+        self.put_all(view_puts).await?;
         self.account_deletes(phases.stale.len());
         self.delete_all(phases.stale).await?;
         // Everything before was written under the lease; the head, which makes it the
@@ -547,6 +554,10 @@ impl AuditStore for DynamoStore {
             None,
         )
         .await
+    }
+
+    async fn publish_alerts(&self, cluster: &str) -> crate::publish::Published {
+        self.drain_outbox(cluster).await
     }
 
     async fn log_event_ids(

@@ -40,6 +40,9 @@ pub enum Fault {
     /// `BatchWriteItem`: forwards only the first half of each table's requests and
     /// returns the rest as `UnprocessedItems`, as a hot partition does.
     HalfUnprocessed,
+    /// `PutEvents`: forwards every entry but the first and answers the first as not taken
+    /// (`InternalFailure`), as EventBridge's partial failures do.
+    FirstEntryRefused,
     /// Closes the connection without an answer.
     Hangup,
     /// 400 with this error type and message: a request a strictly validating DynamoDB
@@ -59,6 +62,7 @@ impl Fault {
             Fault::Delay => "Delay".into(),
             Fault::SlowAnswer => "SlowAnswer".into(),
             Fault::HalfUnprocessed => "HalfUnprocessed".into(),
+            Fault::FirstEntryRefused => "FirstEntryRefused".into(),
             Fault::Hangup => "Hangup".into(),
             Fault::Rejected { kind, .. } => format!("Rejected({kind})"),
         }
@@ -452,6 +456,7 @@ async fn serve(client: TcpStream, upstream: &str, shared: &Shared) -> io::Result
                 return Ok(());
             }
             Some(Fault::HalfUnprocessed) => half_unprocessed(request, upstream, shared).await?,
+            Some(Fault::FirstEntryRefused) => first_entry_refused(request, upstream).await?,
             Some(Fault::Hangup) => return Ok(()),
             Some(Fault::Rejected { kind, message }) => error_response(400, kind, message),
         };
@@ -504,8 +509,36 @@ async fn forward_message(request: &Message, upstream: &str) -> io::Result<Messag
         .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
 }
 
-async fn half_unprocessed(
+/// Forwards `request` with `body`, or answers `empty` (content type, body) itself when
+/// nothing is left to forward, and reads the answer's JSON; `Err` holds an answer other
+/// than 200, to return as it is.
+async fn forward_rest(
     mut request: Message,
+    upstream: &str,
+    body: Option<&Value>,
+    empty: (&str, &[u8]),
+) -> io::Result<Result<(Message, Value), Vec<u8>>> {
+    let response = match body {
+        None => Message {
+            start: "HTTP/1.1 200 OK".into(),
+            headers: vec![("content-type".into(), empty.0.into())],
+            body: empty.1.to_vec(),
+        },
+        Some(body) => {
+            request.body = body.to_string().into_bytes();
+            forward_message(&request, upstream).await?
+        }
+    };
+    if !response.start.contains(" 200") {
+        return Ok(Err(response.to_bytes(&[])));
+    }
+    let answer = serde_json::from_slice(&response.body)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    Ok(Ok((response, answer)))
+}
+
+async fn half_unprocessed(
+    request: Message,
     upstream: &str,
     shared: &Shared,
 ) -> io::Result<Vec<u8>> {
@@ -531,21 +564,15 @@ async fn half_unprocessed(
         .map(|writes| writes.as_array().map_or(0, Vec::len))
         .sum();
     shared.update(|state| state.held_back_items += held_count as u32);
-    let mut response = if forwarded == 0 {
-        Message {
-            start: "HTTP/1.1 200 OK".into(),
-            headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
-            body: br#"{"UnprocessedItems":{}}"#.to_vec(),
-        }
-    } else {
-        request.body = body.to_string().into_bytes();
-        forward_message(&request, upstream).await?
+    let rest = (forwarded > 0).then_some(&body);
+    let empty = (
+        "application/x-amz-json-1.0",
+        &br#"{"UnprocessedItems":{}}"#[..],
+    );
+    let (mut response, mut answer) = match forward_rest(request, upstream, rest, empty).await? {
+        Ok(answered) => answered,
+        Err(as_is) => return Ok(as_is),
     };
-    if !response.start.contains(" 200") {
-        return Ok(response.to_bytes(&[]));
-    }
-    let mut answer: Value = serde_json::from_slice(&response.body)
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
     let unprocessed = answer
         .as_object_mut()
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?
@@ -561,6 +588,43 @@ async fn half_unprocessed(
             }
         }
     }
+    response.body = answer.to_string().into_bytes();
+    Ok(response.to_bytes(&[]))
+}
+
+async fn first_entry_refused(request: Message, upstream: &str) -> io::Result<Vec<u8>> {
+    let Ok(mut body) = serde_json::from_slice::<Value>(&request.body) else {
+        return forward(&request, upstream).await;
+    };
+    let rest = match body.get_mut("Entries").and_then(Value::as_array_mut) {
+        Some(entries) if !entries.is_empty() => {
+            entries.remove(0);
+            entries.len()
+        }
+        _ => return forward(&request, upstream).await,
+    };
+    let empty = (
+        "application/x-amz-json-1.1",
+        &br#"{"Entries":[],"FailedEntryCount":0}"#[..],
+    );
+    let forwarded = (rest > 0).then_some(&body);
+    let (mut response, mut answer) = match forward_rest(request, upstream, forwarded, empty).await?
+    {
+        Ok(answered) => answered,
+        Err(as_is) => return Ok(as_is),
+    };
+    let refused = serde_json::json!({
+        "ErrorCode": "InternalFailure",
+        "ErrorMessage": "refused by the fault proxy",
+    });
+    if let Some(entries) = answer.get_mut("Entries").and_then(Value::as_array_mut) {
+        entries.insert(0, refused);
+    }
+    let failed = answer
+        .get("FailedEntryCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    answer["FailedEntryCount"] = Value::from(failed + 1);
     response.body = answer.to_string().into_bytes();
     Ok(response.to_bytes(&[]))
 }
