@@ -123,7 +123,11 @@ pub fn finding(stored: &StoredAlert, target: &FindingTarget, now: Timestamp) -> 
         .resources(resource(stored, target))
         .source_url(console_url(stored, &target.region))
         .workflow(Workflow::builder().status(WorkflowStatus::New).build())
-        .record_state(RecordState::Active)
+        .record_state(if stored.archived {
+            RecordState::Archived
+        } else {
+            RecordState::Active
+        })
         .product_fields("hsm-audit/alert_id", &stored.id)
         .product_fields("hsm-audit/cluster", &stored.cluster)
         .product_fields("hsm-audit/cli_command", stored.cli_command())

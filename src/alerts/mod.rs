@@ -88,6 +88,9 @@ pub struct StoredAlert {
     /// CloudWatch Logs event ids of the records involved ([`involved_records`]) that
     /// the trail holds.
     pub log_event_ids: Vec<String>,
+    /// No longer derived: a gap that late records closed, a burst or gap superseded by
+    /// its grown self. Its finding is archived.
+    pub archived: bool,
 }
 
 impl StoredAlert {
@@ -172,6 +175,7 @@ pub(crate) mod tests {
             id: "ALERT#2018-01-24T00:39:23.172777Z#sequence_gap#x".to_owned(),
             alert,
             log_event_ids: vec!["3698".to_owned()],
+            archived: false,
         }
     }
 

@@ -162,6 +162,7 @@ pub async fn export_ocsf<S: AuditStore>(
                     id,
                     alert,
                     log_event_ids: Vec::new(),
+                    archived: false,
                 };
                 files.write(&alert_event(&stored))?;
             }

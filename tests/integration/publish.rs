@@ -12,12 +12,13 @@ use aws_sdk_eventbridge::types::Target;
 use aws_sdk_securityhub::types::{AwsSecurityFinding, SeverityLabel};
 use aws_sdk_sqs::types::QueueAttributeName;
 use hsm_audit::alerts::StoredAlert;
-use hsm_audit::domain::Alert;
+use hsm_audit::domain::{Alert, AlertKind};
 use hsm_audit::lambda::ingest_event;
 use hsm_audit::publish::{Publisher, Sink};
 use hsm_audit::store::AuditStore;
 use hsm_audit::store::dynamodb::DynamoStore;
 use hsm_audit::store::dynamodb::items::{self, ViewRow};
+use hsm_audit::testkit::subscription_event;
 use serde_json::Value;
 
 use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
@@ -440,6 +441,7 @@ async fn a_finding_imported_again_is_updated_not_duplicated() {
                 id,
                 alert,
                 log_event_ids: Vec::new(),
+                archived: false,
             }
         })
         .collect();
@@ -672,4 +674,81 @@ async fn without_a_bus_nothing_is_kept_for_publishing() {
     ingest_samples(&store).await;
     assert!(scan_publish_partition(&store).await.is_empty());
     assert!(!scan_all(&store).await.is_empty());
+}
+
+/// A gap's finding is archived when late records close it (the alert is no longer
+/// derived), and only then; the other findings stay active.
+#[tokio::test]
+async fn a_gap_closed_by_late_records_archives_its_finding() {
+    let store = store_publishing_to("publish-archive", with_findings(None)).await;
+    let config = config_for(&store);
+    let record = |seq: u64| {
+        let usecs = 1_516_067_329_824_999 + seq as i64 * 1_000_000;
+        format!(
+            "Time: 01/16/18 01:48:{:02}.824999, usecs:{usecs}\nSequence No : {seq:#x}\n\
+             Reboot counter : 0x107\nCommand Type(hex) : CN_MGMT_CMD (0x0)\n\
+             Opcode : CN_LOGIN (0xd)\nSession Handle : 0x7014006\n\
+             Response : 0:HSM Return: SUCCESS\nLog type : MGMT_USER_DETAILS_LOG (2)\n\
+             User Name : admin\nUser Type : CN_CRYPTO_OFFICER (2)",
+            49 + seq
+        )
+    };
+    let group = "/aws/cloudhsm/cluster-archive";
+    let first: Vec<String> = [0, 1, 5].into_iter().map(record).collect();
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    ingest_event(
+        subscription_event(group, "hsm-one", 100, &first),
+        &store,
+        &config,
+    )
+    .await
+    .expect("the records around the gap");
+    let gap_of = |findings: &[AwsSecurityFinding]| -> Vec<(String, String)> {
+        findings
+            .iter()
+            .filter(|finding| {
+                finding
+                    .title()
+                    .is_some_and(|title| title.to_lowercase().contains("gap"))
+            })
+            .map(|finding| {
+                (
+                    finding.id().unwrap_or_default().to_owned(),
+                    finding
+                        .record_state()
+                        .map(|state| state.as_str().to_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let open = gap_of(&findings_of(&store).await);
+    assert_eq!(open.len(), 1, "one gap, one finding: {open:?}");
+    assert_eq!(open[0].1, "ACTIVE");
+
+    let late: Vec<String> = [2, 3, 4].into_iter().map(record).collect();
+    let late: Vec<&str> = late.iter().map(String::as_str).collect();
+    ingest_event(
+        subscription_event(group, "hsm-one", 200, &late),
+        &store,
+        &config,
+    )
+    .await
+    .expect("the records of the gap, late");
+    let closed = gap_of(&findings_of(&store).await);
+    assert_eq!(closed, vec![(open[0].0.clone(), "ARCHIVED".to_owned())]);
+    let alerts = store.alerts("cluster-archive").await.expect("alerts");
+    assert!(
+        alerts
+            .iter()
+            .all(|alert| alert.kind != AlertKind::SequenceGap),
+        "{alerts:?}"
+    );
+    assert!(
+        scan_publish_partition(&store)
+            .await
+            .iter()
+            .all(|(sk, _)| !sk.starts_with("OUTBOX#")),
+        "nothing left to send"
+    );
 }

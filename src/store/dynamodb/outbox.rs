@@ -2,6 +2,10 @@
 //! ([`crate::publish`] says why this way), under `PUBLISH#<cluster>`:
 //! - `OUTBOX#<sink>#<alert sort key>`: an alert not yet sent to that sink, with the alert
 //!   item as it was written, written by the step that wrote the alert;
+//! - `OUTBOX#<sink>#ARCHIVE#<alert sort key>`: an alert a later step no longer derives
+//!   (a gap closed, a burst or gap superseded by its grown self), for the findings sink:
+//!   its finding is imported again as archived. No mark: importing it twice is the same;
+//!   once sent, the alert's own mark goes, so that the alert derived again is sent again;
 //! - `SENT#<sink>#<alert sort key>`: `state` `claimed` (by `owner`, until
 //!   `claimed_until_ms`) while being sent, `sent` once the sink took it, `released`
 //!   when it did not (claimable again at once).
@@ -27,6 +31,7 @@ use crate::store::dynamodb::items::{self, Item, ViewRow};
 use crate::store::{AuditStore, StoreError};
 
 const OUTBOX_PREFIX: &str = "OUTBOX#";
+const ARCHIVE_PREFIX: &str = "ARCHIVE#";
 const SENT_PREFIX: &str = "SENT#";
 
 /// How long a claim keeps others from sending an alert: well over a send's timeouts, so
@@ -73,19 +78,39 @@ impl DynamoStore {
         let mut out = Vec::new();
         for sink in publisher.sinks() {
             for alert in alerts {
-                let sk = format!(
-                    "{OUTBOX_PREFIX}{}#{}",
-                    sink.as_str(),
-                    items::sort_key(alert)
-                );
-                let mut item = items::key_item(&pk, &sk);
-                item.insert("item_type".to_owned(), text("outbox"));
-                item.insert("sink".to_owned(), text(sink.as_str()));
-                item.insert("alert".to_owned(), AttributeValue::M(alert.clone()));
-                out.push(item);
+                out.push(outbox_item(&pk, sink, alert, false));
             }
         }
         out
+    }
+
+    /// The outbox items that archive the findings of `removed` view keys that are alerts:
+    /// read before they go (one batch read, only when a step removes an alert and
+    /// findings are imported).
+    pub(super) async fn archive_items(
+        &self,
+        cluster: &str,
+        removed: &[Item],
+    ) -> Result<Vec<Item>, StoreError> {
+        let findings = self
+            .publisher
+            .as_ref()
+            .is_some_and(|publisher| publisher.sinks().contains(&Sink::Findings));
+        let alerts: Vec<Item> = removed
+            .iter()
+            .filter(|key| items::sort_key(key).starts_with(items::ALERT_PREFIX))
+            .cloned()
+            .collect();
+        if !findings || alerts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pk = publish_pk(cluster);
+        Ok(self
+            .get_all(alerts, None)
+            .await?
+            .iter()
+            .map(|alert| outbox_item(&pk, Sink::Findings, alert, true))
+            .collect())
     }
 
     /// Sends what the cluster's outbox holds: one `Query` when it is empty. Every failure
@@ -125,8 +150,11 @@ impl DynamoStore {
         let mut published = Published::default();
         let owner = format!("{:016x}", fastrand::u64(..));
         for (sink, pending) in by_sink {
+            let (archives, pending): (Vec<Pending>, Vec<Pending>) =
+                pending.into_iter().partition(|entry| entry.alert.archived);
             let mut ours = Vec::new();
             let mut done = Vec::new();
+            let mut unsent = BTreeSet::new();
             for entry in pending {
                 match self.claim(&pk, sink, &entry.alert.id, &owner).await? {
                     Claim::Ours => ours.push(entry),
@@ -154,6 +182,7 @@ impl DynamoStore {
                     }
                     Err(reason) => {
                         published.failed += 1;
+                        unsent.insert(entry.alert.id.clone());
                         warn!(
                             cluster,
                             sink = sink.as_str(),
@@ -166,6 +195,36 @@ impl DynamoStore {
                 }
             }
             self.put_all(marks).await?;
+            // An archive after its alert's own send, never before it: imported the other
+            // way round, the finding would end active.
+            let archives: Vec<Pending> = archives
+                .into_iter()
+                .filter(|entry| !unsent.contains(&entry.alert.id))
+                .collect();
+            if !archives.is_empty() {
+                let alerts: Vec<StoredAlert> =
+                    archives.iter().map(|entry| entry.alert.clone()).collect();
+                let outcomes = publisher.send(sink, &alerts).await;
+                for (entry, outcome) in archives.into_iter().zip(outcomes) {
+                    match outcome {
+                        Ok(()) => {
+                            published.sent += 1;
+                            done.push(items::key_item(&pk, &mark_sk(sink, &entry.alert.id)));
+                            done.push(entry.key);
+                        }
+                        Err(reason) => {
+                            published.failed += 1;
+                            warn!(
+                                cluster,
+                                sink = sink.as_str(),
+                                alert = entry.alert.id,
+                                reason,
+                                "finding not archived; the next invocation retries it"
+                            );
+                        }
+                    }
+                }
+            }
             self.delete_all(done).await?;
         }
         Ok(published)
@@ -176,6 +235,9 @@ impl DynamoStore {
             .get("sink")
             .and_then(|value| value.as_s().ok())
             .and_then(|name| Sink::from_name(name));
+        let archived = item
+            .get("archived")
+            .is_some_and(|value| value.as_bool().is_ok_and(|archived| *archived));
         let alert_item = match item.remove("alert") {
             Some(AttributeValue::M(alert)) => alert,
             _ => Item::new(),
@@ -201,6 +263,7 @@ impl DynamoStore {
                 id,
                 alert,
                 log_event_ids: Vec::new(),
+                archived,
             },
         }))
     }
@@ -316,6 +379,24 @@ impl DynamoStore {
             },
         }
     }
+}
+
+/// The outbox item that sends `alert` to `sink` (`archived`: its finding archived).
+fn outbox_item(pk: &str, sink: Sink, alert: &Item, archived: bool) -> Item {
+    let sk = format!(
+        "{OUTBOX_PREFIX}{}#{}{}",
+        sink.as_str(),
+        if archived { ARCHIVE_PREFIX } else { "" },
+        items::sort_key(alert)
+    );
+    let mut item = items::key_item(pk, &sk);
+    item.insert("item_type".to_owned(), text("outbox"));
+    item.insert("sink".to_owned(), text(sink.as_str()));
+    item.insert("alert".to_owned(), AttributeValue::M(alert.clone()));
+    if archived {
+        item.insert("archived".to_owned(), AttributeValue::Bool(true));
+    }
+    item
 }
 
 /// A mark in `state`, its owner and claim added by the caller.

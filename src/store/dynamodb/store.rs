@@ -441,10 +441,17 @@ impl AuditStore for DynamoStore {
             self.account(phase);
             self.put_all(phase.clone()).await?;
         }
+        // New alerts go to the outbox with the views, and the findings of alerts no longer
+        // derived are archived: published after the steps, or by the next invocation when
+        // this one is cut off. An archive is stored before its alert goes: a step cut off
+        // in between is redone, and removes it again.
+        let archives = self
+            .archive_items(&lease.cluster, &phases.view_deletes)
+            .await?;
+        self.account(&archives);
+        self.put_all(archives).await?;
         self.account_deletes(phases.view_deletes.len());
         self.delete_all(phases.view_deletes).await?;
-        // New alerts go to the outbox with the views: published after the steps, or by
-        // the next invocation when this one is cut off.
         let mut view_puts = phases.view_puts;
         view_puts.extend(self.outbox_items(&lease.cluster, &write.new_alert_items));
         self.account(&view_puts);
