@@ -1,11 +1,20 @@
 //! `hsm-audit export`: a cluster's trail and alerts as OCSF events ([`crate::ocsf`]),
-//! one folder per class, NDJSON: `DIR/<class>/<cluster>.ndjson`. The trail is read a
-//! page at a time and each event written as it is made, so memory stays that of a page.
+//! one folder per class — NDJSON (`DIR/<class>/<cluster>.ndjson`), or Parquet in Security
+//! Lake's partitions (`DIR/<class>/region=<r>/accountId=<a>/eventDay=<YYYYMMDD>/
+//! <cluster>.parquet`). The trail is read a page at a time and each event written as it
+//! is made, so memory stays that of a page: Parquet is staged as NDJSON per partition,
+//! then converted a batch at a time (its schema inferred from the events in a first read).
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Fields, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 
 use serde::Serialize;
 
@@ -36,6 +45,17 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write {path} as Parquet: {reason}")]
+    Parquet { path: String, reason: String },
+}
+
+/// How the events are laid out under the output folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// `DIR/<class>/<cluster>.ndjson`.
+    Ndjson,
+    /// Security Lake's custom-source partitions, Parquet.
+    SecurityLake { region: String, account: String },
 }
 
 /// The time window; either end open.
@@ -51,24 +71,45 @@ impl Window {
     }
 }
 
-/// One NDJSON file per class, opened when its first event comes.
+/// One NDJSON file per class (and day, for Security Lake), opened when its first event
+/// comes.
 struct ClassFiles {
     dir: PathBuf,
-    file_name: String,
-    open: BTreeMap<OcsfClass, (PathBuf, BufWriter<File>)>,
+    cluster: String,
+    layout: Layout,
+    open: BTreeMap<(OcsfClass, String), (PathBuf, BufWriter<File>)>,
     summary: ExportSummary,
 }
 
 impl ClassFiles {
-    fn write(&mut self, event: &OcsfEvent) -> Result<(), ExportError> {
-        if !self.open.contains_key(&event.class) {
-            let folder = self.dir.join(event.class.name());
-            std::fs::create_dir_all(&folder).map_err(|source| write_error(&folder, source))?;
-            let path = folder.join(&self.file_name);
-            let file = File::create(&path).map_err(|source| write_error(&path, source))?;
-            self.open.insert(event.class, (path, BufWriter::new(file)));
+    /// The folder and file (staged NDJSON, for Parquet) of an event.
+    fn path_of(&self, event: &OcsfEvent) -> PathBuf {
+        let folder = self.dir.join(event.class.name());
+        match &self.layout {
+            Layout::Ndjson => folder.join(format!("{}.ndjson", file_stem(&self.cluster))),
+            Layout::SecurityLake { region, account } => folder
+                .join(format!("region={}", file_stem(region)))
+                .join(format!("accountId={}", file_stem(account)))
+                .join(format!("eventDay={}", event_day(event)))
+                .join(format!("{}.ndjson.part", file_stem(&self.cluster))),
         }
-        if let Some((path, file)) = self.open.get_mut(&event.class) {
+    }
+
+    fn write(&mut self, event: &OcsfEvent) -> Result<(), ExportError> {
+        let day = match self.layout {
+            Layout::Ndjson => String::new(),
+            Layout::SecurityLake { .. } => event_day(event),
+        };
+        let key = (event.class, day);
+        if !self.open.contains_key(&key) {
+            let path = self.path_of(event);
+            if let Some(folder) = path.parent() {
+                std::fs::create_dir_all(folder).map_err(|source| write_error(folder, source))?;
+            }
+            let file = File::create(&path).map_err(|source| write_error(&path, source))?;
+            self.open.insert(key.clone(), (path, BufWriter::new(file)));
+        }
+        if let Some((path, file)) = self.open.get_mut(&key) {
             serde_json::to_writer(&mut *file, &event.event)
                 .map_err(|error| write_error(path, error.into()))?;
             file.write_all(b"\n")
@@ -82,10 +123,97 @@ impl ClassFiles {
     fn finish(mut self) -> Result<ExportSummary, ExportError> {
         for (path, mut file) in std::mem::take(&mut self.open).into_values() {
             file.flush().map_err(|source| write_error(&path, source))?;
-            self.summary.files.push(path);
+            drop(file);
+            if self.layout == Layout::Ndjson {
+                self.summary.files.push(path);
+                continue;
+            }
+            let parquet = path.with_extension("").with_extension("parquet");
+            ndjson_to_parquet(&path, &parquet)?;
+            std::fs::remove_file(&path).map_err(|source| write_error(&path, source))?;
+            self.summary.files.push(parquet);
         }
         Ok(self.summary)
     }
+}
+
+/// The UTC day of an event's `time` (epoch milliseconds), as Security Lake partitions.
+fn event_day(event: &OcsfEvent) -> String {
+    event.event["time"]
+        .as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|time| time.format("%Y%m%d").to_string())
+        .unwrap_or_else(|| "00000000".to_owned())
+}
+
+/// Converts a staged NDJSON file to Parquet (Snappy): the schema inferred in one read,
+/// the rows converted in batches in a second, so memory stays that of a batch.
+fn ndjson_to_parquet(staged: &Path, parquet: &Path) -> Result<(), ExportError> {
+    let failed = |reason: String| ExportError::Parquet {
+        path: parquet.display().to_string(),
+        reason,
+    };
+    let open = || {
+        File::open(staged)
+            .map(BufReader::new)
+            .map_err(|source| write_error(staged, source))
+    };
+    let (inferred, _) = arrow_json::reader::infer_json_schema(open()?, None)
+        .map_err(|error| failed(error.to_string()))?;
+    let schema = Arc::new(Schema::new(storable(inferred.fields())));
+    let reader = arrow_json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(8_192)
+        .build(open()?)
+        .map_err(|error| failed(error.to_string()))?;
+    let file = File::create(parquet).map_err(|source| write_error(parquet, source))?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(properties))
+        .map_err(|error| failed(error.to_string()))?;
+    for batch in reader {
+        let batch = batch.map_err(|error| failed(error.to_string()))?;
+        writer
+            .write(&batch)
+            .map_err(|error| failed(error.to_string()))?;
+    }
+    writer.close().map_err(|error| failed(error.to_string()))?;
+    Ok(())
+}
+
+/// The fields Parquet can store: an object that is always empty (`{}`) has no columns,
+/// and Parquet has no empty group, so it is left out (nothing of it is lost).
+fn storable(fields: &Fields) -> Vec<Field> {
+    fields
+        .iter()
+        .filter_map(|field| {
+            let data_type = match field.data_type() {
+                DataType::Struct(children) => {
+                    let kept = storable(children);
+                    if kept.is_empty() {
+                        return None;
+                    }
+                    DataType::Struct(kept.into())
+                }
+                DataType::List(item) => match item.data_type() {
+                    DataType::Struct(children) => {
+                        let kept = storable(children);
+                        if kept.is_empty() {
+                            return None;
+                        }
+                        DataType::List(Arc::new(
+                            item.as_ref()
+                                .clone()
+                                .with_data_type(DataType::Struct(kept.into())),
+                        ))
+                    }
+                    _ => field.data_type().clone(),
+                },
+                other => other.clone(),
+            };
+            Some(field.as_ref().clone().with_data_type(data_type))
+        })
+        .collect()
 }
 
 fn write_error(path: &Path, source: std::io::Error) -> ExportError {
@@ -95,10 +223,10 @@ fn write_error(path: &Path, source: std::io::Error) -> ExportError {
     }
 }
 
-/// A cluster name as a file name: the characters a file system may treat specially
-/// become `_` (cluster ids are `cluster-<id>`, so they stay as they are).
-fn file_name(cluster: &str) -> String {
-    let safe: String = cluster
+/// A name as a file name: the characters a file system may treat specially become `_`
+/// (cluster ids are `cluster-<id>`, so they stay as they are).
+fn file_stem(name: &str) -> String {
+    let safe: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {
@@ -108,7 +236,7 @@ fn file_name(cluster: &str) -> String {
             }
         })
         .collect();
-    format!("{}.ndjson", safe.trim_start_matches('.'))
+    safe.trim_start_matches('.').to_owned()
 }
 
 /// Writes the cluster's records and alerts in `window` under `dir`.
@@ -118,14 +246,20 @@ pub async fn export_ocsf<S: AuditStore>(
     cluster: &str,
     window: Window,
     dir: &Path,
+    layout: Layout,
 ) -> Result<ExportSummary, ExportError> {
+    let format = match layout {
+        Layout::Ndjson => "ndjson",
+        Layout::SecurityLake { .. } => "parquet",
+    };
     let mut files = ClassFiles {
         dir: dir.to_owned(),
-        file_name: file_name(cluster),
+        cluster: cluster.to_owned(),
+        layout,
         open: BTreeMap::new(),
         summary: ExportSummary {
             out: dir.to_owned(),
-            format: "ndjson",
+            format,
             ..ExportSummary::default()
         },
     };
@@ -181,8 +315,8 @@ mod tests {
 
     #[test]
     fn a_cluster_name_becomes_a_file_name_of_its_own() {
-        assert_eq!(file_name("cluster-demo"), "cluster-demo.ndjson");
-        assert_eq!(file_name("../etc/x y"), "_etc_x_y.ndjson");
-        assert_eq!(file_name("..hidden"), "hidden.ndjson");
+        assert_eq!(file_stem("cluster-demo"), "cluster-demo");
+        assert_eq!(file_stem("../etc/x y"), "_etc_x_y");
+        assert_eq!(file_stem("..hidden"), "hidden");
     }
 }

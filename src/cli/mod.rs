@@ -217,8 +217,10 @@ enum Command {
         digests: Option<PathBuf>,
     },
     /// The cluster's trail and alerts as OCSF 1.7 events for a SIEM or Security Lake, one
-    /// folder per class (`DIR/<class>/<cluster>.ndjson`): Authentication, Account
-    /// Change, Entity Management (key lifecycles), API Activity, Detection Finding.
+    /// folder per class: Authentication, Account Change, Entity Management (key
+    /// lifecycles), API Activity, Detection Finding. NDJSON: `DIR/<class>/<cluster>.ndjson`;
+    /// Parquet, in Security Lake's custom-source partitions:
+    /// `DIR/<class>/region=<REGION>/accountId=<ACCOUNT>/eventDay=<YYYYMMDD>/<cluster>.parquet`.
     Export {
         #[arg(long)]
         cluster: String,
@@ -232,6 +234,12 @@ enum Command {
         format: ExportFormat,
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// The AWS account of the Parquet partitions (Security Lake's `accountId=`).
+        #[arg(long, value_name = "ID", required_if_eq("format", "parquet"))]
+        account: Option<String>,
+        /// The region of the Parquet partitions (`region=`).
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        region: String,
     },
     /// Export the cluster's digests as JSON files (`digest-<number>.json`), to keep them
     /// outside the table's reach (an S3 bucket with Object Lock); `verify --digests DIR`
@@ -249,6 +257,8 @@ enum Command {
 enum ExportFormat {
     /// One JSON event a line.
     Ndjson,
+    /// Apache Parquet (Snappy), partitioned as Security Lake reads a custom source.
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -650,13 +660,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             cluster,
             from,
             to,
-            format: ExportFormat::Ndjson,
+            format,
             out,
+            account,
+            region,
         } => {
             let window = export::Window { from, to };
-            let summary = export::export_ocsf(&store, store.table(), &cluster, window, &out)
-                .await
-                .map_err(processing)?;
+            let layout = match (format, account) {
+                (ExportFormat::Ndjson, _) => export::Layout::Ndjson,
+                (ExportFormat::Parquet, Some(account)) => {
+                    export::Layout::SecurityLake { region, account }
+                }
+                (ExportFormat::Parquet, None) => {
+                    return Err(Failure::Usage(
+                        "--format parquet needs --account (Security Lake's accountId=)".into(),
+                    ));
+                }
+            };
+            let summary =
+                export::export_ocsf(&store, store.table(), &cluster, window, &out, layout)
+                    .await
+                    .map_err(processing)?;
             render::emit(output, &summary, || {
                 format!(
                     "{} OCSF events of {cluster} written to {}\n",
