@@ -89,6 +89,23 @@ impl MemoryStore {
             .collect()
     }
 
+    /// Visits each item of `pk`, unpacked one at a time: a partition's whole history is
+    /// never held at once (as the DynamoDB store reads it a page at a time).
+    fn each_in(
+        &self,
+        pk: &str,
+        mut visit: impl FnMut(Item) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let map = self.guard();
+        for (_, packed) in map
+            .range((pk.to_owned(), String::new())..)
+            .take_while(|((p, _), _)| p == pk)
+        {
+            visit(unpack(packed))?;
+        }
+        Ok(())
+    }
+
     /// Removes the items of `pk` whose sort key starts with `prefix`, as an operator with
     /// write access to the table could (a deleted checkpoint, a wiped state): returns how many.
     pub fn remove_prefix(&self, pk: &str, prefix: &str) -> usize {
@@ -452,14 +469,15 @@ impl AuditStore for MemoryStore {
         cluster: &str,
     ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError> {
         let mut streams = std::collections::BTreeMap::new();
-        for item in self.partition(&items::trail_pk(cluster)) {
+        self.each_in(&items::trail_pk(cluster), |item| {
             if items::is_trail_record(&item) {
                 let entry = items::trail_entry_from_item(item)?;
                 streams
                     .entry(crate::incremental::stream_prefix(&entry))
                     .or_insert_with(|| entry.cloudhsm().map(|_| entry.stream().hsm.to_string()));
             }
-        }
+            Ok(())
+        })?;
         Ok(streams)
     }
 
@@ -570,10 +588,13 @@ impl AuditStore for MemoryStore {
     }
 
     async fn conflicts(&self, cluster: &str) -> Result<Vec<Conflict>, StoreError> {
-        self.partition(&items::trail_pk(cluster))
-            .into_iter()
-            .filter(items::is_conflict)
-            .map(items::conflict_from_item)
-            .collect()
+        let mut conflicts = Vec::new();
+        self.each_in(&items::trail_pk(cluster), |item| {
+            if items::is_conflict(&item) {
+                conflicts.push(items::conflict_from_item(item)?);
+            }
+            Ok(())
+        })?;
+        Ok(conflicts)
     }
 }
