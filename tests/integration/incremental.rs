@@ -318,6 +318,25 @@ fn differences(actual: &BTreeMap<String, Item>, expected: &BTreeMap<String, Item
     found
 }
 
+/// Delivers the payloads in turn, one invocation each.
+async fn deliver<'a, S: AuditStore>(
+    store: &S,
+    payloads: impl IntoIterator<Item = &'a Payload>,
+    config: &Config,
+) {
+    for payload in payloads {
+        ingest_event(payload.event.clone(), store, config)
+            .await
+            .expect("delivery");
+    }
+}
+
+/// How the in-memory store's views of the cluster differ from `derive` of `payloads`.
+fn memory_differences(store: &MemoryStore, payloads: &[Payload], config: &Config) -> Vec<String> {
+    let views = derived_views(views_of(&store.snapshot(), CLUSTER));
+    differences(&views, &reference(payloads, config)[CLUSTER])
+}
+
 fn alerts_of(views: &BTreeMap<String, Item>, kind: &str) -> usize {
     views
         .values()
@@ -474,7 +493,6 @@ async fn crashed_and_retried(
     let store = MemoryStore::new();
     let payloads = workload(delivery.seed, 60);
     let config = config("memory", 300);
-    let expected = reference(&payloads, &config);
     for (position, index) in delivery.order.iter().enumerate() {
         if let Some(writes) = crashes.get(&position) {
             store.fail_after_writes(*writes);
@@ -486,8 +504,7 @@ async fn crashed_and_retried(
                 .map_err(|error| format!("retry: {error:?}"))?;
         }
     }
-    let views = derived_views(views_of(&store.snapshot(), CLUSTER));
-    let found = differences(&views, &expected[CLUSTER]);
+    let found = memory_differences(&store, &payloads, &config);
     if found.is_empty() {
         Ok(())
     } else {
@@ -507,11 +524,7 @@ async fn a_payload_hours_late_is_folded_in_by_its_own_invocation() {
     let store = fresh_store("late").await;
     let config = config(store.table(), 60);
     let (held, rest) = payloads.split_at(1);
-    for payload in rest {
-        ingest_event(payload.event.clone(), &store, &config)
-            .await
-            .expect("delivery");
-    }
+    deliver(&store, rest, &config).await;
     let report = ingest_event(held[0].event.clone(), &store, &config)
         .await
         .expect("the late payload");
@@ -533,11 +546,7 @@ async fn rederive_in_bounded_steps_ends_with_the_reference_views() {
     let payloads = workload(5, 120);
     let store = fresh_store("bounded").await;
     let config = config_with(store.table(), lateness_for(&payloads, 0), Some(7));
-    for payload in &payloads {
-        ingest_event(payload.event.clone(), &store, &config)
-            .await
-            .expect("delivery");
-    }
+    deliver(&store, &payloads, &config).await;
     let expected = reference(&payloads, &config);
     let rebuilt = rederive(&store, &config, CLUSTER).await.expect("rederive");
     assert!(
@@ -614,11 +623,7 @@ async fn a_long_live_delivery_settles_into_exactly_the_reference_views() {
     let store = MemoryStore::new();
     // The default lateness: live delivery needs no more.
     let config = config_with("memory", 300, None);
-    for payload in &payloads {
-        ingest_event(payload.event.clone(), &store, &config)
-            .await
-            .expect("delivery");
-    }
+    deliver(&store, &payloads, &config).await;
     let expected = reference(&payloads, &config);
     let views = views_of(&store.snapshot(), CLUSTER);
     assert_eq!(late_alerts(&views), 0, "nothing delivered in order is late");
@@ -672,15 +677,9 @@ async fn an_hsm_ten_minutes_behind_or_ahead_loses_none_of_its_own_or_the_others_
             .collect();
         let store = MemoryStore::new();
         let config = config("memory", 300);
-        for payload in &payloads {
-            ingest_event(payload.event.clone(), &store, &config)
-                .await
-                .expect("delivery");
-        }
-        let expected = reference(&payloads, &config);
-        let views = derived_views(views_of(&store.snapshot(), CLUSTER));
+        deliver(&store, &payloads, &config).await;
         assert_eq!(
-            differences(&views, &expected[CLUSTER]),
+            memory_differences(&store, &payloads, &config),
             Vec::<String>::new(),
             "shift {shift}"
         );
@@ -706,11 +705,7 @@ async fn a_record_timed_2099_leaves_every_other_record_in_the_views() {
     let store = MemoryStore::new();
     let config = config("memory", 300);
     let (early, late) = payloads.split_at(payloads.len() / 3);
-    for payload in early.iter().chain([&rogue]).chain(late) {
-        ingest_event(payload.event.clone(), &store, &config)
-            .await
-            .expect("delivery");
-    }
+    deliver(&store, early.iter().chain([&rogue]).chain(late), &config).await;
     let without = MemoryStore::new();
     for payload in &payloads {
         ingest_event(payload.event.clone(), &without, &config)
@@ -748,22 +743,12 @@ async fn a_deleted_head_or_state_is_rebuilt_not_restarted() {
         let store = MemoryStore::new();
         let config = config("memory", 300);
         let (before, after) = payloads.split_at(payloads.len() / 2);
-        for payload in before {
-            ingest_event(payload.event.clone(), &store, &config)
-                .await
-                .expect("delivery");
-        }
+        deliver(&store, before, &config).await;
         let state = hsm_audit::store::dynamodb::items::state_pk(CLUSTER);
         assert!(store.remove_prefix(&state, wiped) > 0, "removed {wiped:?}");
-        for payload in after {
-            ingest_event(payload.event.clone(), &store, &config)
-                .await
-                .expect("delivery");
-        }
-        let expected = reference(&payloads, &config);
-        let views = derived_views(views_of(&store.snapshot(), CLUSTER));
+        deliver(&store, after, &config).await;
         assert_eq!(
-            differences(&views, &expected[CLUSTER]),
+            memory_differences(&store, &payloads, &config),
             Vec::<String>::new(),
             "state removed: {wiped:?}"
         );

@@ -166,10 +166,8 @@ impl DynamoStore {
                 }
             }
             self.add_log_event_ids(cluster, &mut ours).await?;
-            let alerts: Vec<StoredAlert> = ours.iter().map(|entry| entry.alert.clone()).collect();
-            let outcomes = publisher.send(sink, &alerts).await;
             let mut marks = Vec::new();
-            for (entry, outcome) in ours.into_iter().zip(outcomes) {
+            for (entry, outcome) in send_each(publisher, sink, ours).await {
                 let mark_sk = mark_sk(sink, &entry.alert.id);
                 match outcome {
                     Ok(()) => {
@@ -202,10 +200,7 @@ impl DynamoStore {
                 .filter(|entry| !unsent.contains(&entry.alert.id))
                 .collect();
             if !archives.is_empty() {
-                let alerts: Vec<StoredAlert> =
-                    archives.iter().map(|entry| entry.alert.clone()).collect();
-                let outcomes = publisher.send(sink, &alerts).await;
-                for (entry, outcome) in archives.into_iter().zip(outcomes) {
+                for (entry, outcome) in send_each(publisher, sink, archives).await {
                     match outcome {
                         Ok(()) => {
                             published.sent += 1;
@@ -379,6 +374,17 @@ impl DynamoStore {
             },
         }
     }
+}
+
+/// Sends the entries' alerts to `sink` in one call: each entry with its outcome.
+async fn send_each(
+    publisher: &Publisher,
+    sink: Sink,
+    entries: Vec<Pending>,
+) -> Vec<(Pending, Result<(), String>)> {
+    let alerts: Vec<StoredAlert> = entries.iter().map(|entry| entry.alert.clone()).collect();
+    let outcomes = publisher.send(sink, &alerts).await;
+    entries.into_iter().zip(outcomes).collect()
 }
 
 /// The outbox item that sends `alert` to `sink` (`archived`: its finding archived).
