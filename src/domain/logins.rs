@@ -60,24 +60,15 @@ pub(crate) fn failures(recs: &[Rec<'_>]) -> Vec<FailedLogin> {
         .collect()
 }
 
-/// What the brute-force rule needs of the past: the failed logins of the last window
-/// (a new failure may complete a run with them, and their flags may still turn on),
-/// and per user the burst still open: how many of its failures are older than that,
-/// and its alert if the threshold was reached among them.
+/// What the brute-force rule needs of the past, per user whose last failure is within
+/// the window: the burst still open — how many of its failures are not kept, its alert
+/// if the threshold was reached — and its last failures, as many as can still join a
+/// run with a later one (`threshold - 1`, since a run is that many consecutive failures).
+/// Its size is set by the users failing now, not by the rate or the window's length.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Carry {
     recent: Vec<FailedLogin>,
     bursts: BTreeMap<String, BurstCarry>,
-}
-
-impl Carry {
-    pub fn len(&self) -> usize {
-        self.recent.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.recent.is_empty()
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +78,8 @@ struct BurstCarry {
 }
 
 pub(crate) struct Flagged {
-    /// The new failed logins and the carried ones, flagged.
+    /// The new failed logins, and the carried ones whose flag this run turned on,
+    /// flagged.
     pub logins: Vec<FailedLogin>,
     /// One per burst among them that reached the threshold.
     pub alerts: Vec<Alert>,
@@ -109,29 +101,40 @@ fn login_order(a: &FailedLogin, b: &FailedLogin) -> std::cmp::Ordering {
 /// Applies the brute-force rule to failed logins of any vendor, after the carried ones:
 /// sorts them by (time, hsm, boot, seq, log event id), sets their `brute_force` flags and
 /// returns one alert per burst, and the carry as of `settle_before`.
+///
+/// A flag only ever turns on as failures are added (a window holding `threshold` of them
+/// still does with more), so a carried failure is written again only when it does.
 pub(crate) fn flag_brute_force(
     new: Vec<FailedLogin>,
     config: &DeriveConfig,
     carry: &Carry,
     settle_before: Timestamp,
 ) -> Flagged {
-    let mut logins: Vec<FailedLogin> = carry.recent.iter().cloned().chain(new).collect();
-    logins.sort_by(login_order);
+    let mut logins: Vec<(FailedLogin, bool)> = carry
+        .recent
+        .iter()
+        .cloned()
+        .map(|login| (login, true))
+        .chain(new.into_iter().map(|login| (login, false)))
+        .collect();
+    logins.sort_by(|(a, _), (b, _)| login_order(a, b));
     // One record, one failed login, whichever run delivered it.
-    logins.dedup_by(|a, b| login_order(a, b).is_eq());
+    logins.dedup_by(|(a, _), (b, _)| login_order(a, b).is_eq());
     let mut by_user: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (index, login) in logins.iter().enumerate() {
+    for (index, (login, _)) in logins.iter().enumerate() {
         by_user.entry(login.user.clone()).or_default().push(index);
     }
     let threshold = config.brute_force_threshold.max(1);
     let window = config.brute_force_window_micros;
+    let settle = settle_before.micros();
     let mut alerts = Vec::new();
     let mut open_bursts = Vec::new();
     let mut bursts = BTreeMap::new();
+    let mut kept = Vec::new();
     // A carried flag stays on: the run that set it may have begun before the window.
-    let mut flags: Vec<bool> = logins.iter().map(|login| login.brute_force).collect();
+    let mut flags: Vec<bool> = logins.iter().map(|(login, _)| login.brute_force).collect();
     for (user, indices) in &by_user {
-        let times: Vec<i64> = indices.iter().map(|&i| logins[i].time.micros()).collect();
+        let times: Vec<i64> = indices.iter().map(|&i| logins[i].0.time.micros()).collect();
         let span = |from: usize, to: usize| times[to].saturating_sub(times[from]);
         let carried = carry.bursts.get(user);
         let mut burst_start = 0;
@@ -156,7 +159,7 @@ pub(crate) fn flag_brute_force(
             let count = earlier + burst_end + 1 - burst_start;
             let alert = match (continued.and_then(|burst| burst.alert.clone()), reached) {
                 (Some(alert), _) => Some(alert),
-                (None, Some(last)) => Some(burst_alert(&logins[indices[last]])),
+                (None, Some(last)) => Some(burst_alert(&logins[indices[last]].0)),
                 (None, None) => None,
             };
             if let Some(mut alert) = alert.clone() {
@@ -164,48 +167,58 @@ pub(crate) fn flag_brute_force(
                 alerts.push(alert);
             }
             let last_time = times[burst_end];
-            let open = last_time.saturating_add(window) >= settle_before.micros();
+            let open = last_time.saturating_add(window) >= settle;
             if let (true, Some(alert)) = (open, &alert) {
                 open_bursts.push((user.clone(), alert.time));
             }
-            // The burst as of the settle point: its failures before it, and how many of
-            // those are older than the window the next run will see.
+            // The burst as of the settle point, when a later failure can still join it:
+            // the failures a later run can include (within the window, the last
+            // `threshold - 1`; at least the last, which a later burst is split after),
+            // and how many of it are not kept.
             let settled: Vec<usize> = (burst_start..=burst_end)
-                .filter(|&i| times[i] < settle_before.micros())
+                .filter(|&i| times[i] < settle)
                 .collect();
-            if let Some(&settled_last) = settled.last() {
-                let still_open =
-                    times[settled_last].saturating_add(window) >= settle_before.micros();
-                if still_open {
-                    let older = settled
-                        .iter()
-                        .filter(|&&i| times[i] < settle_before.micros().saturating_sub(window))
-                        .count();
-                    // A threshold reached at a settled failure stays reached: the run
-                    // that reached it may begin before the next run's window.
-                    let reached_early = alert.as_ref().filter(|alert| alert.time < settle_before);
-                    bursts.insert(
-                        user.clone(),
-                        BurstCarry {
-                            earlier: earlier + older,
-                            alert: reached_early.cloned(),
-                        },
-                    );
-                }
+            if let Some(&settled_last) = settled.last()
+                && times[settled_last].saturating_add(window) >= settle
+            {
+                let joinable: Vec<usize> = settled
+                    .iter()
+                    .copied()
+                    .filter(|&i| times[i] >= settle.saturating_sub(window))
+                    .collect();
+                let keep = &joinable[joinable.len().saturating_sub((threshold - 1).max(1))..];
+                kept.extend(keep.iter().map(|&i| indices[i]));
+                // A threshold reached at a settled failure stays reached: the run
+                // that reached it may begin before the next run's window.
+                let reached_early = alert.as_ref().filter(|alert| alert.time < settle_before);
+                bursts.insert(
+                    user.clone(),
+                    BurstCarry {
+                        earlier: earlier + settled.len() - keep.len(),
+                        alert: reached_early.cloned(),
+                    },
+                );
             }
             burst_start = burst_end + 1;
         }
     }
-    for (login, flag) in logins.iter_mut().zip(flags) {
-        login.brute_force = flag;
-    }
-    let recent = logins
+    kept.sort_unstable();
+    let recent = kept
         .iter()
-        .filter(|login| {
-            login.time < settle_before
-                && login.time.micros() >= settle_before.micros().saturating_sub(window)
+        .map(|&index| {
+            let mut login = logins[index].0.clone();
+            login.brute_force = flags[index];
+            login
         })
-        .cloned()
+        .collect();
+    let logins = logins
+        .into_iter()
+        .zip(flags)
+        .filter(|((login, carried), flag)| !carried || *flag != login.brute_force)
+        .map(|((mut login, _), flag)| {
+            login.brute_force = flag;
+            login
+        })
         .collect();
     Flagged {
         logins,
@@ -255,6 +268,74 @@ mod tests {
 
     fn run(entries: &[TrailEntry]) -> (Vec<FailedLogin>, Vec<Alert>) {
         derive(&prepare(entries), &DeriveConfig::default())
+    }
+
+    /// Folds the failures `pieces` at a time, each piece settled after its last, and
+    /// keeps the newest flags and alerts any fold wrote: what the stored views hold.
+    fn fold_in_pieces(
+        failed: &[FailedLogin],
+        pieces: usize,
+    ) -> (
+        BTreeMap<String, bool>,
+        BTreeMap<(String, i64), String>,
+        usize,
+    ) {
+        let config = DeriveConfig::default();
+        let mut carry = Carry::default();
+        let mut flags = BTreeMap::new();
+        let mut alerts = BTreeMap::new();
+        let mut most_carried = 0;
+        for piece in failed.chunks(pieces) {
+            let settle = Timestamp(piece.last().map_or(0, |login| login.time.micros()) + 1);
+            let flagged = flag_brute_force(piece.to_vec(), &config, &carry, settle);
+            for login in flagged.logins {
+                flags.insert(format!("{}/{}", login.hsm, login.seq), login.brute_force);
+            }
+            for alert in flagged.alerts {
+                let user = alert.user.clone().unwrap_or_default();
+                alerts.insert(
+                    (user, alert.time.micros()),
+                    alert.detail.unwrap_or_default(),
+                );
+            }
+            carry = flagged.carry;
+            most_carried = most_carried.max(carry.recent.len());
+        }
+        (flags, alerts, most_carried)
+    }
+
+    #[test]
+    fn given_failures_folded_a_few_at_a_time_then_views_equal_one_fold_and_the_carry_holds_threshold_minus_one_per_user()
+     {
+        let users = ["eve", "mallory", "trent"];
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut time = 0;
+        let entries: Vec<TrailEntry> = (0..600)
+            .map(|seq| {
+                // Dense stretches (bursts) and quiet ones (bursts that end).
+                time += if rng.u8(..10) == 0 {
+                    7 * MINUTE
+                } else {
+                    rng.i64(1..40) * 1_000_000
+                };
+                login("a", seq, time, 0x1, users[rng.usize(..users.len())])
+                    .fail(163, "HSM Error: RET_USER_LOGIN_FAILURE")
+                    .build()
+            })
+            .collect();
+        let failed = super::failures(&prepare(&entries));
+        let (all_at_once, alerts_at_once, _) = fold_in_pieces(&failed, failed.len());
+        assert!(all_at_once.values().any(|&flag| flag) && all_at_once.values().any(|&flag| !flag));
+        for pieces in [1, 3, 17, 100] {
+            let (flags, alerts, most_carried) = fold_in_pieces(&failed, pieces);
+            assert_eq!(flags, all_at_once, "flags folding {pieces} at a time");
+            assert_eq!(alerts, alerts_at_once, "alerts folding {pieces} at a time");
+            let threshold = DeriveConfig::default().brute_force_threshold;
+            assert!(
+                most_carried <= users.len() * (threshold - 1),
+                "{most_carried} failures carried folding {pieces} at a time"
+            );
+        }
     }
 
     #[test]
