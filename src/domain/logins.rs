@@ -272,36 +272,33 @@ mod tests {
 
     /// Folds the failures `pieces` at a time, each piece settled after its last, and
     /// keeps the newest flags and alerts any fold wrote: what the stored views hold.
-    fn fold_in_pieces(
-        failed: &[FailedLogin],
-        pieces: usize,
-    ) -> (
-        BTreeMap<String, bool>,
-        BTreeMap<(String, i64), String>,
-        usize,
-    ) {
+    fn fold_in_pieces(failed: &[FailedLogin], pieces: usize) -> Stored {
         let config = DeriveConfig::default();
         let mut carry = Carry::default();
-        let mut flags = BTreeMap::new();
-        let mut alerts = BTreeMap::new();
-        let mut most_carried = 0;
+        let mut stored = Stored::default();
         for piece in failed.chunks(pieces) {
             let settle = Timestamp(piece.last().map_or(0, |login| login.time.micros()) + 1);
             let flagged = flag_brute_force(piece.to_vec(), &config, &carry, settle);
             for login in flagged.logins {
-                flags.insert(format!("{}/{}", login.hsm, login.seq), login.brute_force);
+                let key = format!("{}/{}", login.hsm, login.seq);
+                stored.flags.insert(key, login.brute_force);
             }
             for alert in flagged.alerts {
-                let user = alert.user.clone().unwrap_or_default();
-                alerts.insert(
-                    (user, alert.time.micros()),
-                    alert.detail.unwrap_or_default(),
-                );
+                let key = (alert.user.clone().unwrap_or_default(), alert.time.micros());
+                stored.alerts.insert(key, alert.detail.unwrap_or_default());
             }
             carry = flagged.carry;
-            most_carried = most_carried.max(carry.recent.len());
+            stored.most_carried = stored.most_carried.max(carry.recent.len());
         }
-        (flags, alerts, most_carried)
+        stored
+    }
+
+    #[derive(Default)]
+    struct Stored {
+        flags: BTreeMap<String, bool>,
+        /// (user, time) → the burst's count.
+        alerts: BTreeMap<(String, i64), String>,
+        most_carried: usize,
     }
 
     #[test]
@@ -324,12 +321,20 @@ mod tests {
             })
             .collect();
         let failed = super::failures(&prepare(&entries));
-        let (all_at_once, alerts_at_once, _) = fold_in_pieces(&failed, failed.len());
-        assert!(all_at_once.values().any(|&flag| flag) && all_at_once.values().any(|&flag| !flag));
+        let at_once = fold_in_pieces(&failed, failed.len());
+        let flags = || at_once.flags.values();
+        assert!(flags().any(|&flag| flag) && flags().any(|&flag| !flag));
         for pieces in [1, 3, 17, 100] {
-            let (flags, alerts, most_carried) = fold_in_pieces(&failed, pieces);
-            assert_eq!(flags, all_at_once, "flags folding {pieces} at a time");
-            assert_eq!(alerts, alerts_at_once, "alerts folding {pieces} at a time");
+            let stored = fold_in_pieces(&failed, pieces);
+            assert_eq!(
+                stored.flags, at_once.flags,
+                "flags folding {pieces} at a time"
+            );
+            assert_eq!(
+                stored.alerts, at_once.alerts,
+                "alerts folding {pieces} at a time"
+            );
+            let most_carried = stored.most_carried;
             let threshold = DeriveConfig::default().brute_force_threshold;
             assert!(
                 most_carried <= users.len() * (threshold - 1),
