@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType, Quarantined};
-use crate::domain::{AlertKind, Conflict, fold};
+use crate::domain::{AlertKind, Conflict, Emit, fold};
 use crate::errors::one_line;
 use crate::incremental::{
     Arrivals, Checkpoint, FoldPart, Late, ObjectCarry, Objects, Prepared, Previous, Stale, Start,
@@ -695,7 +695,12 @@ fn fold_parts(
         let (part, after) = rest.split_at(cut);
         rest = after;
         let refused: &[Conflict] = if index == last { conflicts } else { &[] };
-        let folded = fold(&carry, &carries, part, refused, end, &config.derive);
+        let emit = if prepared.replay {
+            Emit::Known
+        } else {
+            Emit::Changed
+        };
+        let folded = fold(&carry, &carries, part, refused, end, &config.derive, emit);
         carry = folded.carry.clone();
         carries.keys.extend(folded.entities.keys.clone());
         carries

@@ -503,6 +503,7 @@ pub fn derive(entries: &[TrailEntry], conflicts: &[Conflict], config: &DeriveCon
         conflicts,
         Timestamp(i64::MAX),
         config,
+        Emit::Known,
     )
     .derived
 }
@@ -575,6 +576,17 @@ pub struct Folded {
     pub open_bursts: BTreeSet<(String, Timestamp)>,
 }
 
+/// Which of the sessions a carry knows a fold gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// Those the records changed: a fold onto the state the last one left, whose views
+    /// of the others are stored as they are.
+    Changed,
+    /// Every one it knows: a replay, whose records may no longer change a session that
+    /// a later step's log names, and which must then write it as the carry has it.
+    Known,
+}
+
 /// Derives what `entries` touch, resumed from `carry` and the carries of the objects they
 /// name; the carry returned is the state after every record timed before
 /// `settle_before`. Records must not be timed before the carry's own point (those are
@@ -586,6 +598,7 @@ pub fn fold(
     conflicts: &[Conflict],
     settle_before: Timestamp,
     config: &DeriveConfig,
+    emit: Emit,
 ) -> Folded {
     let recs = records::prepare(entries);
     let window = config.mirror_window_micros;
@@ -597,7 +610,7 @@ pub fn fold(
         mut sessions,
         actors,
         carry: sessions_carry,
-    } = sessions::derive(&recs, window, &names, &carry.sessions, settle_before);
+    } = sessions::derive(&recs, window, &names, &carry.sessions, settle_before, emit);
     let (mut keys, key_carries) = keys::derive(
         &recs,
         &actors,

@@ -311,6 +311,7 @@ mod tests {
             &UserNames::learn(&recs),
             &crate::domain::sessions::Carry::default(),
             Timestamp(i64::MAX),
+            crate::domain::Emit::Changed,
         );
         let (view, alerts, _) = derive(
             &recs,

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use super::records::Rec;
 use super::users::{UserNames, target_user};
-use super::{ClusterSession, SessionEvent};
+use super::{ClusterSession, Emit, SessionEvent};
 use crate::model::{Opcode, Timestamp};
 
 pub(crate) struct SessionView {
@@ -153,13 +153,15 @@ fn same_session(a: u64, b: u64) -> bool {
 }
 
 /// Sweeps `recs` (prepared: by stream position) from `carry`. The returned carry is the
-/// state after every record timed before `settle_before`.
+/// state after every record timed before `settle_before`; the sessions are those `emit`
+/// asks for.
 pub(crate) fn derive(
     recs: &[Rec<'_>],
     mirror_window_micros: i64,
     names: &UserNames,
     carry: &Carry,
     settle_before: Timestamp,
+    emit: Emit,
 ) -> SessionView {
     let mut hsm_names: Vec<&str> = Vec::new();
     let mut hsm_of = Vec::with_capacity(recs.len());
@@ -189,13 +191,15 @@ pub(crate) fn derive(
         }
     }
     let carry = settled.unwrap_or_else(|| sweep.carry(settle_before));
-    sweep.finish(carry)
+    sweep.finish(carry, emit)
 }
 
 struct Sweep<'r, 'a> {
     recs: &'r [Rec<'a>],
     names: &'r UserNames,
     window: i64,
+    /// The carried groups' heads as resumed, first in `groups`.
+    resumed: Vec<SessionHead>,
     groups: Vec<Group>,
     members: Vec<Member>,
     member_of_login: Vec<Option<usize>>,
@@ -205,10 +209,11 @@ struct Sweep<'r, 'a> {
 
 impl<'r, 'a> Sweep<'r, 'a> {
     fn resume(recs: &'r [Rec<'a>], names: &'r UserNames, carry: &Carry, window: i64) -> Self {
-        Sweep {
+        let mut sweep = Sweep {
             recs,
             names,
             window,
+            resumed: Vec::new(),
             groups: carry
                 .groups
                 .iter()
@@ -253,7 +258,11 @@ impl<'r, 'a> Sweep<'r, 'a> {
                 })
                 .collect(),
             actor: vec![None; recs.len()],
-        }
+        };
+        sweep.resumed = (0..sweep.groups.len())
+            .map(|group| sweep.head(group))
+            .collect();
+        sweep
     }
 
     fn group_logins(&mut self) {
@@ -573,47 +582,63 @@ impl<'r, 'a> Sweep<'r, 'a> {
         carry
     }
 
-    fn finish(self, carry: Carry) -> SessionView {
-        let recs = self.recs;
-        let mut sessions: Vec<ClusterSession> = self
-            .groups
+    /// What a session's item shows of a group besides its events: how it ended, where
+    /// it was mirrored.
+    fn head(&self, group: usize) -> SessionHead {
+        let state = &self.groups[group];
+        let end = state.end.clone().or_else(|| {
+            let ends: Option<Vec<Timestamp>> = state
+                .members
+                .iter()
+                .map(|&m| self.members[m].end.as_ref().map(|(time, _)| *time))
+                .collect();
+            Some((ends?.into_iter().max()?, REBOOT.to_owned()))
+        });
+        let mut mirror_hsms: Vec<String> = state
+            .members
             .iter()
-            .map(|group| {
-                let end = group.end.clone().or_else(|| {
-                    let ends: Option<Vec<Timestamp>> = group
-                        .members
-                        .iter()
-                        .map(|&m| self.members[m].end.as_ref().map(|(time, _)| *time))
-                        .collect();
-                    Some((ends?.into_iter().max()?, REBOOT.to_owned()))
-                });
-                let mut mirror_hsms: Vec<String> = group
-                    .members
-                    .iter()
-                    .skip(1)
-                    .map(|&m| self.members[m].hsm.clone())
-                    .collect();
-                mirror_hsms.sort();
-                mirror_hsms.dedup();
+            .skip(1)
+            .map(|&m| self.members[m].hsm.clone())
+            .collect();
+        mirror_hsms.sort();
+        mirror_hsms.dedup();
+        SessionHead { end, mirror_hsms }
+    }
+
+    fn finish(self, carry: Carry, emit: Emit) -> SessionView {
+        let recs = self.recs;
+        let mut sessions: Vec<ClusterSession> = (0..self.groups.len())
+            .filter_map(|index| {
+                let group = &self.groups[index];
+                let head = self.head(index);
+                let changed = self
+                    .resumed
+                    .get(index)
+                    .is_none_or(|resumed| *resumed != head)
+                    || !group.events.is_empty()
+                    || group.origin_login.is_some();
+                if emit == Emit::Changed && !changed {
+                    return None;
+                }
                 let mut events = group.events.clone();
                 events.extend(group.origin_login);
                 events.sort_by_key(|&i| recs[i].time_key());
                 events.dedup();
-                ClusterSession {
+                Some(ClusterSession {
                     user: group.user.clone(),
                     user_type: group.user_type.clone(),
                     login_time: group.first_time,
-                    end_time: end.as_ref().map(|(time, _)| *time),
-                    ended_by: end.map(|(_, by)| by),
+                    end_time: head.end.as_ref().map(|(time, _)| *time),
+                    ended_by: head.end.map(|(_, by)| by),
                     origin_hsm: group.origin_hsm.clone(),
                     origin_seq: group.origin_seq,
                     origin_reboot_counter: group.origin_boot,
-                    mirror_hsms,
+                    mirror_hsms: head.mirror_hsms,
                     events: events
                         .into_iter()
                         .map(|i| session_event(recs[i], self.names))
                         .collect(),
-                }
+                })
             })
             .collect();
         sessions.sort_by(ClusterSession::listing_order);
@@ -628,6 +653,12 @@ impl<'r, 'a> Sweep<'r, 'a> {
             carry,
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionHead {
+    end: Option<(Timestamp, String)>,
+    mirror_hsms: Vec<String>,
 }
 
 fn session_event(rec: Rec<'_>, names: &UserNames) -> SessionEvent {
@@ -647,6 +678,8 @@ fn session_event(rec: Rec<'_>, names: &UserNames) -> SessionEvent {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::domain::records::prepare;
     use crate::model::TrailEntry;
@@ -665,9 +698,67 @@ mod tests {
                 &UserNames::learn(&recs),
                 &Carry::default(),
                 Timestamp(i64::MAX),
+                Emit::Known,
             ),
             ids,
         )
+    }
+
+    /// Sweeps `pieces` one after the other, each settled after its last record and
+    /// giving back only the sessions it changed (as an in-order step does), and keeps
+    /// the newest head of each session any sweep gave: what the stored views hold.
+    fn heads_swept_in_pieces(pieces: &[Vec<TrailEntry>]) -> BTreeMap<(String, u64), String> {
+        let mut carry = Carry::default();
+        let mut heads = BTreeMap::new();
+        for piece in pieces {
+            let recs = prepare(piece);
+            let settle = Timestamp(
+                recs.iter()
+                    .map(|rec| rec.time().micros())
+                    .max()
+                    .unwrap_or(0)
+                    + 1,
+            );
+            let names = UserNames::learn(&recs);
+            let view = derive(&recs, WINDOW, &names, &carry, settle, Emit::Changed);
+            for session in view.sessions {
+                let head = format!(
+                    "{:?} {:?} {:?}",
+                    session.end_time, session.ended_by, session.mirror_hsms
+                );
+                heads.insert((session.origin_hsm, session.origin_seq), head);
+            }
+            carry = view.carry;
+        }
+        heads
+    }
+
+    #[test]
+    fn given_sessions_ended_by_a_reboot_or_mirrored_in_a_later_sweep_when_only_changes_are_given_back_then_their_heads_still_change()
+     {
+        let first = vec![
+            login("a", 0, 1_000, 0x7014006, "admin").build(),
+            login("b", 0, 1_500, 0x5014006, "bob").build(),
+            login("c", 0, 1_600, 0x6014006, "carol").build(),
+        ];
+        // Later: bob's login mirrored on a; b reboots (bob's origin member ends there,
+        // his session lives on on a); c reboots (carol's session ends with nothing of
+        // its own in the sweep).
+        let second = vec![
+            login("a", 1, 2_000, 0x7024006, "bob").build(),
+            rec("b", 2, 0, 3_000, Opcode::FipsRand).build(),
+            rec("c", 2, 0, 3_500, Opcode::FipsRand).handle(0x1).build(),
+        ];
+        let at_once = heads_swept_in_pieces(&[[first.clone(), second.clone()].concat()]);
+        let in_pieces = heads_swept_in_pieces(&[first, second]);
+        assert_eq!(in_pieces, at_once);
+        let bob = &at_once[&("b".to_owned(), 0)];
+        assert!(
+            bob.starts_with("None None [\"a\"]"),
+            "bob mirrored on a: {bob}"
+        );
+        let carol = &at_once[&("c".to_owned(), 0)];
+        assert!(carol.contains("REBOOT"), "carol's session ended: {carol}");
     }
 
     fn actor_of(view: &(SessionView, Vec<(String, u64)>), hsm: &str, seq: u64) -> Option<String> {
