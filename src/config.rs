@@ -105,7 +105,8 @@ pub enum ConfigError {
 
 impl Config {
     /// Reads `TABLE_NAME`, `MIRROR_WINDOW_SECONDS`, `BRUTE_FORCE_THRESHOLD`,
-    /// `BRUTE_FORCE_WINDOW_SECONDS`, `LUNA_SESSION_IDLE_SECONDS`, `ALLOWED_LATENESS_SECONDS`,
+    /// `BRUTE_FORCE_WINDOW_SECONDS`, `LUNA_SESSION_IDLE_SECONDS`, `SESSION_HORIZON_SECONDS`,
+    /// `ALLOWED_LATENESS_SECONDS`,
     /// `TAIL_RECORDS_PER_STREAM` and `MAX_INFLATED_BYTES`; `table_name` overrides
     /// `TABLE_NAME` (the CLI's `--table`).
     pub fn from_env(table_name: Option<String>) -> Result<Self, ConfigError> {
@@ -171,6 +172,10 @@ impl Config {
                 luna_idle_window_micros: seconds(
                     "LUNA_SESSION_IDLE_SECONDS",
                     defaults.luna_idle_window_micros,
+                )?,
+                session_horizon_micros: seconds(
+                    "SESSION_HORIZON_SECONDS",
+                    defaults.session_horizon_micros,
                 )?,
                 allowed_lateness_micros: seconds(
                     "ALLOWED_LATENESS_SECONDS",

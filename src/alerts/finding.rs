@@ -73,6 +73,7 @@ pub fn finding_types(stored: &StoredAlert) -> Vec<&'static str> {
         | AlertKind::LateRecord
         | AlertKind::ClockSkew
         | AlertKind::Reboot
+        | AlertKind::AbandonedSession
         | AlertKind::SensitiveOperation => vec![PCI_DSS],
     }
 }
@@ -83,7 +84,7 @@ pub fn finding_types(stored: &StoredAlert) -> Vec<&'static str> {
 /// keep split knowledge and dual control, 10.6.1 system clocks are synchronized.
 pub fn related_requirements(stored: &StoredAlert) -> Vec<&'static str> {
     match stored.alert.kind {
-        AlertKind::BruteForce => vec!["PCI DSS 10.2.1"],
+        AlertKind::BruteForce | AlertKind::AbandonedSession => vec!["PCI DSS 10.2.1"],
         AlertKind::SequenceGap => vec!["PCI DSS 10.2.1", "PCI DSS 10.3.4"],
         AlertKind::ConflictingDuplicate | AlertKind::LateRecord | AlertKind::Reboot => {
             vec!["PCI DSS 10.3.4"]

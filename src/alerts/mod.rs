@@ -50,7 +50,7 @@ pub fn severity(alert: &Alert) -> Severity {
         | AlertKind::SensitiveOperation
         | AlertKind::CertificateStorageError
         | AlertKind::ClockSkew => Severity::Medium,
-        AlertKind::Reboot | AlertKind::LateRecord => Severity::Low,
+        AlertKind::Reboot | AlertKind::LateRecord | AlertKind::AbandonedSession => Severity::Low,
     }
 }
 
@@ -70,6 +70,7 @@ pub fn detail_type(kind: AlertKind) -> &'static str {
         AlertKind::ConflictingDuplicate => "Conflicting duplicate",
         AlertKind::SensitiveOperation => "Sensitive operation",
         AlertKind::Reboot => "Reboot",
+        AlertKind::AbandonedSession => "Abandoned session",
         AlertKind::CertificateStorageError => "Certificate storage error",
         AlertKind::LateRecord => "Late record",
         AlertKind::QuorumLowered => "Quorum lowered",

@@ -45,6 +45,9 @@ pub struct DeriveConfig {
     /// Luna has no logout: an actor's session on a partition ends after this long
     /// without activity.
     pub luna_idle_window_micros: i64,
+    /// A CloudHSM session with no activity for this long is abandoned (0: never); see
+    /// `sessions`, rule 7.
+    pub session_horizon_micros: i64,
     /// How far behind the newest record of its cluster a record may arrive and still be
     /// folded in exactly; a record later than that is late (see `crate::incremental`).
     pub allowed_lateness_micros: i64,
@@ -57,6 +60,7 @@ impl Default for DeriveConfig {
             brute_force_threshold: 5,
             brute_force_window_micros: 300_000_000,
             luna_idle_window_micros: 900_000_000,
+            session_horizon_micros: 86_400_000_000,
             allowed_lateness_micros: 300_000_000,
         }
     }
@@ -431,6 +435,9 @@ pub enum AlertKind {
     SensitiveOperation,
     /// The reboot counter of an HSM changed: its open sessions ended.
     Reboot,
+    /// A session had no activity for the session horizon while still open: it was
+    /// ended `ABANDONED`.
+    AbandonedSession,
     /// Certificate storage failed for a reason of its own (`MaxObjectsReached`,
     /// `InternalFailure`), not of the request.
     CertificateStorageError,
@@ -452,6 +459,7 @@ impl AlertKind {
             AlertKind::ConflictingDuplicate => "conflicting_duplicate",
             AlertKind::SensitiveOperation => "sensitive_operation",
             AlertKind::Reboot => "reboot",
+            AlertKind::AbandonedSession => "abandoned_session",
             AlertKind::CertificateStorageError => "certificate_storage_error",
             AlertKind::LateRecord => "late_record",
             AlertKind::ClockSkew => "clock_skew",
@@ -610,7 +618,8 @@ pub fn fold(
         mut sessions,
         actors,
         carry: sessions_carry,
-    } = sessions::derive(&recs, window, &names, &carry.sessions, settle_before, emit);
+        alerts: abandoned,
+    } = sessions::derive(&recs, config, &names, &carry.sessions, settle_before, emit);
     let (mut keys, key_carries) = keys::derive(
         &recs,
         &actors,
@@ -637,6 +646,7 @@ pub fn fold(
     failed.extend(luna.failed_logins);
     let flagged = logins::flag_brute_force(failed, config, &carry.logins, settle_before);
     let mut alerts = flagged.alerts;
+    alerts.extend(abandoned);
     alerts.extend(luna.alerts);
     alerts.extend(certificate_alerts);
     let (streams, integrity_alerts, integrity_carry) =

@@ -307,7 +307,7 @@ mod tests {
         let recs = prepare(entries);
         let sessions = crate::domain::sessions::derive(
             &recs,
-            5_000_000,
+            &crate::domain::DeriveConfig::default(),
             &UserNames::learn(&recs),
             &crate::domain::sessions::Carry::default(),
             Timestamp(i64::MAX),

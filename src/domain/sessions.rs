@@ -31,6 +31,14 @@
 //!    commands and matched ending records; mirrored logins show as `mirror_hsms` only.
 //! 6. Time-information records (command type `0xeee2`) are no user activity: they open,
 //!    end and join no session (a new boot they show still ends the HSM's sessions).
+//! 7. A session with a member still open and no activity (its logins, attributed
+//!    commands and ends) for the session horizon (`SESSION_HORIZON_SECONDS`, default
+//!    24 h; 0: never) is abandoned once a record of the cluster is timed after that: its
+//!    members stop taking commands and ends, and an `abandoned_session` alert, timed at
+//!    its last activity plus the horizon, says so. Its view keeps no end (none was
+//!    logged). A logout that never came must not hold state for ever, nor take a later
+//!    session's commands. Being decided by the records' times alone, it is the same in
+//!    one sweep or many.
 //!
 //! Incremental use ([`Carry`]): the sweep can start from the state an earlier sweep left
 //! at a point in time and stop recording state at another. What it keeps is what later
@@ -39,13 +47,13 @@
 //! the head of every group it knows and the events of the records it was given.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::records::Rec;
 use super::users::{UserNames, target_user};
-use super::{ClusterSession, Emit, SessionEvent};
+use super::{Alert, AlertKind, ClusterSession, DeriveConfig, Emit, SessionEvent};
 use crate::model::{Opcode, Timestamp};
 
 pub(crate) struct SessionView {
@@ -54,6 +62,8 @@ pub(crate) struct SessionView {
     pub actors: Vec<Option<String>>,
     /// The state after every record before the settle point.
     pub carry: Carry,
+    /// One per session the sweep abandoned.
+    pub alerts: Vec<Alert>,
 }
 
 const REBOOT: &str = "REBOOT";
@@ -88,6 +98,10 @@ struct GroupState {
     origin_boot: u32,
     end: Option<(Timestamp, String)>,
     members: Vec<usize>,
+    /// The time of its latest activity (its first login when absent: stored before
+    /// sessions could be abandoned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_active: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +134,7 @@ struct Group {
     /// In grouping order, so the first is the origin.
     members: Vec<usize>,
     end: Option<(Timestamp, String)>,
+    last_active: Timestamp,
     /// Attributed commands and matched ending records of every member.
     events: Vec<usize>,
 }
@@ -157,7 +172,7 @@ fn same_session(a: u64, b: u64) -> bool {
 /// asks for.
 pub(crate) fn derive(
     recs: &[Rec<'_>],
-    mirror_window_micros: i64,
+    config: &DeriveConfig,
     names: &UserNames,
     carry: &Carry,
     settle_before: Timestamp,
@@ -171,7 +186,7 @@ pub(crate) fn derive(
         }
         hsm_of.push(hsm_names.len() - 1);
     }
-    let mut sweep = Sweep::resume(recs, names, carry, mirror_window_micros);
+    let mut sweep = Sweep::resume(recs, names, carry, config);
     sweep.group_logins();
     // Stream heads by (time, hsm): records of one HSM are contiguous in `recs`.
     let mut heads = BinaryHeap::new();
@@ -185,6 +200,7 @@ pub(crate) fn derive(
         if settled.is_none() && time >= settle_before {
             settled = Some(sweep.carry(settle_before));
         }
+        sweep.abandon_idle(time);
         sweep.process(index, hsm_names[hsm]);
         if hsm_of.get(index + 1) == Some(&hsm) {
             heads.push(Reverse((recs[index + 1].time(), hsm, index + 1)));
@@ -198,6 +214,12 @@ struct Sweep<'r, 'a> {
     recs: &'r [Rec<'a>],
     names: &'r UserNames,
     window: i64,
+    /// 0: sessions are never abandoned.
+    horizon: i64,
+    /// Groups not ended, by their latest activity.
+    idle: BTreeSet<(Timestamp, usize)>,
+    /// Groups this sweep abandoned.
+    abandoned: Vec<usize>,
     /// The carried groups' heads as resumed, first in `groups`.
     resumed: Vec<SessionHead>,
     groups: Vec<Group>,
@@ -208,11 +230,19 @@ struct Sweep<'r, 'a> {
 }
 
 impl<'r, 'a> Sweep<'r, 'a> {
-    fn resume(recs: &'r [Rec<'a>], names: &'r UserNames, carry: &Carry, window: i64) -> Self {
+    fn resume(
+        recs: &'r [Rec<'a>],
+        names: &'r UserNames,
+        carry: &Carry,
+        config: &DeriveConfig,
+    ) -> Self {
         let mut sweep = Sweep {
             recs,
             names,
-            window,
+            window: config.mirror_window_micros,
+            horizon: config.session_horizon_micros,
+            idle: BTreeSet::new(),
+            abandoned: Vec::new(),
             resumed: Vec::new(),
             groups: carry
                 .groups
@@ -227,6 +257,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
                     origin_login: None,
                     members: group.members.clone(),
                     end: group.end.clone(),
+                    last_active: group.last_active.unwrap_or(group.first_time),
                     events: Vec::new(),
                 })
                 .collect(),
@@ -261,6 +292,10 @@ impl<'r, 'a> Sweep<'r, 'a> {
         };
         sweep.resumed = (0..sweep.groups.len())
             .map(|group| sweep.head(group))
+            .collect();
+        sweep.idle = (sweep.groups.iter().enumerate())
+            .filter(|(_, group)| group.end.is_none())
+            .map(|(index, group)| (group.last_active, index))
             .collect();
         sweep
     }
@@ -317,8 +352,10 @@ impl<'r, 'a> Sweep<'r, 'a> {
                         origin_login: Some(login),
                         members: Vec::new(),
                         end: None,
+                        last_active: rec.time(),
                         events: Vec::new(),
                     });
+                    self.idle.insert((rec.time(), self.groups.len() - 1));
                     candidates.push(self.groups.len() - 1);
                     self.groups.len() - 1
                 }
@@ -367,6 +404,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
                 if let Some(member) = self.member_of_login[index] {
                     self.supersede_same_handle(hsm, member, rec.time());
                     let group = self.members[member].group;
+                    self.touch(group, rec.time());
                     if let Some(end) = self.groups[group].end.clone() {
                         self.members[member].end = Some(end);
                         self.state(hsm).cut.push((member, rec.time()));
@@ -392,6 +430,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
                         state.cut.retain(|&(m, _)| m != member);
                         let group = self.members[member].group;
                         self.groups[group].events.push(index);
+                        self.touch(group, rec.time());
                         self.actor[index] = Some(group);
                     }
                 }
@@ -400,6 +439,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
                 if let Some(member) = self.attribute(hsm, index) {
                     let group = self.members[member].group;
                     self.groups[group].events.push(index);
+                    self.touch(group, rec.time());
                     self.actor[index] = Some(group);
                 }
             }
@@ -488,6 +528,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
             return;
         }
         self.groups[group].end = Some(end.clone());
+        self.idle.remove(&(self.groups[group].last_active, group));
         for position in 0..self.groups[group].members.len() {
             let other = self.groups[group].members[position];
             let other_hsm = self.members[other].hsm.clone();
@@ -498,6 +539,47 @@ impl<'r, 'a> Sweep<'r, 'a> {
                 state.open.remove(pos);
                 state.cut.push((other, rec.time()));
                 self.members[other].end = Some(end.clone());
+            }
+        }
+    }
+
+    /// Takes note of a group's activity at `time`.
+    fn touch(&mut self, group: usize, time: Timestamp) {
+        let state = &mut self.groups[group];
+        if state.end.is_some() || time <= state.last_active {
+            return;
+        }
+        self.idle.remove(&(state.last_active, group));
+        state.last_active = time;
+        self.idle.insert((time, group));
+    }
+
+    /// Abandons the groups idle for longer than the horizon before `now` (rule 7) whose
+    /// members are still open somewhere; the others, ended on every HSM by reboots or
+    /// superseded, are not open to abandon. A group leaves `idle` for good either way:
+    /// none of its members takes anything again.
+    fn abandon_idle(&mut self, now: Timestamp) {
+        if self.horizon <= 0 {
+            return;
+        }
+        while let Some(&(last_active, group)) = self.idle.first() {
+            let deadline = Timestamp(last_active.micros().saturating_add(self.horizon));
+            if deadline >= now {
+                return;
+            }
+            self.idle.pop_first();
+            let mut open_members = 0;
+            for &member in &self.groups[group].members {
+                let Some(state) = self.hsms.get_mut(&self.members[member].hsm) else {
+                    continue;
+                };
+                if let Some(pos) = state.open.iter().position(|&m| m == member) {
+                    state.open.remove(pos);
+                    open_members += 1;
+                }
+            }
+            if open_members > 0 {
+                self.abandoned.push(group);
             }
         }
     }
@@ -541,6 +623,7 @@ impl<'r, 'a> Sweep<'r, 'a> {
                 origin_boot: state.origin_boot,
                 end: state.end.clone(),
                 members: Vec::new(),
+                last_active: Some(state.last_active),
             });
         }
         for (member, state) in self.members.iter().enumerate() {
@@ -647,10 +730,16 @@ impl<'r, 'a> Sweep<'r, 'a> {
             .iter()
             .map(|group| group.map(|g| self.groups[g].user.clone()))
             .collect();
+        let alerts = self
+            .abandoned
+            .iter()
+            .map(|&group| abandoned_alert(&self.groups[group], self.horizon))
+            .collect();
         SessionView {
             sessions,
             actors,
             carry,
+            alerts,
         }
     }
 }
@@ -659,6 +748,25 @@ impl<'r, 'a> Sweep<'r, 'a> {
 struct SessionHead {
     end: Option<(Timestamp, String)>,
     mirror_hsms: Vec<String>,
+}
+
+fn abandoned_alert(group: &Group, horizon: i64) -> Alert {
+    Alert {
+        kind: AlertKind::AbandonedSession,
+        time: Timestamp(group.last_active.micros().saturating_add(horizon)),
+        hsm: Some(group.origin_hsm.clone()),
+        reboot_counter: Some(group.origin_boot),
+        from: None,
+        to: None,
+        seq: Some(group.origin_seq),
+        user: Some(group.user.clone()),
+        opcode: Some(Opcode::Login),
+        detail: Some(format!(
+            "no activity for {} s after {}",
+            horizon / 1_000_000,
+            group.last_active.iso()
+        )),
+    }
 }
 
 fn session_event(rec: Rec<'_>, names: &UserNames) -> SessionEvent {
@@ -686,7 +794,6 @@ mod tests {
     use crate::testkit::{login, rec};
 
     const MS: i64 = 1_000;
-    const WINDOW: i64 = 5_000 * MS;
 
     fn run(entries: &[TrailEntry]) -> (SessionView, Vec<(String, u64)>) {
         let recs = prepare(entries);
@@ -694,7 +801,7 @@ mod tests {
         (
             derive(
                 &recs,
-                WINDOW,
+                &DeriveConfig::default(),
                 &UserNames::learn(&recs),
                 &Carry::default(),
                 Timestamp(i64::MAX),
@@ -720,7 +827,14 @@ mod tests {
                     + 1,
             );
             let names = UserNames::learn(&recs);
-            let view = derive(&recs, WINDOW, &names, &carry, settle, Emit::Changed);
+            let view = derive(
+                &recs,
+                &DeriveConfig::default(),
+                &names,
+                &carry,
+                settle,
+                Emit::Changed,
+            );
             for session in view.sessions {
                 let head = format!(
                     "{:?} {:?} {:?}",
@@ -759,6 +873,94 @@ mod tests {
         );
         let carol = &at_once[&("c".to_owned(), 0)];
         assert!(carol.contains("REBOOT"), "carol's session ended: {carol}");
+    }
+
+    #[test]
+    fn given_a_session_idle_past_the_horizon_when_a_later_record_comes_then_it_is_abandoned_alone_and_leaves_the_carry()
+     {
+        const HOUR: i64 = 3_600_000_000;
+        let config = DeriveConfig {
+            session_horizon_micros: 24 * HOUR,
+            ..DeriveConfig::default()
+        };
+        let mut entries = vec![
+            login("a", 0, 0, 0x7014006, "idle").build(),
+            login("b", 0, 0, 0x5014006, "busy").build(),
+        ];
+        // busy works every 10 hours for 3 days; idle never again until a command under
+        // its handle on day 3, which no session takes.
+        entries.extend((1..8).map(|i| {
+            rec("b", 1, i, i as i64 * 10 * HOUR, Opcode::FipsRand)
+                .handle(0x5014006)
+                .build()
+        }));
+        entries.push(
+            rec("a", 1, 1, 70 * HOUR, Opcode::FipsRand)
+                .handle(0x7014006)
+                .build(),
+        );
+        let recs = prepare(&entries);
+        let names = UserNames::learn(&recs);
+        let settle = Timestamp(i64::MAX);
+        let view = derive(
+            &recs,
+            &config,
+            &names,
+            &Carry::default(),
+            settle,
+            Emit::Known,
+        );
+        let idle = view.sessions.iter().find(|s| s.user == "idle").unwrap();
+        assert_eq!(
+            (idle.end_time, &idle.ended_by),
+            (None, &None),
+            "no end was logged"
+        );
+        assert_eq!(idle.events.len(), 1, "only its login: {:?}", idle.events);
+        let busy = view.sessions.iter().find(|s| s.user == "busy").unwrap();
+        assert_eq!((busy.end_time, busy.events.len()), (None, 8));
+        assert_eq!(view.alerts.len(), 1);
+        assert_eq!(view.alerts[0].kind, AlertKind::AbandonedSession);
+        assert_eq!(view.alerts[0].user.as_deref(), Some("idle"));
+        assert_eq!(view.alerts[0].time, Timestamp(24 * HOUR));
+        assert_eq!(view.carry.groups.len(), 1, "only busy's session is carried");
+
+        let never = DeriveConfig {
+            session_horizon_micros: 0,
+            ..config
+        };
+        let view = derive(
+            &recs,
+            &never,
+            &names,
+            &Carry::default(),
+            settle,
+            Emit::Known,
+        );
+        let idle = view.sessions.iter().find(|s| s.user == "idle").unwrap();
+        assert!(view.alerts.is_empty());
+        assert_eq!(
+            idle.events.len(),
+            2,
+            "never abandoned, it takes the command"
+        );
+
+        // One record at a time, each sweep settled after it: the same events and alerts.
+        let mut carry = Carry::default();
+        let mut alerts = Vec::new();
+        let mut events = BTreeMap::new();
+        for entry in &entries {
+            let one = prepare(std::slice::from_ref(entry));
+            let settle = Timestamp(entry.record.time().micros() + 1);
+            let view = derive(&one, &config, &names, &carry, settle, Emit::Changed);
+            for session in view.sessions {
+                *events.entry(session.user).or_insert(0) += session.events.len();
+            }
+            alerts.extend(view.alerts);
+            carry = view.carry;
+        }
+        assert_eq!((events["idle"], events["busy"]), (1, 8));
+        assert_eq!(alerts.len(), 1);
     }
 
     fn actor_of(view: &(SessionView, Vec<(String, u64)>), hsm: &str, seq: u64) -> Option<String> {

@@ -284,6 +284,7 @@ async fn every_alert_of_the_samples_is_one_event_and_one_finding_with_their_fiel
                 "conflicting_duplicate" => "Conflicting duplicate",
                 "sensitive_operation" => "Sensitive operation",
                 "reboot" => "Reboot",
+                "abandoned_session" => "Abandoned session",
                 "late_record" => "Late record",
                 "quorum_lowered" => "Quorum lowered",
                 "certificate_storage_error" => "Certificate storage error",
@@ -405,6 +406,10 @@ fn assert_finding_matches_its_event(finding: &AwsSecurityFinding, events: &[Valu
                 "{detail}"
             );
             assert_eq!(requirements, ["PCI DSS 10.2.1", "PCI DSS 3.6.1"]);
+        }
+        "abandoned_session" => {
+            assert_eq!(types, [pci]);
+            assert_eq!(requirements, ["PCI DSS 10.2.1"]);
         }
         other => panic!("the samples raise no {other}"),
     }
