@@ -11,7 +11,13 @@ read by key, of each query page's items together; a `BatchGetItem` key that does
 1 unit; a write 1 unit per started KB of each item (a delete: of the item it removes,
 counted here as 1); a transaction twice that.
 
-Usage: counting_proxy.py LISTEN_PORT TARGET_URL
+Usage: counting_proxy.py LISTEN_PORT TARGET_URL [--emulate-transactions]
+
+`--emulate-transactions` is for dynalite, which has no `TransactWriteItems`: the proxy
+answers one itself from `GetItem`s and `PutItem`s, for the only transactions the store
+sends (puts on condition `attribute_not_exists(pk)`). All or nothing only while one client
+writes a key at a time, which a benchmark's single invoker is; the units counted are the
+transaction's, as DynamoDB would bill it.
 """
 
 import json
@@ -108,9 +114,67 @@ def account(operation: str, request: dict, response: dict) -> None:
         totals["write_units"] += write_units
 
 
+def call(target: str, headers, operation: str, request: dict):
+    """One request to the server, under the client's headers (dynalite checks that a
+    signature is there, not what it signs): (status, payload, headers)."""
+    forwarded = urllib.request.Request(
+        target + "/", data=json.dumps(request).encode(), method="POST"
+    )
+    for name, value in headers:
+        if name.lower() not in ("host", "content-length", "connection", "x-amz-target"):
+            forwarded.add_header(name, value)
+    forwarded.add_header("X-Amz-Target", "DynamoDB_20120810." + operation)
+    try:
+        with urllib.request.urlopen(forwarded, timeout=120) as answer:
+            return answer.status, answer.read(), answer.getheaders()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), error.headers.items()
+
+
+def emulated_transaction(target: str, headers, request: dict):
+    """A `TransactWriteItems` of conditional puts, as GetItems then PutItems."""
+    entries = request.get("TransactItems", [])
+    reasons = []
+    for entry in entries:
+        put = entry["Put"]
+        key = {"pk": put["Item"]["pk"], "sk": put["Item"]["sk"]}
+        status, payload, _ = call(
+            target,
+            headers,
+            "GetItem",
+            {"TableName": put["TableName"], "Key": key, "ConsistentRead": True},
+        )
+        if status != 200:
+            return status, payload, [("Content-Type", "application/x-amz-json-1.0")]
+        stored = json.loads(payload).get("Item")
+        if stored is not None:
+            reason = {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
+            if put.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD":
+                reason["Item"] = stored
+            reasons.append(reason)
+        else:
+            reasons.append({"Code": "None"})
+    if any(reason["Code"] != "None" for reason in reasons):
+        body = {
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
+            "CancellationReasons": reasons,
+        }
+        return 400, json.dumps(body).encode(), [("Content-Type", "application/x-amz-json-1.0")]
+    for entry in entries:
+        put = entry["Put"]
+        status, payload, _ = call(
+            target, headers, "PutItem", {"TableName": put["TableName"], "Item": put["Item"]}
+        )
+        if status != 200:
+            return status, payload, [("Content-Type", "application/x-amz-json-1.0")]
+    return 200, b"{}", [("Content-Type", "application/x-amz-json-1.0")]
+
+
 class Proxy(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     target = ""
+    emulate_transactions = False
 
     def log_message(self, *args):  # quiet: the bench prints what matters
         pass
@@ -137,15 +201,20 @@ class Proxy(BaseHTTPRequestHandler):
             self.reply(200, b"{}")
             return
         operation = (self.headers.get("X-Amz-Target") or "").split(".")[-1]
-        forwarded = urllib.request.Request(self.target + self.path, data=body, method="POST")
-        for name, value in self.headers.items():
-            if name.lower() not in ("host", "content-length", "connection"):
-                forwarded.add_header(name, value)
-        try:
-            with urllib.request.urlopen(forwarded, timeout=120) as answer:
-                status, payload, headers = answer.status, answer.read(), answer.getheaders()
-        except urllib.error.HTTPError as error:
-            status, payload, headers = error.code, error.read(), error.headers.items()
+        if operation == "TransactWriteItems" and self.emulate_transactions:
+            status, payload, headers = emulated_transaction(
+                self.target, self.headers.items(), json.loads(body)
+            )
+        else:
+            forwarded = urllib.request.Request(self.target + self.path, data=body, method="POST")
+            for name, value in self.headers.items():
+                if name.lower() not in ("host", "content-length", "connection"):
+                    forwarded.add_header(name, value)
+            try:
+                with urllib.request.urlopen(forwarded, timeout=120) as answer:
+                    status, payload, headers = answer.status, answer.read(), answer.getheaders()
+            except urllib.error.HTTPError as error:
+                status, payload, headers = error.code, error.read(), error.headers.items()
         try:
             account(operation, json.loads(body or b"{}"), json.loads(payload or b"{}"))
         except (ValueError, KeyError, StopIteration):
@@ -157,6 +226,7 @@ class Proxy(BaseHTTPRequestHandler):
 def main() -> None:
     port, target = int(sys.argv[1]), sys.argv[2].rstrip("/")
     Proxy.target = target
+    Proxy.emulate_transactions = "--emulate-transactions" in sys.argv[3:]
     server = ThreadingHTTPServer(("127.0.0.1", port), Proxy)
     server.serve_forever()
 
