@@ -43,6 +43,10 @@ kill $DYNALITE_PID $PROXY_PID 2>/dev/null || true
 trap - EXIT
 
 echo
+echo "== open state: a 3-record delivery with 5,000 and 50,000 sessions never logged out, and 1,000 reboots (cargo bench --bench open_state)"
+cargo bench --bench open_state
+
+echo
 echo "== hsm-audit report of 100,000 keys and 50,000 sessions, read page by page (cargo bench --bench report)"
 cargo bench --bench report
 

@@ -91,14 +91,43 @@ fn render(
     response: &str,
     tail: &str,
 ) -> String {
+    render_in_boot(REBOOT, time, seq, opcode, code, handle, response, tail)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_in_boot(
+    boot: u32,
+    time: i64,
+    seq: u64,
+    opcode: &str,
+    code: u32,
+    handle: u64,
+    response: &str,
+    tail: &str,
+) -> String {
     let seconds = time / 1_000_000;
     let date = chrono::DateTime::from_timestamp(seconds, 0)
         .map(|t| t.format("%m/%d/%y %H:%M:%S").to_string())
         .unwrap_or_default();
     format!(
-        "Time: {date}.{:06}, usecs:{time}\nSequence No : {seq:#x}\nReboot counter : {REBOOT:#x}\nCommand Type(hex) : CN_MGMT_CMD (0x0)\nOpcode : {opcode} ({code:#x})\nSession Handle : {handle:#x}\nResponse : {response}\n{tail}",
+        "Time: {date}.{:06}, usecs:{time}\nSequence No : {seq:#x}\nReboot counter : {boot:#x}\nCommand Type(hex) : CN_MGMT_CMD (0x0)\nOpcode : {opcode} ({code:#x})\nSession Handle : {handle:#x}\nResponse : {response}\n{tail}",
         time % 1_000_000
     )
+}
+
+/// One CloudHSM management record of `user` (a crypto user) as the HSM logs it, under
+/// reboot counter `boot`: what a bench builds a cluster of its own shape from.
+pub fn user_record(
+    time: i64,
+    boot: u32,
+    seq: u64,
+    opcode: &str,
+    code: u32,
+    handle: u64,
+    user: &str,
+) -> String {
+    let tail = user_tail(user, "CN_CRYPTO_USER");
+    render_in_boot(boot, time, seq, opcode, code, handle, OK, &tail)
 }
 
 fn user_tail(user: &str, user_type: &str) -> String {

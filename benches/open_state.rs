@@ -1,0 +1,272 @@
+//! What a small delivery costs as a cluster's open state grows (issue 28): sessions that
+//! never log out, and an HSM's many reboots. A 3-record delivery (a login, a command and a
+//! logout) is measured on a fresh cluster and on clusters that hold 5,000 and 50,000
+//! sessions never logged out (left behind a day before: the session horizon has passed,
+//! then once more with the horizon off, as a cluster before it was) and 1,000 (HSM, reboot)
+//! streams. Costs are the in-memory store's ledger, which counts what DynamoDB would be
+//! sent and bill (a test holds it to what the DynamoDB store sends); heap by a counting
+//! allocator.
+//!
+//! Run: `cargo bench --bench open_state` (part of `make bench`).
+
+use std::time::{Duration, Instant};
+
+use hsm_audit::config::Config;
+use hsm_audit::lambda::ingest_event;
+use hsm_audit::store::memory::MemoryStore;
+use hsm_audit::testkit::awslogs_event;
+use hsm_audit::testkit::workload::user_record;
+
+#[path = "common/counting.rs"]
+mod counting;
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
+const CLUSTER: &str = "cluster-open";
+const HSM: &str = "hsm-open0001";
+const DAY: i64 = 86_400_000_000;
+/// 2025-01-01T00:00:00Z: the records' clock, well behind the invocation's.
+const START: i64 = 1_735_689_600_000_000;
+const LOGIN: (&str, u32) = ("CN_LOGIN", 0xd);
+const COMMAND: (&str, u32) = ("CN_FIPS_RAND", 0x7);
+const LOGOUT: (&str, u32) = ("CN_LOGOUT", 0xe);
+
+/// Builds payloads of one HSM's stream, numbering its records and their event ids.
+struct Stream {
+    boot: u32,
+    seq: u64,
+    event_id: u64,
+}
+
+impl Stream {
+    fn payload(&mut self, records: &[(i64, (&str, u32), u64, String)]) -> serde_json::Value {
+        let events: Vec<serde_json::Value> = records
+            .iter()
+            .map(|(time, (opcode, code), handle, user)| {
+                let message = user_record(*time, self.boot, self.seq, opcode, *code, *handle, user);
+                self.seq += 1;
+                self.event_id += 1;
+                serde_json::json!({"id": format!("{:056}", self.event_id), "timestamp": time / 1000, "message": message})
+            })
+            .collect();
+        let payload = serde_json::json!({
+            "messageType": "DATA_MESSAGE",
+            "owner": "123456789012",
+            "logGroup": format!("/aws/cloudhsm/{CLUSTER}"),
+            "logStream": HSM,
+            "subscriptionFilters": ["hsm-audit"],
+            "logEvents": events,
+        });
+        awslogs_event(payload.to_string().as_bytes())
+    }
+
+    fn reboot(&mut self) {
+        self.boot += 1;
+        self.seq = 0;
+    }
+}
+
+fn small_delivery(at: i64) -> Vec<(i64, (&'static str, u32), u64, String)> {
+    let user = "probe".to_owned();
+    vec![
+        (at, LOGIN, 0x7f0, user.clone()),
+        (at + 1_000_000, COMMAND, 0x7f0, user.clone()),
+        (at + 2_000_000, LOGOUT, 0x7f0, user),
+    ]
+}
+
+struct Cost {
+    requests: u64,
+    read_units: f64,
+    write_units: u64,
+    items_read: u64,
+    heap_peak: usize,
+    time: Duration,
+}
+
+fn deliver(
+    store: &MemoryStore,
+    config: &Config,
+    event: serde_json::Value,
+    runtime: &tokio::runtime::Runtime,
+) {
+    runtime
+        .block_on(ingest_event(event, store, config))
+        .expect("delivery");
+}
+
+fn measure(
+    store: &MemoryStore,
+    config: &Config,
+    event: serde_json::Value,
+    runtime: &tokio::runtime::Runtime,
+) -> Cost {
+    store.reset_ledger();
+    let before = counting::start();
+    let clock = Instant::now();
+    deliver(store, config, event, runtime);
+    let time = clock.elapsed();
+    let heap_peak = counting::peak_since(before);
+    let ledger = store.ledger();
+    Cost {
+        requests: ledger.total_requests(),
+        read_units: ledger.read_units,
+        write_units: ledger.write_units,
+        items_read: ledger.items_read,
+        heap_peak,
+        time,
+    }
+}
+
+/// A cluster whose `sessions` logins (of 20 application users, each under a handle of its
+/// own, as applications that crash without logging out leave them) never log out, two
+/// days before `at`, then a record at `at - 2 min` that lets the horizon act and one at
+/// `at - 1 min`: the small delivery at `at`.
+fn with_open_sessions(sessions: usize, config: &Config, runtime: &tokio::runtime::Runtime) -> Cost {
+    let store = MemoryStore::new();
+    let mut stream = Stream {
+        boot: 1,
+        seq: 0,
+        event_id: 0,
+    };
+    let logins: Vec<_> = (0..sessions)
+        .map(|index| {
+            let time = START + index as i64 * 1_000;
+            (
+                time,
+                LOGIN,
+                0x10_0000 + (index as u64) * 16,
+                format!("app-{:02}", index % 20),
+            )
+        })
+        .collect();
+    for chunk in logins.chunks(1_000) {
+        deliver(&store, config, stream.payload(chunk), runtime);
+    }
+    let at = START + 2 * DAY;
+    // The step that abandons them writes an alert for each; the one after it is
+    // measured, as every later one would be.
+    for before in [120_000_000, 60_000_000] {
+        let keeper = vec![(at - before, COMMAND, 0x1, "keeper".to_owned())];
+        deliver(&store, config, stream.payload(&keeper), runtime);
+    }
+    measure(&store, config, stream.payload(&small_delivery(at)), runtime)
+}
+
+/// A cluster whose HSM rebooted `boots` times, a record each boot.
+fn with_streams(boots: usize, config: &Config, runtime: &tokio::runtime::Runtime) -> Cost {
+    let store = MemoryStore::new();
+    let mut stream = Stream {
+        boot: 1,
+        seq: 0,
+        event_id: 0,
+    };
+    for boot in 0..boots {
+        let time = START + boot as i64 * 60_000_000;
+        deliver(
+            &store,
+            config,
+            stream.payload(&[(time, COMMAND, 0x1, "ops".to_owned())]),
+            runtime,
+        );
+        stream.reboot();
+    }
+    let at = START + boots as i64 * 60_000_000 + DAY;
+    measure(&store, config, stream.payload(&small_delivery(at)), runtime)
+}
+
+fn row(name: &str, cost: &Cost, fresh: &Cost) -> bool {
+    let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
+    let ratios = [
+        ratio(cost.read_units, fresh.read_units),
+        ratio(cost.write_units as f64, fresh.write_units as f64),
+        ratio(cost.items_read as f64, fresh.items_read.max(1) as f64),
+        ratio(cost.heap_peak as f64, fresh.heap_peak as f64),
+    ];
+    let holds = ratios.iter().all(|&r| r <= 1.5);
+    println!(
+        "{name:<44} {:>8} {:>9.1} {:>9} {:>10} {:>9.2} {:>8.1}   RU {:.2}x WU {:.2}x items {:.2}x heap {:.2}x {}",
+        cost.requests,
+        cost.read_units,
+        cost.write_units,
+        cost.items_read,
+        cost.heap_peak as f64 / 1_048_576.0,
+        cost.time.as_secs_f64() * 1e3,
+        ratios[0],
+        ratios[1],
+        ratios[2],
+        ratios[3],
+        if holds { "HOLDS" } else { "MISSED" }
+    );
+    holds
+}
+
+fn main() {
+    let measuring = std::env::args().any(|arg| arg == "--bench");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
+    let no_horizon = Config::from_lookup(Some("bench".into()), |name| {
+        (name == "SESSION_HORIZON_SECONDS").then(|| "0".to_owned())
+    })
+    .expect("config");
+    let (sessions, boots) = if measuring {
+        (vec![5_000, 50_000], 1_000)
+    } else {
+        (vec![500], 50)
+    };
+    println!(
+        "{:<44} {:>8} {:>9} {:>9} {:>10} {:>9} {:>8}",
+        "a 3-record delivery on a cluster with",
+        "requests",
+        "read RU",
+        "write WU",
+        "items read",
+        "heap MiB",
+        "ms"
+    );
+    let fresh = {
+        let store = MemoryStore::new();
+        let mut stream = Stream {
+            boot: 1,
+            seq: 0,
+            event_id: 0,
+        };
+        measure(
+            &store,
+            &config,
+            stream.payload(&small_delivery(START + 2 * DAY)),
+            &runtime,
+        )
+    };
+    row("nothing before it", &fresh, &fresh);
+    let mut held = true;
+    for &count in &sessions {
+        held &= row(
+            &format!("{count} sessions never logged out"),
+            &with_open_sessions(count, &config, &runtime),
+            &fresh,
+        );
+        row(
+            &format!("… with SESSION_HORIZON_SECONDS=0"),
+            &with_open_sessions(count, &no_horizon, &runtime),
+            &fresh,
+        );
+    }
+    held &= row(
+        &format!("{boots} (HSM, reboot) streams"),
+        &with_streams(boots, &config, &runtime),
+        &fresh,
+    );
+    println!(
+        "\nopen state: {}",
+        if held {
+            "every target holds"
+        } else {
+            "a target missed (above)"
+        }
+    );
+}
