@@ -251,7 +251,7 @@ fn main() {
             &fresh,
         );
         row(
-            &format!("… with SESSION_HORIZON_SECONDS=0"),
+            "… with SESSION_HORIZON_SECONDS=0",
             &with_open_sessions(count, &no_horizon, &runtime),
             &fresh,
         );
