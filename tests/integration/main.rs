@@ -13,6 +13,7 @@ mod domain_scenarios;
 mod fault_injection;
 mod fuzz_decode;
 mod hostile_input;
+mod import_cycles;
 mod incremental;
 mod kinesis;
 mod later_layout;
