@@ -24,6 +24,7 @@ mod order_independence;
 mod parse_corpus;
 mod publish;
 mod report;
+mod runbook;
 mod seed_examples;
 mod tamper;
 mod trail_dynamodb;
