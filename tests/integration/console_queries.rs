@@ -336,7 +336,7 @@ async fn expected_and_found(
             (expected, by_sk(found))
         }
         // The store does not expose these items' sort keys; the key's readable stem (the
-        // part a range in the README names) and the user identify them.
+        // part a range in a console query names) and the user identify them.
         Some("FAILED_LOGIN") => {
             item_type("failed_login");
             let logins = store
