@@ -30,7 +30,7 @@ DIGEST_SIGNING_KEY_ID="$(.venv/bin/python -c "import boto3; print(boto3.client('
 export DIGEST_SIGNING_KEY_ID
 echo "DIGEST_SIGNING_KEY_ID=$DIGEST_SIGNING_KEY_ID"
 
-# Alerts where the security team looks (README): every new alert as an EventBridge event on
+# Alerts where the security team looks (docs/alerts.md): every new alert as an EventBridge event on
 # a bus whose rule sends hsm-audit events to an SQS queue, and as a Security Hub finding.
 heading "EventBridge bus and Security Hub for the alerts"
 export ALERT_EVENT_BUS=hsm-audit-demo-alerts SECURITY_HUB_FINDINGS=true
@@ -67,7 +67,7 @@ show sessions --cluster "$LATER"
 show keys --cluster "$LATER"
 show quorum --cluster "$LATER"
 show alerts --cluster "$LATER"
-# The auditor's report of the demo cluster (README "Reports"): one self-contained HTML file.
+# The auditor's report of the demo cluster (docs/reports.md): one self-contained HTML file.
 REPORT="$ROOT/.local/report.html"
 mkdir -p "$(dirname "$REPORT")"
 show report --cluster "$CLUSTER" --out "$REPORT"
@@ -82,7 +82,7 @@ heading "EventBridge events the ingest published"
 heading "Security Hub findings the ingest imported"
 .venv/bin/python scripts/demo_alert_sinks.py findings "$TABLE_NAME"
 
-# The trail and alerts as OCSF events (README "OCSF export"), checked against OCSF 1.7.0.
+# The trail and alerts as OCSF events (docs/ocsf.md), checked against OCSF 1.7.0.
 OCSF="$ROOT/.local/ocsf"
 rm -rf "$OCSF"
 show export --cluster "$CLUSTER" --out "$OCSF"

@@ -153,7 +153,7 @@ if cargo lambda build --release "$release_arch" --bin bootstrap; then
     echo "(release build: $((SECONDS - release_started)) s)"
     echo "==== scripts/panic-check.py target/lambda/bootstrap/bootstrap"
     if ! python3 scripts/panic-check.py target/lambda/bootstrap/bootstrap; then
-        echo "(the release artifact did not survive a panic as the README says)" >&2
+        echo "(the release artifact did not survive a panic as docs/operate.md says)" >&2
         failed=$((failed + 1))
     fi
 else

@@ -12,7 +12,7 @@ Runs BOOTSTRAP (the release build, e.g. target/lambda/bootstrap/bootstrap from
   2. the same payload under its own log group.
 
 Passes when invocation 1 is reported to /error, invocation 2 to /response with its
-records stored, and the same process asks for a third: the README's statement that a
+records stored, and the same process asks for a third: docs/operate.md's statement that a
 panic fails its invocation only (`panic = "unwind"` in [profile.release]). With
 `panic = "abort"` the process dies on invocation 1 and this fails.
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Checks a cluster's trail against its digest chain from README "Tamper evidence" alone:
+"""Checks a cluster's trail against its digest chain from docs/tamper-evidence.md alone:
 Python's standard library, boto3 to read the table, `cryptography` for the signatures.
 None of hsm-audit's code is used, so agreeing with `hsm-audit verify` shows that the
-README states the canonical form, the chaining rule and the signature fully.
+page states the canonical form, the chaining rule and the signature fully.
 
     verify_independently.py --table T --cluster C [--public-key key.pem|key.der]
 
@@ -27,7 +27,7 @@ GENESIS = "0" * 64
 
 
 def canonical(item: dict) -> bytes:
-    """The item in DynamoDB JSON, sorted, compact, sets sorted, as the README says."""
+    """The item in DynamoDB JSON, sorted, compact, sets sorted, as docs/tamper-evidence.md says."""
 
     def value(v: dict) -> dict:
         (tag, inner), = v.items()

@@ -8,6 +8,10 @@ use crate::domain::DeriveConfig;
 /// JSON overhead and future limits while keeping a bomb far from a 128 MB Lambda's memory.
 pub const DEFAULT_MAX_INFLATED_BYTES: usize = 16 * 1024 * 1024;
 
+/// The metrics' `Service` outside a stack (the CLI, local runs), when `METRICS_SERVICE`
+/// is unset.
+pub const DEFAULT_METRICS_SERVICE: &str = "hsm-audit";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub table_name: String,
@@ -22,7 +26,7 @@ pub struct Config {
     /// once (`CLOCK_SKEW_SECONDS`); one further ahead waits for its time.
     pub clock_skew_micros: i64,
     /// The value of the metrics' `Service` dimension: `METRICS_SERVICE` (the template
-    /// sets the stack's name), [`crate::metrics::SERVICE`] when unset.
+    /// sets the stack's name), [`DEFAULT_METRICS_SERVICE`] when unset.
     pub metrics_service: String,
     /// Test hook, unset in every deployment: `HSM_AUDIT_PANIC_ON_LOG_GROUP` names a log
     /// group whose invocations panic after their records are stored, so that
@@ -197,7 +201,7 @@ impl Config {
             )?,
             metrics_service: lookup("METRICS_SERVICE")
                 .filter(|service| !service.is_empty())
-                .unwrap_or_else(|| crate::metrics::SERVICE.to_owned()),
+                .unwrap_or_else(|| DEFAULT_METRICS_SERVICE.to_owned()),
             panic_on_log_group: lookup("HSM_AUDIT_PANIC_ON_LOG_GROUP")
                 .filter(|group| !group.is_empty()),
         })
@@ -245,7 +249,7 @@ mod tests {
         assert_eq!(config.derive, DeriveConfig::default());
         assert_eq!(config.max_inflated_bytes, DEFAULT_MAX_INFLATED_BYTES);
         assert_eq!(config.panic_on_log_group, None);
-        assert_eq!(config.metrics_service, crate::metrics::SERVICE);
+        assert_eq!(config.metrics_service, DEFAULT_METRICS_SERVICE);
     }
 
     #[test]

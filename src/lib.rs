@@ -33,6 +33,6 @@ pub mod verify;
 /// The allocator the Lambda and the CLI install, and the benches too, so that they
 /// measure what runs: mimalloc rather than the system's. A record costs a few small
 /// allocations to parse and many more to derive, and glibc's allocator spent a fifth of
-/// the parse path and more of the derivation on them (README, "Performance", has the
+/// the parse path and more of the derivation on them (`docs/performance.md` has the
 /// measurements and the artifact sizes).
 pub use mimalloc::MiMalloc as Allocator;

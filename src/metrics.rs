@@ -14,8 +14,6 @@ use crate::domain::AlertKind;
 use crate::pipeline::{ClusterReport, Report};
 
 pub const NAMESPACE: &str = "HsmAudit";
-/// `Service` outside a stack (the CLI, local runs) when `METRICS_SERVICE` is unset.
-pub const SERVICE: &str = "hsm-audit";
 pub const CLUSTER_DIMENSION: &str = "Cluster";
 pub const SERVICE_DIMENSION: &str = "Service";
 
@@ -170,6 +168,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::config::DEFAULT_METRICS_SERVICE;
 
     /// Checks a document against the EMF specification: the `_aws` metadata, each
     /// directive's namespace, dimension sets and metric definitions, and the root members
@@ -267,7 +266,7 @@ mod tests {
 
     #[test]
     fn documents_follow_the_specification() {
-        let documents = emf_documents(&report(), 2, SERVICE, 1_700_000_000_123);
+        let documents = emf_documents(&report(), 2, DEFAULT_METRICS_SERVICE, 1_700_000_000_123);
         assert_eq!(documents.len(), 3);
         for document in &documents {
             assert_eq!(violations(document), Vec::<String>::new(), "{document}");
@@ -314,7 +313,7 @@ mod tests {
 
     #[test]
     fn the_checker_catches_what_the_specification_forbids() {
-        let mut document = emf_documents(&report(), 0, SERVICE, 0).remove(0);
+        let mut document = emf_documents(&report(), 0, DEFAULT_METRICS_SERVICE, 0).remove(0);
         document
             .as_object_mut()
             .map(|root| root.remove(RECORDS_PROCESSED));

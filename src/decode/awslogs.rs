@@ -10,6 +10,8 @@ use base64::Engine;
 use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
 
+use super::payload::{LogEvent, LogsPayload, MessageType, UndecodableEvent};
+
 /// Why a payload could not be decoded; each message names the step and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -25,50 +27,6 @@ pub enum DecodeError {
     InvalidJson(String),
     #[error("JSON is not a CloudWatch Logs subscription payload: {0}")]
     NotSubscriptionPayload(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum MessageType {
-    DataMessage,
-    ControlMessage,
-    #[serde(other)]
-    Unknown,
-}
-
-/// The decoded subscription payload, as CloudWatch Logs documents it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogsPayload {
-    pub message_type: MessageType,
-    #[serde(default)]
-    pub owner: String,
-    pub log_group: String,
-    pub log_stream: String,
-    #[serde(default)]
-    pub subscription_filters: Vec<String>,
-    pub log_events: Vec<LogEvent>,
-    /// Events whose message is not text (invalid UTF-8, a lone surrogate escape): each is
-    /// quarantined on its own, the other events of the payload are processed.
-    #[serde(skip)]
-    pub undecodable: Vec<UndecodableEvent>,
-}
-
-/// A log event whose message could not be decoded as text, with the bytes it had.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UndecodableEvent {
-    pub id: String,
-    pub timestamp: i64,
-    pub reason: String,
-    /// The message's bytes as sent (escapes resolved, a lone surrogate as WTF-8).
-    pub message: Vec<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct LogEvent {
-    pub id: String,
-    pub timestamp: i64,
-    pub message: String,
 }
 
 /// Decodes the `awslogs.data` string of a subscription event.

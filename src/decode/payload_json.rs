@@ -11,7 +11,7 @@
 //! spends as long on the JSON as base64 and gunzip together, half of it copying each
 //! message twice (into a scratch buffer, then into its string) around every `\n`.
 
-use super::awslogs::{LogEvent, LogsPayload, MessageType};
+use super::payload::{LogEvent, LogsPayload, MessageType};
 use crate::swar::{
     decimal, escapes_or_controls, find_byte, first_mark, leading_digits, marks_below, marks_of_byte,
 };

@@ -13,8 +13,9 @@
 //! The digest's body is JSON kept verbatim in the item (`body`), so its hash is the
 //! SHA-256 of those bytes, not of a re-serialization. With a KMS key configured the
 //! hash is signed ([`signature`] says how); [`verify`] recomputes
-//! everything from the stored items and needs only the public key. README "Tamper
-//! evidence" states the canonical form, the chaining rule and the threat model.
+//! everything from the stored items and needs only the public key.
+//! `docs/tamper-evidence.md` states the canonical form, the chaining rule and the threat
+//! model.
 
 pub mod canonical;
 pub mod kms;

@@ -7,7 +7,7 @@ use super::{AlertRow, InventoryRow};
 use crate::domain::Alert;
 use crate::store::RecordPosition;
 
-/// The inventory's CSV columns, in order (the README lists them).
+/// The inventory's CSV columns, in order (`docs/reports.md` lists them).
 pub const INVENTORY_COLUMNS: [&str; 20] = [
     "key",
     "generation",

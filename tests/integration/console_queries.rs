@@ -1,14 +1,14 @@
-//! The README's console queries (PartiQL) and its table of sort keys, checked against the
-//! local DynamoDB holding the sample events.
+//! The console queries (PartiQL) of the README and `docs/queries.md`, and the table of sort
+//! keys in `docs/table.md`, checked against the local DynamoDB holding the sample events.
 //!
 //! The statements use `begins_with("sk", …)` and `"sk" BETWEEN … AND …`, which DynamoDB
 //! turns into key conditions but moto's PartiQL cannot evaluate. So each statement is
 //! parsed (one partition, at most one key condition on `sk`, equality filters, nothing
 //! else), the same key condition and filters run as a `Query` against the local server,
 //! and what that returns is compared with what the store's own queries answer for the
-//! same range. Nothing of the statements is repeated here: they are read from README.md,
+//! same range. Nothing of the statements is repeated here: they are read from the documents,
 //! and the expected items come from the store, so a changed key layout fails this test
-//! until the README follows.
+//! until the documents follow.
 
 use std::collections::HashMap;
 
@@ -19,14 +19,18 @@ use hsm_audit::store::dynamodb::DynamoStore;
 use hsm_audit::store::dynamodb::items;
 use serde_json::Value;
 
-fn readme() -> String {
-    std::fs::read_to_string(repo_path("README.md")).expect("README.md")
+/// The documents holding console queries, in the order their statements are checked.
+const QUERY_DOCUMENTS: [&str; 2] = ["README.md", "docs/queries.md"];
+
+fn document(path: &str) -> String {
+    std::fs::read_to_string(repo_path(path)).unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
-fn readme_statements() -> Vec<String> {
+fn documented_statements() -> Vec<String> {
     let mut statements = Vec::new();
     let mut in_sql = false;
-    for line in readme().lines() {
+    let text = QUERY_DOCUMENTS.map(document).join("\n");
+    for line in text.lines() {
         match (in_sql, line.trim()) {
             (false, "```sql") => in_sql = true,
             (true, "```") => in_sql = false,
@@ -80,7 +84,7 @@ fn quoted(text: &str) -> Result<String, String> {
         .ok_or_else(|| format!("expected a quoted string, found {text:?}"))
 }
 
-/// Parses the one shape the README may use:
+/// Parses the one shape the documents may use:
 /// `SELECT <projection> FROM "hsm-audit" WHERE pk = '…' [AND <sk condition>] [AND a = '…']…`.
 fn parse(statement: &str) -> Result<Statement, String> {
     let rest = statement
@@ -332,7 +336,7 @@ async fn expected_and_found(
             (expected, by_sk(found))
         }
         // The store does not expose these items' sort keys; the key's readable stem (the
-        // part a range in the README names) and the user identify them.
+        // part a range in a console query names) and the user identify them.
         Some("FAILED_LOGIN") => {
             item_type("failed_login");
             let logins = store
@@ -417,7 +421,7 @@ async fn expected_and_found(
 }
 
 #[tokio::test]
-async fn every_readme_statement_is_a_key_condition_query_that_returns_what_the_store_does() {
+async fn every_documented_statement_is_a_key_condition_query_that_returns_what_the_store_does() {
     let store = fresh_store("console").await;
     let config = config_for(&store);
     for (_, event) in sample_events() {
@@ -425,10 +429,10 @@ async fn every_readme_statement_is_a_key_condition_query_that_returns_what_the_s
             .await
             .expect("sample event");
     }
-    let statements = readme_statements();
+    let statements = documented_statements();
     assert!(
         statements.len() >= 12,
-        "the README's console queries: {statements:#?}"
+        "the console queries of {QUERY_DOCUMENTS:?}: {statements:#?}"
     );
     let mut results = Vec::new();
     for line in &statements {
@@ -456,7 +460,7 @@ async fn every_readme_statement_is_a_key_condition_query_that_returns_what_the_s
         results.push(found);
     }
 
-    // What the README's prose promises of a few of them, on the samples.
+    // What the documents' prose promises of a few of them, on the samples.
     let sessions = &results[0];
     assert_eq!(sessions.len(), 2);
     assert!(sessions.iter().all(|s| text(s, "user") == "testuser"));
@@ -512,7 +516,8 @@ fn the_statement_check_refuses_what_dynamodb_would_not_run_as_a_key_condition() 
     assert_eq!(parsed.filters, [("kind".to_owned(), "x".to_owned())]);
 }
 
-/// The README's table of items: (pk pattern, sort-key patterns, item_type) per row.
+/// The table of items in `docs/table.md`: (pk pattern, sort-key patterns, item_type) per
+/// row.
 fn documented_keys() -> Vec<(String, Vec<String>, String)> {
     let code = |cell: &str| -> Vec<String> {
         cell.split('`')
@@ -521,7 +526,7 @@ fn documented_keys() -> Vec<(String, Vec<String>, String)> {
             .map(str::to_owned)
             .collect()
     };
-    readme()
+    document("docs/table.md")
         .lines()
         .filter(|line| line.starts_with("| `"))
         .filter_map(|line| {
@@ -553,7 +558,7 @@ fn key_matches(pattern: &str, key: &str) -> bool {
 }
 
 #[tokio::test]
-async fn every_stored_item_has_the_sort_key_the_readme_documents() {
+async fn every_stored_item_has_the_sort_key_docs_table_documents() {
     let store = fresh_store("console-keys").await;
     let config = config_for(&store);
     for (_, event) in sample_events() {
@@ -583,7 +588,7 @@ async fn every_stored_item_has_the_sort_key_the_readme_documents() {
         assert!(
             rows.iter()
                 .any(|(_, patterns, _)| patterns.iter().any(|p| key_matches(p, &sk))),
-            "{item_type} item {pk} / {sk} matches none of the README's sort keys {rows:?}"
+            "{item_type} item {pk} / {sk} matches none of the sort keys of docs/table.md {rows:?}"
         );
         *checked.entry(item_type).or_default() += 1;
     }

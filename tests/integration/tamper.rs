@@ -338,7 +338,7 @@ async fn exported_digests_and_the_public_key_alone_verify_the_table() {
         .await
         .expect("verify");
     assert!(report.clean, "{:?}", report.findings);
-    // A third party's check, from the README's rules alone, agrees.
+    // A third party's check, from the rules of docs/tamper-evidence.md alone, agrees.
     let (clean, independent) = verify_independently(&signed.store, &key_file);
     assert!(clean, "{independent}");
     assert_eq!(independent["records"], report.records);
@@ -374,7 +374,7 @@ async fn exported_digests_and_the_public_key_alone_verify_the_table() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// `scripts/verify_independently.py` (README rules, no hsm-audit code) on the table:
+/// `scripts/verify_independently.py` (the rules of docs/tamper-evidence.md, no hsm-audit code) on the table:
 /// whether it exits 0, and what it printed.
 fn verify_independently(
     store: &DynamoStore,

@@ -15,7 +15,8 @@ use aws_sdk_dynamodb::types::{
 };
 use futures::{StreamExt, TryStreamExt, stream};
 
-use super::store::{DynamoStore, request_error, sdk_error};
+use super::request::{request_error, sdk_error};
+use super::store::DynamoStore;
 use crate::store::dynamodb::items::{self, Item};
 use crate::store::{RequestFailed, StoreError};
 

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::store::{DynamoStore, RequestCounts, request_error};
+use super::request::request_error;
+use super::store::{DynamoStore, RequestCounts};
 use crate::store::dynamodb::items::{self, Item};
 use crate::store::{ClusterLease, StoreError};
 

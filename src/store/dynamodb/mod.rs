@@ -6,11 +6,12 @@ pub mod items;
 mod lease;
 mod outbox;
 mod queries;
+mod request;
 pub mod retries;
 mod store;
 mod table;
 
 pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper};
+pub(crate) use request::{request_error, request_failed};
 pub use store::{DynamoStore, RequestCounts, connect};
-pub(crate) use store::{request_error, request_failed};
 pub use table::{TableSchema, TableSetup, create_table};

@@ -23,7 +23,8 @@ use tracing::warn;
 
 use super::lease::now_millis;
 use super::queries::SortKey;
-use super::store::{DynamoStore, sdk_error};
+use super::request::sdk_error;
+use super::store::DynamoStore;
 use crate::alerts::{StoredAlert, involved_records};
 use crate::model::Timestamp;
 use crate::publish::{Published, Publisher, Sink};

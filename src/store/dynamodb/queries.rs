@@ -3,7 +3,8 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::store::{DynamoStore, sdk_error};
+use super::request::sdk_error;
+use super::store::DynamoStore;
 use crate::decode::Quarantined;
 use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, QuorumView, StreamSummary};
 use crate::incremental::TailStart;

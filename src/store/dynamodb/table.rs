@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::Deserialize;
 
-use super::store::request_error;
+use super::request::request_error;
 use crate::store::StoreError;
 
 const SCHEMA_JSON: &str = include_str!("../../../schema/table.json");
