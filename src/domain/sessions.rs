@@ -901,15 +901,18 @@ mod tests {
         );
         let recs = prepare(&entries);
         let names = UserNames::learn(&recs);
-        let settle = Timestamp(i64::MAX);
-        let view = derive(
-            &recs,
-            &config,
-            &names,
-            &Carry::default(),
-            settle,
-            Emit::Known,
-        );
+        let sweep = |config: &DeriveConfig| {
+            let at_once = Timestamp(i64::MAX);
+            derive(
+                &recs,
+                config,
+                &names,
+                &Carry::default(),
+                at_once,
+                Emit::Known,
+            )
+        };
+        let view = sweep(&config);
         let idle = view.sessions.iter().find(|s| s.user == "idle").unwrap();
         assert_eq!(
             (idle.end_time, &idle.ended_by),
@@ -929,14 +932,7 @@ mod tests {
             session_horizon_micros: 0,
             ..config
         };
-        let view = derive(
-            &recs,
-            &never,
-            &names,
-            &Carry::default(),
-            settle,
-            Emit::Known,
-        );
+        let view = sweep(&never);
         let idle = view.sessions.iter().find(|s| s.user == "idle").unwrap();
         assert!(view.alerts.is_empty());
         assert_eq!(

@@ -82,20 +82,8 @@ struct Simulation {
 const REBOOT: u32 = 0x107;
 const APP_USER: &str = "app-payments";
 
-fn render(
-    time: i64,
-    seq: u64,
-    opcode: &str,
-    code: u32,
-    handle: u64,
-    response: &str,
-    tail: &str,
-) -> String {
-    render_in_boot(REBOOT, time, seq, opcode, code, handle, response, tail)
-}
-
 #[allow(clippy::too_many_arguments)]
-fn render_in_boot(
+fn render(
     boot: u32,
     time: i64,
     seq: u64,
@@ -127,7 +115,7 @@ pub fn user_record(
     user: &str,
 ) -> String {
     let tail = user_tail(user, "CN_CRYPTO_USER");
-    render_in_boot(boot, time, seq, opcode, code, handle, OK, &tail)
+    render(boot, time, seq, opcode, code, handle, OK, &tail)
 }
 
 fn user_tail(user: &str, user_type: &str) -> String {
@@ -238,7 +226,16 @@ impl Simulation {
             };
             let time = self.now_micros;
             self.emit(origin, |seq| {
-                render(time, seq, "CN_LOGIN", 0xd, handle | 2, response, &tail)
+                render(
+                    REBOOT,
+                    time,
+                    seq,
+                    "CN_LOGIN",
+                    0xd,
+                    handle | 2,
+                    response,
+                    &tail,
+                )
             });
             self.tick(2000);
             return;
@@ -249,7 +246,7 @@ impl Simulation {
             let time = self.now_micros;
             let tail = user_tail(&user, user_type);
             self.emit(hsm, |seq| {
-                render(time, seq, "CN_LOGIN", 0xd, handle, OK, &tail)
+                render(REBOOT, time, seq, "CN_LOGIN", 0xd, handle, OK, &tail)
             });
             self.tick(30);
         }
@@ -262,7 +259,16 @@ impl Simulation {
         let time = self.now_micros;
         let tail = user_tail(&user, user_type);
         self.emit(origin, |seq| {
-            render(time, seq, "CN_LOGOUT", 0xe, command_handle, OK, &tail)
+            render(
+                REBOOT,
+                time,
+                seq,
+                "CN_LOGOUT",
+                0xe,
+                command_handle,
+                OK,
+                &tail,
+            )
         });
     }
 
@@ -277,6 +283,7 @@ impl Simulation {
                 let (private, public) = (self.new_key(), self.new_key());
                 self.emit(origin, |seq| {
                     render(
+                        REBOOT,
                         time,
                         seq,
                         "CN_GENERATE_KEY_PAIR",
@@ -296,7 +303,16 @@ impl Simulation {
                     ("CN_NIST_AES_WRAP", 0x1e)
                 };
                 self.emit(origin, |seq| {
-                    render(time, seq, opcode, code, handle, OK, &key_tail(key, 0))
+                    render(
+                        REBOOT,
+                        time,
+                        seq,
+                        opcode,
+                        code,
+                        handle,
+                        OK,
+                        &key_tail(key, 0),
+                    )
                 });
             }
             6 if !self.live_keys.is_empty() => {
@@ -312,6 +328,7 @@ impl Simulation {
                     };
                     self.emit(hsm, |seq| {
                         render(
+                            REBOOT,
                             time,
                             seq,
                             "CN_DESTROY_OBJECT",
@@ -327,13 +344,13 @@ impl Simulation {
                 let target = format!("cu-{:03}", self.rng.usize(..self.spec.users.max(1)));
                 let tail = user_tail(&target, "CN_CRYPTO_USER");
                 self.emit(origin, |seq| {
-                    render(time, seq, "CN_CREATE_USER", 0x3, handle, OK, &tail)
+                    render(REBOOT, time, seq, "CN_CREATE_USER", 0x3, handle, OK, &tail)
                 });
             }
             _ => {
                 let tail = format!("Log type : MINIMAL_LOG_ENTRY (0)\nUser Name : {user}");
                 self.emit(origin, |seq| {
-                    render(time, seq, "CN_FIPS_RAND", 0x7, handle, OK, &tail)
+                    render(REBOOT, time, seq, "CN_FIPS_RAND", 0x7, handle, OK, &tail)
                 });
             }
         }
@@ -347,7 +364,7 @@ impl Simulation {
             let time = self.now_micros;
             let handle = self.hsms[hsm].handle_base | 2;
             self.emit(hsm, |seq| {
-                render(time, seq, "CN_LOGIN", 0xd, handle, OK, &tail)
+                render(REBOOT, time, seq, "CN_LOGIN", 0xd, handle, OK, &tail)
             });
             self.tick(30);
         }
@@ -370,6 +387,7 @@ impl Simulation {
         let time = self.now_micros;
         self.emit(0, |seq| {
             render(
+                REBOOT,
                 time,
                 seq,
                 "CN_NIST_AES_WRAP",
@@ -387,6 +405,7 @@ impl Simulation {
         let time = self.now_micros;
         self.emit(origin, |seq| {
             render(
+                REBOOT,
                 time,
                 seq,
                 "CN_GENERATE_KEY",
@@ -411,6 +430,7 @@ impl Simulation {
         let time = self.now_micros;
         self.emit(origin, |seq| {
             render(
+                REBOOT,
                 time,
                 seq,
                 "CN_EXTRACT_MASKED_OBJECT_USER",
@@ -427,6 +447,7 @@ impl Simulation {
             let handle = self.hsms[hsm].handle_base | 3;
             self.emit(hsm, |seq| {
                 render(
+                    REBOOT,
                     time,
                     seq,
                     "CN_INSERT_MASKED_OBJECT_USER",
