@@ -26,3 +26,4 @@ mod report;
 mod seed_examples;
 mod tamper;
 mod trail_dynamodb;
+mod windows;

@@ -961,6 +961,16 @@ pub fn alert_time_prefix(kind: &str) -> String {
     format!("{ALERT_PREFIX}{kind}#")
 }
 
+/// An alert's key in the `by_time` index: its kind, then its sort key after `ALERT#`.
+pub fn alert_time_key(alert: &Alert) -> String {
+    let sk = alert_sk(alert);
+    format!(
+        "{}{}",
+        alert_time_prefix(alert.kind.as_str()),
+        &sk[ALERT_PREFIX.len()..]
+    )
+}
+
 fn with_time_key(mut item: Item, time_key: String) -> Item {
     item.insert(TIME_KEY.to_owned(), AttributeValue::S(time_key));
     item
@@ -1043,14 +1053,11 @@ pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, Sto
         ));
     }
     for alert in &derived.alerts {
-        let sk = alert_sk(alert);
-        let time_key = format!(
-            "{}{}",
-            alert_time_prefix(alert.kind.as_str()),
-            &sk[ALERT_PREFIX.len()..]
-        );
         items.push(view(
-            with_time_key(derived_item(cluster, sk, "alert", alert)?, time_key),
+            with_time_key(
+                derived_item(cluster, alert_sk(alert), "alert", alert)?,
+                alert_time_key(alert),
+            ),
             ViewOf::Alert {
                 kind: alert.kind,
                 time: alert.time,
