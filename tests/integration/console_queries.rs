@@ -120,9 +120,10 @@ fn parse(statement: &str) -> Result<Statement, String> {
             (Some(index.to_owned()), clause)
         }
     };
-    if index.as_deref().is_some_and(|index| {
-        index != items::BY_TIME_INDEX && index != items::TRAIL_BY_TIME_INDEX
-    }) {
+    if index
+        .as_deref()
+        .is_some_and(|index| index != items::BY_TIME_INDEX && index != items::TRAIL_BY_TIME_INDEX)
+    {
         return Err(format!("{index:?} is not an index of the table"));
     }
     let (attribute, numeric) = sort_attribute(index.as_deref());
@@ -142,8 +143,7 @@ fn parse(statement: &str) -> Result<Statement, String> {
             .filter(|_| !numeric)
         {
             Some(KeyCondition::BeginsWith(quoted(args)?))
-        } else if let Some(low) = part.strip_prefix(format!("\"{attribute}\" BETWEEN ").as_str())
-        {
+        } else if let Some(low) = part.strip_prefix(format!("\"{attribute}\" BETWEEN ").as_str()) {
             // BETWEEN's own AND split the condition in two.
             let high = parts.next().ok_or("BETWEEN without AND")?;
             Some(KeyCondition::Between(value(low)?, value(high)?))
