@@ -12,8 +12,8 @@ Fails (exit 1, one line per problem) when
       resource-level permissions for them (AWS grants them only on "*"; see
       "Actions, resources, and condition keys for AWS X-Ray"). Nothing else may
       share that statement;
-  (b) a DynamoDB table's KeySchema, AttributeDefinitions or BillingMode differ
-      from schema/table.json;
+  (b) a DynamoDB table's KeySchema, AttributeDefinitions, GlobalSecondaryIndexes or
+      BillingMode differ from schema/table.json;
   (c) a DynamoDB table lacks point-in-time recovery or server-side encryption
       (or is not retained on stack deletion/replacement);
   (d) an SQS queue is not encrypted at rest: neither KmsMasterKeyId nor
@@ -287,6 +287,13 @@ def check_tables(template: dict[str, Any], schema: dict[str, Any]) -> list[str]:
             problems.append(
                 f"{where}.AttributeDefinitions {props.get('AttributeDefinitions')!r} differ from "
                 f"schema/table.json {schema['AttributeDefinitions']!r}"
+            )
+        got_indexes = sorted(props.get("GlobalSecondaryIndexes") or [], key=canonical)
+        want_indexes = sorted(schema.get("GlobalSecondaryIndexes") or [], key=canonical)
+        if got_indexes != want_indexes:
+            problems.append(
+                f"{where}.GlobalSecondaryIndexes {props.get('GlobalSecondaryIndexes')!r} differ "
+                f"from schema/table.json {schema.get('GlobalSecondaryIndexes')!r}"
             )
         if props.get("BillingMode") != schema["BillingMode"]:
             problems.append(

@@ -108,6 +108,11 @@ class CheckTemplateTest(unittest.TestCase):
         table(t)["Properties"]["AttributeDefinitions"][1]["AttributeType"] = "N"
         self.assertTrue(any("AttributeDefinitions" in p for p in check_template.check(t, self.schema)))
 
+    def test_index_mismatch_fails(self):
+        t = self.mutated()
+        table(t)["Properties"]["GlobalSecondaryIndexes"][0]["Projection"]["ProjectionType"] = "ALL"
+        self.assertTrue(any("GlobalSecondaryIndexes" in p for p in check_template.check(t, self.schema)))
+
     def test_billing_mode_mismatch_fails(self):
         t = self.mutated()
         table(t)["Properties"]["BillingMode"] = "PROVISIONED"

@@ -19,7 +19,6 @@ use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use crate::alerts::StoredAlert;
-use crate::model::Timestamp;
 use crate::ocsf::{OcsfClass, OcsfEvent, alert_event, record_event};
 use crate::store::dynamodb::items::{self, ViewRow};
 use crate::store::{AuditStore, StoreError};
@@ -58,18 +57,8 @@ pub enum Layout {
     SecurityLake { region: String, account: String },
 }
 
-/// The time window; either end open.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Window {
-    pub from: Option<Timestamp>,
-    pub to: Option<Timestamp>,
-}
-
-impl Window {
-    fn contains(self, time: Timestamp) -> bool {
-        self.from.is_none_or(|from| time >= from) && self.to.is_none_or(|to| time <= to)
-    }
-}
+pub use crate::store::window::Window;
+use crate::store::window::{Pages, ViewOrder};
 
 /// One NDJSON file per class (and day, for Security Lake), opened when its first event
 /// comes.
@@ -280,11 +269,13 @@ pub async fn export_ocsf<S: AuditStore>(
             None => break,
         }
     }
-    let mut start = None;
-    loop {
-        let (page, next) = store
-            .view_page(cluster, items::ALERT_PREFIX, false, start)
-            .await?;
+    let mut pages = Pages::new(
+        store,
+        cluster,
+        ViewOrder::SortKey,
+        window.bounds(items::ALERT_PREFIX),
+    );
+    while let Some(page) = pages.next().await? {
         for item in page {
             let id = items::sort_key(&item);
             if let ViewRow::Alert(alert) = items::view_row(item)?
@@ -300,10 +291,6 @@ pub async fn export_ocsf<S: AuditStore>(
                 };
                 files.write(&alert_event(&stored))?;
             }
-        }
-        match next {
-            Some(next) => start = Some(next),
-            None => break,
         }
     }
     files.finish()

@@ -6,6 +6,7 @@ mod clusters;
 pub mod export;
 mod files;
 mod render;
+mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::env;
@@ -20,12 +21,15 @@ use crate::config::Config;
 use crate::decode::RawTextSource;
 use crate::digest::kms::{DigestSigner, kms_client, public_key as kms_public_key};
 use crate::digest::signature::PublicKey;
+use crate::domain::AlertKind;
 use crate::model::Timestamp;
 use crate::pipeline::{
     Report, derive_clusters, parse_decoded, rederive, stop_at_first, store_parsed,
 };
 use crate::store::BoxError;
+use crate::store::dynamodb::items::ViewRow;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
+use crate::store::window::{self, Continuation, KeyOf, Paging, Window};
 use crate::verify::{VerifyOptions, export_digests, verify_trail};
 
 #[derive(Debug, Parser)]
@@ -39,7 +43,8 @@ struct Cli {
     /// the standard AWS environment (AWS_ENDPOINT_URL for a local DynamoDB).
     #[arg(long, global = true)]
     table: Option<String>,
-    /// Output format: a readable table, or stable JSON for scripts.
+    /// Output format: a readable table, stable JSON for scripts, or (list commands) one
+    /// JSON value a line for pipes. Lists are written as they are read.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
     /// On a failed DynamoDB request, print the SDK's whole report of it (request,
@@ -54,6 +59,7 @@ struct Cli {
 enum Output {
     Table,
     Json,
+    Ndjson,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,8 +97,16 @@ enum Command {
         cluster: String,
         #[arg(long)]
         hsm: Option<String>,
+        /// Records timed at or after this time (RFC 3339 or YYYY-MM-DD, UTC); read through
+        /// the trail's time index.
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Timestamp>,
+        /// Records timed at or before this time.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Timestamp>,
     },
-    /// Cluster sessions: login through logout, finalize, close or reboot.
+    /// Cluster sessions: login through logout, finalize, close or reboot. In login order;
+    /// one user's sessions can be read a page at a time (--limit, --after).
     Sessions {
         #[arg(long)]
         cluster: String,
@@ -104,8 +118,11 @@ enum Command {
         /// Sessions whose login is at or before this time.
         #[arg(long, value_parser = parse_time)]
         to: Option<Timestamp>,
+        #[command(flatten)]
+        paging: PagingArgs,
     },
-    /// The lifecycle of one key handle (or Luna object): every generation, with its events.
+    /// The lifecycle of one key handle (or Luna object): every generation, with its
+    /// events; read a page at a time with --limit and --after.
     Key {
         #[arg(long)]
         cluster: String,
@@ -115,32 +132,60 @@ enum Command {
         /// A Thales Luna object id (`ouid`), verbatim.
         #[arg(long)]
         object: Option<String>,
+        #[command(flatten)]
+        paging: PagingArgs,
     },
-    /// Every key, certificate and Luna object lifecycle of a cluster.
+    /// Every key, certificate and Luna object lifecycle of a cluster; with --from/--to,
+    /// the generations with an event in the window, each with its events in the window.
     Keys {
         #[arg(long)]
         cluster: String,
+        /// Events at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Timestamp>,
+        /// Events at or before this time.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Timestamp>,
     },
     /// Failed logins, flagged when part of a brute-force burst.
     FailedLogins {
         #[arg(long)]
         cluster: String,
+        /// Failed logins at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
         #[arg(long, value_parser = parse_time)]
         from: Option<Timestamp>,
+        /// Failed logins at or before this time.
         #[arg(long, value_parser = parse_time)]
         to: Option<Timestamp>,
     },
     /// Brute force, sequence gaps, conflicting duplicates, sensitive operations, reboots,
-    /// certificate-storage errors, lowered quorum values.
+    /// certificate-storage errors, lowered quorum values, late records, clock skew; in
+    /// time order.
     Alerts {
         #[arg(long)]
         cluster: String,
+        /// Alerts of this kind only (e.g. sensitive_operation), read through the time
+        /// index of that kind.
+        #[arg(long, value_parser = parse_alert_kind)]
+        kind: Option<AlertKind>,
+        /// Alerts at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Timestamp>,
+        /// Alerts at or before this time.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Timestamp>,
     },
     /// Quorum (M of N) evidence: each token request per HSM with its approvals, its end
     /// and what the requester did while it lived; every M-value setting.
     Quorum {
         #[arg(long)]
         cluster: String,
+        /// Tokens and M-value settings that start at or after this time.
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Timestamp>,
+        /// Tokens and M-value settings that start at or before this time.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Timestamp>,
     },
     /// The auditor's report of a cluster: one self-contained HTML file (is the trail
     /// complete, key inventory, session timeline, failed logins, alerts, quorum), or the
@@ -274,6 +319,51 @@ enum ReportData {
     Alerts,
 }
 
+/// Reading one user's sessions or one key's generations a page at a time.
+#[derive(Debug, Args)]
+struct PagingArgs {
+    /// At most about this many events (a page never ends between two events of the same
+    /// microsecond); what remains is named on standard error as `--after <KEY>`. With
+    /// `sessions`, needs --user.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
+    /// Go on after this key, as a page that stopped at its --limit named it.
+    #[arg(long, value_name = "KEY")]
+    after: Option<String>,
+}
+
+impl PagingArgs {
+    fn paging(&self) -> Result<Paging, Failure> {
+        let after = match &self.after {
+            Some(token) => Some(
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| {
+                        Failure::Usage(format!(
+                            "--after `{token}` is not a key a page named: pass it as printed"
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Paging {
+            limit: self
+                .limit
+                .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),
+            after,
+        })
+    }
+}
+
+/// Names where a page stopped, on standard error (standard output stays the listing).
+fn continuation(stopped: Continuation) {
+    if let Some(sk) = stopped {
+        let token = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sk);
+        eprintln!("more: --after {token}");
+    }
+}
+
 #[derive(Debug, Args)]
 struct InputArgs {
     /// Files or directories.
@@ -304,6 +394,16 @@ fn parse_time(text: &str) -> Result<Timestamp, String> {
         .ok_or_else(|| format!("`{text}` is not a time: use RFC 3339 or YYYY-MM-DD (UTC)"))
 }
 
+fn parse_alert_kind(text: &str) -> Result<AlertKind, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
+        format!(
+            "`{text}` is not an alert kind: brute_force, sequence_gap, conflicting_duplicate, \
+             sensitive_operation, reboot, certificate_storage_error, quorum_lowered, \
+             late_record or clock_skew"
+        )
+    })
+}
+
 fn parse_handle(text: &str) -> Result<u64, String> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -319,6 +419,10 @@ fn parse_handle(text: &str) -> Result<u64, String> {
 fn check_window(command: &Command) -> Result<(), Failure> {
     let (from, to, names) = match command {
         Command::Sessions { from, to, .. }
+        | Command::Trail { from, to, .. }
+        | Command::Keys { from, to, .. }
+        | Command::Alerts { from, to, .. }
+        | Command::Quorum { from, to, .. }
         | Command::FailedLogins { from, to, .. }
         | Command::Report { from, to, .. }
         | Command::Verify { from, to, .. }
@@ -341,10 +445,10 @@ fn cluster_of(command: &Command) -> Option<&str> {
         Command::Trail { cluster, .. }
         | Command::Sessions { cluster, .. }
         | Command::Key { cluster, .. }
-        | Command::Keys { cluster }
+        | Command::Keys { cluster, .. }
         | Command::FailedLogins { cluster, .. }
-        | Command::Alerts { cluster }
-        | Command::Quorum { cluster }
+        | Command::Alerts { cluster, .. }
+        | Command::Quorum { cluster, .. }
         | Command::Report { cluster, .. }
         | Command::Rederive { cluster }
         | Command::Verify { cluster, .. }
@@ -430,6 +534,40 @@ fn processing(error: impl Into<BoxError>) -> Failure {
     Failure::Processing(error.into())
 }
 
+impl From<crate::store::StoreError> for Failure {
+    fn from(error: crate::store::StoreError) -> Self {
+        processing(error)
+    }
+}
+
+/// Standard output could not be written (a closed pipe, a full disk).
+fn written(error: std::io::Error) -> Failure {
+    processing(format!("cannot write the output: {error}"))
+}
+
+fn format_of(output: Output) -> stream::Format {
+    match output {
+        Output::Table => stream::Format::Table,
+        Output::Json => stream::Format::Json,
+        Output::Ndjson => stream::Format::Ndjson,
+    }
+}
+
+fn stdout() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
+}
+
+fn list_out(
+    output: Output,
+    empty_note: &'static str,
+) -> stream::ListOut<std::io::BufWriter<std::io::StdoutLock<'static>>> {
+    stream::ListOut::new(stdout(), format_of(output), empty_note)
+}
+
+fn finish<W: std::io::Write>(out: stream::ListOut<W>) -> Result<(), Failure> {
+    out.finish().map(drop).map_err(written)
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Parse(input) = &cli.command {
         return parse_only(input, cli.output);
@@ -489,59 +627,130 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(processing)?;
             render::emit(output, &report, || render::report_text(&report))
         }
-        Command::Trail { cluster, hsm } => {
-            let trail = store
-                .trail(&cluster, hsm.as_deref())
-                .await
-                .map_err(processing)?;
-            render::emit(output, &render::trail_json(&trail), || {
-                render::trail_table(&trail)
-            })
+        Command::Trail {
+            cluster,
+            hsm,
+            from,
+            to,
+        } => {
+            let mut out = list_out(output, "(none)");
+            store
+                .trail_pages(&cluster, hsm.as_deref(), Window { from, to }, |page| {
+                    out.trail(&page).map_err(written)
+                })
+                .await?;
+            finish(out)
         }
         Command::Sessions {
             cluster,
             user,
             from,
             to,
+            paging,
         } => {
-            let sessions = store
-                .sessions(&cluster, user.as_deref(), from, to)
-                .await
-                .map_err(processing)?;
-            render::emit(output, &sessions, || render::sessions_table(&sessions))
+            let paging = paging.paging()?;
+            let window = Window { from, to };
+            let mut out = list_out(output, "(no sessions)");
+            let mut write = |row| out.row(row).map_err(written);
+            match &user {
+                Some(user) => continuation(
+                    window::user_sessions(&store, &cluster, user, window, &paging, &mut write)
+                        .await?,
+                ),
+                None if paging != Paging::default() => {
+                    return Err(Failure::Usage(
+                        "--limit and --after page one user's sessions: add --user".into(),
+                    ));
+                }
+                None => window::sessions_by_time(&store, &cluster, window, &mut write).await?,
+            }
+            finish(out)
         }
         Command::Key {
             cluster,
             handle,
             object,
+            paging,
         } => {
-            let mut keys = store
-                .keys(&cluster, if object.is_some() { None } else { handle })
-                .await
-                .map_err(processing)?;
-            if let Some(object) = &object {
-                keys.retain(|key| key.object_id.as_ref() == Some(object));
-            }
-            render::emit(output, &keys, || render::keys_table(&keys))
+            let paging = paging.paging()?;
+            let of = match (object, handle) {
+                (Some(object), _) => KeyOf::Object(object),
+                (None, Some(handle)) => KeyOf::Handle(handle),
+                (None, None) => return Err(Failure::Usage("--handle or --object".into())),
+            };
+            let mut out = list_out(output, "(no keys)");
+            let stopped = window::key_generations(&store, &cluster, &of, &paging, &mut |row| {
+                out.row(row).map_err(written)
+            })
+            .await?;
+            continuation(stopped);
+            finish(out)
         }
-        Command::Keys { cluster } => {
-            let keys = store.keys(&cluster, None).await.map_err(processing)?;
-            render::emit(output, &keys, || render::keys_table(&keys))
+        Command::Keys { cluster, from, to } => {
+            let window = Window { from, to };
+            let mut out = list_out(output, "(no keys)");
+            if window.is_open() {
+                // The table holds handles in the order of their digits as text; the
+                // listing is by number.
+                let mut sorted = stream::Reorder::new(format_of(output)).map_err(written)?;
+                window::keys_stored(&store, &cluster, &mut |row| {
+                    if let ViewRow::KeyHead(key) = &row {
+                        let (handle, object, generation, kind) = key.listing_key();
+                        let place = (
+                            handle,
+                            object.map(str::to_owned),
+                            generation,
+                            kind.to_owned(),
+                        );
+                        sorted.start(place).map_err(written)?;
+                    }
+                    sorted.row(row).map_err(written)
+                })
+                .await?;
+                sorted.finish(&mut out).map_err(written)?;
+            } else {
+                window::keys_by_time(&store, &cluster, window, &mut |row| {
+                    out.row(row).map_err(written)
+                })
+                .await?;
+            }
+            finish(out)
         }
         Command::FailedLogins { cluster, from, to } => {
-            let logins = store
-                .failed_logins(&cluster, from, to)
-                .await
-                .map_err(processing)?;
-            render::emit(output, &logins, || render::failed_logins_table(&logins))
+            let mut out = list_out(output, "(none)");
+            window::failed_logins(&store, &cluster, Window { from, to }, &mut |row| {
+                out.row(row).map_err(written)
+            })
+            .await?;
+            finish(out)
         }
-        Command::Alerts { cluster } => {
-            let alerts = store.alerts(&cluster).await.map_err(processing)?;
-            render::emit(output, &alerts, || render::alerts_table(&alerts))
+        Command::Alerts {
+            cluster,
+            kind,
+            from,
+            to,
+        } => {
+            let mut out = list_out(output, "(none)");
+            let kind = kind.map(AlertKind::as_str);
+            window::alerts(
+                &store,
+                &cluster,
+                Window { from, to },
+                kind,
+                false,
+                &mut |row| out.row(row).map_err(written),
+            )
+            .await?;
+            finish(out)
         }
-        Command::Quorum { cluster } => {
-            let quorum = store.quorum(&cluster).await.map_err(processing)?;
-            render::emit(output, &quorum, || render::quorum_table(&quorum))
+        Command::Quorum { cluster, from, to } => {
+            let mut out = stream::QuorumOut::new(stdout(), format_of(output));
+            window::quorum_pages(&store, &cluster, Window { from, to }, &mut |page| {
+                out.page(crate::store::dynamodb::items::quorum_from_items(page)?)
+                    .map_err(written)
+            })
+            .await?;
+            out.finish().map_err(written)
         }
         Command::Report {
             cluster,

@@ -8,7 +8,10 @@ use serde::Serialize;
 
 use super::{Failure, Output};
 use crate::decode::Quarantined;
-use crate::domain::{Alert, ClusterSession, FailedLogin, KeyGeneration, QuorumStep, QuorumView};
+use crate::domain::{
+    Alert, ClusterSession, FailedLogin, KeyEvent, KeyGeneration, QuorumStep, QuorumView,
+    SessionEvent,
+};
 use crate::model::{AuditRecord, HsmRecord, TrailEntry};
 
 pub(super) fn emit<T: Serialize + ?Sized>(
@@ -18,6 +21,9 @@ pub(super) fn emit<T: Serialize + ?Sized>(
 ) -> Result<(), Failure> {
     let text = match output {
         Output::Json => serde_json::to_string_pretty(value)
+            .map(|json| json + "\n")
+            .map_err(super::processing)?,
+        Output::Ndjson => serde_json::to_string(value)
             .map(|json| json + "\n")
             .map_err(super::processing)?,
         Output::Table => table(),
@@ -101,12 +107,8 @@ fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-/// The trail in the JSON contract: handles, sequence numbers and counters as numbers.
-pub(super) fn trail_json(trail: &[TrailEntry]) -> serde_json::Value {
-    serde_json::Value::Array(trail.iter().map(entry_json).collect())
-}
-
-fn entry_json(entry: &TrailEntry) -> serde_json::Value {
+/// A trail record in the JSON contract: handles, sequence numbers and counters as numbers.
+pub(super) fn entry_json(entry: &TrailEntry) -> serde_json::Value {
     let origin = serde_json::json!({
         "cluster": entry.stream().cluster,
         "log_stream": entry.stream().hsm,
@@ -263,130 +265,134 @@ pub(super) fn trail_table(trail: &[TrailEntry]) -> String {
     )
 }
 
-pub(super) fn sessions_table(sessions: &[ClusterSession]) -> String {
+/// A session's line, without its events.
+pub(super) fn session_line(session: &ClusterSession) -> String {
     let mut out = String::new();
-    for session in sessions {
-        line(
-            &mut out,
-            format_args!(
-                "{} ({}) {} -> {}  ended by {}  origin {}  mirrors [{}]",
-                session.user,
-                or_dash(session.user_type.as_deref()),
-                session.login_time,
-                or_dash(session.end_time),
-                session.ended_by.as_deref().unwrap_or("- (open)"),
-                session.origin_hsm,
-                session.mirror_hsms.join(", ")
-            ),
-        );
-        for event in &session.events {
-            let mut handles: Vec<String> = event.key_handles.iter().map(u64::to_string).collect();
-            handles.extend(event.object_ids.iter().cloned());
-            line(
-                &mut out,
-                format_args!(
-                    "    {}  {}  0x{:<4x} {:<32} {:<6} {}{}",
-                    event.time,
-                    event.hsm,
-                    event.seq,
-                    event.opcode.as_str(),
-                    if event.success { "ok" } else { "FAILED" },
-                    event
-                        .target_user
-                        .as_deref()
-                        .map(|u| format!("user {u} "))
-                        .unwrap_or_default(),
-                    if handles.is_empty() {
-                        String::new()
-                    } else {
-                        format!("keys {}", handles.join(","))
-                    }
-                ),
-            );
-        }
-    }
-    if sessions.is_empty() {
-        out.push_str("(no sessions)\n");
-    }
+    line(
+        &mut out,
+        format_args!(
+            "{} ({}) {} -> {}  ended by {}  origin {}  mirrors [{}]",
+            session.user,
+            or_dash(session.user_type.as_deref()),
+            session.login_time,
+            or_dash(session.end_time),
+            session.ended_by.as_deref().unwrap_or("- (open)"),
+            session.origin_hsm,
+            session.mirror_hsms.join(", ")
+        ),
+    );
     out
 }
 
-pub(super) fn keys_table(keys: &[KeyGeneration]) -> String {
+pub(super) fn session_event_line(event: &SessionEvent) -> String {
+    let mut handles: Vec<String> = event.key_handles.iter().map(u64::to_string).collect();
+    handles.extend(event.object_ids.iter().cloned());
     let mut out = String::new();
-    for key in keys {
+    line(
+        &mut out,
+        format_args!(
+            "    {}  {}  0x{:<4x} {:<32} {:<6} {}{}",
+            event.time,
+            event.hsm,
+            event.seq,
+            event.opcode.as_str(),
+            if event.success { "ok" } else { "FAILED" },
+            event
+                .target_user
+                .as_deref()
+                .map(|u| format!("user {u} "))
+                .unwrap_or_default(),
+            if handles.is_empty() {
+                String::new()
+            } else {
+                format!("keys {}", handles.join(","))
+            }
+        ),
+    );
+    out
+}
+
+/// A key generation's line, without its events and shares.
+pub(super) fn key_line(key: &KeyGeneration) -> String {
+    let mut out = String::new();
+    line(
+        &mut out,
+        format_args!(
+            "key {} gen {}: {:?} {}  created {} by {} ({})  pair {}  hsms [{}]{}",
+            key.object_id
+                .as_ref()
+                .map_or_else(|| key.handle.to_string(), |id| format!("luna:{id}")),
+            key.generation,
+            key.state,
+            key.kind,
+            or_dash(key.created_time),
+            or_dash(key.created_by.as_deref()),
+            or_dash(key.created_opcode.as_ref()),
+            or_dash(key.pair_handle),
+            key.hsms.join(", "),
+            if key.exported { "  EXPORTED" } else { "" }
+        ),
+    );
+    out
+}
+
+pub(super) fn key_event_line(event: &KeyEvent) -> String {
+    let position = match (event.seq, &event.log_event_id) {
+        (Some(seq), _) => format!("0x{seq:x}"),
+        (None, Some(id)) => format!("event {id}"),
+        (None, None) => "-".to_owned(),
+    };
+    let outcome = match (&event.response, event.success) {
+        (Some(response), false) => response.clone(),
+        (_, true) => "ok".to_owned(),
+        (None, false) => "FAILED".to_owned(),
+    };
+    let attributes = event
+        .attributes
+        .as_ref()
+        .map(|names| format!(" [{}]", names.join(", ")))
+        .unwrap_or_default();
+    let mut out = String::new();
+    line(
+        &mut out,
+        format_args!(
+            "    {}  {}  {:<6} {:<32} {:<6} {}{}",
+            event.time,
+            event.hsm,
+            position,
+            event.opcode.as_str(),
+            outcome,
+            or_dash(event.user.as_deref()),
+            attributes
+        ),
+    );
+    out
+}
+
+/// The lines of a key's shares, after its events.
+pub(super) fn key_share_lines(key: &KeyGeneration) -> String {
+    let mut out = String::new();
+    for share in &key.shared_with {
+        let user = match &share.user_name {
+            Some(name) => format!("{name} (id {})", share.user_id),
+            None => format!("id {}", share.user_id),
+        };
+        let direction = if share.operation == "UNSHARE" {
+            "unshared from"
+        } else {
+            "shared with"
+        };
         line(
             &mut out,
             format_args!(
-                "key {} gen {}: {:?} {}  created {} by {} ({})  pair {}  hsms [{}]{}",
-                key.object_id
-                    .as_ref()
-                    .map_or_else(|| key.handle.to_string(), |id| format!("luna:{id}")),
-                key.generation,
-                key.state,
-                key.kind,
-                or_dash(key.created_time),
-                or_dash(key.created_by.as_deref()),
-                or_dash(key.created_opcode.as_ref()),
-                or_dash(key.pair_handle),
-                key.hsms.join(", "),
-                if key.exported { "  EXPORTED" } else { "" }
+                "    {}  {}  0x{:<4x} {} {user} by {}",
+                share.time,
+                share.hsm,
+                share.seq,
+                direction,
+                or_dash(share.by.as_deref())
             ),
         );
-        for event in &key.events {
-            let position = match (event.seq, &event.log_event_id) {
-                (Some(seq), _) => format!("0x{seq:x}"),
-                (None, Some(id)) => format!("event {id}"),
-                (None, None) => "-".to_owned(),
-            };
-            let outcome = match (&event.response, event.success) {
-                (Some(response), false) => response.clone(),
-                (_, true) => "ok".to_owned(),
-                (None, false) => "FAILED".to_owned(),
-            };
-            let attributes = event
-                .attributes
-                .as_ref()
-                .map(|names| format!(" [{}]", names.join(", ")))
-                .unwrap_or_default();
-            line(
-                &mut out,
-                format_args!(
-                    "    {}  {}  {:<6} {:<32} {:<6} {}{}",
-                    event.time,
-                    event.hsm,
-                    position,
-                    event.opcode.as_str(),
-                    outcome,
-                    or_dash(event.user.as_deref()),
-                    attributes
-                ),
-            );
-        }
-        for share in &key.shared_with {
-            let user = match &share.user_name {
-                Some(name) => format!("{name} (id {})", share.user_id),
-                None => format!("id {}", share.user_id),
-            };
-            let direction = if share.operation == "UNSHARE" {
-                "unshared from"
-            } else {
-                "shared with"
-            };
-            line(
-                &mut out,
-                format_args!(
-                    "    {}  {}  0x{:<4x} {} {user} by {}",
-                    share.time,
-                    share.hsm,
-                    share.seq,
-                    direction,
-                    or_dash(share.by.as_deref())
-                ),
-            );
-        }
-    }
-    if keys.is_empty() {
-        out.push_str("(no keys)\n");
     }
     out
 }

@@ -352,12 +352,17 @@ pub fn event_order(time: Timestamp, opcode: &Opcode, luna: bool) -> (Timestamp, 
 impl KeyGeneration {
     /// The documented order of key listings: by handle (Luna objects by id), then generation.
     pub fn listing_order(a: &Self, b: &Self) -> std::cmp::Ordering {
-        (a.handle, &a.object_id, a.generation, &a.kind).cmp(&(
-            b.handle,
-            &b.object_id,
-            b.generation,
-            &b.kind,
-        ))
+        a.listing_key().cmp(&b.listing_key())
+    }
+
+    /// What the listing orders keys by.
+    pub fn listing_key(&self) -> (u64, Option<&str>, u32, &str) {
+        (
+            self.handle,
+            self.object_id.as_deref(),
+            self.generation,
+            &self.kind,
+        )
     }
 
     /// A generation with nothing known yet but what identifies it: active, not exported,

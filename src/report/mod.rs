@@ -389,6 +389,13 @@ pub struct Builder {
     lanes: BTreeMap<String, Vec<(usize, Timestamp)>>,
 }
 
+/// The alerts that say whether a stream is complete.
+pub const INTEGRITY_ALERTS: [AlertKind; 3] = [
+    AlertKind::SequenceGap,
+    AlertKind::ConflictingDuplicate,
+    AlertKind::Reboot,
+];
+
 /// Overlapping sessions of one user are stacked on lanes of their own, up to this many
 /// (past it they share the last one): one bar never hides another.
 const LANES_PER_USER: usize = 4;
@@ -450,11 +457,15 @@ impl Builder {
     /// Every alert of the cluster, newest first: the integrity ones count whatever the
     /// period (the trail's completeness is not cut by it); the period's are listed.
     pub fn alert(&mut self, alert: Alert, log_event_id: Option<String>) {
+        self.integrity(&alert);
+        self.listed(alert, log_event_id);
+    }
+
+    /// What an alert says of its stream's completeness (gaps, conflicts, reboots): whatever
+    /// the period.
+    pub fn integrity(&mut self, alert: &Alert) {
         if let (Some(hsm), Some(boot)) = (&alert.hsm, alert.reboot_counter)
-            && matches!(
-                alert.kind,
-                AlertKind::SequenceGap | AlertKind::ConflictingDuplicate | AlertKind::Reboot
-            )
+            && INTEGRITY_ALERTS.contains(&alert.kind)
         {
             let slot = self.integrity.entry((hsm.clone(), boot)).or_default();
             match (alert.kind, alert.from, alert.to) {
@@ -464,6 +475,10 @@ impl Builder {
                 _ => {}
             }
         }
+    }
+
+    /// An alert of the period, listed and counted (newest first).
+    pub fn listed(&mut self, alert: Alert, log_event_id: Option<String>) {
         if !self.report.options.in_period(alert.time) {
             return;
         }

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use super::rows::{RowWriter, alert_position};
-use super::{AlertRow, Builder, Limits, Options, Report};
+use super::{AlertRow, Builder, INTEGRITY_ALERTS, Limits, Options, Report};
 use crate::store::dynamodb::items::{self, ViewRow};
+use crate::store::window::{self, Pages, ViewOrder, Window, under};
 use crate::store::{AuditStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,42 +17,6 @@ pub enum ReportError {
     Write(#[from] std::io::Error),
 }
 
-/// The pages of the cluster's view items under one prefix.
-struct Pages<'a, S> {
-    store: &'a S,
-    cluster: &'a str,
-    prefix: &'a str,
-    reverse: bool,
-    start: Option<items::Item>,
-    done: bool,
-}
-
-impl<'a, S: AuditStore> Pages<'a, S> {
-    fn new(store: &'a S, cluster: &'a str, prefix: &'a str, reverse: bool) -> Self {
-        Self {
-            store,
-            cluster,
-            prefix,
-            reverse,
-            start: None,
-            done: false,
-        }
-    }
-
-    async fn next(&mut self) -> Result<Option<Vec<items::Item>>, StoreError> {
-        if self.done {
-            return Ok(None);
-        }
-        let (page, next) = self
-            .store
-            .view_page(self.cluster, self.prefix, self.reverse, self.start.take())
-            .await?;
-        self.done = next.is_none() || page.is_empty();
-        self.start = next;
-        Ok(Some(page))
-    }
-}
-
 /// Hands each view item under `prefix` to `on_row`, read a page at a time.
 async fn each_row<S: AuditStore>(
     store: &S,
@@ -60,7 +25,8 @@ async fn each_row<S: AuditStore>(
     reverse: bool,
     mut on_row: impl FnMut(ViewRow) -> Result<(), ReportError>,
 ) -> Result<(), ReportError> {
-    let mut pages = Pages::new(store, cluster, prefix, reverse);
+    let pages = Pages::new(store, cluster, ViewOrder::SortKey, under(prefix));
+    let mut pages = if reverse { pages.reverse() } else { pages };
     while let Some(page) = pages.next().await? {
         for item in page {
             on_row(items::view_row(item)?)?;
@@ -84,13 +50,45 @@ pub async fn build<S: AuditStore>(
         Ok(())
     })
     .await?;
-    each_row(store, &cluster, items::ALERT_PREFIX, true, |row| {
-        if let ViewRow::Alert(alert) = row {
-            builder.alert(alert, None);
+    let window = Window {
+        from: builder.options().from,
+        to: builder.options().to,
+    };
+    if window.is_open() {
+        each_row(store, &cluster, items::ALERT_PREFIX, true, |row| {
+            if let ViewRow::Alert(alert) = row {
+                builder.alert(alert, None);
+            }
+            Ok(())
+        })
+        .await?;
+    } else {
+        // The trail's completeness whatever the period, through each kind's time index;
+        // the period's alerts, newest first, from its window alone.
+        for kind in INTEGRITY_ALERTS {
+            window::alerts(
+                store,
+                &cluster,
+                Window::default(),
+                Some(kind.as_str()),
+                true,
+                &mut |row| {
+                    if let ViewRow::Alert(alert) = row {
+                        builder.integrity(&alert);
+                    }
+                    Ok::<_, ReportError>(())
+                },
+            )
+            .await?;
         }
-        Ok(())
-    })
-    .await?;
+        window::alerts(store, &cluster, window, None, true, &mut |row| {
+            if let ViewRow::Alert(alert) = row {
+                builder.listed(alert, None);
+            }
+            Ok::<_, ReportError>(())
+        })
+        .await?;
+    }
     each_row(store, &cluster, &items::key_prefix(None), false, |row| {
         match row {
             ViewRow::KeyHead(key) => {
@@ -102,34 +100,70 @@ pub async fn build<S: AuditStore>(
         Ok(())
     })
     .await?;
-    each_row(
-        store,
-        &cluster,
-        &items::session_prefix(None),
-        false,
-        |row| {
-            match row {
-                ViewRow::SessionHead(session) => builder.session_head(session),
-                ViewRow::SessionEvent(event) => builder.session_event(event),
-                _ => {}
-            }
-            Ok(())
-        },
-    )
-    .await?;
-    each_row(store, &cluster, items::FAILED_LOGIN_PREFIX, false, |row| {
-        if let ViewRow::FailedLogin(login) = row {
-            builder.failed_login(login);
+    let mut on_session = |row| {
+        match row {
+            ViewRow::SessionHead(session) => builder.session_head(session),
+            ViewRow::SessionEvent(event) => builder.session_event(event),
+            _ => {}
         }
-        Ok(())
-    })
-    .await?;
+        Ok::<_, ReportError>(())
+    };
+    if window.is_open() {
+        each_row(
+            store,
+            &cluster,
+            &items::session_prefix(None),
+            false,
+            &mut on_session,
+        )
+        .await?;
+    } else {
+        // By user, then login, as the timeline's lanes are made: each user's window.
+        let mut next_user = items::session_prefix(None);
+        loop {
+            let (first, _) = store
+                .view_range(
+                    &cluster,
+                    ViewOrder::SortKey,
+                    (&next_user, &under(&items::session_prefix(None)).1),
+                    false,
+                    None,
+                    Some(1),
+                )
+                .await?;
+            let Some(sk) = first.first().map(items::sort_key) else {
+                break;
+            };
+            let user = sk[items::session_prefix(None).len()..]
+                .split('#')
+                .next()
+                .unwrap_or_default();
+            let prefix = format!("{}{user}#", items::session_prefix(None));
+            let mut pages = Pages::new(store, &cluster, ViewOrder::SortKey, window.bounds(&prefix));
+            while let Some(page) = pages.next().await? {
+                for item in page {
+                    on_session(items::view_row(item)?)?;
+                }
+            }
+            next_user = under(&prefix).1;
+        }
+    }
+    let range = window.bounds(items::FAILED_LOGIN_PREFIX);
+    let mut pages = Pages::new(store, &cluster, ViewOrder::SortKey, range);
+    while let Some(page) = pages.next().await? {
+        for item in page {
+            if let ViewRow::FailedLogin(login) = items::view_row(item)? {
+                builder.failed_login(login);
+            }
+        }
+    }
     // Quorum tokens are few (one per approval round); their items are read whole.
     let mut quorum = Vec::new();
-    let mut pages = Pages::new(store, &cluster, items::QUORUM_PREFIX, false);
-    while let Some(page) = pages.next().await? {
+    window::quorum_pages(store, &cluster, window, &mut |page| {
         quorum.extend(page);
-    }
+        Ok::<_, ReportError>(())
+    })
+    .await?;
     builder.quorum(items::quorum_from_items(quorum)?);
     let mut report = builder.finish();
     with_log_event_ids(store, &cluster, &mut report.alerts.rows).await?;
@@ -202,7 +236,17 @@ pub async fn export_alerts<S: AuditStore>(
     out: &mut RowWriter<impl std::io::Write>,
 ) -> Result<usize, ReportError> {
     let mut written = 0;
-    let mut pages = Pages::new(store, &options.cluster, items::ALERT_PREFIX, true);
+    let window = Window {
+        from: options.from,
+        to: options.to,
+    };
+    let mut pages = Pages::new(
+        store,
+        &options.cluster,
+        ViewOrder::SortKey,
+        window.bounds(items::ALERT_PREFIX),
+    )
+    .reverse();
     while let Some(page) = pages.next().await? {
         let mut rows = Vec::new();
         for item in page {

@@ -9,6 +9,7 @@
 pub mod dynamodb;
 #[cfg(any(test, feature = "testkit"))]
 pub mod memory;
+pub mod window;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -217,18 +218,25 @@ pub trait AuditStore {
     /// The refused conflicting duplicates recorded in the cluster's trail.
     async fn conflicts(&self, cluster: &str) -> Result<Vec<Conflict>, StoreError>;
 
-    /// One page of the cluster's view items whose sort key starts with `prefix`
-    /// (`KEY#`, `SESSION#`, `ALERT#`, …), after `start` (the cursor a previous page
-    /// returned), in sort-key order or (with `reverse`) its reverse, and the cursor of
-    /// the next page while one remains: a reader of every key holds a page at a time,
-    /// never the partition, and may await between pages.
-    async fn view_page(
+    /// One page of the cluster's view items whose sort key (or, in `order`
+    /// [`window::ViewOrder::TimeKey`], whose `time_key` in the `by_time` index: keys only)
+    /// lies in `range`, after `start` (the cursor a previous page returned), in that order
+    /// or (with `reverse`) its reverse, at most `limit` items (else up to 1 MB), and the
+    /// cursor of the next page while one remains: a reader holds a page at a time, never
+    /// the partition, and may await between pages.
+    async fn view_range(
         &self,
         cluster: &str,
-        prefix: &str,
+        order: window::ViewOrder,
+        range: (&str, &str),
         reverse: bool,
-        start: Option<dynamodb::items::Item>,
-    ) -> Result<(Vec<dynamodb::items::Item>, Option<dynamodb::items::Item>), StoreError>;
+        start: Option<Item>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError>;
+
+    /// The cluster's view items stored under these sort keys, in that order (those that
+    /// exist), read consistently.
+    async fn view_items(&self, cluster: &str, sks: &[String]) -> Result<Vec<Item>, StoreError>;
 
     /// The CloudWatch log event ids of the given trail records (HSM, reboot counter,
     /// sequence number); records not in the trail are left out.

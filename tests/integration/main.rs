@@ -28,3 +28,4 @@ mod runbook;
 mod seed_examples;
 mod tamper;
 mod trail_dynamodb;
+mod windows;

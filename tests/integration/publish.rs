@@ -18,6 +18,7 @@ use hsm_audit::publish::{Publisher, Sink};
 use hsm_audit::store::AuditStore;
 use hsm_audit::store::dynamodb::DynamoStore;
 use hsm_audit::store::dynamodb::items::{self, ViewRow};
+use hsm_audit::store::window::ViewOrder;
 use hsm_audit::testkit::subscription_event;
 use serde_json::Value;
 
@@ -430,7 +431,14 @@ async fn a_finding_imported_again_is_updated_not_duplicated() {
     assert_eq!(first.len(), 2);
     // The same alerts imported again, as a sink that lost its mark would.
     let (alert_items, _) = store
-        .view_page("cluster-later", "ALERT#", false, None)
+        .view_range(
+            "cluster-later",
+            ViewOrder::SortKey,
+            ("ALERT#", "ALERT#\u{10FFFF}"),
+            false,
+            None,
+            None,
+        )
         .await
         .expect("the alert items");
     let alerts: Vec<StoredAlert> = alert_items

@@ -46,7 +46,9 @@ mod later;
 mod quorum;
 pub mod state;
 
-pub use self::quorum::{QUORUM_PREFIX, quorum_from_items};
+pub use self::quorum::{
+    QUORUM_M_VALUE_PREFIX, QUORUM_PREFIX, QUORUM_TOKEN_PREFIX, quorum_from_items,
+};
 pub use self::state::{
     CHECKPOINT_PREFIX, checkpoint_from_items, object_from_item, object_item, object_key,
     step_phases,
@@ -829,7 +831,7 @@ pub fn key_event_sk(key: &KeyGeneration, event: &KeyEvent) -> String {
 }
 
 /// Between a session's or key's key and its events' keys.
-const EVENT_INFIX: &str = "#EV#";
+pub const EVENT_INFIX: &str = "#EV#";
 
 pub fn session_sk(session: &ClusterSession) -> String {
     format!(
@@ -940,6 +942,40 @@ pub struct ViewItem {
     pub object: Option<String>,
 }
 
+/// The attribute the `by_time` index sorts a cluster's views by: a kind, then a time, so
+/// that a window of one kind is one key condition (`BETWEEN 'SESSION#<from>' AND
+/// 'SESSION#<to>~'`).
+pub const TIME_KEY: &str = "time_key";
+pub const BY_TIME_INDEX: &str = "by_time";
+/// The trail's records by `usecs` (an attribute every trail item has had from the start,
+/// so that records stored before the index existed are in it too).
+pub const TRAIL_BY_TIME_INDEX: &str = "trail_by_time";
+
+pub const SESSION_TIME_PREFIX: &str = "SESSION#";
+pub const KEY_EVENT_TIME_PREFIX: &str = "KEY_EVENT#";
+
+/// Where alerts of one kind start in the `by_time` index: `ALERT#<kind>#`, then the
+/// alert's sort key after `ALERT#` (its time first), so that one kind's alerts are in the
+/// order the table holds them.
+pub fn alert_time_prefix(kind: &str) -> String {
+    format!("{ALERT_PREFIX}{kind}#")
+}
+
+/// An alert's key in the `by_time` index: its kind, then its sort key after `ALERT#`.
+pub fn alert_time_key(alert: &Alert) -> String {
+    let sk = alert_sk(alert);
+    format!(
+        "{}{}",
+        alert_time_prefix(alert.kind.as_str()),
+        &sk[ALERT_PREFIX.len()..]
+    )
+}
+
+fn with_time_key(mut item: Item, time_key: String) -> Item {
+    item.insert(TIME_KEY.to_owned(), AttributeValue::S(time_key));
+    item
+}
+
 fn view(item: Item, of: ViewOf) -> ViewItem {
     ViewItem {
         item,
@@ -960,12 +996,15 @@ pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, Sto
             ..session.clone()
         };
         items.push(view(
-            derived_item(
-                cluster,
-                sk.clone(),
-                "session",
-                SessionHead { session: head },
-            )?,
+            with_time_key(
+                derived_item(
+                    cluster,
+                    sk.clone(),
+                    "session",
+                    SessionHead { session: head },
+                )?,
+                format!("{SESSION_TIME_PREFIX}{}", session.login_time.iso()),
+            ),
             ViewOf::SessionHead {
                 login_time: session.login_time,
             },
@@ -999,7 +1038,10 @@ pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, Sto
         });
         for event in &key.events {
             items.push(view(
-                derived_item(cluster, key_event_sk(key, event), "key_event", event)?,
+                with_time_key(
+                    derived_item(cluster, key_event_sk(key, event), "key_event", event)?,
+                    format!("{KEY_EVENT_TIME_PREFIX}{}", event.time.iso()),
+                ),
                 ViewOf::Event { time: event.time },
             ));
         }
@@ -1012,7 +1054,10 @@ pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, Sto
     }
     for alert in &derived.alerts {
         items.push(view(
-            derived_item(cluster, alert_sk(alert), "alert", alert)?,
+            with_time_key(
+                derived_item(cluster, alert_sk(alert), "alert", alert)?,
+                alert_time_key(alert),
+            ),
             ViewOf::Alert {
                 kind: alert.kind,
                 time: alert.time,

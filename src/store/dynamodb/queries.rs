@@ -1,6 +1,8 @@
 //! Reads: whole partitions for derivation, and the CLI's access patterns. Every one is a
 //! `Query` on the base table with a strongly consistent read.
 
+use std::collections::BTreeMap;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::request::sdk_error;
@@ -11,6 +13,7 @@ use crate::incremental::TailStart;
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::StoreError;
 use crate::store::dynamodb::items::{self, Item};
+use crate::store::window::{self, Collected, KeyOf, Paging, Window};
 
 /// A sort-key condition: a prefix, or a closed range.
 pub(crate) enum SortKey<'a> {
@@ -146,6 +149,37 @@ impl DynamoStore {
         Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
     }
 
+    /// One page of an index of `pk`'s items whose sort attribute lies in `bounds`: keys
+    /// only, eventually consistent (an index is never read consistently).
+    pub(super) async fn query_index_page(
+        &self,
+        pk: &str,
+        (index, attribute): (&str, &str),
+        bounds: (AttributeValue, AttributeValue),
+        forward: bool,
+        start: Option<Item>,
+        limit: Option<i32>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        self.counts.count_query();
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .scan_index_forward(forward)
+            .set_limit(limit)
+            .key_condition_expression("pk = :pk AND #at BETWEEN :low AND :high")
+            .expression_attribute_names("#at", attribute)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .expression_attribute_values(":low", bounds.0)
+            .expression_attribute_values(":high", bounds.1)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|error| sdk_error("Query", error))?;
+        Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
+    }
+
     /// The last item of `pk` whose sort key starts with `prefix`: one query, newest first,
     /// one item.
     pub(super) async fn query_last(
@@ -178,14 +212,99 @@ impl DynamoStore {
         cluster: &str,
         hsm: Option<&str>,
     ) -> Result<Vec<TrailEntry>, StoreError> {
+        let mut trail = Vec::new();
+        self.trail_pages(cluster, hsm, Window::default(), |page| {
+            trail.extend(page);
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+        Ok(trail)
+    }
+
+    /// The trail (of one HSM) a page at a time, in the trail's order, the records timed in
+    /// `window` only. A window asks the `trail_by_time` index which records it holds and
+    /// keeps, of each stream, the first and last sort key; then reads each stream between
+    /// them, in order. Where an HSM's clock ran backwards within the window's stretch of its
+    /// stream, records between them timed outside the window are read and left out.
+    pub async fn trail_pages<E: From<StoreError>>(
+        &self,
+        cluster: &str,
+        hsm: Option<&str>,
+        window: Window,
+        mut out: impl FnMut(Vec<TrailEntry>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let pk = items::trail_pk(cluster);
         let prefix = hsm.map(items::hsm_trail_prefix);
-        let found = self
-            .query_partition(
-                &items::trail_pk(cluster),
-                prefix.as_deref().map(SortKey::Prefix),
-            )
-            .await?;
-        items::trail_entries(found)
+        if window.is_open() {
+            let whole = prefix.as_deref().map(SortKey::Prefix);
+            return self.trail_range(&pk, whole, window, &mut out).await;
+        }
+        let micros = |time: Option<Timestamp>, default: i64| {
+            AttributeValue::N(time.map_or(default, Timestamp::micros).to_string())
+        };
+        let bounds = (micros(window.from, i64::MIN), micros(window.to, i64::MAX));
+        let mut streams: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut start = None;
+        loop {
+            let (page, next) = self
+                .query_index_page(
+                    &pk,
+                    (items::TRAIL_BY_TIME_INDEX, "usecs"),
+                    bounds.clone(),
+                    true,
+                    start,
+                    None,
+                )
+                .await?;
+            for entry in &page {
+                let sk = items::sort_key(entry);
+                if prefix
+                    .as_ref()
+                    .is_some_and(|prefix| !sk.starts_with(prefix.as_str()))
+                {
+                    continue;
+                }
+                let stream = sk.rfind('#').map_or(sk.as_str(), |at| &sk[..at]).to_owned();
+                let span = streams
+                    .entry(stream)
+                    .or_insert_with(|| (sk.clone(), sk.clone()));
+                if sk < span.0 {
+                    span.0 = sk;
+                } else if sk > span.1 {
+                    span.1 = sk;
+                }
+            }
+            start = next;
+            if start.is_none() {
+                break;
+            }
+        }
+        for (low, high) in streams.into_values() {
+            let sort = Some(SortKey::Between(low, high));
+            self.trail_range(&pk, sort, window, &mut out).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands on the records of one range of the trail, page by page, those in `window`.
+    async fn trail_range<E: From<StoreError>>(
+        &self,
+        pk: &str,
+        sort: Option<SortKey<'_>>,
+        window: Window,
+        out: &mut impl FnMut(Vec<TrailEntry>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut from = None;
+        loop {
+            let (page, next) = self.query_sorted_page(pk, &sort, true, from, None).await?;
+            let mut entries = items::trail_entries(page)?;
+            entries.retain(|entry| window.contains(entry.record.time()));
+            out(entries)?;
+            from = next;
+            if from.is_none() {
+                return Ok(());
+            }
+        }
     }
 
     /// Sessions of a cluster (or of one user) whose login falls in `[from, to]`.
@@ -196,27 +315,17 @@ impl DynamoStore {
         from: Option<Timestamp>,
         to: Option<Timestamp>,
     ) -> Result<Vec<ClusterSession>, StoreError> {
-        let prefix = items::session_prefix(user);
-        let sort = match (user, from, to) {
-            (Some(_), _, _) if from.is_some() || to.is_some() => SortKey::Between(
-                format!("{prefix}{}", from.map(Timestamp::iso).unwrap_or_default()),
-                // `~` sorts after every character of an ISO time and of the key's tail.
-                format!(
-                    "{prefix}{}~",
-                    to.map(Timestamp::iso).unwrap_or_else(|| "~".into())
-                ),
-            ),
-            _ => SortKey::Prefix(&prefix),
-        };
-        let found = self
-            .query_partition(&items::cluster_pk(cluster), Some(sort))
-            .await?;
-        let mut sessions = items::sessions_from_items(found)?;
-        sessions.retain(|s| {
-            from.is_none_or(|from| s.login_time >= from) && to.is_none_or(|to| s.login_time <= to)
-        });
-        sessions.sort_by(ClusterSession::listing_order);
-        Ok(sessions)
+        let window = Window { from, to };
+        let mut found = Collected::default();
+        let mut add = |row| found.add(row);
+        match user {
+            Some(user) => {
+                window::user_sessions(self, cluster, user, window, &Paging::default(), &mut add)
+                    .await?;
+            }
+            None => window::sessions_by_time(self, cluster, window, &mut add).await?,
+        }
+        Ok(found.sessions)
     }
 
     /// Generations of one key handle, or of every key of the cluster.
@@ -225,11 +334,16 @@ impl DynamoStore {
         cluster: &str,
         handle: Option<u64>,
     ) -> Result<Vec<KeyGeneration>, StoreError> {
-        let prefix = items::key_prefix(handle);
-        let found = self
-            .query_partition(&items::cluster_pk(cluster), Some(SortKey::Prefix(&prefix)))
-            .await?;
-        let mut keys = items::keys_from_items(found)?;
+        let mut found = Collected::default();
+        let mut add = |row| found.add(row);
+        match handle {
+            Some(handle) => {
+                let of = KeyOf::Handle(handle);
+                window::key_generations(self, cluster, &of, &Paging::default(), &mut add).await?;
+            }
+            None => window::keys_stored(self, cluster, &mut add).await?,
+        }
+        let mut keys = found.keys;
         keys.sort_by(KeyGeneration::listing_order);
         Ok(keys)
     }
@@ -240,28 +354,21 @@ impl DynamoStore {
         from: Option<Timestamp>,
         to: Option<Timestamp>,
     ) -> Result<Vec<FailedLogin>, StoreError> {
-        let prefix = items::FAILED_LOGIN_PREFIX;
-        let sort = SortKey::Between(
-            format!("{prefix}{}", from.map(Timestamp::iso).unwrap_or_default()),
-            format!(
-                "{prefix}{}~",
-                to.map(Timestamp::iso).unwrap_or_else(|| "~".into())
-            ),
-        );
-        let found = self
-            .query_partition(&items::cluster_pk(cluster), Some(sort))
-            .await?;
-        items::bodies_from_items(found)
+        let mut found = Collected::default();
+        window::failed_logins(self, cluster, Window { from, to }, &mut |row| {
+            found.add(row)
+        })
+        .await?;
+        Ok(found.failed_logins)
     }
 
     pub async fn alerts(&self, cluster: &str) -> Result<Vec<Alert>, StoreError> {
-        let found = self
-            .query_partition(
-                &items::cluster_pk(cluster),
-                Some(SortKey::Prefix(items::ALERT_PREFIX)),
-            )
-            .await?;
-        items::bodies_from_items(found)
+        let mut found = Collected::default();
+        window::alerts(self, cluster, Window::default(), None, false, &mut |row| {
+            found.add(row)
+        })
+        .await?;
+        Ok(found.alerts)
     }
 
     /// Whether the table holds any record of `cluster`: one item read.
@@ -284,12 +391,12 @@ impl DynamoStore {
 
     /// The cluster's quorum tokens and M-value settings, each in time order.
     pub async fn quorum(&self, cluster: &str) -> Result<QuorumView, StoreError> {
-        let found = self
-            .query_partition(
-                &items::cluster_pk(cluster),
-                Some(SortKey::Prefix(items::QUORUM_PREFIX)),
-            )
-            .await?;
+        let mut found = Vec::new();
+        window::quorum_pages(self, cluster, Window::default(), &mut |page| {
+            found.extend(page);
+            Ok::<_, StoreError>(())
+        })
+        .await?;
         items::quorum_from_items(found)
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::queries::SortKey;
 use crate::decode::Quarantined;
@@ -16,6 +17,7 @@ use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::dynamodb::items::{self, Item};
+use crate::store::window::ViewOrder;
 use crate::store::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
 
 /// DynamoDB requests made, by kind: the benchmark's requests-per-record come from here,
@@ -472,21 +474,51 @@ impl AuditStore for DynamoStore {
         Ok(streams)
     }
 
-    async fn view_page(
+    async fn view_range(
         &self,
         cluster: &str,
-        prefix: &str,
+        order: ViewOrder,
+        range: (&str, &str),
         reverse: bool,
         start: Option<Item>,
+        limit: Option<usize>,
     ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
-        self.query_sorted_page(
-            &items::cluster_pk(cluster),
-            &Some(SortKey::Prefix(prefix)),
-            !reverse,
-            start,
-            None,
-        )
-        .await
+        let pk = items::cluster_pk(cluster);
+        let limit = limit.map(|limit| i32::try_from(limit).unwrap_or(i32::MAX));
+        match order {
+            ViewOrder::SortKey => {
+                let sort = Some(SortKey::Between(range.0.to_owned(), range.1.to_owned()));
+                self.query_sorted_page(&pk, &sort, !reverse, start, limit)
+                    .await
+            }
+            ViewOrder::TimeKey => {
+                let bounds = (
+                    AttributeValue::S(range.0.to_owned()),
+                    AttributeValue::S(range.1.to_owned()),
+                );
+                self.query_index_page(
+                    &pk,
+                    (items::BY_TIME_INDEX, items::TIME_KEY),
+                    bounds,
+                    !reverse,
+                    start,
+                    limit,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn view_items(&self, cluster: &str, sks: &[String]) -> Result<Vec<Item>, StoreError> {
+        let pk = items::cluster_pk(cluster);
+        let keys = sks.iter().map(|sk| items::key_item(&pk, sk)).collect();
+        let mut found: HashMap<String, Item> = self
+            .get_all(keys, None)
+            .await?
+            .into_iter()
+            .map(|item| (items::sort_key(&item), item))
+            .collect();
+        Ok(sks.iter().filter_map(|sk| found.remove(sk)).collect())
     }
 
     async fn publish_alerts(&self, cluster: &str) -> crate::publish::Published {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    ScalarAttributeType, TableStatus,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TableStatus,
 };
 use serde::Deserialize;
 
@@ -20,7 +20,23 @@ const SCHEMA_JSON: &str = include_str!("../../../schema/table.json");
 pub struct TableSchema {
     pub attribute_definitions: Vec<AttributeSchema>,
     pub key_schema: Vec<KeySchema>,
+    #[serde(default)]
+    pub global_secondary_indexes: Vec<IndexSchema>,
     pub billing_mode: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IndexSchema {
+    pub index_name: String,
+    pub key_schema: Vec<KeySchema>,
+    pub projection: ProjectionSchema,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProjectionSchema {
+    pub projection_type: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +60,14 @@ impl TableSchema {
             source: error.into(),
         })
     }
+}
+
+fn key_element(key: &KeySchema) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder()
+        .attribute_name(&key.attribute_name)
+        .key_type(KeyType::from(key.key_type.as_str()))
+        .build()
+        .map_err(|error| request_error("CreateTable", error))
 }
 
 /// What `create_table` did.
@@ -78,10 +102,23 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableSetup, St
         );
     }
     for key in &schema.key_schema {
-        request = request.key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(&key.attribute_name)
-                .key_type(KeyType::from(key.key_type.as_str()))
+        request = request.key_schema(key_element(key)?);
+    }
+    for index in &schema.global_secondary_indexes {
+        let mut built = GlobalSecondaryIndex::builder()
+            .index_name(&index.index_name)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::from(
+                        index.projection.projection_type.as_str(),
+                    ))
+                    .build(),
+            );
+        for key in &index.key_schema {
+            built = built.key_schema(key_element(key)?);
+        }
+        request = request.global_secondary_indexes(
+            built
                 .build()
                 .map_err(|error| request_error("CreateTable", error))?,
         );

@@ -20,6 +20,7 @@ use crate::digest;
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::{Timestamp, TrailEntry};
+use crate::store::window::ViewOrder;
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -481,42 +482,108 @@ impl AuditStore for MemoryStore {
         Ok(streams)
     }
 
-    async fn view_page(
+    async fn view_range(
         &self,
         cluster: &str,
-        prefix: &str,
+        order: ViewOrder,
+        range: (&str, &str),
         reverse: bool,
         start: Option<Item>,
+        limit: Option<usize>,
     ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
         use std::ops::Bound::{Excluded, Included};
         let pk = items::cluster_pk(cluster);
-        let low = Included((pk.clone(), prefix.to_owned()));
-        // The largest code point sorts after every key under the prefix.
-        let high = Included((pk, format!("{prefix}\u{10FFFF}")));
-        let page: Vec<Item> = {
-            let map = self.guard();
-            let range = match (start.as_ref().map(key_of), reverse) {
-                (None, _) => map.range((low, high)),
-                (Some(at), false) => map.range((Excluded(at), high)),
-                (Some(at), true) => map.range((low, Excluded(at))),
-            };
-            // As DynamoDB, a page ends at 1 MB of items.
-            let mut bytes = 0;
-            let take = |(_, packed): (&(String, String), &Packed)| {
-                let item = unpack(packed);
-                bytes += items::item_size(&item);
-                (bytes <= PAGE_BYTES).then_some(item)
-            };
-            if reverse {
-                range.rev().map_while(take).collect()
-            } else {
-                range.map_while(take).collect()
+        let limit = limit.unwrap_or(usize::MAX);
+        // As DynamoDB, a page ends at 1 MB of items (or at the limit).
+        let mut bytes = 0;
+        let mut fits = |item: &Item| {
+            bytes += items::item_size(item);
+            bytes <= PAGE_BYTES
+        };
+        let page: Vec<Item> = match order {
+            ViewOrder::SortKey => {
+                let low = Included((pk.clone(), range.0.to_owned()));
+                let high = Included((pk, range.1.to_owned()));
+                let map = self.guard();
+                let found = match (start.as_ref().map(key_of), reverse) {
+                    (None, _) => map.range((low, high)),
+                    (Some(at), false) => map.range((Excluded(at), high)),
+                    (Some(at), true) => map.range((low, Excluded(at))),
+                };
+                let found = found.map(|(_, packed)| unpack(packed));
+                if reverse {
+                    found
+                        .rev()
+                        .take(limit)
+                        .take_while(|item| fits(item))
+                        .collect()
+                } else {
+                    found.take(limit).take_while(|item| fits(item)).collect()
+                }
+            }
+            ViewOrder::TimeKey => {
+                // The index, as DynamoDB keeps it: the items that have a time key, by it
+                // (then by sort key), keys only.
+                let time_key = |item: &Item| {
+                    item.get(items::TIME_KEY)
+                        .and_then(|value| value.as_s().ok())
+                        .cloned()
+                };
+                let mut index: Vec<(String, String, Item)> = Vec::new();
+                self.each_in(&pk, |item| {
+                    if let Some(at) = time_key(&item)
+                        && (range.0..=range.1).contains(&at.as_str())
+                    {
+                        let mut entry = items::key_attributes(&item);
+                        entry.insert(items::TIME_KEY.to_owned(), item[items::TIME_KEY].clone());
+                        index.push((at, items::sort_key(&item), entry));
+                    }
+                    Ok(())
+                })?;
+                index.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+                if reverse {
+                    index.reverse();
+                }
+                let after = start
+                    .as_ref()
+                    .and_then(|start| Some((time_key(start)?, items::sort_key(start))));
+                let skip = after.map_or(0, |(at, sk)| {
+                    index
+                        .iter()
+                        .position(|(a, s, _)| (a, s) == (&at, &sk))
+                        .map_or(0, |position| position + 1)
+                });
+                index
+                    .into_iter()
+                    .skip(skip)
+                    .map(|(_, _, entry)| entry)
+                    .take(limit)
+                    .take_while(|item| fits(item))
+                    .collect()
             }
         };
         self.book_query(&page);
         // Like DynamoDB, a page names where to go on, and the page after it may be empty.
-        let next = page.last().map(items::key_attributes);
+        let next = page.last().map(|item| {
+            let mut next = items::key_attributes(item);
+            if let Some(at) = item.get(items::TIME_KEY) {
+                next.insert(items::TIME_KEY.to_owned(), at.clone());
+            }
+            next
+        });
         Ok((page, next))
+    }
+
+    async fn view_items(&self, cluster: &str, sks: &[String]) -> Result<Vec<Item>, StoreError> {
+        let pk = items::cluster_pk(cluster);
+        let found: Vec<Item> = {
+            let map = self.guard();
+            sks.iter()
+                .filter_map(|sk| map.get(&(pk.clone(), sk.clone())).map(unpack))
+                .collect()
+        };
+        self.book_gets(sks.len(), &found);
+        Ok(found)
     }
 
     async fn log_event_ids(

@@ -8,6 +8,8 @@ use crate::domain::{MValueSetting, QuorumToken, QuorumView};
 use crate::store::StoreError;
 
 pub const QUORUM_PREFIX: &str = "QUORUM#";
+pub const QUORUM_TOKEN_PREFIX: &str = "QUORUM#TOKEN#";
+pub const QUORUM_M_VALUE_PREFIX: &str = "QUORUM#M_VALUE#";
 const TOKEN_TYPE: &str = "quorum_token";
 const M_VALUE_TYPE: &str = "quorum_m_value";
 
