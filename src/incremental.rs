@@ -54,11 +54,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::domain::{
-    Alert, AlertKind, Carry, EntityCarries, EntityIds, Folded, KeyGeneration, entity_ids,
+    Alert, AlertKind, Carry, Derived, EntityCarries, EntityIds, Folded, KeyGeneration, entity_ids,
 };
+use crate::keys;
 use crate::model::{Timestamp, TrailEntry};
-use crate::store::StoreError;
-use crate::store::dynamodb::items::{self, Item, ViewItem, ViewOf};
 
 /// The most records of one stream a replay reads at once by default
 /// (`TAIL_RECORDS_PER_STREAM`): its memory stays bounded whatever it must replay.
@@ -198,13 +197,13 @@ fn stream_hsm(entry: &TrailEntry) -> Option<String> {
 /// The trail sort-key prefix of an entry's stream.
 pub fn stream_prefix(entry: &TrailEntry) -> String {
     match entry.cloudhsm() {
-        Some(_) => items::hsm_trail_prefix(&entry.stream().hsm),
-        None => items::log_stream_prefix(&entry.stream().hsm),
+        Some(_) => keys::hsm_trail_prefix(&entry.stream().hsm),
+        None => keys::log_stream_prefix(&entry.stream().hsm),
     }
 }
 
 fn trail_key(entry: &TrailEntry) -> String {
-    items::identity_sk(&entry.identity())
+    keys::identity_sk(&entry.identity())
 }
 
 impl Checkpoint {
@@ -248,7 +247,7 @@ impl Checkpoint {
             self.carry
                 .integrity
                 .hsms()
-                .map(|hsm| (items::hsm_trail_prefix(hsm), Some(hsm.to_owned()))),
+                .map(|hsm| (keys::hsm_trail_prefix(hsm), Some(hsm.to_owned()))),
         );
         for prefix in self.log_positions.keys() {
             streams.insert(prefix.clone(), None);
@@ -264,7 +263,7 @@ impl Checkpoint {
                 .carry
                 .integrity
                 .last_position(hsm)
-                .map(|(boot, seq)| items::trail_sk(hsm, boot, seq)),
+                .map(|(boot, seq)| keys::trail_sk(hsm, boot, seq)),
             None => self.log_positions.get(prefix).cloned(),
         }
     }
@@ -456,9 +455,9 @@ fn key_before(entry: &TrailEntry) -> Option<String> {
     let record = entry.cloudhsm()?;
     let hsm = &entry.stream().hsm;
     Some(match (record.reboot_counter, record.sequence_no) {
-        (boot, 0) if boot > 0 => items::trail_sk(hsm, boot - 1, u64::MAX),
-        (_, 0) => items::hsm_trail_prefix(hsm),
-        (boot, seq) => items::trail_sk(hsm, boot, seq - 1),
+        (boot, 0) if boot > 0 => keys::trail_sk(hsm, boot - 1, u64::MAX),
+        (_, 0) => keys::hsm_trail_prefix(hsm),
+        (boot, seq) => keys::trail_sk(hsm, boot, seq - 1),
     })
 }
 
@@ -493,7 +492,7 @@ pub fn resume_of(
                         .last_position(hsm)
                         .map(|(boot, seq)| (hsm, boot, seq))
                 })
-                .is_some_and(|(hsm, boot, seq)| **before < items::trail_sk(hsm, boot, seq))
+                .is_some_and(|(hsm, boot, seq)| **before < keys::trail_sk(hsm, boot, seq))
         })
         .map(|(prefix, before)| (prefix.clone(), before.clone()))
         .collect()
@@ -643,9 +642,9 @@ pub fn replay_starts(base: &Checkpoint, head: &Checkpoint, arrivals: &Arrivals) 
                         .windows(2)
                         .all(|pair| pair[0].0 == pair[1].0 && pair[0].1 + 1 == pair[1].1);
                     let (first, last) = (run.first()?, run.last()?);
-                    let first = items::trail_sk(hsm, first.0, first.1);
+                    let first = keys::trail_sk(hsm, first.0, first.1);
                     let after_start = after.as_ref().is_none_or(|after| first > *after);
-                    (unbroken && after_start).then(|| (first, items::trail_sk(hsm, last.0, last.1)))
+                    (unbroken && after_start).then(|| (first, keys::trail_sk(hsm, last.0, last.1)))
                 });
             TailStart {
                 after,
@@ -968,15 +967,54 @@ pub struct Stale {
     pub snapshots: Vec<Timestamp>,
 }
 
-/// Everything one step writes.
+/// What a view is, for deciding whether a later step may replace or remove it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewOf {
+    SessionHead {
+        login_time: Timestamp,
+    },
+    KeyHead {
+        created_time: Option<Timestamp>,
+        generation: u32,
+        first_event: Option<Timestamp>,
+    },
+    /// An event of a session or key: the record's time.
+    Event {
+        time: Timestamp,
+    },
+    /// A quorum token or M-value setting: the time of the record that starts it.
+    Quorum {
+        time: Timestamp,
+    },
+    FailedLogin,
+    Alert {
+        kind: AlertKind,
+        time: Timestamp,
+        user: Option<String>,
+    },
+    Stream,
+}
+
+/// One view as the store lays it out: its sort key, a digest of its stored form (a view
+/// whose digest a step wrote before is not written again), what it is, and the stored
+/// form itself, which the plan carries to the store untouched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaidOut<T> {
+    pub sk: String,
+    pub digest: String,
+    pub of: ViewOf,
+    pub stored: T,
+}
+
+/// Everything one step writes; `T` is a view as the store lays it out.
 #[derive(Debug, Clone, Default)]
-pub struct StepWrite {
+pub struct StepWrite<T> {
     pub intent: Intent,
     /// One log per state the step ends a fold at (its split, if any, and its end).
     pub logs: Vec<StepLog>,
-    pub puts: Vec<Item>,
-    /// Keys (`pk`, `sk`) of views written before that this step no longer derives.
-    pub deletes: Vec<Item>,
+    pub puts: Vec<T>,
+    /// Sort keys of views written before that this step no longer derives.
+    pub deletes: Vec<String>,
     /// Carries of the objects the step changed.
     pub objects: Vec<(String, ObjectCarry)>,
     /// Objects' carries before a fold of the step changed them (`None`: they had none),
@@ -992,8 +1030,8 @@ pub struct StepWrite {
     pub expires_at: i64,
     /// Alert items that did not exist before, by kind.
     pub new_alerts: BTreeMap<String, usize>,
-    /// Those alert items themselves: what is published ([`crate::publish`]).
-    pub new_alert_items: Vec<Item>,
+    /// Those alerts themselves: what is published ([`crate::publish`]).
+    pub new_alert_items: Vec<T>,
     pub unchanged: usize,
     pub open_gaps: usize,
 }
@@ -1109,9 +1147,11 @@ pub struct FoldPart {
 /// or follows wrote and it no longer derives removed), the alerts of late and skewed
 /// records, the objects it changed with their versions, its logs and the new head.
 /// `parts` are the step's folds in time order: one, or one more than a replay's splits.
+/// `lay_out` is the store's: it turns derived views into its items, their keys and
+/// digests.
 #[allow(clippy::too_many_arguments)]
-pub fn plan_write(
-    cluster: &str,
+pub fn plan_write<T: Clone + Default, E>(
+    lay_out: impl Fn(&Derived) -> Result<Vec<LaidOut<T>>, E>,
     head: &Checkpoint,
     prepared: Prepared,
     parts: Vec<FoldPart>,
@@ -1120,7 +1160,7 @@ pub fn plan_write(
     stale: Stale,
     now: Timestamp,
     config: &Config,
-) -> Result<StepWrite, StoreError> {
+) -> Result<StepWrite<T>, E> {
     let point = prepared.point;
     let step = head.step.next();
     let evidence: Vec<Alert> = prepared
@@ -1134,27 +1174,24 @@ pub fn plan_write(
                 .map(|(entry, ahead)| clock_skew_alert(entry, *ahead)),
         )
         .collect();
-    let mut write = StepWrite {
+    let mut write = StepWrite::<T> {
         expires_at: now.micros() / 1_000_000 + config.late_horizon_micros / 1_000_000,
         ..StepWrite::default()
     };
     // What the step leaves stored: each later fold's views over the earlier's, whose
     // views of what was open then it derives anew.
-    let mut stored: BTreeMap<String, (Item, String, Removal, bool)> = BTreeMap::new();
+    let mut stored: BTreeMap<String, (LaidOut<T>, Removal)> = BTreeMap::new();
     let mut at_start = objects.at_start.clone();
     let mut carry = None;
     let last = parts.len().saturating_sub(1);
     let mut splits = prepared.splits.iter();
     for (index, part) in parts.into_iter().enumerate() {
-        let mut views = items::view_items(cluster, &part.folded.derived)?;
+        let mut views = lay_out(&part.folded.derived)?;
         if index == last {
-            views.extend(items::view_items(
-                cluster,
-                &crate::domain::Derived {
-                    alerts: evidence.clone(),
-                    ..Default::default()
-                },
-            )?);
+            views.extend(lay_out(&Derived {
+                alerts: evidence.clone(),
+                ..Default::default()
+            })?);
             write.open_gaps = part
                 .folded
                 .derived
@@ -1163,15 +1200,12 @@ pub fn plan_write(
                 .filter(|alert| alert.kind == AlertKind::SequenceGap)
                 .count();
         }
-        stored.retain(|_, (_, _, removal, _)| *removal != Removal::Provisional);
+        stored.retain(|_, (_, removal)| *removal != Removal::Provisional);
         let mut logged = Written::new();
         for view in views {
-            let removal = removal(&view, part.point, &part.folded);
-            let sk = items::sort_key(&view.item);
-            let digest = hex::encode(&items::item_digest(&view.item)[..8]);
-            let event = matches!(view.of, ViewOf::Event { .. });
-            logged.insert(sk.clone(), (digest.clone(), removal));
-            stored.insert(sk, (view.item, digest, removal, event));
+            let removal = removal(&view.of, part.point, &part.folded);
+            logged.insert(view.sk.clone(), (view.digest.clone(), removal));
+            stored.insert(view.sk.clone(), (view, removal));
         }
         for (name, carry) in ObjectCarry::split(part.folded.entities) {
             let before = at_start.get(&name).cloned().flatten();
@@ -1208,28 +1242,30 @@ pub fn plan_write(
         carry = Some(part.folded.carry);
     }
     let mut head_written = Written::new();
-    for (sk, (item, digest, removal, event)) in stored.iter() {
+    for (sk, (view, removal)) in stored.iter() {
         let before = previous.digests.get(sk);
         if before.is_none()
-            && let Some(kind) = items::alert_kind(item)
+            && let ViewOf::Alert { kind, .. } = view.of
         {
-            *write.new_alerts.entry(kind).or_default() += 1;
-            write.new_alert_items.push(item.clone());
+            *write
+                .new_alerts
+                .entry(kind.as_str().to_owned())
+                .or_default() += 1;
+            write.new_alert_items.push(view.stored.clone());
         }
-        if before == Some(digest) {
+        if before == Some(&view.digest) {
             write.unchanged += 1;
         } else {
-            write.puts.push(item.clone());
+            write.puts.push(view.stored.clone());
         }
-        if !event {
-            head_written.insert(sk.clone(), (digest.clone(), *removal));
+        if !matches!(view.of, ViewOf::Event { .. }) {
+            head_written.insert(sk.clone(), (view.digest.clone(), *removal));
         }
     }
-    let pk = items::cluster_pk(cluster);
     if let Some(log) = write.logs.last_mut() {
         for sk in &previous.removable {
             if !stored.contains_key(sk) {
-                write.deletes.push(items::key_item(&pk, sk));
+                write.deletes.push(sk.clone());
                 log.written
                     .insert(sk.clone(), (String::new(), Removal::Deleted));
             }
@@ -1275,8 +1311,8 @@ pub fn plan_write(
 /// What may remove a view later: evidence of a delivery never; views of what is open
 /// (gaps, reboots, a brute-force burst that may still grow) any later step; every
 /// other view a replay over its records.
-fn removal(view: &ViewItem, point: Timestamp, folded: &Folded) -> Removal {
-    match &view.of {
+fn removal(view: &ViewOf, point: Timestamp, folded: &Folded) -> Removal {
+    match view {
         ViewOf::Alert { kind, time, user } => match kind {
             AlertKind::ConflictingDuplicate | AlertKind::LateRecord | AlertKind::ClockSkew => {
                 Removal::Kept

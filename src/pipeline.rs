@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::decode::{Decoded, LogEvent, LogsPayload, MessageType, Quarantined};
-use crate::domain::{AlertKind, Conflict, Emit, fold};
+use crate::domain::{AlertKind, Conflict, Derived, Emit, fold};
 use crate::errors::one_line;
 use crate::incremental::{
     Arrivals, Checkpoint, FoldPart, Late, ObjectCarry, Objects, Prepared, Previous, Stale, Start,
@@ -19,7 +19,7 @@ use crate::model::bounds::Unstorable;
 use crate::model::{AuditRecord, LogSource, StreamId, Timestamp, TrailEntry, bounds};
 use crate::parse::{RecordError, parse_message};
 use crate::store::dynamodb::items::{self, state};
-use crate::store::{AuditStore, ClusterLease, StoreError};
+use crate::store::{AuditStore, ClusterLease, Item, StoreError};
 
 /// Decoded input split into trail entries by cluster and what must be quarantined.
 #[derive(Debug, Default)]
@@ -479,7 +479,7 @@ pub struct Rederived {
 }
 
 impl Rederived {
-    fn add(&mut self, write: &StepWrite, prepared: &PreparedCounts) {
+    fn add(&mut self, write: &StepWrite<Item>, prepared: &PreparedCounts) {
         self.steps += 1;
         self.replays += usize::from(prepared.replay);
         self.replayed += prepared.replayed;
@@ -649,7 +649,15 @@ async fn derive_steps<S: AuditStore>(
         let parts = fold_parts(&prepared, &objects, &batch.conflicts, config);
         let counts = PreparedCounts::of(&prepared);
         let write = plan_write(
-            cluster, &head, prepared, parts, &objects, &previous, stale, now, config,
+            |derived: &Derived| items::laid_out_views(cluster, derived),
+            &head,
+            prepared,
+            parts,
+            &objects,
+            &previous,
+            stale,
+            now,
+            config,
         )?;
         store.write_step(lease, &write).await?;
         derived.add(&write, &counts);

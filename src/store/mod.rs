@@ -15,11 +15,15 @@ use std::collections::{BTreeSet, HashMap};
 use crate::decode::Quarantined;
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
+use crate::keys::identity_sk;
 use crate::model::TrailEntry;
-use crate::store::dynamodb::items::Item;
 
 /// An error kept as its cause: what a failure came from, for whoever must flatten it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One stored row, as DynamoDB holds it: what the port reads raw (the trail a page at a
+/// time, the derivation's state) and writes as a derivation's views.
+pub type Item = HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
 /// Failures of the store, each with its cause as [`std::error::Error::source`]. Bad data
 /// never reaches here (it is quarantined or bounded before); whether a retry can succeed
@@ -178,7 +182,11 @@ pub trait AuditStore {
 
     /// Writes a step phase by phase ([`dynamodb::items::state::StepPhases`]): each only
     /// once the one before it is stored, the head only while the lease is held.
-    async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError>;
+    async fn write_step(
+        &self,
+        lease: &ClusterLease,
+        write: &StepWrite<Item>,
+    ) -> Result<(), StoreError>;
 
     /// The items of the cluster's derivation state (`STATE#<cluster>`) whose sort keys lie
     /// in `[low, high]`, in sort-key order or (with `reverse`) its reverse, at most `limit`
@@ -227,8 +235,8 @@ pub trait AuditStore {
         cluster: &str,
         prefix: &str,
         reverse: bool,
-        start: Option<dynamodb::items::Item>,
-    ) -> Result<(Vec<dynamodb::items::Item>, Option<dynamodb::items::Item>), StoreError>;
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError>;
 
     /// The CloudWatch log event ids of the given trail records (HSM, reboot counter,
     /// sequence number); records not in the trail are left out.
@@ -252,8 +260,7 @@ pub fn classify_entries<'a>(
     entries: &'a [TrailEntry],
     stored: &HashMap<String, String>,
 ) -> (Vec<(&'a TrailEntry, String)>, TrailOutcome) {
-    let classified =
-        crate::domain::classify_delivery(entries, stored, dynamodb::items::identity_sk);
+    let classified = crate::domain::classify_delivery(entries, stored, identity_sk);
     let mut outcome = TrailOutcome {
         stored: classified.fresh.len(),
         duplicates: classified.duplicates,
@@ -269,15 +276,4 @@ pub fn classify_entries<'a>(
         })
         .collect();
     (fresh, outcome)
-}
-
-/// The heads among object items (an object without a carry has no head).
-pub fn heads_from_items(found: &[Item]) -> Result<Vec<(String, ObjectCarry)>, StoreError> {
-    let mut heads = Vec::new();
-    for item in found {
-        if let (name, Some(carry)) = dynamodb::items::object_from_item(item)? {
-            heads.push((name, carry));
-        }
-    }
-    Ok(heads)
 }

@@ -33,12 +33,14 @@ use self::later::LaterTrailFields;
 use super::attributes::to_item;
 use crate::decode::Quarantined;
 use crate::domain::{
-    Alert, AlertKind, ClusterSession, Conflict, Derived, FailedLogin, KeyEvent, KeyGeneration,
-    SessionEvent, StreamSummary, event_order,
+    Alert, ClusterSession, Conflict, Derived, FailedLogin, KeyEvent, KeyGeneration, SessionEvent,
+    StreamSummary, event_order,
 };
+use crate::incremental::{LaidOut, ViewOf};
+use crate::keys::{HSM_PREFIX, LOG_EVENT_PREFIX};
 use crate::model::{
-    AuditRecord, CertificateRecord, HsmRecord, Labeled, LogSource, LunaRecord, Opcode,
-    RecordIdentity, StreamId, Timestamp, TrailEntry, shared_name,
+    AuditRecord, CertificateRecord, HsmRecord, Labeled, LogSource, LunaRecord, Opcode, StreamId,
+    Timestamp, TrailEntry, shared_name,
 };
 use crate::store::{BoxError, StoreError};
 
@@ -48,11 +50,12 @@ pub mod state;
 
 pub use self::quorum::{QUORUM_PREFIX, quorum_from_items};
 pub use self::state::{
-    CHECKPOINT_PREFIX, checkpoint_from_items, object_from_item, object_item, object_key,
-    step_phases,
+    CHECKPOINT_PREFIX, checkpoint_from_items, heads_from_items, object_from_item, object_item,
+    object_key, step_phases,
 };
 
-pub type Item = HashMap<String, AttributeValue>;
+pub use crate::keys::{hsm_trail_prefix, identity_sk, key_part, log_stream_prefix, trail_sk};
+pub use crate::store::Item;
 
 /// The original message is kept up to this size (audit records are ~400 bytes); its
 /// digest identifies it beyond.
@@ -60,60 +63,6 @@ const MAX_TRAIL_RAW_BYTES: usize = 16 * 1024;
 
 pub const QUARANTINE_PK: &str = "QUARANTINE";
 pub const LEASE_SK: &str = "LEASE";
-
-/// The longest key part. DynamoDB refuses sort keys over 1,024 bytes (partition keys over
-/// 2,048); a user name or stream name from hostile input must stay data, not become a
-/// request that fails on every retry.
-const MAX_KEY_PART: usize = 200;
-
-/// Hex digits of the SHA-256 a long key part ends in: 128 bits, so two long values that
-/// share a readable start still never share a key.
-const KEY_DIGEST_HEX: usize = 32;
-
-/// Marks a key part cut down to its start and a digest. Escaped in every value, so no
-/// input can produce a cut-down form of its own.
-const CUT_MARKER: char = '~';
-
-/// `text` as a key part: itself when it holds nothing to escape and is short (the console
-/// stays readable: `SESSION#alice#2018-…`); else `%`, `#` and `~` escaped (`%25`, `%23`,
-/// `%7E`), so that a part never contains the separator and a prefix query ending in `#`
-/// matches whole parts only; and past [`MAX_KEY_PART`] bytes, the escaped start, `~` and
-/// a digest of the whole value, never a cut alone. The mapping is injective: escaping is,
-/// a short form never contains `~`, and a long form's digest covers the whole value.
-pub fn key_part(text: &str) -> Cow<'_, str> {
-    let needs_escape = text.bytes().any(|byte| matches!(byte, b'%' | b'#' | b'~'));
-    if !needs_escape && text.len() <= MAX_KEY_PART {
-        return Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for character in text.chars() {
-        match character {
-            '%' => escaped.push_str("%25"),
-            '#' => escaped.push_str("%23"),
-            CUT_MARKER => escaped.push_str("%7E"),
-            other => escaped.push(other),
-        }
-    }
-    if escaped.len() <= MAX_KEY_PART {
-        return Cow::Owned(escaped);
-    }
-    let mut cut = MAX_KEY_PART - KEY_DIGEST_HEX - 1;
-    while !escaped.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    // An escape split in two would read as a different character.
-    if let Some(percent) = escaped[..cut].rfind('%')
-        && percent + 3 > cut
-    {
-        cut = percent;
-    }
-    let digest = hex::encode(Sha256::digest(text.as_bytes()));
-    Cow::Owned(format!(
-        "{}{CUT_MARKER}{}",
-        &escaped[..cut],
-        &digest[..KEY_DIGEST_HEX]
-    ))
-}
 
 pub fn trail_pk(cluster: &str) -> String {
     format!("TRAIL#{}", key_part(cluster))
@@ -129,30 +78,12 @@ pub fn state_pk(cluster: &str) -> String {
     format!("STATE#{}", key_part(cluster))
 }
 
-pub fn trail_sk(hsm: &str, reboot_counter: u32, sequence_no: u64) -> String {
-    format!(
-        "HSM#{}#RC#{reboot_counter:08x}#SEQ#{sequence_no:016x}",
-        key_part(hsm)
-    )
-}
-
-/// Sort-key prefix of one stream's records without sequence numbers (certificate
-/// storage, Luna), in log event id order.
-pub fn log_stream_prefix(stream: &str) -> String {
-    format!("{LOG_EVENT_PREFIX}{}#EVENT#", key_part(stream))
-}
-
 /// The key of an item by its parts.
 pub fn key_item(pk: &str, sk: &str) -> Item {
     Item::from([
         ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
         ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
     ])
-}
-
-/// Sort-key prefix of one HSM's trail.
-pub fn hsm_trail_prefix(hsm: &str) -> String {
-    format!("HSM#{}#", key_part(hsm))
 }
 
 pub fn session_prefix(user: Option<&str>) -> String {
@@ -178,9 +109,6 @@ pub const FAILED_LOGIN_PREFIX: &str = "FAILED_LOGIN#";
 pub const ALERT_PREFIX: &str = "ALERT#";
 pub const STREAM_PREFIX: &str = "STREAM#";
 pub const CONFLICT_PREFIX: &str = "CONFLICT#";
-const HSM_PREFIX: &str = "HSM#";
-/// Records without a sequence number, under their log stream and event id.
-const LOG_EVENT_PREFIX: &str = "LOG#";
 
 fn to_clean_item(value: &impl Serialize, key: &str) -> Result<Item, StoreError> {
     let mut item: Item = to_item(value).map_err(|error| StoreError::Corrupt {
@@ -219,25 +147,6 @@ pub fn item_key(item: &Item) -> String {
 
 pub fn sort_key(item: &Item) -> String {
     text_attribute(item, "sk")
-}
-
-/// The sort key a record is stored under in its cluster's trail partition.
-pub fn identity_sk(identity: &RecordIdentity) -> String {
-    match identity {
-        RecordIdentity::Sequence {
-            hsm,
-            reboot_counter,
-            sequence_no,
-        } => trail_sk(hsm, *reboot_counter, *sequence_no),
-        RecordIdentity::LogEvent {
-            stream,
-            log_event_id,
-        } => format!(
-            "{LOG_EVENT_PREFIX}{}#EVENT#{}",
-            key_part(stream),
-            key_part(log_event_id)
-        ),
-    }
 }
 
 /// An audit record as it reads in the console: every field flat, times in ISO-8601.
@@ -903,55 +812,20 @@ fn stream_sk(stream: &StreamSummary) -> String {
     )
 }
 
-/// What a view item is, for deciding whether a later step may replace or remove it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ViewOf {
-    SessionHead {
-        login_time: Timestamp,
-    },
-    KeyHead {
-        created_time: Option<Timestamp>,
-        generation: u32,
-        first_event: Option<Timestamp>,
-    },
-    /// An event of a session or key: the record's time.
-    Event {
-        time: Timestamp,
-    },
-    /// A quorum token or M-value setting: the time of the record that starts it.
-    Quorum {
-        time: Timestamp,
-    },
-    FailedLogin,
-    Alert {
-        kind: AlertKind,
-        time: Timestamp,
-        user: Option<String>,
-    },
-    Stream,
-}
-
 /// A view item and what it is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ViewItem {
-    pub item: Item,
-    pub of: ViewOf,
-    /// For a key head: its handle or object (what the carry of its object is kept under).
-    pub object: Option<String>,
+struct ViewItem {
+    item: Item,
+    of: ViewOf,
 }
 
 fn view(item: Item, of: ViewOf) -> ViewItem {
-    ViewItem {
-        item,
-        of,
-        object: None,
-    }
+    ViewItem { item, of }
 }
 
 /// Every item of `derived`: each session and key a head item with its events as items
 /// of their own (a long session or a busy key grows by one small item per event and
 /// never rewrites what it holds), failed logins, alerts, streams.
-pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, StoreError> {
+fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, StoreError> {
     let mut items = Vec::new();
     for session in &derived.sessions {
         let sk = session_sk(session);
@@ -988,15 +862,14 @@ pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, Sto
             events: Vec::new(),
             ..key.clone()
         };
-        items.push(ViewItem {
-            item: derived_item(cluster, sk.clone(), "key", KeyHead { key: head })?,
-            of: ViewOf::KeyHead {
+        items.push(view(
+            derived_item(cluster, sk.clone(), "key", KeyHead { key: head })?,
+            ViewOf::KeyHead {
                 created_time: key.created_time,
                 generation: key.generation,
                 first_event: key.events.first().map(|event| event.time),
             },
-            object: Some(object_of(key)),
-        });
+        ));
         for event in &key.events {
             items.push(view(
                 derived_item(cluster, key_event_sk(key, event), "key_event", event)?,
@@ -1032,22 +905,26 @@ pub fn view_items(cluster: &str, derived: &Derived) -> Result<Vec<ViewItem>, Sto
     Ok(items)
 }
 
+/// The views of `derived` as the derivation weighs them ([`crate::incremental::plan_write`]):
+/// each item with its sort key and the digest that tells it from what a step wrote before.
+pub fn laid_out_views(cluster: &str, derived: &Derived) -> Result<Vec<LaidOut<Item>>, StoreError> {
+    Ok(view_items(cluster, derived)?
+        .into_iter()
+        .map(|view| LaidOut {
+            sk: sort_key(&view.item),
+            digest: hex::encode(&item_digest(&view.item)[..8]),
+            of: view.of,
+            stored: view.item,
+        })
+        .collect())
+}
+
 /// Every item of a cluster's derived views.
 pub fn derived_items(cluster: &str, derived: &Derived) -> Result<Vec<Item>, StoreError> {
     Ok(view_items(cluster, derived)?
         .into_iter()
         .map(|view| view.item)
         .collect())
-}
-
-/// Which carry a key generation's object is kept under: `KEY#<handle>`,
-/// `CERT#<handle>` or `LUNA#<object id>`.
-pub fn object_of(key: &KeyGeneration) -> String {
-    match (&key.object_id, key.kind.as_str()) {
-        (Some(object_id), _) => format!("LUNA#{object_id}"),
-        (None, "certificate") => format!("CERT#{}", key.handle),
-        (None, _) => format!("KEY#{}", key.handle),
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -1060,11 +937,6 @@ struct SessionHead {
 struct KeyHead {
     #[serde(flatten)]
     key: KeyGeneration,
-}
-
-/// The kind of an alert item (`brute_force`, …); `None` for other items.
-pub fn alert_kind(item: &Item) -> Option<String> {
-    (item_type(item) == "alert").then(|| text_attribute(item, "kind"))
 }
 
 fn item_type(item: &Item) -> &str {
@@ -1305,233 +1177,4 @@ fn digest_value(hasher: &mut Sha256, value: &AttributeValue) {
 }
 
 #[cfg(test)]
-mod size_tests {
-    use super::*;
-
-    fn view_item(events: Vec<(&str, &str)>) -> Item {
-        let events = events
-            .into_iter()
-            .map(|(hsm, opcode)| {
-                AttributeValue::M(HashMap::from([
-                    ("hsm".to_owned(), AttributeValue::S(hsm.to_owned())),
-                    ("opcode".to_owned(), AttributeValue::S(opcode.to_owned())),
-                ]))
-            })
-            .collect();
-        HashMap::from([
-            ("pk".to_owned(), AttributeValue::S("CLUSTER#c".to_owned())),
-            ("sk".to_owned(), AttributeValue::S("SESSION#u#1".to_owned())),
-            ("events".to_owned(), AttributeValue::L(events)),
-        ])
-    }
-
-    #[test]
-    fn item_digest_ignores_map_order_and_sees_every_nested_change() {
-        let item = view_item(vec![("hsm-a", "CN_LOGIN"), ("hsm-b", "CN_LOGOUT")]);
-        let mut rebuilt = Item::new();
-        let mut names: Vec<_> = item.keys().cloned().collect();
-        names.reverse();
-        for name in names {
-            rebuilt.insert(name.clone(), item[&name].clone());
-        }
-        assert_eq!(item_digest(&item), item_digest(&rebuilt));
-        let changed = view_item(vec![("hsm-a", "CN_LOGIN"), ("hsm-b", "CN_APP_FINALIZE")]);
-        assert_ne!(item_digest(&item), item_digest(&changed));
-        let reordered = view_item(vec![("hsm-b", "CN_LOGOUT"), ("hsm-a", "CN_LOGIN")]);
-        assert_ne!(
-            item_digest(&item),
-            item_digest(&reordered),
-            "lists keep order"
-        );
-        let mut number = item.clone();
-        number.insert("n".to_owned(), AttributeValue::N("1".to_owned()));
-        let mut text = item.clone();
-        text.insert("n".to_owned(), AttributeValue::S("1".to_owned()));
-        assert_ne!(item_digest(&number), item_digest(&text), "types count");
-    }
-
-    #[test]
-    fn key_attributes_keep_only_the_key() {
-        let key = key_attributes(&view_item(vec![("hsm-a", "CN_LOGIN")]));
-        assert_eq!(key.len(), 2);
-        assert!(key.contains_key("pk") && key.contains_key("sk"));
-    }
-
-    #[test]
-    fn long_input_becomes_a_bounded_distinct_key_part() {
-        assert_eq!(key_part("admin"), "admin");
-        assert_eq!(key_part("a#b%c~d"), "a%23b%25c%7Ed");
-        let long = "u".repeat(2048);
-        let other = format!("{}v", "u".repeat(2047));
-        assert!(key_part(&long).len() <= MAX_KEY_PART);
-        let cut = key_part(&long).into_owned();
-        assert_eq!(cut.matches(CUT_MARKER).count(), 1);
-        assert_ne!(
-            key_part(&cut),
-            cut,
-            "a cut-down form given as input is escaped, not taken as itself"
-        );
-        let escapes = "#".repeat(100);
-        let part = key_part(&escapes);
-        let (start, _) = part.split_once(CUT_MARKER).expect("cut down");
-        assert!(
-            start.len() % 3 == 0 && start.chars().all(|c| "%23".contains(c)),
-            "no escape is split: {start}"
-        );
-        assert_ne!(
-            key_part(&long),
-            key_part(&other),
-            "the digest keeps long values apart"
-        );
-        assert_eq!(key_part(&long), key_part(&long.clone()));
-        let wide = "é".repeat(300);
-        assert!(
-            key_part(&wide).len() <= MAX_KEY_PART,
-            "cut on a character boundary"
-        );
-    }
-
-    #[test]
-    fn sizes_follow_the_published_rules() {
-        let item: Item = HashMap::from([
-            ("pk".to_owned(), AttributeValue::S("abc".into())),
-            ("n".to_owned(), AttributeValue::N("12300".into())),
-            (
-                "l".to_owned(),
-                AttributeValue::L(vec![
-                    AttributeValue::Bool(true),
-                    AttributeValue::S("xy".into()),
-                ]),
-            ),
-        ]);
-        // pk: 2 + 3; n: 1 + (3 significant digits → 2) + 1; l: 1 + 3 + (1 + 1) + (1 + 2).
-        assert_eq!(item_size(&item), 5 + 4 + 9);
-        assert_eq!(write_units(&item), 1);
-        let big: Item = HashMap::from([("raw".to_owned(), AttributeValue::S("x".repeat(2048)))]);
-        assert_eq!(write_units(&big), 3, "2051 bytes start a third KiB");
-    }
-}
-
-#[cfg(test)]
-mod key_properties {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::domain::FailedLogin;
-
-    /// Arbitrary text as hostile input has it: separators, escapes, the cut marker,
-    /// unicode, and lengths past the cut (up to 1 KiB and a little more).
-    fn hostile_text() -> impl Strategy<Value = String> {
-        prop_oneof![
-            "[a#%~é]{0,12}",
-            ".{0,40}",
-            "[a#%~\\u{1F600}]{150,400}",
-            (".{0,8}", "[a-z#~%]{0,4}", 1usize..1100).prop_map(|(start, tail, repeat)| {
-                format!(
-                    "{}{tail}",
-                    start.repeat(repeat.min(1100 / start.len().max(1)))
-                )
-            }),
-        ]
-    }
-
-    /// Two distinct values, often sharing a long start (where a cut alone would collide)
-    /// or one being the other plus a separator and more.
-    fn distinct_pair() -> impl Strategy<Value = (String, String)> {
-        prop_oneof![
-            (hostile_text(), hostile_text()),
-            (hostile_text(), "[a#~%]{1,6}").prop_map(|(a, tail)| (a.clone(), format!("{a}{tail}"))),
-            (hostile_text(), hostile_text()).prop_map(|(a, b)| (a.clone(), format!("{a}#{b}"))),
-        ]
-        .prop_filter("distinct", |(a, b)| a != b)
-    }
-
-    fn session(user: &str, hsm: &str) -> ClusterSession {
-        ClusterSession {
-            user: user.to_owned(),
-            user_type: None,
-            login_time: Timestamp::from_micros(1_516_067_329_824_999),
-            end_time: None,
-            ended_by: None,
-            origin_hsm: hsm.to_owned(),
-            origin_seq: 7,
-            origin_reboot_counter: 1,
-            mirror_hsms: Vec::new(),
-            events: Vec::new(),
-        }
-    }
-
-    fn failed_login(hsm: &str) -> FailedLogin {
-        FailedLogin {
-            time: Timestamp::from_micros(1_516_067_329_824_999),
-            hsm: hsm.to_owned(),
-            seq: 7,
-            reboot_counter: 1,
-            user: "u".to_owned(),
-            user_type: None,
-            response_code: 163,
-            response: "wrong password".to_owned(),
-            hsm_response: "HSM Error".to_owned(),
-            brute_force: false,
-            opcode: None,
-            log_event_id: None,
-        }
-    }
-
-    fn quarantine_sk(group: &str, stream: &str, id: &str) -> String {
-        let quarantined = Quarantined::new("bad", b"x").at(group, stream, Some(id));
-        quarantine_item(&quarantined)
-            .map(|item| sort_key(&item))
-            .unwrap_or_default()
-    }
-
-    fn assert_apart(a: &str, b: &str, key_a: &str, key_b: &str, prefix_b: &str) {
-        assert_ne!(key_a, key_b, "{a:?} and {b:?} share a key");
-        assert!(
-            !key_a.starts_with(prefix_b),
-            "{a:?}'s key {key_a} matches {b:?}'s query {prefix_b}"
-        );
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-
-        #[test]
-        fn distinct_values_never_share_a_key_or_match_each_others_queries(
-            (a, b) in distinct_pair()
-        ) {
-            for (x, y) in [(&a, &b), (&b, &a)] {
-                prop_assert_ne!(key_part(x), key_part(y));
-                // Users: a session's key and a user's session query.
-                assert_apart(x, y, &session_sk(&session(x, "h")), &session_sk(&session(y, "h")),
-                    &session_prefix(Some(y)));
-                // HSMs: trail records, an HSM's trail query, sessions, failed logins, streams.
-                assert_apart(x, y, &trail_sk(x, 1, 7), &trail_sk(y, 1, 7), &hsm_trail_prefix(y));
-                prop_assert_ne!(session_sk(&session("u", x)), session_sk(&session("u", y)));
-                prop_assert_ne!(failed_login_sk(&failed_login(x)), failed_login_sk(&failed_login(y)));
-                prop_assert_ne!(trail_pk(x), trail_pk(y));
-                prop_assert_ne!(cluster_pk(x), cluster_pk(y));
-                // Log groups, streams and event ids: quarantine entries and trail records
-                // without a sequence number.
-                prop_assert_ne!(quarantine_sk(x, "s", "1"), quarantine_sk(y, "s", "1"));
-                prop_assert_ne!(quarantine_sk("g", x, "1"), quarantine_sk("g", y, "1"));
-                prop_assert_ne!(quarantine_sk("g", "s", x), quarantine_sk("g", "s", y));
-                // A value's separator cannot move a boundary: `C#s`/`x` is not `C`/`s#x`.
-                prop_assert_ne!(quarantine_sk(x, y, "1"), quarantine_sk(y, x, "1"));
-                let log_x = identity_sk(&RecordIdentity::LogEvent {
-                    stream: x.clone(),
-                    log_event_id: "1".to_owned(),
-                });
-                let log_y = identity_sk(&RecordIdentity::LogEvent {
-                    stream: y.clone(),
-                    log_event_id: "1".to_owned(),
-                });
-                prop_assert_ne!(log_x, log_y);
-                // Every key stays within DynamoDB's sort-key limit.
-                prop_assert!(session_sk(&session(x, x)).len() <= 1024);
-                prop_assert!(quarantine_sk(x, x, x).len() <= 1024);
-                prop_assert!(!key_part(x).contains('#'));
-            }
-        }
-    }
-}
+mod tests;

@@ -348,10 +348,14 @@ impl AuditStore for DynamoStore {
                 Some("pk, sk, object_name, object_carry"),
             )
             .await?;
-        crate::store::heads_from_items(&found)
+        items::heads_from_items(&found)
     }
 
-    async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError> {
+    async fn write_step(
+        &self,
+        lease: &ClusterLease,
+        write: &StepWrite<Item>,
+    ) -> Result<(), StoreError> {
         let lost = || StoreError::LeaseLost {
             cluster: lease.cluster.clone(),
         };

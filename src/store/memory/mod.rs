@@ -13,7 +13,6 @@ mod packed;
 
 use self::packed::{Packed, pack, unpack};
 use super::dynamodb::items::{self, Item};
-use super::heads_from_items;
 use super::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
 use crate::decode::Quarantined;
 use crate::digest;
@@ -413,10 +412,14 @@ impl AuditStore for MemoryStore {
                 .collect()
         };
         self.book_gets(names.len(), &found);
-        heads_from_items(&found)
+        items::heads_from_items(&found)
     }
 
-    async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError> {
+    async fn write_step(
+        &self,
+        lease: &ClusterLease,
+        write: &StepWrite<Item>,
+    ) -> Result<(), StoreError> {
         let phases = items::step_phases(&lease.cluster, write)?;
         self.write_phase(&phases.journal, &[])?;
         self.write_phase(&[], &phases.garbage)?;
