@@ -104,6 +104,9 @@ pub enum Removal {
     Deleted,
 }
 
+/// A cluster's trail streams: sort-key prefix → its HSM, for an HSM's stream.
+pub type Streams = BTreeMap<String, Option<String>>;
+
 /// Item sort key → (digest, what may remove it).
 pub type Written = BTreeMap<String, (String, Removal)>;
 
@@ -120,7 +123,7 @@ pub struct Checkpoint {
     /// Every stream of the cluster's trail (sort-key prefix → its HSM, for an HSM's
     /// stream): what a replay reads.
     #[serde(default)]
-    pub streams: BTreeMap<String, Option<String>>,
+    pub streams: Streams,
     /// HSM streams that hold records not folded yet at keys before their last folded one
     /// (their sequence and their clock disagree): the key their tail is read after.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -245,7 +248,7 @@ impl Checkpoint {
     }
 
     /// The streams this state knows, with the HSM of each HSM stream.
-    fn streams(&self) -> BTreeMap<String, Option<String>> {
+    fn streams(&self) -> Streams {
         let mut streams = self.streams.clone();
         streams.extend(
             self.carry
@@ -430,7 +433,7 @@ pub struct Prepared {
     pub held: BTreeMap<String, Timestamp>,
     pub newest: Option<Timestamp>,
     pub log_positions: BTreeMap<String, String>,
-    pub streams: BTreeMap<String, Option<String>>,
+    pub streams: Streams,
     /// Records read again from the trail.
     pub replayed: usize,
     /// Where a replay's fold is split, each with where the streams without sequence
@@ -482,7 +485,7 @@ fn keep_earliest(earliest: &mut BTreeMap<String, String>, prefix: String, key: S
 pub fn resume_of(
     unfolded: &BTreeMap<String, String>,
     carry: &Carry,
-    streams: &BTreeMap<String, Option<String>>,
+    streams: &Streams,
 ) -> BTreeMap<String, String> {
     unfolded
         .iter()
@@ -509,16 +512,25 @@ impl Prepared {
     }
 }
 
+/// What the arrivals are against the head: which are late, which timed ahead (held, with
+/// what the head held before), and the newest record time seen.
+struct Lateness {
+    late: Vec<(TrailEntry, Late)>,
+    newest: Option<Timestamp>,
+    held: BTreeMap<String, Timestamp>,
+    skewed: Vec<(TrailEntry, i64)>,
+}
+
 /// Sorts what is late among the arrivals and holds what is timed ahead.
 fn lateness(
     head: &Checkpoint,
     arrivals: &Arrivals,
     base: &mut Checkpoint,
-    held: &mut BTreeMap<String, Timestamp>,
-    skewed: &mut Vec<(TrailEntry, i64)>,
     now: Timestamp,
     config: &Config,
-) -> (Vec<(TrailEntry, Late)>, Option<Timestamp>) {
+) -> Lateness {
+    let mut held = head.held.clone();
+    let mut skewed = Vec::new();
     let mut newest = head.newest;
     let mut late = Vec::new();
     for entry in &arrivals.present {
@@ -539,13 +551,18 @@ fn lateness(
         held.remove(&trail_key(entry));
     }
     for entry in &arrivals.future {
-        hold(entry, base, held);
+        hold(entry, base, &mut held);
         skewed.push((
             entry.clone(),
             entry.record.time().micros().saturating_sub(now.micros()),
         ));
     }
-    (late, newest)
+    Lateness {
+        late,
+        newest,
+        held,
+        skewed,
+    }
 }
 
 /// Keeps a record out of the fold: counted in its stream's integrity (it is in the
@@ -574,17 +591,12 @@ pub fn prepare_in_order(
     config: &Config,
 ) -> Prepared {
     let mut base = head.clone();
-    let mut held = head.held.clone();
-    let mut skewed = Vec::new();
-    let (late, newest) = lateness(
-        head,
-        arrivals,
-        &mut base,
-        &mut held,
-        &mut skewed,
-        now,
-        config,
-    );
+    let Lateness {
+        late,
+        newest,
+        held,
+        skewed,
+    } = lateness(head, arrivals, &mut base, now, config);
     let mut fold = arrivals.present.clone();
     fold.sort_by_key(|entry| entry.record.time());
     let last = fold.last().map(|entry| next_micro(entry.record.time()));
@@ -734,17 +746,12 @@ pub fn prepare_replay(
     {
         return Err(earliest);
     }
-    let mut held = head.held.clone();
-    let mut skewed = Vec::new();
-    let (mut late, newest) = lateness(
-        head,
-        arrivals,
-        &mut base,
-        &mut held,
-        &mut skewed,
-        now,
-        config,
-    );
+    let Lateness {
+        mut late,
+        newest,
+        mut held,
+        mut skewed,
+    } = lateness(head, arrivals, &mut base, now, config);
     for entry in beyond {
         count_in_integrity(&entry, &mut base);
         late.retain(|(other, _)| other.identity() != entry.identity());
@@ -872,7 +879,7 @@ fn known_streams<'a>(
     head: &Checkpoint,
     base: &Checkpoint,
     entries: impl Iterator<Item = &'a TrailEntry>,
-) -> BTreeMap<String, Option<String>> {
+) -> Streams {
     let mut streams = head.streams();
     streams.append(&mut base.streams());
     for entry in entries {

@@ -13,7 +13,7 @@ use crate::incremental::{
 };
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::dynamodb::items::{self, state};
-use crate::store::{AuditStore, ClusterLease, Item, StoreError};
+use crate::store::{AuditStore, ClusterLease, Item, StateRange, StoreError};
 
 /// The records of one cluster a run stored (or found stored), for its derivation step:
 /// they name the streams to read, and those behind their stream's position are late.
@@ -320,10 +320,7 @@ async fn state_at<S: AuditStore>(
         let found = store
             .state_range(
                 cluster,
-                state::SNAPSHOT_PREFIX,
-                &state::snapshot_sk(from),
-                true,
-                Some(1),
+                StateRange::last(state::SNAPSHOT_PREFIX, &state::snapshot_sk(from)),
             )
             .await?;
         if let Some(item) = found.first()
@@ -348,10 +345,10 @@ async fn recover_head<S: AuditStore>(
     let latest = store
         .state_range(
             cluster,
-            state::SNAPSHOT_PREFIX,
-            &format!("{}~", state::SNAPSHOT_PREFIX),
-            true,
-            Some(1),
+            StateRange::last(
+                state::SNAPSHOT_PREFIX,
+                &format!("{}~", state::SNAPSHOT_PREFIX),
+            ),
         )
         .await?;
     if let Some(item) = latest.first()
@@ -397,7 +394,7 @@ async fn earliest_state<S: AuditStore>(
 ) -> Result<Checkpoint, StoreError> {
     let high = format!("{}~", state::SNAPSHOT_PREFIX);
     let found = store
-        .state_range(cluster, state::SNAPSHOT_PREFIX, &high, false, None)
+        .state_range(cluster, StateRange::all(state::SNAPSHOT_PREFIX, &high))
         .await?;
     for item in &found {
         if let Some(snapshot) = state::snapshot_from_item(item, now.micros() / 1_000_000)? {
@@ -472,13 +469,13 @@ async fn replay<S: AuditStore>(
     let version_items = store
         .state_range(
             cluster,
-            &after(
-                state::VERSION_PREFIX,
-                base_point.map(|point| Timestamp(point.micros().saturating_add(1))),
+            StateRange::all(
+                &after(
+                    state::VERSION_PREFIX,
+                    base_point.map(|point| Timestamp(point.micros().saturating_add(1))),
+                ),
+                &format!("{}~", state::VERSION_PREFIX),
             ),
-            &format!("{}~", state::VERSION_PREFIX),
-            false,
-            None,
         )
         .await?;
     // What the head names as garbage is not current, whether or not it is deleted yet.
@@ -501,10 +498,10 @@ async fn replay<S: AuditStore>(
     let log_items = store
         .state_range(
             cluster,
-            &after(state::LOG_PREFIX, base_point),
-            &format!("{}~", state::LOG_PREFIX),
-            false,
-            None,
+            StateRange::all(
+                &after(state::LOG_PREFIX, base_point),
+                &format!("{}~", state::LOG_PREFIX),
+            ),
         )
         .await?;
     let log_items: Vec<items::Item> = log_items.into_iter().filter(current).collect();

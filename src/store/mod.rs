@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::decode::Quarantined;
 use crate::domain::Conflict;
-use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
+use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, Streams, TailRead, TailStart};
 use crate::keys::identity_sk;
 use crate::model::TrailEntry;
 
@@ -143,6 +143,39 @@ impl std::fmt::Debug for ClusterLease {
     }
 }
 
+/// Which items of a cluster's derivation state to read: those whose sort keys lie in
+/// `[low, high]`, in sort-key order or (with `reverse`) its reverse, at most `limit` of
+/// them (else all, page by page).
+#[derive(Debug, Clone, Copy)]
+pub struct StateRange<'a> {
+    pub low: &'a str,
+    pub high: &'a str,
+    pub reverse: bool,
+    pub limit: Option<usize>,
+}
+
+impl<'a> StateRange<'a> {
+    /// Every item in `[low, high]`, in sort-key order.
+    pub fn all(low: &'a str, high: &'a str) -> Self {
+        StateRange {
+            low,
+            high,
+            reverse: false,
+            limit: None,
+        }
+    }
+
+    /// The last item in `[low, high]`, if any.
+    pub fn last(low: &'a str, high: &'a str) -> Self {
+        StateRange {
+            low,
+            high,
+            reverse: true,
+            limit: Some(1),
+        }
+    }
+}
+
 #[allow(async_fn_in_trait)]
 pub trait AuditStore {
     /// Adds entries of one cluster not yet in its trail. An identity already stored with
@@ -188,16 +221,12 @@ pub trait AuditStore {
         write: &StepWrite<Item>,
     ) -> Result<(), StoreError>;
 
-    /// The items of the cluster's derivation state (`STATE#<cluster>`) whose sort keys lie
-    /// in `[low, high]`, in sort-key order or (with `reverse`) its reverse, at most `limit`
-    /// of them (else all, page by page): snapshots, step logs, object versions.
+    /// The items of the cluster's derivation state (`STATE#<cluster>`) in `range`:
+    /// snapshots, step logs, object versions.
     async fn state_range(
         &self,
         cluster: &str,
-        low: &str,
-        high: &str,
-        reverse: bool,
-        limit: Option<usize>,
+        range: StateRange<'_>,
     ) -> Result<Vec<Item>, StoreError>;
 
     /// Removes every derived view and the derivation state of the cluster, page by page.
@@ -205,10 +234,7 @@ pub trait AuditStore {
 
     /// Every stream of the cluster's trail: its sort-key prefix, and its HSM for an HSM's
     /// stream. Reads the whole trail, page by page (a rebuild's first step).
-    async fn trail_streams(
-        &self,
-        cluster: &str,
-    ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError>;
+    async fn trail_streams(&self, cluster: &str) -> Result<Streams, StoreError>;
 
     /// One page (up to 1 MB) of the raw items of the cluster's trail partition, in sort-key
     /// order after `after`, and the sort key to continue from when there is more: what

@@ -36,7 +36,7 @@ use crate::domain::{
     Alert, ClusterSession, Conflict, Derived, FailedLogin, KeyEvent, KeyGeneration, SessionEvent,
     StreamSummary, event_order,
 };
-use crate::incremental::{LaidOut, ViewOf};
+use crate::incremental::{LaidOut, Streams, ViewOf, stream_prefix};
 use crate::keys::{HSM_PREFIX, LOG_EVENT_PREFIX};
 use crate::model::{
     AuditRecord, CertificateRecord, HsmRecord, Labeled, LogSource, LunaRecord, Opcode, StreamId,
@@ -425,6 +425,18 @@ pub fn trail_entries(items: impl IntoIterator<Item = Item>) -> Result<Vec<TrailE
         .filter(is_trail_record)
         .map(trail_entry_from_item)
         .collect()
+}
+
+/// Adds the stream of a trail item to `streams`; other items of the trail partition
+/// (refused duplicates) name none.
+pub fn add_stream(streams: &mut Streams, item: Item) -> Result<(), StoreError> {
+    if is_trail_record(&item) {
+        let entry = trail_entry_from_item(item)?;
+        streams
+            .entry(stream_prefix(&entry))
+            .or_insert_with(|| entry.cloudhsm().map(|_| entry.stream().hsm.to_string()));
+    }
+    Ok(())
 }
 
 pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {

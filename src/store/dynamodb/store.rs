@@ -13,10 +13,12 @@ use super::queries::SortKey;
 use crate::decode::Quarantined;
 use crate::digest::{self, ChainHead, kms::DigestSigner};
 use crate::domain::Conflict;
-use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
+use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, Streams, TailRead, TailStart};
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::dynamodb::items::{self, Item};
-use crate::store::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
+use crate::store::{
+    AuditStore, ClusterLease, RecordPosition, StateRange, StoreError, TrailOutcome,
+};
 
 /// DynamoDB requests made, by kind: the benchmark's requests-per-record come from here,
 /// since a local server's `ConsumedCapacity` cannot be trusted.
@@ -404,11 +406,14 @@ impl AuditStore for DynamoStore {
     async fn state_range(
         &self,
         cluster: &str,
-        low: &str,
-        high: &str,
-        reverse: bool,
-        limit: Option<usize>,
+        range: StateRange<'_>,
     ) -> Result<Vec<Item>, StoreError> {
+        let StateRange {
+            low,
+            high,
+            reverse,
+            limit,
+        } = range;
         let pk = items::state_pk(cluster);
         let sort = Some(SortKey::Between(low.to_owned(), high.to_owned()));
         let mut found = Vec::new();
@@ -454,21 +459,11 @@ impl AuditStore for DynamoStore {
         Ok(cleared)
     }
 
-    async fn trail_streams(
-        &self,
-        cluster: &str,
-    ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError> {
-        let mut streams = std::collections::BTreeMap::new();
+    async fn trail_streams(&self, cluster: &str) -> Result<Streams, StoreError> {
+        let mut streams = Streams::new();
         self.query_pages(&items::trail_pk(cluster), None, |page| {
             for item in page {
-                if items::is_trail_record(&item) {
-                    let entry = items::trail_entry_from_item(item)?;
-                    streams
-                        .entry(crate::incremental::stream_prefix(&entry))
-                        .or_insert_with(|| {
-                            entry.cloudhsm().map(|_| entry.stream().hsm.to_string())
-                        });
-                }
+                items::add_stream(&mut streams, item)?;
             }
             Ok(())
         })

@@ -13,11 +13,11 @@ mod packed;
 
 use self::packed::{Packed, pack, unpack};
 use super::dynamodb::items::{self, Item};
-use super::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
+use super::{AuditStore, ClusterLease, RecordPosition, StateRange, StoreError, TrailOutcome};
 use crate::decode::Quarantined;
 use crate::digest;
 use crate::domain::Conflict;
-use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
+use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, Streams, TailRead, TailStart};
 use crate::model::{Timestamp, TrailEntry};
 
 #[derive(Debug, Default)]
@@ -434,11 +434,14 @@ impl AuditStore for MemoryStore {
     async fn state_range(
         &self,
         cluster: &str,
-        low: &str,
-        high: &str,
-        reverse: bool,
-        limit: Option<usize>,
+        range: StateRange<'_>,
     ) -> Result<Vec<Item>, StoreError> {
+        let StateRange {
+            low,
+            high,
+            reverse,
+            limit,
+        } = range;
         let pk = items::state_pk(cluster);
         let found: Vec<Item> = {
             let map = self.guard();
@@ -467,19 +470,10 @@ impl AuditStore for MemoryStore {
         Ok(before - map.len())
     }
 
-    async fn trail_streams(
-        &self,
-        cluster: &str,
-    ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError> {
-        let mut streams = std::collections::BTreeMap::new();
+    async fn trail_streams(&self, cluster: &str) -> Result<Streams, StoreError> {
+        let mut streams = Streams::new();
         self.each_in(&items::trail_pk(cluster), |item| {
-            if items::is_trail_record(&item) {
-                let entry = items::trail_entry_from_item(item)?;
-                streams
-                    .entry(crate::incremental::stream_prefix(&entry))
-                    .or_insert_with(|| entry.cloudhsm().map(|_| entry.stream().hsm.to_string()));
-            }
-            Ok(())
+            items::add_stream(&mut streams, item)
         })?;
         Ok(streams)
     }
