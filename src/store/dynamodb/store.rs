@@ -408,24 +408,23 @@ impl AuditStore for DynamoStore {
         cluster: &str,
         range: StateRange<'_>,
     ) -> Result<Vec<Item>, StoreError> {
-        let StateRange {
-            low,
-            high,
-            reverse,
-            limit,
-        } = range;
         let pk = items::state_pk(cluster);
-        let sort = Some(SortKey::Between(low.to_owned(), high.to_owned()));
+        let sort = Some(SortKey::Between(
+            range.low.to_owned(),
+            range.high.to_owned(),
+        ));
         let mut found = Vec::new();
         let mut start = None;
         loop {
-            let left = limit.map(|limit| i32::try_from(limit - found.len()).unwrap_or(i32::MAX));
+            let left = range
+                .limit
+                .map(|limit| i32::try_from(limit - found.len()).unwrap_or(i32::MAX));
             let (page, next) = self
-                .query_sorted_page(&pk, &sort, !reverse, start, left)
+                .query_sorted_page(&pk, &sort, !range.reverse, start, left)
                 .await?;
             found.extend(page);
             start = next;
-            if start.is_none() || limit.is_some_and(|limit| found.len() >= limit) {
+            if start.is_none() || range.limit.is_some_and(|limit| found.len() >= limit) {
                 return Ok(found);
             }
         }

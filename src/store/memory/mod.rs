@@ -436,23 +436,17 @@ impl AuditStore for MemoryStore {
         cluster: &str,
         range: StateRange<'_>,
     ) -> Result<Vec<Item>, StoreError> {
-        let StateRange {
-            low,
-            high,
-            reverse,
-            limit,
-        } = range;
         let pk = items::state_pk(cluster);
         let found: Vec<Item> = {
             let map = self.guard();
-            let range = map
-                .range((pk.clone(), low.to_owned())..=(pk.clone(), high.to_owned()))
+            let rows = map
+                .range((pk.clone(), range.low.to_owned())..=(pk.clone(), range.high.to_owned()))
                 .map(|(_, item)| unpack(item));
-            let limit = limit.unwrap_or(usize::MAX);
-            if reverse {
-                range.rev().take(limit).collect()
+            let limit = range.limit.unwrap_or(usize::MAX);
+            if range.reverse {
+                rows.rev().take(limit).collect()
             } else {
-                range.take(limit).collect()
+                rows.take(limit).collect()
             }
         };
         self.book_query(&found);
