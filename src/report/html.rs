@@ -267,6 +267,15 @@ fn summary(report: &Report, out: &mut impl Write) -> io::Result<()> {
     )
 }
 
+/// `: <list>` after a finding's sentence, or nothing when the list is empty.
+fn listed(list: &str) -> String {
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!(": {list}")
+    }
+}
+
 /// `: a, b and 3 more`: the first names of `total` things.
 fn named(names: &[String], total: usize) -> String {
     if names.is_empty() {
@@ -326,11 +335,7 @@ fn worries(report: &Report, out: &mut impl Write) -> io::Result<()> {
             format!(
                 "{} in the period{}",
                 count(sensitive, "sensitive operation", "sensitive operations"),
-                if opcodes.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {opcodes}")
-                }
+                listed(&opcodes)
             ),
         ),
         (
@@ -358,11 +363,7 @@ fn worries(report: &Report, out: &mut impl Write) -> io::Result<()> {
             format!(
                 "{} quarantined (see <code>hsm-audit quarantine</code>){}",
                 count(quarantined, "input", "inputs"),
-                if reasons.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {reasons}")
-                }
+                listed(&reasons)
             ),
         ),
         (
@@ -463,11 +464,7 @@ fn inventory(report: &Report, out: &mut impl Write) -> io::Result<()> {
             "key, certificate or Luna object",
             "keys, certificates and Luna objects"
         ),
-        if states.is_empty() {
-            String::new()
-        } else {
-            format!(": {states}")
-        },
+        listed(&states),
         if report.keys_past_period > 0 {
             "flag"
         } else {
@@ -948,11 +945,7 @@ fn alerts(report: &Report, out: &mut impl Write) -> io::Result<()> {
          <table id=\"alert-list\" class=\"paged\"><thead><tr><th>Time</th><th>Kind</th><th>HSM</th>\
          <th>Seq</th><th>User (actor)</th><th>Opcode</th><th>Log event id</th><th>Detail</th></tr></thead><tbody>",
         count(report.alerts.total, "alert", "alerts"),
-        if kinds.is_empty() {
-            String::new()
-        } else {
-            format!(": {kinds}")
-        },
+        listed(&kinds),
         cut_note(
             report.alerts.rows.len(),
             report.alerts.total,
