@@ -1,6 +1,11 @@
 //! The report as one self-contained HTML file: inline CSS and SVG, one small script that
 //! pages long tables (without it every row shows; printing shows every row), and a
 //! Content-Security-Policy that lets the page load nothing at all.
+//!
+//! One file on purpose (about 1,050 lines): the page is one document whose sections
+//! (summary, worries, inventory, timeline, failed logins, alerts, quorum) are written in
+//! reading order and share its escaping, cell and chart helpers; apart, each section
+//! would import the rest back.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
