@@ -19,7 +19,7 @@ use hsm_audit::model::{Opcode, Timestamp};
 use hsm_audit::report::rows::{INVENTORY_COLUMNS, RowFormat, RowWriter};
 use hsm_audit::report::{Limits, MICROS_PER_DAY, Options, html, read};
 use hsm_audit::store::AuditStore;
-use hsm_audit::store::dynamodb::items::derived_items;
+use hsm_audit::store::dynamodb::items::{Item, derived_items};
 use hsm_audit::store::memory::MemoryStore;
 
 #[path = "common/counting.rs"]
@@ -213,7 +213,7 @@ fn the_rest(sessions: usize) -> Derived {
     }
 }
 
-fn step_of(derived: &Derived) -> StepWrite {
+fn step_of(derived: &Derived) -> StepWrite<Item> {
     StepWrite {
         puts: derived_items(CLUSTER, derived).expect("items"),
         ..StepWrite::default()

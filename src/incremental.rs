@@ -53,12 +53,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::domain::{
-    Alert, AlertKind, Carry, EntityCarries, EntityIds, Folded, KeyGeneration, entity_ids,
-};
+use crate::domain::{Carry, entity_ids};
+use crate::keys;
 use crate::model::{Timestamp, TrailEntry};
-use crate::store::StoreError;
-use crate::store::dynamodb::items::{self, Item, ViewItem, ViewOf};
+
+mod objects;
+mod write;
+
+pub use self::objects::{ObjectCarry, Objects, objects_as_of};
+pub use self::write::{FoldPart, LaidOut, Previous, Stale, StepWrite, ViewOf, plan_write};
 
 /// The most records of one stream a replay reads at once by default
 /// (`TAIL_RECORDS_PER_STREAM`): its memory stays bounded whatever it must replay.
@@ -101,6 +104,9 @@ pub enum Removal {
     Deleted,
 }
 
+/// A cluster's trail streams: sort-key prefix → its HSM, for an HSM's stream.
+pub type Streams = BTreeMap<String, Option<String>>;
+
 /// Item sort key → (digest, what may remove it).
 pub type Written = BTreeMap<String, (String, Removal)>;
 
@@ -117,7 +123,7 @@ pub struct Checkpoint {
     /// Every stream of the cluster's trail (sort-key prefix → its HSM, for an HSM's
     /// stream): what a replay reads.
     #[serde(default)]
-    pub streams: BTreeMap<String, Option<String>>,
+    pub streams: Streams,
     /// HSM streams that hold records not folded yet at keys before their last folded one
     /// (their sequence and their clock disagree): the key their tail is read after.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -198,13 +204,13 @@ fn stream_hsm(entry: &TrailEntry) -> Option<String> {
 /// The trail sort-key prefix of an entry's stream.
 pub fn stream_prefix(entry: &TrailEntry) -> String {
     match entry.cloudhsm() {
-        Some(_) => items::hsm_trail_prefix(&entry.stream().hsm),
-        None => items::log_stream_prefix(&entry.stream().hsm),
+        Some(_) => keys::hsm_trail_prefix(&entry.stream().hsm),
+        None => keys::log_stream_prefix(&entry.stream().hsm),
     }
 }
 
 fn trail_key(entry: &TrailEntry) -> String {
-    items::identity_sk(&entry.identity())
+    keys::identity_sk(&entry.identity())
 }
 
 impl Checkpoint {
@@ -242,13 +248,13 @@ impl Checkpoint {
     }
 
     /// The streams this state knows, with the HSM of each HSM stream.
-    fn streams(&self) -> BTreeMap<String, Option<String>> {
+    fn streams(&self) -> Streams {
         let mut streams = self.streams.clone();
         streams.extend(
             self.carry
                 .integrity
                 .hsms()
-                .map(|hsm| (items::hsm_trail_prefix(hsm), Some(hsm.to_owned()))),
+                .map(|hsm| (keys::hsm_trail_prefix(hsm), Some(hsm.to_owned()))),
         );
         for prefix in self.log_positions.keys() {
             streams.insert(prefix.clone(), None);
@@ -264,7 +270,7 @@ impl Checkpoint {
                 .carry
                 .integrity
                 .last_position(hsm)
-                .map(|(boot, seq)| items::trail_sk(hsm, boot, seq)),
+                .map(|(boot, seq)| keys::trail_sk(hsm, boot, seq)),
             None => self.log_positions.get(prefix).cloned(),
         }
     }
@@ -427,7 +433,7 @@ pub struct Prepared {
     pub held: BTreeMap<String, Timestamp>,
     pub newest: Option<Timestamp>,
     pub log_positions: BTreeMap<String, String>,
-    pub streams: BTreeMap<String, Option<String>>,
+    pub streams: Streams,
     /// Records read again from the trail.
     pub replayed: usize,
     /// Where a replay's fold is split, each with where the streams without sequence
@@ -456,9 +462,9 @@ fn key_before(entry: &TrailEntry) -> Option<String> {
     let record = entry.cloudhsm()?;
     let hsm = &entry.stream().hsm;
     Some(match (record.reboot_counter, record.sequence_no) {
-        (boot, 0) if boot > 0 => items::trail_sk(hsm, boot - 1, u64::MAX),
-        (_, 0) => items::hsm_trail_prefix(hsm),
-        (boot, seq) => items::trail_sk(hsm, boot, seq - 1),
+        (boot, 0) if boot > 0 => keys::trail_sk(hsm, boot - 1, u64::MAX),
+        (_, 0) => keys::hsm_trail_prefix(hsm),
+        (boot, seq) => keys::trail_sk(hsm, boot, seq - 1),
     })
 }
 
@@ -479,7 +485,7 @@ fn keep_earliest(earliest: &mut BTreeMap<String, String>, prefix: String, key: S
 pub fn resume_of(
     unfolded: &BTreeMap<String, String>,
     carry: &Carry,
-    streams: &BTreeMap<String, Option<String>>,
+    streams: &Streams,
 ) -> BTreeMap<String, String> {
     unfolded
         .iter()
@@ -493,7 +499,7 @@ pub fn resume_of(
                         .last_position(hsm)
                         .map(|(boot, seq)| (hsm, boot, seq))
                 })
-                .is_some_and(|(hsm, boot, seq)| **before < items::trail_sk(hsm, boot, seq))
+                .is_some_and(|(hsm, boot, seq)| **before < keys::trail_sk(hsm, boot, seq))
         })
         .map(|(prefix, before)| (prefix.clone(), before.clone()))
         .collect()
@@ -506,16 +512,25 @@ impl Prepared {
     }
 }
 
+/// What the arrivals are against the head: which are late, which timed ahead (held, with
+/// what the head held before), and the newest record time seen.
+struct Lateness {
+    late: Vec<(TrailEntry, Late)>,
+    newest: Option<Timestamp>,
+    held: BTreeMap<String, Timestamp>,
+    skewed: Vec<(TrailEntry, i64)>,
+}
+
 /// Sorts what is late among the arrivals and holds what is timed ahead.
 fn lateness(
     head: &Checkpoint,
     arrivals: &Arrivals,
     base: &mut Checkpoint,
-    held: &mut BTreeMap<String, Timestamp>,
-    skewed: &mut Vec<(TrailEntry, i64)>,
     now: Timestamp,
     config: &Config,
-) -> (Vec<(TrailEntry, Late)>, Option<Timestamp>) {
+) -> Lateness {
+    let mut held = head.held.clone();
+    let mut skewed = Vec::new();
     let mut newest = head.newest;
     let mut late = Vec::new();
     for entry in &arrivals.present {
@@ -536,13 +551,18 @@ fn lateness(
         held.remove(&trail_key(entry));
     }
     for entry in &arrivals.future {
-        hold(entry, base, held);
+        hold(entry, base, &mut held);
         skewed.push((
             entry.clone(),
             entry.record.time().micros().saturating_sub(now.micros()),
         ));
     }
-    (late, newest)
+    Lateness {
+        late,
+        newest,
+        held,
+        skewed,
+    }
 }
 
 /// Keeps a record out of the fold: counted in its stream's integrity (it is in the
@@ -571,17 +591,12 @@ pub fn prepare_in_order(
     config: &Config,
 ) -> Prepared {
     let mut base = head.clone();
-    let mut held = head.held.clone();
-    let mut skewed = Vec::new();
-    let (late, newest) = lateness(
-        head,
-        arrivals,
-        &mut base,
-        &mut held,
-        &mut skewed,
-        now,
-        config,
-    );
+    let Lateness {
+        late,
+        newest,
+        held,
+        skewed,
+    } = lateness(head, arrivals, &mut base, now, config);
     let mut fold = arrivals.present.clone();
     fold.sort_by_key(|entry| entry.record.time());
     let last = fold.last().map(|entry| next_micro(entry.record.time()));
@@ -643,9 +658,9 @@ pub fn replay_starts(base: &Checkpoint, head: &Checkpoint, arrivals: &Arrivals) 
                         .windows(2)
                         .all(|pair| pair[0].0 == pair[1].0 && pair[0].1 + 1 == pair[1].1);
                     let (first, last) = (run.first()?, run.last()?);
-                    let first = items::trail_sk(hsm, first.0, first.1);
+                    let first = keys::trail_sk(hsm, first.0, first.1);
                     let after_start = after.as_ref().is_none_or(|after| first > *after);
-                    (unbroken && after_start).then(|| (first, items::trail_sk(hsm, last.0, last.1)))
+                    (unbroken && after_start).then(|| (first, keys::trail_sk(hsm, last.0, last.1)))
                 });
             TailStart {
                 after,
@@ -731,17 +746,12 @@ pub fn prepare_replay(
     {
         return Err(earliest);
     }
-    let mut held = head.held.clone();
-    let mut skewed = Vec::new();
-    let (mut late, newest) = lateness(
-        head,
-        arrivals,
-        &mut base,
-        &mut held,
-        &mut skewed,
-        now,
-        config,
-    );
+    let Lateness {
+        mut late,
+        newest,
+        mut held,
+        mut skewed,
+    } = lateness(head, arrivals, &mut base, now, config);
     for entry in beyond {
         count_in_integrity(&entry, &mut base);
         late.retain(|(other, _)| other.identity() != entry.identity());
@@ -869,7 +879,7 @@ fn known_streams<'a>(
     head: &Checkpoint,
     base: &Checkpoint,
     entries: impl Iterator<Item = &'a TrailEntry>,
-) -> BTreeMap<String, Option<String>> {
+) -> Streams {
     let mut streams = head.streams();
     streams.append(&mut base.streams());
     for entry in entries {
@@ -891,622 +901,5 @@ fn advance(positions: &mut BTreeMap<String, String>, entry: &TrailEntry) {
     }
 }
 
-/// What the steps since a replay's start wrote: the digest each item has now, and the
-/// items the replay removes when it does not derive them again.
-#[derive(Debug, Clone, Default)]
-pub struct Previous {
-    pub digests: BTreeMap<String, String>,
-    pub removable: BTreeSet<String>,
-}
-
-impl Previous {
-    /// From the head alone, for a step in order: what the last step wrote that only it
-    /// may replace.
-    pub fn of_head(head: &Checkpoint) -> Self {
-        let mut previous = Previous::default();
-        for (sk, (digest, removal)) in &head.written {
-            previous.digests.insert(sk.clone(), digest.clone());
-            if *removal == Removal::Provisional {
-                previous.removable.insert(sk.clone());
-            }
-        }
-        previous
-    }
-
-    /// From the logs of the steps that ended at or after `from` (in point order): of the
-    /// step that ended at `from`, what only it may replace; of every later one, all it
-    /// derived; of a step cut off (`cut_off`), what it removed as well, and none of its
-    /// digests (it may have stored none of what its log names).
-    /// The head's own record of its step comes first: a log may be gone with its horizon.
-    pub fn of_logs(
-        head: &Checkpoint,
-        logs: &[StepLog],
-        from: Option<Timestamp>,
-        cut_off: Option<StepId>,
-    ) -> Self {
-        let mut previous = Previous::of_head(head);
-        let (cut, committed): (Vec<&StepLog>, Vec<&StepLog>) =
-            logs.iter().partition(|log| cut_off == Some(log.step));
-        for log in committed {
-            let after = from.is_none_or(|from| log.point > from);
-            for (sk, (digest, removal)) in &log.written {
-                let removable = match removal {
-                    Removal::Kept | Removal::Deleted => false,
-                    Removal::Rederived => after,
-                    Removal::Provisional => true,
-                };
-                if *removal != Removal::Deleted {
-                    previous.digests.insert(sk.clone(), digest.clone());
-                }
-                if removable {
-                    previous.removable.insert(sk.clone());
-                } else if *removal != Removal::Deleted {
-                    previous.removable.remove(sk);
-                }
-            }
-        }
-        // Last, whatever its points: what a step cut off may have overwritten, after any
-        // earlier step's digest of it.
-        for log in cut {
-            for (sk, (_, removal)) in &log.written {
-                if *removal != Removal::Kept {
-                    previous.digests.remove(sk);
-                    previous.removable.insert(sk.clone());
-                }
-            }
-        }
-        previous
-    }
-}
-
-/// What a replay found stored after its start, to remove once it has written.
-#[derive(Debug, Clone, Default)]
-pub struct Stale {
-    /// Sort keys of the logs and object versions of steps after the start.
-    pub state: Vec<String>,
-    /// Points of the snapshots of steps after the start.
-    pub snapshots: Vec<Timestamp>,
-}
-
-/// Everything one step writes.
-#[derive(Debug, Clone, Default)]
-pub struct StepWrite {
-    pub intent: Intent,
-    /// One log per state the step ends a fold at (its split, if any, and its end).
-    pub logs: Vec<StepLog>,
-    pub puts: Vec<Item>,
-    /// Keys (`pk`, `sk`) of views written before that this step no longer derives.
-    pub deletes: Vec<Item>,
-    /// Carries of the objects the step changed.
-    pub objects: Vec<(String, ObjectCarry)>,
-    /// Objects' carries before a fold of the step changed them (`None`: they had none),
-    /// under the point that fold ended at.
-    pub versions: Vec<(Timestamp, String, Option<ObjectCarry>)>,
-    /// States the step passed through, kept as snapshots beside its head's.
-    pub snapshots: Vec<Checkpoint>,
-    /// What the head before this step named as its garbage: deleted first.
-    pub garbage: Vec<String>,
-    pub stale_snapshots: Vec<Timestamp>,
-    pub checkpoint: Checkpoint,
-    /// Time to live of the snapshot, log and versions (seconds since the epoch).
-    pub expires_at: i64,
-    /// Alert items that did not exist before, by kind.
-    pub new_alerts: BTreeMap<String, usize>,
-    /// Those alert items themselves: what is published ([`crate::publish`]).
-    pub new_alert_items: Vec<Item>,
-    pub unchanged: usize,
-    pub open_gaps: usize,
-}
-
-/// The carry of one object, as stored under `OBJ#<object>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "family", rename_all = "snake_case")]
-pub enum ObjectCarry {
-    Key(crate::domain::KeyCarry),
-    Certificate(KeyGeneration),
-    Luna(KeyGeneration),
-}
-
-impl ObjectCarry {
-    /// The object names of every carry the records need.
-    pub fn names(ids: &EntityIds) -> Vec<String> {
-        ids.keys
-            .iter()
-            .map(|handle| format!("KEY#{handle}"))
-            .chain(
-                ids.certificates
-                    .iter()
-                    .map(|handle| format!("CERT#{handle}")),
-            )
-            .chain(ids.luna_objects.iter().map(|id| format!("LUNA#{id}")))
-            .collect()
-    }
-
-    /// Assembles the loaded carries (object name → carry) into the domain's form.
-    pub fn assemble(loaded: impl IntoIterator<Item = (String, ObjectCarry)>) -> EntityCarries {
-        let mut carries = EntityCarries::default();
-        for (name, carry) in loaded {
-            match carry {
-                ObjectCarry::Key(carry) => {
-                    if let Some(handle) = name.strip_prefix("KEY#").and_then(|h| h.parse().ok()) {
-                        carries.keys.insert(handle, carry);
-                    }
-                }
-                ObjectCarry::Certificate(generation) => {
-                    carries.certificates.insert(generation.handle, generation);
-                }
-                ObjectCarry::Luna(generation) => {
-                    if let Some(id) = generation.object_id.clone() {
-                        carries.luna_objects.insert(id, generation);
-                    }
-                }
-            }
-        }
-        carries
-    }
-
-    fn split(carries: EntityCarries) -> BTreeMap<String, ObjectCarry> {
-        let mut out = BTreeMap::new();
-        for (handle, carry) in carries.keys {
-            out.insert(format!("KEY#{handle}"), ObjectCarry::Key(carry));
-        }
-        for (handle, generation) in carries.certificates {
-            out.insert(
-                format!("CERT#{handle}"),
-                ObjectCarry::Certificate(generation),
-            );
-        }
-        for (id, generation) in carries.luna_objects {
-            out.insert(format!("LUNA#{id}"), ObjectCarry::Luna(generation));
-        }
-        out
-    }
-}
-
-/// Objects as of a replay's start: their heads, replaced by the first version stored
-/// after the start (the state before the first step after it changed them).
-pub fn objects_as_of(
-    heads: &BTreeMap<String, ObjectCarry>,
-    versions_after: &[(String, Option<ObjectCarry>)],
-) -> BTreeMap<String, Option<ObjectCarry>> {
-    let mut as_of: BTreeMap<String, Option<ObjectCarry>> = heads
-        .iter()
-        .map(|(name, carry)| (name.clone(), Some(carry.clone())))
-        .collect();
-    let mut seen = BTreeSet::new();
-    for (name, carry) in versions_after {
-        if seen.insert(name.clone()) {
-            as_of.insert(name.clone(), carry.clone());
-        }
-    }
-    as_of
-}
-
-/// What is stored of a step's objects: their heads now, and their state at its start.
-#[derive(Debug, Clone, Default)]
-pub struct Objects {
-    pub heads: BTreeMap<String, ObjectCarry>,
-    pub at_start: BTreeMap<String, Option<ObjectCarry>>,
-}
-
-impl Objects {
-    pub fn carries(&self) -> EntityCarries {
-        ObjectCarry::assemble(
-            self.at_start
-                .iter()
-                .filter_map(|(name, carry)| carry.clone().map(|carry| (name.clone(), carry))),
-        )
-    }
-}
-
-/// One fold of a step, ending at `point`.
-pub struct FoldPart {
-    pub point: Timestamp,
-    pub folded: Folded,
-}
-
-/// What a step writes: its views (unchanged ones skipped, and what the steps it replays
-/// or follows wrote and it no longer derives removed), the alerts of late and skewed
-/// records, the objects it changed with their versions, its logs and the new head.
-/// `parts` are the step's folds in time order: one, or one more than a replay's splits.
-#[allow(clippy::too_many_arguments)]
-pub fn plan_write(
-    cluster: &str,
-    head: &Checkpoint,
-    prepared: Prepared,
-    parts: Vec<FoldPart>,
-    objects: &Objects,
-    previous: &Previous,
-    stale: Stale,
-    now: Timestamp,
-    config: &Config,
-) -> Result<StepWrite, StoreError> {
-    let point = prepared.point;
-    let step = head.step.next();
-    let evidence: Vec<Alert> = prepared
-        .late
-        .iter()
-        .map(|(entry, late)| late_record_alert(entry, late, prepared.base.point))
-        .chain(
-            prepared
-                .skewed
-                .iter()
-                .map(|(entry, ahead)| clock_skew_alert(entry, *ahead)),
-        )
-        .collect();
-    let mut write = StepWrite {
-        expires_at: now.micros() / 1_000_000 + config.late_horizon_micros / 1_000_000,
-        ..StepWrite::default()
-    };
-    // What the step leaves stored: each later fold's views over the earlier's, whose
-    // views of what was open then it derives anew.
-    let mut stored: BTreeMap<String, (Item, String, Removal, bool)> = BTreeMap::new();
-    let mut at_start = objects.at_start.clone();
-    let mut carry = None;
-    let last = parts.len().saturating_sub(1);
-    let mut splits = prepared.splits.iter();
-    for (index, part) in parts.into_iter().enumerate() {
-        let mut views = items::view_items(cluster, &part.folded.derived)?;
-        if index == last {
-            views.extend(items::view_items(
-                cluster,
-                &crate::domain::Derived {
-                    alerts: evidence.clone(),
-                    ..Default::default()
-                },
-            )?);
-            write.open_gaps = part
-                .folded
-                .derived
-                .alerts
-                .iter()
-                .filter(|alert| alert.kind == AlertKind::SequenceGap)
-                .count();
-        }
-        stored.retain(|_, (_, _, removal, _)| *removal != Removal::Provisional);
-        let mut logged = Written::new();
-        for view in views {
-            let removal = removal(&view, part.point, &part.folded);
-            let sk = items::sort_key(&view.item);
-            let digest = hex::encode(&items::item_digest(&view.item)[..8]);
-            let event = matches!(view.of, ViewOf::Event { .. });
-            logged.insert(sk.clone(), (digest.clone(), removal));
-            stored.insert(sk, (view.item, digest, removal, event));
-        }
-        for (name, carry) in ObjectCarry::split(part.folded.entities) {
-            let before = at_start.get(&name).cloned().flatten();
-            if before.as_ref() != Some(&carry) {
-                write.versions.push((part.point, name.clone(), before));
-            }
-            at_start.insert(name, Some(carry));
-        }
-        if index < last
-            && let Some(split) = splits.next()
-        {
-            write.snapshots.push(Checkpoint {
-                carry: part.folded.carry.clone(),
-                point: Some(part.point),
-                newest: prepared.newest,
-                log_positions: split.log_positions.clone(),
-                resume: resume_of(&split.unfolded, &part.folded.carry, &prepared.streams),
-                garbage: Vec::new(),
-                streams: prepared.streams.clone(),
-                written: Written::new(),
-                held: prepared.held.clone(),
-                step,
-                replaying: false,
-                since_micros: head.since_micros.or(Some(now.micros())),
-                stored_pieces: 0,
-                intent: None,
-            });
-        }
-        write.logs.push(StepLog {
-            point: part.point,
-            step,
-            written: logged,
-        });
-        carry = Some(part.folded.carry);
-    }
-    let mut head_written = Written::new();
-    for (sk, (item, digest, removal, event)) in stored.iter() {
-        let before = previous.digests.get(sk);
-        if before.is_none()
-            && let Some(kind) = items::alert_kind(item)
-        {
-            *write.new_alerts.entry(kind).or_default() += 1;
-            write.new_alert_items.push(item.clone());
-        }
-        if before == Some(digest) {
-            write.unchanged += 1;
-        } else {
-            write.puts.push(item.clone());
-        }
-        if !event {
-            head_written.insert(sk.clone(), (digest.clone(), *removal));
-        }
-    }
-    let pk = items::cluster_pk(cluster);
-    if let Some(log) = write.logs.last_mut() {
-        for sk in &previous.removable {
-            if !stored.contains_key(sk) {
-                write.deletes.push(items::key_item(&pk, sk));
-                log.written
-                    .insert(sk.clone(), (String::new(), Removal::Deleted));
-            }
-        }
-    }
-    for (name, carry) in at_start {
-        if let Some(carry) = carry
-            && objects.heads.get(&name) != Some(&carry)
-            && write
-                .versions
-                .iter()
-                .any(|(_, changed, _)| *changed == name)
-        {
-            write.objects.push((name, carry));
-        }
-    }
-    write.garbage = head.garbage.clone();
-    write.stale_snapshots = stale.snapshots;
-    write.intent = Intent {
-        step,
-        from: prepared.base.point,
-    };
-    let carry = carry.unwrap_or_else(|| prepared.base.carry.clone());
-    write.checkpoint = Checkpoint {
-        garbage: stale.state,
-        resume: resume_of(&prepared.unfolded, &carry, &prepared.streams),
-        carry,
-        point: Some(point),
-        newest: prepared.newest,
-        log_positions: prepared.log_positions,
-        streams: prepared.streams,
-        written: head_written,
-        held: prepared.held,
-        step,
-        replaying: prepared.replaying,
-        since_micros: head.since_micros.or(Some(now.micros())),
-        stored_pieces: head.stored_pieces,
-        intent: None,
-    };
-    Ok(write)
-}
-
-/// What may remove a view later: evidence of a delivery never; views of what is open
-/// (gaps, reboots, a brute-force burst that may still grow) any later step; every
-/// other view a replay over its records.
-fn removal(view: &ViewItem, point: Timestamp, folded: &Folded) -> Removal {
-    match &view.of {
-        ViewOf::Alert { kind, time, user } => match kind {
-            AlertKind::ConflictingDuplicate | AlertKind::LateRecord | AlertKind::ClockSkew => {
-                Removal::Kept
-            }
-            AlertKind::SequenceGap | AlertKind::Reboot => Removal::Provisional,
-            AlertKind::BruteForce
-                if user
-                    .as_ref()
-                    .is_some_and(|user| folded.open_bursts.contains(&(user.clone(), *time))) =>
-            {
-                Removal::Provisional
-            }
-            _ if *time >= point => Removal::Provisional,
-            _ => Removal::Rederived,
-        },
-        _ => Removal::Rederived,
-    }
-}
-
-/// An alert for a record that arrived late: folded in (how late, which stream), or
-/// older than the horizon and left out until `hsm-audit rederive`.
-fn late_record_alert(entry: &TrailEntry, late: &Late, from: Option<Timestamp>) -> Alert {
-    let (hsm, reboot_counter, seq) = entry.identity().into_parts();
-    let detail = match late {
-        Late::Folded { behind_micros } => format!(
-            "arrived {} s behind the cluster's newest record (log event {}); folded in by replaying from {}",
-            behind_micros / 1_000_000,
-            entry.log_event_id,
-            from.map_or_else(|| "the start".to_owned(), Timestamp::iso),
-        ),
-        Late::BeyondHorizon => format!(
-            "older than every snapshot the late horizon keeps (log event {}): in the trail and its stream's integrity, not in sessions, key lifecycles or failed logins until `hsm-audit rederive`",
-            entry.log_event_id
-        ),
-    };
-    Alert {
-        kind: AlertKind::LateRecord,
-        time: entry.record.time(),
-        hsm: Some(hsm),
-        reboot_counter,
-        from: None,
-        to: None,
-        seq,
-        user: None,
-        opcode: None,
-        detail: Some(detail),
-    }
-}
-
-/// An alert for a record timed ahead of the invocation's clock: held out of the views
-/// until the clock reaches it.
-fn clock_skew_alert(entry: &TrailEntry, ahead_micros: i64) -> Alert {
-    let (hsm, reboot_counter, seq) = entry.identity().into_parts();
-    Alert {
-        kind: AlertKind::ClockSkew,
-        time: entry.record.time(),
-        hsm: Some(hsm),
-        reboot_counter,
-        from: None,
-        to: None,
-        seq,
-        user: None,
-        opcode: None,
-        detail: Some(format!(
-            "timed {} s ahead of the clock when it arrived (log event {}); held out of the views until then",
-            ahead_micros / 1_000_000,
-            entry.log_event_id
-        )),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::Opcode;
-    use crate::testkit::rec;
-
-    fn config() -> Config {
-        Config::from_lookup(Some("t".into()), |_| None).expect("config")
-    }
-
-    #[test]
-    fn a_batch_at_or_after_the_head_folds_in_order_and_one_behind_it_replays() {
-        let head = Checkpoint {
-            point: Some(Timestamp(1_000)),
-            ..Checkpoint::default()
-        };
-        let now = Timestamp(10_000_000);
-        let ahead = [rec("a", 1, 5, 1_000, Opcode::Login).build()];
-        let arrivals = Arrivals::sort(&head, &ahead, &BTreeSet::new(), Vec::new(), now, &config());
-        assert_eq!(start(&head, &arrivals), Start::InOrder);
-        let behind = [rec("b", 1, 5, 999, Opcode::Login).build()];
-        let arrivals = Arrivals::sort(&head, &behind, &BTreeSet::new(), Vec::new(), now, &config());
-        assert_eq!(start(&head, &arrivals), Start::Replay(Some(Timestamp(999))));
-    }
-
-    #[test]
-    fn a_step_cut_off_or_a_cut_replay_is_gone_on_with_before_anything_else() {
-        let now = Timestamp(10_000_000);
-        let ahead = [rec("a", 1, 5, 5_000, Opcode::Login).build()];
-        let cut_off = Checkpoint {
-            point: Some(Timestamp(1_000)),
-            step: StepId(1 << 32),
-            intent: Some(Intent {
-                step: StepId(2 << 32),
-                from: Some(Timestamp(700)),
-            }),
-            ..Checkpoint::default()
-        };
-        let arrivals = Arrivals::sort(
-            &cut_off,
-            &ahead,
-            &BTreeSet::new(),
-            Vec::new(),
-            now,
-            &config(),
-        );
-        assert_eq!(
-            start(&cut_off, &arrivals),
-            Start::Replay(Some(Timestamp(700)))
-        );
-        let replaying = Checkpoint {
-            point: Some(Timestamp(1_000)),
-            replaying: true,
-            ..Checkpoint::default()
-        };
-        assert_eq!(
-            start(&replaying, &Arrivals::default()),
-            Start::Replay(Some(Timestamp(1_000)))
-        );
-    }
-
-    #[test]
-    fn a_record_ahead_of_the_clock_is_held_and_moves_no_point() {
-        let head = Checkpoint {
-            point: Some(Timestamp(1_000)),
-            ..Checkpoint::default()
-        };
-        let now = Timestamp(1_000_000_000);
-        let future = rec("a", 1, 7, 4_000_000_000_000_000, Opcode::Login).build();
-        let present = rec("a", 1, 6, 2_000, Opcode::Login).build();
-        let arrivals = Arrivals::sort(
-            &head,
-            &[future.clone(), present],
-            &BTreeSet::new(),
-            Vec::new(),
-            now,
-            &config(),
-        );
-        assert_eq!(arrivals.future.len(), 1);
-        let prepared = prepare_in_order(&head, &arrivals, now, &config());
-        assert_eq!(prepared.point, Timestamp(2_001));
-        assert_eq!(prepared.skewed.len(), 1);
-        assert!(prepared.held.contains_key(&trail_key(&future)));
-        assert!(
-            prepared.base.carry.integrity.holds("a", 1, 7),
-            "counted in its stream"
-        );
-        let later = Checkpoint {
-            held: prepared.held.clone(),
-            ..head
-        };
-        assert!(due_held(&later, now, &config()).is_empty());
-        assert_eq!(
-            due_held(&later, Timestamp(4_000_000_000_000_000), &config()),
-            vec![trail_key(&future)]
-        );
-    }
-
-    #[test]
-    fn logs_since_a_replays_start_say_what_it_may_remove() {
-        let entry = |removal| (String::from("d"), removal);
-        let at = |point, step, items: Vec<(&str, Removal)>| StepLog {
-            point: Timestamp(point),
-            step: StepId(step),
-            written: items
-                .into_iter()
-                .map(|(sk, removal)| (sk.to_owned(), entry(removal)))
-                .collect(),
-        };
-        let logs = [
-            at(
-                10,
-                1,
-                vec![
-                    ("gap", Removal::Provisional),
-                    ("event-a", Removal::Rederived),
-                ],
-            ),
-            at(15, 3, vec![("event-b", Removal::Rederived)]),
-            at(
-                20,
-                2,
-                vec![("event-b", Removal::Rederived), ("late", Removal::Kept)],
-            ),
-            at(30, 3, vec![("gone", Removal::Deleted)]),
-        ];
-        let head = Checkpoint {
-            written: Written::from([("event-b".to_owned(), entry(Removal::Rederived))]),
-            ..Checkpoint::default()
-        };
-        let previous = Previous::of_logs(&head, &logs, Some(Timestamp(10)), Some(StepId(3)));
-        let removable: Vec<&str> = previous.removable.iter().map(String::as_str).collect();
-        assert_eq!(removable, ["event-b", "gap", "gone"]);
-        assert!(
-            !previous.digests.contains_key("gone") && !previous.digests.contains_key("event-b"),
-            "what a step cut off wrote is written again, whatever an earlier log says of it"
-        );
-        let settled = Previous::of_logs(&head, &logs, Some(Timestamp(10)), None);
-        assert!(!settled.removable.contains("gone"));
-        assert!(settled.digests.contains_key("event-a"));
-    }
-
-    #[test]
-    fn objects_as_of_a_start_are_their_first_version_after_it() {
-        let carry = |generation| {
-            ObjectCarry::Certificate(KeyGeneration::blank(1, None, generation, "certificate"))
-        };
-        let heads = BTreeMap::from([
-            ("CERT#1".to_owned(), carry(3)),
-            ("CERT#2".to_owned(), carry(5)),
-        ]);
-        let versions = vec![
-            ("CERT#1".to_owned(), Some(carry(1))),
-            ("CERT#1".to_owned(), Some(carry(2))),
-            ("CERT#3".to_owned(), None),
-        ];
-        let as_of = objects_as_of(&heads, &versions);
-        assert_eq!(as_of["CERT#1"], Some(carry(1)));
-        assert_eq!(as_of["CERT#2"], Some(carry(5)));
-        assert_eq!(as_of["CERT#3"], None);
-    }
-}
+mod tests;

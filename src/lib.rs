@@ -16,6 +16,7 @@ pub mod digest;
 pub mod domain;
 pub mod errors;
 pub mod incremental;
+pub mod keys;
 pub mod lambda;
 pub mod metrics;
 pub mod model;

@@ -270,18 +270,11 @@ fn m_values(
         if let (true, Some(value), Some(before)) = (rec.ok(), value, previous)
             && value < before
         {
-            alerts.push(Alert {
-                kind: AlertKind::QuorumLowered,
-                time: rec.time(),
-                hsm: Some(rec.hsm.to_owned()),
-                reboot_counter: Some(rec.boot()),
-                from: None,
-                to: None,
-                seq: Some(rec.seq()),
-                user: setting.step.user.clone(),
-                opcode: Some(Opcode::SetMValue),
-                detail: Some(format!("M value {before} -> {value}")),
-            });
+            alerts.push(rec.alert(
+                AlertKind::QuorumLowered,
+                setting.step.user.clone(),
+                Some(format!("M value {before} -> {value}")),
+            ));
         }
         if rec.ok() && value.is_some() {
             previous = value;

@@ -3,6 +3,7 @@
 //! (by stream: hsm, reboot counter, sequence number) is part of the contract between
 //! the submodules.
 
+use super::{Alert, AlertKind};
 use crate::model::{HsmRecord, Opcode, Timestamp, TrailEntry};
 
 /// The command type of time-information records (the vendor's current reference).
@@ -38,6 +39,22 @@ impl<'a> Rec<'a> {
 
     pub fn ok(&self) -> bool {
         self.record.succeeded()
+    }
+
+    /// An alert raised by this record: placed at it, by `user`.
+    pub fn alert(&self, kind: AlertKind, user: Option<String>, detail: Option<String>) -> Alert {
+        Alert {
+            kind,
+            time: self.time(),
+            hsm: Some(self.hsm.to_owned()),
+            reboot_counter: Some(self.boot()),
+            from: None,
+            to: None,
+            seq: Some(self.seq()),
+            user,
+            opcode: Some(self.op().clone()),
+            detail,
+        }
     }
 
     pub fn user_name(&self) -> Option<&'a str> {

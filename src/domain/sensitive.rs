@@ -96,18 +96,11 @@ pub(crate) fn derive(
                     rec.record.response_code, rec.record.response_text
                 ));
             }
-            Alert {
-                kind: AlertKind::SensitiveOperation,
-                time: rec.time(),
-                hsm: Some(rec.hsm.to_owned()),
-                reboot_counter: Some(rec.boot()),
-                from: None,
-                to: None,
-                seq: Some(rec.seq()),
-                user: actors.get(index).cloned().flatten(),
-                opcode: Some(rec.op().clone()),
-                detail: (!detail.is_empty()).then(|| detail.join("; ")),
-            }
+            rec.alert(
+                AlertKind::SensitiveOperation,
+                actors.get(index).cloned().flatten(),
+                (!detail.is_empty()).then(|| detail.join("; ")),
+            )
         })
         .collect();
     (alerts, settled)

@@ -1,6 +1,11 @@
 //! The report as one self-contained HTML file: inline CSS and SVG, one small script that
 //! pages long tables (without it every row shows; printing shows every row), and a
 //! Content-Security-Policy that lets the page load nothing at all.
+//!
+//! One file on purpose (about 1,050 lines): the page is one document whose sections
+//! (summary, worries, inventory, timeline, failed logins, alerts, quorum) are written in
+//! reading order and share its escaping, cell and chart helpers; apart, each section
+//! would import the rest back.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -267,6 +272,15 @@ fn summary(report: &Report, out: &mut impl Write) -> io::Result<()> {
     )
 }
 
+/// `: <list>` after a finding's sentence, or nothing when the list is empty.
+fn listed(list: &str) -> String {
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!(": {list}")
+    }
+}
+
 /// `: a, b and 3 more`: the first names of `total` things.
 fn named(names: &[String], total: usize) -> String {
     if names.is_empty() {
@@ -326,11 +340,7 @@ fn worries(report: &Report, out: &mut impl Write) -> io::Result<()> {
             format!(
                 "{} in the period{}",
                 count(sensitive, "sensitive operation", "sensitive operations"),
-                if opcodes.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {opcodes}")
-                }
+                listed(&opcodes)
             ),
         ),
         (
@@ -358,11 +368,7 @@ fn worries(report: &Report, out: &mut impl Write) -> io::Result<()> {
             format!(
                 "{} quarantined (see <code>hsm-audit quarantine</code>){}",
                 count(quarantined, "input", "inputs"),
-                if reasons.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {reasons}")
-                }
+                listed(&reasons)
             ),
         ),
         (
@@ -463,11 +469,7 @@ fn inventory(report: &Report, out: &mut impl Write) -> io::Result<()> {
             "key, certificate or Luna object",
             "keys, certificates and Luna objects"
         ),
-        if states.is_empty() {
-            String::new()
-        } else {
-            format!(": {states}")
-        },
+        listed(&states),
         if report.keys_past_period > 0 {
             "flag"
         } else {
@@ -948,11 +950,7 @@ fn alerts(report: &Report, out: &mut impl Write) -> io::Result<()> {
          <table id=\"alert-list\" class=\"paged\"><thead><tr><th>Time</th><th>Kind</th><th>HSM</th>\
          <th>Seq</th><th>User (actor)</th><th>Opcode</th><th>Log event id</th><th>Detail</th></tr></thead><tbody>",
         count(report.alerts.total, "alert", "alerts"),
-        if kinds.is_empty() {
-            String::new()
-        } else {
-            format!(": {kinds}")
-        },
+        listed(&kinds),
         cut_note(
             report.alerts.rows.len(),
             report.alerts.total,

@@ -15,12 +15,16 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::decode::Quarantined;
 use crate::domain::Conflict;
-use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
+use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, Streams, TailRead, TailStart};
+use crate::keys::identity_sk;
 use crate::model::TrailEntry;
-use crate::store::dynamodb::items::Item;
 
 /// An error kept as its cause: what a failure came from, for whoever must flatten it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One stored row, as DynamoDB holds it: what the port reads raw (the trail a page at a
+/// time, the derivation's state) and writes as a derivation's views.
+pub type Item = HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
 /// Failures of the store, each with its cause as [`std::error::Error::source`]. Bad data
 /// never reaches here (it is quarantined or bounded before); whether a retry can succeed
@@ -140,6 +144,39 @@ impl std::fmt::Debug for ClusterLease {
     }
 }
 
+/// Which items of a cluster's derivation state to read: those whose sort keys lie in
+/// `[low, high]`, in sort-key order or (with `reverse`) its reverse, at most `limit` of
+/// them (else all, page by page).
+#[derive(Debug, Clone, Copy)]
+pub struct StateRange<'a> {
+    pub low: &'a str,
+    pub high: &'a str,
+    pub reverse: bool,
+    pub limit: Option<usize>,
+}
+
+impl<'a> StateRange<'a> {
+    /// Every item in `[low, high]`, in sort-key order.
+    pub fn all(low: &'a str, high: &'a str) -> Self {
+        StateRange {
+            low,
+            high,
+            reverse: false,
+            limit: None,
+        }
+    }
+
+    /// The last item in `[low, high]`, if any.
+    pub fn last(low: &'a str, high: &'a str) -> Self {
+        StateRange {
+            low,
+            high,
+            reverse: true,
+            limit: Some(1),
+        }
+    }
+}
+
 #[allow(async_fn_in_trait)]
 pub trait AuditStore {
     /// Adds entries of one cluster not yet in its trail. An identity already stored with
@@ -179,18 +216,18 @@ pub trait AuditStore {
 
     /// Writes a step phase by phase ([`dynamodb::items::state::StepPhases`]): each only
     /// once the one before it is stored, the head only while the lease is held.
-    async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError>;
+    async fn write_step(
+        &self,
+        lease: &ClusterLease,
+        write: &StepWrite<Item>,
+    ) -> Result<(), StoreError>;
 
-    /// The items of the cluster's derivation state (`STATE#<cluster>`) whose sort keys lie
-    /// in `[low, high]`, in sort-key order or (with `reverse`) its reverse, at most `limit`
-    /// of them (else all, page by page): snapshots, step logs, object versions.
+    /// The items of the cluster's derivation state (`STATE#<cluster>`) in `range`:
+    /// snapshots, step logs, object versions.
     async fn state_range(
         &self,
         cluster: &str,
-        low: &str,
-        high: &str,
-        reverse: bool,
-        limit: Option<usize>,
+        range: StateRange<'_>,
     ) -> Result<Vec<Item>, StoreError>;
 
     /// Removes every derived view and the derivation state of the cluster, page by page.
@@ -198,10 +235,7 @@ pub trait AuditStore {
 
     /// Every stream of the cluster's trail: its sort-key prefix, and its HSM for an HSM's
     /// stream. Reads the whole trail, page by page (a rebuild's first step).
-    async fn trail_streams(
-        &self,
-        cluster: &str,
-    ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError>;
+    async fn trail_streams(&self, cluster: &str) -> Result<Streams, StoreError>;
 
     /// One page (up to 1 MB) of the raw items of the cluster's trail partition, in sort-key
     /// order after `after`, and the sort key to continue from when there is more: what
@@ -260,8 +294,7 @@ pub fn classify_entries<'a>(
     entries: &'a [TrailEntry],
     stored: &HashMap<String, String>,
 ) -> (Vec<(&'a TrailEntry, String)>, TrailOutcome) {
-    let classified =
-        crate::domain::classify_delivery(entries, stored, dynamodb::items::identity_sk);
+    let classified = crate::domain::classify_delivery(entries, stored, identity_sk);
     let mut outcome = TrailOutcome {
         stored: classified.fresh.len(),
         duplicates: classified.duplicates,
@@ -277,15 +310,4 @@ pub fn classify_entries<'a>(
         })
         .collect();
     (fresh, outcome)
-}
-
-/// The heads among object items (an object without a carry has no head).
-pub fn heads_from_items(found: &[Item]) -> Result<Vec<(String, ObjectCarry)>, StoreError> {
-    let mut heads = Vec::new();
-    for item in found {
-        if let (name, Some(carry)) = dynamodb::items::object_from_item(item)? {
-            heads.push((name, carry));
-        }
-    }
-    Ok(heads)
 }

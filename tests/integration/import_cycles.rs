@@ -16,11 +16,6 @@ use std::path::Path;
 
 use crate::common::repo_path;
 
-/// The one circle left, by its files. Being removed: the derivation core
-/// (`incremental.rs`) builds DynamoDB items and the store's port imports the core's
-/// checkpoint types (issue 27, the lead's rework). Delete this entry with it.
-const KNOWN_CIRCLE: &[&str] = &["incremental.rs", "store/dynamodb/items.rs", "store/mod.rs"];
-
 #[test]
 fn no_import_circle_between_files_of_src() {
     let files = source_files();
@@ -29,23 +24,14 @@ fn no_import_circle_between_files_of_src() {
         graph["pipeline.rs"].contains("config.rs"),
         "the reader finds no imports: {graph:#?}"
     );
-    let circles = circles(&graph);
-    let known: BTreeSet<&str> = KNOWN_CIRCLE.iter().copied().collect();
-    let unknown: Vec<_> = circles
+    let circles: Vec<_> = circles(&graph)
         .iter()
-        .filter(|circle| !circle.iter().all(|file| known.contains(file.as_str())))
         .map(|circle| describe(circle, &graph))
         .collect();
     assert!(
-        unknown.is_empty(),
+        circles.is_empty(),
         "import circles between files of src/:\n{}",
-        unknown.join("\n")
-    );
-    assert!(
-        circles
-            .iter()
-            .any(|circle| circle.iter().all(|file| known.contains(file.as_str()))),
-        "the circle {KNOWN_CIRCLE:?} is gone: remove it from KNOWN_CIRCLE"
+        circles.join("\n")
     );
 }
 

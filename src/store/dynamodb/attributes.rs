@@ -169,38 +169,28 @@ impl ListBuilder {
     }
 }
 
-impl ser::SerializeSeq for ListBuilder {
-    type Ok = AttributeValue;
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<AttributeValue, Error> {
-        Ok(AttributeValue::L(self.0))
-    }
+/// Sequences, tuples and tuple structs are all lists: their impls differ only in the name
+/// of the method that adds an element.
+macro_rules! list_serializer {
+    ($($serializer:ident :: $add:ident),*) => {$(
+        impl ser::$serializer for ListBuilder {
+            type Ok = AttributeValue;
+            type Error = Error;
+            fn $add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.push(value)
+            }
+            fn end(self) -> Result<AttributeValue, Error> {
+                Ok(AttributeValue::L(self.0))
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for ListBuilder {
-    type Ok = AttributeValue;
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<AttributeValue, Error> {
-        Ok(AttributeValue::L(self.0))
-    }
-}
-
-impl ser::SerializeTupleStruct for ListBuilder {
-    type Ok = AttributeValue;
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<AttributeValue, Error> {
-        Ok(AttributeValue::L(self.0))
-    }
-}
+list_serializer!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 struct MapBuilder {
     map: Item,

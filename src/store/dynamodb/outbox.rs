@@ -182,13 +182,7 @@ impl DynamoStore {
                     Err(reason) => {
                         published.failed += 1;
                         unsent.insert(entry.alert.id.clone());
-                        warn!(
-                            cluster,
-                            sink = sink.as_str(),
-                            alert = entry.alert.id,
-                            reason,
-                            "alert not sent; the next invocation retries it"
-                        );
+                        warn_unsent(cluster, sink, &entry.alert.id, &reason, "alert not sent");
                         self.release(&pk, &mark_sk, &owner).await?;
                     }
                 }
@@ -210,12 +204,12 @@ impl DynamoStore {
                         }
                         Err(reason) => {
                             published.failed += 1;
-                            warn!(
+                            warn_unsent(
                                 cluster,
-                                sink = sink.as_str(),
-                                alert = entry.alert.id,
-                                reason,
-                                "finding not archived; the next invocation retries it"
+                                sink,
+                                &entry.alert.id,
+                                &reason,
+                                "finding not archived",
                             );
                         }
                     }
@@ -375,6 +369,17 @@ impl DynamoStore {
             },
         }
     }
+}
+
+/// A send that failed, for the operator: the next invocation retries it.
+fn warn_unsent(cluster: &str, sink: Sink, alert: &str, reason: &str, what: &str) {
+    warn!(
+        cluster,
+        sink = sink.as_str(),
+        alert,
+        reason,
+        "{what}; the next invocation retries it"
+    );
 }
 
 /// Sends the entries' alerts to `sink` in one call: each entry with its outcome.

@@ -14,11 +14,13 @@ use super::queries::SortKey;
 use crate::decode::Quarantined;
 use crate::digest::{self, ChainHead, kms::DigestSigner};
 use crate::domain::Conflict;
-use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
+use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, Streams, TailRead, TailStart};
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::dynamodb::items::{self, Item};
 use crate::store::window::ViewOrder;
-use crate::store::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
+use crate::store::{
+    AuditStore, ClusterLease, RecordPosition, StateRange, StoreError, TrailOutcome,
+};
 
 /// DynamoDB requests made, by kind: the benchmark's requests-per-record come from here,
 /// since a local server's `ConsumedCapacity` cannot be trusted.
@@ -350,10 +352,14 @@ impl AuditStore for DynamoStore {
                 Some("pk, sk, object_name, object_carry"),
             )
             .await?;
-        crate::store::heads_from_items(&found)
+        items::heads_from_items(&found)
     }
 
-    async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError> {
+    async fn write_step(
+        &self,
+        lease: &ClusterLease,
+        write: &StepWrite<Item>,
+    ) -> Result<(), StoreError> {
         let lost = || StoreError::LeaseLost {
             cluster: lease.cluster.clone(),
         };
@@ -402,23 +408,25 @@ impl AuditStore for DynamoStore {
     async fn state_range(
         &self,
         cluster: &str,
-        low: &str,
-        high: &str,
-        reverse: bool,
-        limit: Option<usize>,
+        range: StateRange<'_>,
     ) -> Result<Vec<Item>, StoreError> {
         let pk = items::state_pk(cluster);
-        let sort = Some(SortKey::Between(low.to_owned(), high.to_owned()));
+        let sort = Some(SortKey::Between(
+            range.low.to_owned(),
+            range.high.to_owned(),
+        ));
         let mut found = Vec::new();
         let mut start = None;
         loop {
-            let left = limit.map(|limit| i32::try_from(limit - found.len()).unwrap_or(i32::MAX));
+            let left = range
+                .limit
+                .map(|limit| i32::try_from(limit - found.len()).unwrap_or(i32::MAX));
             let (page, next) = self
-                .query_sorted_page(&pk, &sort, !reverse, start, left)
+                .query_sorted_page(&pk, &sort, !range.reverse, start, left)
                 .await?;
             found.extend(page);
             start = next;
-            if start.is_none() || limit.is_some_and(|limit| found.len() >= limit) {
+            if start.is_none() || range.limit.is_some_and(|limit| found.len() >= limit) {
                 return Ok(found);
             }
         }
@@ -452,21 +460,11 @@ impl AuditStore for DynamoStore {
         Ok(cleared)
     }
 
-    async fn trail_streams(
-        &self,
-        cluster: &str,
-    ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError> {
-        let mut streams = std::collections::BTreeMap::new();
+    async fn trail_streams(&self, cluster: &str) -> Result<Streams, StoreError> {
+        let mut streams = Streams::new();
         self.query_pages(&items::trail_pk(cluster), None, |page| {
             for item in page {
-                if items::is_trail_record(&item) {
-                    let entry = items::trail_entry_from_item(item)?;
-                    streams
-                        .entry(crate::incremental::stream_prefix(&entry))
-                        .or_insert_with(|| {
-                            entry.cloudhsm().map(|_| entry.stream().hsm.to_string())
-                        });
-                }
+                items::add_stream(&mut streams, item)?;
             }
             Ok(())
         })

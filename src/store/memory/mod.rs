@@ -13,12 +13,11 @@ mod packed;
 
 use self::packed::{Packed, pack, unpack};
 use super::dynamodb::items::{self, Item};
-use super::heads_from_items;
-use super::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
+use super::{AuditStore, ClusterLease, RecordPosition, StateRange, StoreError, TrailOutcome};
 use crate::decode::Quarantined;
 use crate::digest;
 use crate::domain::Conflict;
-use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
+use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, Streams, TailRead, TailStart};
 use crate::model::{Timestamp, TrailEntry};
 use crate::store::window::ViewOrder;
 
@@ -414,10 +413,14 @@ impl AuditStore for MemoryStore {
                 .collect()
         };
         self.book_gets(names.len(), &found);
-        heads_from_items(&found)
+        items::heads_from_items(&found)
     }
 
-    async fn write_step(&self, lease: &ClusterLease, write: &StepWrite) -> Result<(), StoreError> {
+    async fn write_step(
+        &self,
+        lease: &ClusterLease,
+        write: &StepWrite<Item>,
+    ) -> Result<(), StoreError> {
         let phases = items::step_phases(&lease.cluster, write)?;
         self.write_phase(&phases.journal, &[])?;
         self.write_phase(&[], &phases.garbage)?;
@@ -432,22 +435,19 @@ impl AuditStore for MemoryStore {
     async fn state_range(
         &self,
         cluster: &str,
-        low: &str,
-        high: &str,
-        reverse: bool,
-        limit: Option<usize>,
+        range: StateRange<'_>,
     ) -> Result<Vec<Item>, StoreError> {
         let pk = items::state_pk(cluster);
         let found: Vec<Item> = {
             let map = self.guard();
-            let range = map
-                .range((pk.clone(), low.to_owned())..=(pk.clone(), high.to_owned()))
+            let rows = map
+                .range((pk.clone(), range.low.to_owned())..=(pk.clone(), range.high.to_owned()))
                 .map(|(_, item)| unpack(item));
-            let limit = limit.unwrap_or(usize::MAX);
-            if reverse {
-                range.rev().take(limit).collect()
+            let limit = range.limit.unwrap_or(usize::MAX);
+            if range.reverse {
+                rows.rev().take(limit).collect()
             } else {
-                range.take(limit).collect()
+                rows.take(limit).collect()
             }
         };
         self.book_query(&found);
@@ -465,19 +465,10 @@ impl AuditStore for MemoryStore {
         Ok(before - map.len())
     }
 
-    async fn trail_streams(
-        &self,
-        cluster: &str,
-    ) -> Result<std::collections::BTreeMap<String, Option<String>>, StoreError> {
-        let mut streams = std::collections::BTreeMap::new();
+    async fn trail_streams(&self, cluster: &str) -> Result<Streams, StoreError> {
+        let mut streams = Streams::new();
         self.each_in(&items::trail_pk(cluster), |item| {
-            if items::is_trail_record(&item) {
-                let entry = items::trail_entry_from_item(item)?;
-                streams
-                    .entry(crate::incremental::stream_prefix(&entry))
-                    .or_insert_with(|| entry.cloudhsm().map(|_| entry.stream().hsm.to_string()));
-            }
-            Ok(())
+            items::add_stream(&mut streams, item)
         })?;
         Ok(streams)
     }

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Item, key_item, key_part, sort_key, state_pk};
+use super::{Item, cluster_pk, key_item, key_part, sort_key, state_pk};
 use crate::incremental::{Checkpoint, Intent, ObjectCarry, StepId, StepLog, StepWrite};
 use crate::model::Timestamp;
 use crate::store::{BoxError, StoreError};
@@ -332,6 +332,17 @@ pub fn object_from_item(item: &Item) -> Result<(String, Option<ObjectCarry>), St
     Ok((name.clone(), carry))
 }
 
+/// The heads among object items (an object without a carry has no head).
+pub fn heads_from_items(found: &[Item]) -> Result<Vec<(String, ObjectCarry)>, StoreError> {
+    let mut heads = Vec::new();
+    for item in found {
+        if let (name, Some(carry)) = object_from_item(item)? {
+            heads.push((name, carry));
+        }
+    }
+    Ok(heads)
+}
+
 /// Where a `LOG#` or `OBJV#` key's point is.
 pub fn point_of(sk: &str) -> Option<Timestamp> {
     let rest = sk
@@ -361,8 +372,9 @@ pub struct StepPhases {
     pub after_commit: Vec<Item>,
 }
 
-pub fn step_phases(cluster: &str, write: &StepWrite) -> Result<StepPhases, StoreError> {
+pub fn step_phases(cluster: &str, write: &StepWrite<Item>) -> Result<StepPhases, StoreError> {
     let pk = state_pk(cluster);
+    let views_pk = cluster_pk(cluster);
     let step = write.intent.step;
     let mut journal = vec![intent_item(cluster, &write.intent)?];
     for log in &write.logs {
@@ -418,7 +430,11 @@ pub fn step_phases(cluster: &str, write: &StepWrite) -> Result<StepPhases, Store
         journal,
         versions,
         heads,
-        view_deletes: write.deletes.clone(),
+        view_deletes: write
+            .deletes
+            .iter()
+            .map(|sk| key_item(&views_pk, sk))
+            .collect(),
         view_puts: write.puts.clone(),
         stale,
         checkpoint,
