@@ -9,7 +9,17 @@ not faithful). `GET /stats` returns the totals as JSON; `POST /reset` clears the
 Billing, as DynamoDB does: a strongly consistent read 1 unit per started 4 KB of each item
 read by key, of each query page's items together; a `BatchGetItem` key that does not exist
 1 unit; a write 1 unit per started KB of each item (a delete: of the item it removes,
-counted here as 1); a transaction twice that.
+counted here as 1); a transaction twice that. A `Query` of a global secondary index is
+eventually consistent, half that.
+
+Index writes (`index_write_units`), as DynamoDB bills a global secondary index: a write
+that adds an item to an index, or removes one, 1 unit per started KB of the entry; one
+that changes the entry's keys, two (a removal and an addition); one that leaves an item's
+index keys as they were, nothing (every index of the table is keys only: its entries hold
+nothing else to change). The proxy learns the indexes from the `CreateTable` it forwards
+and keeps each indexed item's index keys from the writes it forwards, so it counts them
+only for tables created through it. Transactions' index writes are counted once (DynamoDB
+bills a transaction's index updates as standard writes).
 
 Usage: counting_proxy.py LISTEN_PORT TARGET_URL [--emulate-transactions]
 
@@ -28,6 +38,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
 STATS: dict = {}
+# table -> [(index name, its key attributes)], from the CreateTable requests forwarded.
+INDEXES: dict = {}
+# (table, item key) -> {index name: its entry's size}, of the items in an index: what the
+# next write of the same key changes.
+ENTRIES: dict = {}
 
 
 def size_of(value) -> int:
@@ -59,14 +74,54 @@ def units(size: int, per: int) -> int:
     return max(1, -(-size // per))
 
 
+def key_of(item: dict) -> str:
+    return json.dumps([item.get("pk"), item.get("sk")], sort_keys=True)
+
+
+def index_writes(table: str, key: str, item) -> int:
+    """The index write units of replacing the item at `key` with `item` (None: deleting
+    it), and what the indexes then hold for it. Called under LOCK."""
+    before = ENTRIES.get((table, key), {})
+    after = {}
+    for name, attributes in INDEXES.get(table, []):
+        if item is not None and all(attribute in item for attribute in attributes):
+            entry = {a: item[a] for a in {"pk", "sk", *attributes} if a in item}
+            after[name] = (json.dumps(entry, sort_keys=True), item_size(entry))
+    written = 0
+    for name in set(before) | set(after):
+        old, new = before.get(name), after.get(name)
+        if old is not None and new is not None and old[0] == new[0]:
+            continue
+        written += sum(units(entry[1], 1024) for entry in (old, new) if entry is not None)
+    if after:
+        ENTRIES[(table, key)] = after
+    else:
+        ENTRIES.pop((table, key), None)
+    return written
+
+
+def created(request: dict) -> None:
+    indexes = [
+        (index["IndexName"], [key["AttributeName"] for key in index["KeySchema"]])
+        for index in request.get("GlobalSecondaryIndexes", [])
+    ]
+    with LOCK:
+        INDEXES[request["TableName"]] = indexes
+
+
 def account(operation: str, request: dict, response: dict) -> None:
     read_units = 0.0
     write_units = 0
+    index_units = 0
     items = 0
-    if operation in ("Query", "Scan"):
+    if operation == "CreateTable" and "__type" not in response:
+        created(request)
+    elif operation in ("Query", "Scan"):
         found = response.get("Items", [])
         items = len(found)
         read_units = units(sum(item_size(item) for item in found), 4096)
+        if "IndexName" in request:
+            read_units /= 2
     elif operation == "GetItem":
         found = [response["Item"]] if "Item" in response else []
         items = len(found)
@@ -82,8 +137,18 @@ def account(operation: str, request: dict, response: dict) -> None:
         read_units = sum(units(item_size(item), 4096) for item in found) + missing
     elif operation == "PutItem":
         write_units = units(item_size(request.get("Item", {})), 1024)
+        if "__type" not in response:
+            item = request.get("Item", {})
+            with LOCK:
+                index_units = index_writes(request.get("TableName", ""), key_of(item), item)
     elif operation in ("DeleteItem", "UpdateItem"):
+        # The store updates no attribute an index is keyed on.
         write_units = 1
+        if operation == "DeleteItem" and "__type" not in response:
+            with LOCK:
+                index_units = index_writes(
+                    request.get("TableName", ""), key_of(request.get("Key", {})), None
+                )
     elif operation == "BatchWriteItem":
         unprocessed = response.get("UnprocessedItems", {})
         left = {
@@ -91,27 +156,39 @@ def account(operation: str, request: dict, response: dict) -> None:
             for table in unprocessed.values()
             for entry in table
         }
-        for table in request.get("RequestItems", {}).values():
+        for name, table in request.get("RequestItems", {}).items():
             for entry in table:
                 if json.dumps(entry, sort_keys=True) in left:
                     continue
                 if "PutRequest" in entry:
-                    write_units += units(item_size(entry["PutRequest"]["Item"]), 1024)
+                    item = entry["PutRequest"]["Item"]
+                    write_units += units(item_size(item), 1024)
                 else:
+                    item = None
                     write_units += 1
+                key = key_of(item if item is not None else entry["DeleteRequest"]["Key"])
+                with LOCK:
+                    index_units += index_writes(name, key, item)
     elif operation == "TransactWriteItems":
         if "__type" not in response:
             for entry in request.get("TransactItems", []):
                 put = entry.get("Put")
                 write_units += 2 * (units(item_size(put["Item"]), 1024) if put else 1)
+                if put:
+                    with LOCK:
+                        index_units += index_writes(
+                            put["TableName"], key_of(put["Item"]), put["Item"]
+                        )
     with LOCK:
         totals = STATS.setdefault(
-            operation, {"requests": 0, "items": 0, "read_units": 0.0, "write_units": 0}
+            operation,
+            {"requests": 0, "items": 0, "read_units": 0.0, "write_units": 0, "index_write_units": 0},
         )
         totals["requests"] += 1
         totals["items"] += items
         totals["read_units"] += read_units
         totals["write_units"] += write_units
+        totals["index_write_units"] += index_units
 
 
 def call(target: str, headers, operation: str, request: dict):
