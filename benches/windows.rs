@@ -18,8 +18,8 @@
 //! first point is the indexes' cost. With BENCH_WINDOWS_CLI (a release `hsm-audit`) that
 //! binary also lists `sessions`, `keys` and `trail` of the whole cluster at each point,
 //! reading the server at BENCH_WINDOWS_SERVER (else the proxy), output to /dev/null, under
-//! GNU time: peak RSS, target ≤ 64 MiB. Without the proxy the windows are read from the in-memory store, its ledger
-//! counting (no trail window: it is the DynamoDB store's).
+//! GNU time: peak RSS, target ≤ 64 MiB. Without the proxy the windows are read from the
+//! in-memory store, its ledger counting (no trail window: it is the DynamoDB store's).
 
 use std::time::Instant;
 
@@ -402,13 +402,21 @@ fn main() {
         if next_point == 0
             && let Some(server) = &server
         {
-            let [table, index] = server.proxy.totals(["write_units", "index_write_units"]);
+            let [table, index, by_time, trail] = server.proxy.totals([
+                "write_units",
+                "index_write_units",
+                "index_write_units:by_time",
+                "index_write_units:trail_by_time",
+            ]);
+            let per_record = |units: f64| units / history as f64;
             println!(
-                "write units per record while ingesting {history} records: table {:.2}, the time indexes {:.2} (+{:.0} %), together {:.2}",
-                table / history as f64,
-                index / history as f64,
+                "write units per record while ingesting {history} records: table {:.2}, the time indexes {:.2} (+{:.0} %; by_time {:.2}, trail_by_time {:.2}), together {:.2}",
+                per_record(table),
+                per_record(index),
                 100.0 * index / table.max(1.0),
-                (table + index) / history as f64
+                per_record(by_time),
+                per_record(trail),
+                per_record(table + index)
             );
         }
         let window = middle_hour(first, latest);

@@ -16,7 +16,7 @@ Index writes (`index_write_units`), as DynamoDB bills a global secondary index: 
 that adds an item to an index, or removes one, 1 unit per started KB of the entry; one
 that changes the entry's keys, two (a removal and an addition); one that leaves an item's
 index keys as they were, nothing (every index of the table is keys only: its entries hold
-nothing else to change). The proxy learns the indexes from the `CreateTable` it forwards
+nothing else to change); also per index (`index_write_units:<index>`). The proxy learns the indexes from the `CreateTable` it forwards
 and keeps each indexed item's index keys from the writes it forwards, so it counts them
 only for tables created through it. Transactions' index writes are counted once (DynamoDB
 bills a transaction's index updates as standard writes).
@@ -78,26 +78,31 @@ def key_of(item: dict) -> str:
     return json.dumps([item.get("pk"), item.get("sk")], sort_keys=True)
 
 
-def index_writes(table: str, key: str, item) -> int:
-    """The index write units of replacing the item at `key` with `item` (None: deleting
-    it), and what the indexes then hold for it. Called under LOCK."""
+def index_writes(table: str, key: str, item) -> dict:
+    """The write units of each index of replacing the item at `key` with `item` (None:
+    deleting it), and what the indexes then hold for it. Called under LOCK."""
     before = ENTRIES.get((table, key), {})
     after = {}
     for name, attributes in INDEXES.get(table, []):
         if item is not None and all(attribute in item for attribute in attributes):
             entry = {a: item[a] for a in {"pk", "sk", *attributes} if a in item}
             after[name] = (json.dumps(entry, sort_keys=True), item_size(entry))
-    written = 0
+    written = {}
     for name in set(before) | set(after):
         old, new = before.get(name), after.get(name)
         if old is not None and new is not None and old[0] == new[0]:
             continue
-        written += sum(units(entry[1], 1024) for entry in (old, new) if entry is not None)
+        written[name] = sum(units(entry[1], 1024) for entry in (old, new) if entry is not None)
     if after:
         ENTRIES[(table, key)] = after
     else:
         ENTRIES.pop((table, key), None)
     return written
+
+
+def add(totals: dict, more: dict) -> None:
+    for name, value in more.items():
+        totals[name] = totals.get(name, 0) + value
 
 
 def created(request: dict) -> None:
@@ -112,7 +117,7 @@ def created(request: dict) -> None:
 def account(operation: str, request: dict, response: dict) -> None:
     read_units = 0.0
     write_units = 0
-    index_units = 0
+    index_units = {}
     items = 0
     if operation == "CreateTable" and "__type" not in response:
         created(request)
@@ -140,14 +145,15 @@ def account(operation: str, request: dict, response: dict) -> None:
         if "__type" not in response:
             item = request.get("Item", {})
             with LOCK:
-                index_units = index_writes(request.get("TableName", ""), key_of(item), item)
+                add(index_units, index_writes(request.get("TableName", ""), key_of(item), item))
     elif operation in ("DeleteItem", "UpdateItem"):
         # The store updates no attribute an index is keyed on.
         write_units = 1
         if operation == "DeleteItem" and "__type" not in response:
             with LOCK:
-                index_units = index_writes(
-                    request.get("TableName", ""), key_of(request.get("Key", {})), None
+                add(
+                    index_units,
+                    index_writes(request.get("TableName", ""), key_of(request.get("Key", {})), None),
                 )
     elif operation == "BatchWriteItem":
         unprocessed = response.get("UnprocessedItems", {})
@@ -168,7 +174,7 @@ def account(operation: str, request: dict, response: dict) -> None:
                     write_units += 1
                 key = key_of(item if item is not None else entry["DeleteRequest"]["Key"])
                 with LOCK:
-                    index_units += index_writes(name, key, item)
+                    add(index_units, index_writes(name, key, item))
     elif operation == "TransactWriteItems":
         if "__type" not in response:
             for entry in request.get("TransactItems", []):
@@ -176,9 +182,7 @@ def account(operation: str, request: dict, response: dict) -> None:
                 write_units += 2 * (units(item_size(put["Item"]), 1024) if put else 1)
                 if put:
                     with LOCK:
-                        index_units += index_writes(
-                            put["TableName"], key_of(put["Item"]), put["Item"]
-                        )
+                        add(index_units, index_writes(put["TableName"], key_of(put["Item"]), put["Item"]))
     with LOCK:
         totals = STATS.setdefault(
             operation,
@@ -188,7 +192,10 @@ def account(operation: str, request: dict, response: dict) -> None:
         totals["items"] += items
         totals["read_units"] += read_units
         totals["write_units"] += write_units
-        totals["index_write_units"] += index_units
+        totals["index_write_units"] += sum(index_units.values())
+        for name, written in index_units.items():
+            field = "index_write_units:" + name
+            totals[field] = totals.get(field, 0) + written
 
 
 def call(target: str, headers, operation: str, request: dict):
