@@ -28,6 +28,10 @@ use hsm_audit::testkit::workload::{WorkloadSpec, generate};
 
 #[path = "common/counting.rs"]
 mod counting;
+#[path = "common/proxy.rs"]
+mod proxy;
+
+use proxy::Proxy;
 
 #[global_allocator]
 static ALLOCATOR: counting::Counting = counting::Counting;
@@ -67,46 +71,20 @@ impl Meter for MemoryStore {
     }
 }
 
-/// The counting proxy at `127.0.0.1:<port>`.
-struct Proxy {
-    port: u16,
-}
-
-impl Proxy {
-    fn call(&self, method: &str, path: &str) -> String {
-        use std::io::{Read, Write};
-        let mut stream =
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("the counting proxy");
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .expect("request");
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("answer");
-        answer
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default()
-    }
-}
-
 impl Meter for Proxy {
     fn reset(&self) {
-        self.call("POST", "/reset");
+        Proxy::reset(self);
     }
 
     fn cost(&self) -> Cost {
-        let stats: serde_json::Value =
-            serde_json::from_str(&self.call("GET", "/stats")).unwrap_or_default();
-        let mut cost = Cost::default();
-        for totals in stats.as_object().into_iter().flat_map(|map| map.values()) {
-            cost.requests += totals["requests"].as_u64().unwrap_or(0);
-            cost.items_read += totals["items"].as_u64().unwrap_or(0);
-            cost.read_units += totals["read_units"].as_f64().unwrap_or(0.0);
-            cost.write_units += totals["write_units"].as_u64().unwrap_or(0);
+        let [requests, items_read, read_units, write_units] =
+            self.totals(["requests", "items", "read_units", "write_units"]);
+        Cost {
+            requests: requests as u64,
+            read_units,
+            write_units: write_units as u64,
+            items_read: items_read as u64,
         }
-        cost
     }
 }
 

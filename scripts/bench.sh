@@ -2,8 +2,8 @@
 # `make bench`: the stage throughputs and DynamoDB cost (benches/pipeline.rs), the
 # history curve (benches/history.rs), the report at scale (benches/report.rs), the alert
 # latency (benches/alerts.rs), then peak memory on the largest payload, binary size and
-# start-up time of the release binaries. Run through scripts/with-local-dynamodb.sh
-# (AWS_ENDPOINT_URL set).
+# start-up time of the release binaries, then time windows (benches/windows.rs). Run
+# through scripts/with-local-dynamodb.sh (AWS_ENDPOINT_URL set).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,19 +28,28 @@ echo "== busy clusters: 3 HSMs at ~150 records/s, 1 HSM at ~600, to 250k records
 # the counting proxy, which answers dynalite's missing TransactWriteItems itself.
 (cd scripts/dynalite && npm ci --no-audit --no-fund --silent)
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-DYNALITE_PORT=$(free_port)
-PROXY_PORT=$(free_port)
-scripts/dynalite/node_modules/.bin/dynalite --host 127.0.0.1 --port "$DYNALITE_PORT" >.local/dynalite.log 2>&1 &
-DYNALITE_PID=$!
-"$PY" scripts/counting_proxy.py "$PROXY_PORT" "http://127.0.0.1:$DYNALITE_PORT" --emulate-transactions &
-PROXY_PID=$!
-trap 'kill $DYNALITE_PID $PROXY_PID 2>/dev/null || true' EXIT
-sleep 2
+# A fresh dynalite (in memory) behind a fresh counting proxy: DYNALITE_PORT, PROXY_PORT.
+start_server() {
+    DYNALITE_PORT=$(free_port)
+    PROXY_PORT=$(free_port)
+    # dynalite holds the tables in its heap: a cluster of 250k records took 3 GiB.
+    NODE_OPTIONS=--max-old-space-size=8192 \
+        scripts/dynalite/node_modules/.bin/dynalite --host 127.0.0.1 --port "$DYNALITE_PORT" >.local/dynalite.log 2>&1 &
+    DYNALITE_PID=$!
+    "$PY" scripts/counting_proxy.py "$PROXY_PORT" "http://127.0.0.1:$DYNALITE_PORT" --emulate-transactions &
+    PROXY_PID=$!
+    trap 'kill $DYNALITE_PID $PROXY_PID 2>/dev/null || true' EXIT
+    sleep 2
+}
+stop_server() {
+    kill "$DYNALITE_PID" "$PROXY_PID" 2>/dev/null || true
+    trap - EXIT
+}
+start_server
 AWS_ENDPOINT_URL="http://127.0.0.1:$PROXY_PORT" BENCH_DENSE_PROXY_PORT="$PROXY_PORT" \
     BENCH_DENSE_SERVER_POINTS="${BENCH_DENSE_SERVER_POINTS:-1000,10000,100000,250000}" \
     cargo bench --bench dense
-kill $DYNALITE_PID $PROXY_PID 2>/dev/null || true
-trap - EXIT
+stop_server
 
 echo
 echo "== open state: a 3-record delivery with 5,000 and 50,000 sessions never logged out, and 1,000 reboots (cargo bench --bench open_state)"
@@ -121,3 +130,14 @@ started = time.perf_counter()
 peak = peak_of(["target/release/hsm-audit", "ingest", *files])
 print(f"ingest the whole workload ({len(files)} payloads) through the CLI, deriving once at the end: {rss(peak)}, {time.perf_counter() - started:.0f} s")
 PY
+
+echo
+echo "== time windows: one hour's sessions, key events, failed logins, alerts and trail at 30k and 250k records, the indexes' write units, whole-cluster listings' peak RSS (cargo bench --bench windows)"
+# `cargo bench` leaves its own build of the binary (unstripped) at target/release/hsm-audit:
+# the listings run a copy of the release one.
+cp target/release/hsm-audit .local/hsm-audit-release
+start_server
+AWS_ENDPOINT_URL="http://127.0.0.1:$PROXY_PORT" BENCH_WINDOWS_PROXY_PORT="$PROXY_PORT" \
+    BENCH_WINDOWS_SERVER="http://127.0.0.1:$DYNALITE_PORT" BENCH_WINDOWS_CLI="$ROOT/.local/hsm-audit-release" \
+    cargo bench --bench windows
+stop_server

@@ -9,12 +9,22 @@ not faithful). `GET /stats` returns the totals as JSON; `POST /reset` clears the
 Billing, as DynamoDB does: a strongly consistent read 1 unit per started 4 KB of each item
 read by key, of each query page's items together; a `BatchGetItem` key that does not exist
 1 unit; a write 1 unit per started KB of each item (a delete: of the item it removes,
-counted here as 1); a transaction twice that.
+counted here as 1); a transaction twice that. A `Query` of a global secondary index is
+eventually consistent, half that.
+
+Index writes (`index_write_units`), as DynamoDB bills a global secondary index: a write
+that adds an item to an index, or removes one, 1 unit per started KB of the entry; one
+that changes the entry's keys, two (a removal and an addition); one that leaves an item's
+index keys as they were, nothing (every index of the table is keys only: its entries hold
+nothing else to change); also per index (`index_write_units:<index>`). The proxy learns the indexes from the `CreateTable` it forwards
+and keeps each indexed item's index keys from the writes it forwards, so it counts them
+only for tables created through it. Transactions' index writes are counted once (DynamoDB
+bills a transaction's index updates as standard writes).
 
 Usage: counting_proxy.py LISTEN_PORT TARGET_URL [--emulate-transactions]
 
 `--emulate-transactions` is for dynalite, which has no `TransactWriteItems`: the proxy
-answers one itself from `GetItem`s and `PutItem`s, for the only transactions the store
+answers one itself from `BatchGetItem`s and `BatchWriteItem`s, for the only transactions the store
 sends (puts on condition `attribute_not_exists(pk)`). All or nothing only while one client
 writes a key at a time, which a benchmark's single invoker is; the units counted are the
 transaction's, as DynamoDB would bill it.
@@ -28,6 +38,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
 STATS: dict = {}
+# table -> [(index name, its key attributes)], from the CreateTable requests forwarded.
+INDEXES: dict = {}
+# (table, item key) -> {index name: its entry's size}, of the items in an index: what the
+# next write of the same key changes.
+ENTRIES: dict = {}
 
 
 def size_of(value) -> int:
@@ -59,14 +74,59 @@ def units(size: int, per: int) -> int:
     return max(1, -(-size // per))
 
 
+def key_of(item: dict) -> str:
+    return json.dumps([item.get("pk"), item.get("sk")], sort_keys=True)
+
+
+def index_writes(table: str, key: str, item) -> dict:
+    """The write units of each index of replacing the item at `key` with `item` (None:
+    deleting it), and what the indexes then hold for it. Called under LOCK."""
+    before = ENTRIES.get((table, key), {})
+    after = {}
+    for name, attributes in INDEXES.get(table, []):
+        if item is not None and all(attribute in item for attribute in attributes):
+            entry = {a: item[a] for a in {"pk", "sk", *attributes} if a in item}
+            after[name] = (json.dumps(entry, sort_keys=True), item_size(entry))
+    written = {}
+    for name in set(before) | set(after):
+        old, new = before.get(name), after.get(name)
+        if old is not None and new is not None and old[0] == new[0]:
+            continue
+        written[name] = sum(units(entry[1], 1024) for entry in (old, new) if entry is not None)
+    if after:
+        ENTRIES[(table, key)] = after
+    else:
+        ENTRIES.pop((table, key), None)
+    return written
+
+
+def add(totals: dict, more: dict) -> None:
+    for name, value in more.items():
+        totals[name] = totals.get(name, 0) + value
+
+
+def created(request: dict) -> None:
+    indexes = [
+        (index["IndexName"], [key["AttributeName"] for key in index["KeySchema"]])
+        for index in request.get("GlobalSecondaryIndexes", [])
+    ]
+    with LOCK:
+        INDEXES[request["TableName"]] = indexes
+
+
 def account(operation: str, request: dict, response: dict) -> None:
     read_units = 0.0
     write_units = 0
+    index_units = {}
     items = 0
-    if operation in ("Query", "Scan"):
+    if operation == "CreateTable" and "__type" not in response:
+        created(request)
+    elif operation in ("Query", "Scan"):
         found = response.get("Items", [])
         items = len(found)
         read_units = units(sum(item_size(item) for item in found), 4096)
+        if "IndexName" in request:
+            read_units /= 2
     elif operation == "GetItem":
         found = [response["Item"]] if "Item" in response else []
         items = len(found)
@@ -82,8 +142,19 @@ def account(operation: str, request: dict, response: dict) -> None:
         read_units = sum(units(item_size(item), 4096) for item in found) + missing
     elif operation == "PutItem":
         write_units = units(item_size(request.get("Item", {})), 1024)
+        if "__type" not in response:
+            item = request.get("Item", {})
+            with LOCK:
+                add(index_units, index_writes(request.get("TableName", ""), key_of(item), item))
     elif operation in ("DeleteItem", "UpdateItem"):
+        # The store updates no attribute an index is keyed on.
         write_units = 1
+        if operation == "DeleteItem" and "__type" not in response:
+            with LOCK:
+                add(
+                    index_units,
+                    index_writes(request.get("TableName", ""), key_of(request.get("Key", {})), None),
+                )
     elif operation == "BatchWriteItem":
         unprocessed = response.get("UnprocessedItems", {})
         left = {
@@ -91,27 +162,40 @@ def account(operation: str, request: dict, response: dict) -> None:
             for table in unprocessed.values()
             for entry in table
         }
-        for table in request.get("RequestItems", {}).values():
+        for name, table in request.get("RequestItems", {}).items():
             for entry in table:
                 if json.dumps(entry, sort_keys=True) in left:
                     continue
                 if "PutRequest" in entry:
-                    write_units += units(item_size(entry["PutRequest"]["Item"]), 1024)
+                    item = entry["PutRequest"]["Item"]
+                    write_units += units(item_size(item), 1024)
                 else:
+                    item = None
                     write_units += 1
+                key = key_of(item if item is not None else entry["DeleteRequest"]["Key"])
+                with LOCK:
+                    add(index_units, index_writes(name, key, item))
     elif operation == "TransactWriteItems":
         if "__type" not in response:
             for entry in request.get("TransactItems", []):
                 put = entry.get("Put")
                 write_units += 2 * (units(item_size(put["Item"]), 1024) if put else 1)
+                if put:
+                    with LOCK:
+                        add(index_units, index_writes(put["TableName"], key_of(put["Item"]), put["Item"]))
     with LOCK:
         totals = STATS.setdefault(
-            operation, {"requests": 0, "items": 0, "read_units": 0.0, "write_units": 0}
+            operation,
+            {"requests": 0, "items": 0, "read_units": 0.0, "write_units": 0, "index_write_units": 0},
         )
         totals["requests"] += 1
         totals["items"] += items
         totals["read_units"] += read_units
         totals["write_units"] += write_units
+        totals["index_write_units"] += sum(index_units.values())
+        for name, written in index_units.items():
+            field = "index_write_units:" + name
+            totals[field] = totals.get(field, 0) + written
 
 
 def call(target: str, headers, operation: str, request: dict):
@@ -132,25 +216,32 @@ def call(target: str, headers, operation: str, request: dict):
 
 
 def emulated_transaction(target: str, headers, request: dict):
-    """A `TransactWriteItems` of conditional puts, as GetItems then PutItems."""
-    entries = request.get("TransactItems", [])
+    """A `TransactWriteItems` of conditional puts, as `BatchGetItem`s of their keys, then
+    `BatchWriteItem`s of the puts: a few requests where one per item made a transaction
+    of a hundred items take half a second."""
+    json_type = [("Content-Type", "application/x-amz-json-1.0")]
+    puts = [entry["Put"] for entry in request.get("TransactItems", [])]
+    tables = {put["TableName"] for put in puts}
+    stored = {}
+    for table in tables:
+        keys = [{"pk": put["Item"]["pk"], "sk": put["Item"]["sk"]} for put in puts if put["TableName"] == table]
+        for at in range(0, len(keys), 100):
+            asking = {table: {"Keys": keys[at : at + 100], "ConsistentRead": True}}
+            while asking:
+                status, payload, _ = call(target, headers, "BatchGetItem", {"RequestItems": asking})
+                if status != 200:
+                    return status, payload, json_type
+                answer = json.loads(payload)
+                for item in answer.get("Responses", {}).get(table, []):
+                    stored[(table, key_of(item))] = item
+                asking = answer.get("UnprocessedKeys") or None
     reasons = []
-    for entry in entries:
-        put = entry["Put"]
-        key = {"pk": put["Item"]["pk"], "sk": put["Item"]["sk"]}
-        status, payload, _ = call(
-            target,
-            headers,
-            "GetItem",
-            {"TableName": put["TableName"], "Key": key, "ConsistentRead": True},
-        )
-        if status != 200:
-            return status, payload, [("Content-Type", "application/x-amz-json-1.0")]
-        stored = json.loads(payload).get("Item")
-        if stored is not None:
+    for put in puts:
+        found = stored.get((put["TableName"], key_of(put["Item"])))
+        if found is not None:
             reason = {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
             if put.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD":
-                reason["Item"] = stored
+                reason["Item"] = found
             reasons.append(reason)
         else:
             reasons.append({"Code": "None"})
@@ -160,19 +251,24 @@ def emulated_transaction(target: str, headers, request: dict):
             "message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
             "CancellationReasons": reasons,
         }
-        return 400, json.dumps(body).encode(), [("Content-Type", "application/x-amz-json-1.0")]
-    for entry in entries:
-        put = entry["Put"]
-        status, payload, _ = call(
-            target, headers, "PutItem", {"TableName": put["TableName"], "Item": put["Item"]}
-        )
-        if status != 200:
-            return status, payload, [("Content-Type", "application/x-amz-json-1.0")]
-    return 200, b"{}", [("Content-Type", "application/x-amz-json-1.0")]
+        return 400, json.dumps(body).encode(), json_type
+    for table in tables:
+        writes = [{"PutRequest": {"Item": put["Item"]}} for put in puts if put["TableName"] == table]
+        for at in range(0, len(writes), 25):
+            writing = {table: writes[at : at + 25]}
+            while writing:
+                status, payload, _ = call(target, headers, "BatchWriteItem", {"RequestItems": writing})
+                if status != 200:
+                    return status, payload, json_type
+                writing = json.loads(payload).get("UnprocessedItems") or None
+    return 200, b"{}", json_type
 
 
 class Proxy(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out in two writes: with Nagle's algorithm the body
+    # waits for the client's delayed acknowledgement of the headers, 40 ms a request.
+    disable_nagle_algorithm = True
     target = ""
     emulate_transactions = False
 
