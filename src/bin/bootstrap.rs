@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 use hsm_audit::config::{Config, Logging};
+use hsm_audit::digest::anchor::Anchoring;
 use hsm_audit::digest::kms::DigestSigner;
 use hsm_audit::lambda::serve_invocation;
 use hsm_audit::publish::Publisher;
@@ -22,6 +23,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(None)?;
     let store = DynamoStore::new(connect().await, &config.table_name)
         .with_signer(DigestSigner::from_env().await)
+        .with_anchoring(Anchoring::from_env().await?)
         .with_publisher(Publisher::from_env().await);
     let (store, config) = (&store, &config);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
