@@ -151,6 +151,17 @@ struct Verifier<'a, S> {
 }
 
 impl<S: AuditStore> Verifier<'_, S> {
+    /// The body of the table's digest `seq`, read by key, when there is a readable one.
+    async fn table_body(&self, seq: u64) -> Result<Option<String>, VerifyError> {
+        Ok(self
+            .store
+            .trail_items(self.cluster, &[digest::digest_sk(seq)])
+            .await?
+            .first()
+            .and_then(|item| digest::stored_digest(item).ok())
+            .map(|stored| stored.body))
+    }
+
     /// What digest `seq` lists: from the export when it has it, else from the table.
     async fn list(&mut self, seq: u64) -> Result<Option<Arc<DigestList>>, VerifyError> {
         if let Some(list) = self.lists.get(&seq) {
@@ -158,13 +169,7 @@ impl<S: AuditStore> Verifier<'_, S> {
         }
         let body = match self.exported.get(&seq) {
             Some(path) => Some(read_exported(path)?.body),
-            None => self
-                .store
-                .trail_items(self.cluster, &[digest::digest_sk(seq)])
-                .await?
-                .first()
-                .and_then(|item| digest::stored_digest(item).ok())
-                .map(|stored| stored.body),
+            None => self.table_body(seq).await?,
         };
         let list = body
             .and_then(|body| serde_json::from_str::<DigestBody>(&body).ok())
@@ -235,12 +240,9 @@ impl<S: AuditStore> Verifier<'_, S> {
         let original = match self.exported_hashes.get(&named) {
             Some(exported) => Some(exported.clone()),
             None => self
-                .store
-                .trail_items(self.cluster, &[digest::digest_sk(named)])
+                .table_body(named)
                 .await?
-                .first()
-                .and_then(|item| digest::stored_digest(item).ok())
-                .map(|stored| hex::encode(sha256(stored.body.as_bytes()))),
+                .map(|body| hex::encode(sha256(body.as_bytes()))),
         };
         Ok((original == Some(hash)).then_some(named))
     }

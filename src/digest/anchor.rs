@@ -16,8 +16,6 @@
 
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use serde::{Deserialize, Serialize};
@@ -230,18 +228,7 @@ fn interval_from(value: Option<String>) -> Result<Duration, crate::config::Confi
 /// A CloudWatch Logs client from the standard AWS environment, with short timeouts: an
 /// anchor is one small request, and the invocation must not wait on it for long.
 pub async fn logs_client() -> Client {
-    let config = aws_config::from_env()
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(5))
-                .operation_timeout(Duration::from_secs(15))
-                .build(),
-        )
-        .load()
-        .await;
-    Client::new(&config)
+    Client::new(&crate::publish::side_request_config().await)
 }
 
 #[cfg(test)]

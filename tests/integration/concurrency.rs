@@ -2,6 +2,7 @@
 //! HSMs send after an outage, each its own invocation (its own client, as a Lambda
 //! instance has), all at once against the local server.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hsm_audit::lambda::{ingest_event, serve_invocation};
@@ -45,11 +46,13 @@ async fn twenty_concurrent_deliveries_on_one_cluster_all_succeed_first_time() {
 
     let serial = fresh_store("burst-serial").await;
     let config = config_for(&serial);
+    let serial_started = Instant::now();
     for event in &events {
         ingest_event(event.clone(), &serial, &config)
             .await
             .expect("serial delivery");
     }
+    let serial_wall = serial_started.elapsed();
     let expected = scan_all(&serial).await;
 
     let table = fresh_store("burst-concurrent").await.table().to_owned();
@@ -65,15 +68,20 @@ async fn twenty_concurrent_deliveries_on_one_cluster_all_succeed_first_time() {
                 let asked = Instant::now();
                 let result =
                     serve_invocation(event, &format!("burst-{index}"), &store, &config).await;
-                (index, result.map(|_| ()), asked.elapsed())
+                let counts = store.counts();
+                let requests = (counts.total(), counts.retries.load(Ordering::Relaxed));
+                (index, result.map(|_| ()), asked.elapsed(), requests)
             })
         })
         .collect();
     let mut latencies = Vec::new();
     let mut failed = Vec::new();
+    let (mut requests, mut retries) = (0, 0);
     for invocation in invocations {
-        let (index, result, latency) = invocation.await.expect("invocation task");
+        let (index, result, latency, (sent, retried)) = invocation.await.expect("invocation task");
         latencies.push(latency);
+        requests += sent;
+        retries += retried;
         if let Err(error) = result {
             failed.push(format!("delivery {index}: {error}"));
         }
@@ -82,8 +90,10 @@ async fn twenty_concurrent_deliveries_on_one_cluster_all_succeed_first_time() {
     latencies.sort_unstable();
     let percentile = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
     eprintln!(
-        "20 concurrent deliveries: {} ok, wall {wall:?}, latency p50 {:?} p90 {:?} max {:?}",
+        "20 concurrent deliveries: {} ok, wall {wall:?}, latency min {:?} p50 {:?} p90 {:?} \
+         max {:?}; {requests} requests, {retries} retried; the same serially: {serial_wall:?}",
         20 - failed.len(),
+        latencies[0],
         percentile(50),
         percentile(90),
         latencies[latencies.len() - 1]

@@ -194,17 +194,7 @@ async fn each_kind_of_tampering_is_named_and_verify_fails() {
     // 2. A record deleted.
     let deleted = record_in(3);
     let deleted_sk = text(&deleted, "sk");
-    store
-        .client()
-        .delete_item()
-        .table_name(store.table())
-        .set_key(Some(hsm_audit::store::dynamodb::items::key_item(
-            &trail_pk(CLUSTER),
-            &deleted_sk,
-        )))
-        .send()
-        .await
-        .expect("delete");
+    delete(store, &deleted_sk).await;
 
     // 3. A forged record with a plausible identity: the next sequence number of an HSM,
     //    naming a real digest.
@@ -233,17 +223,7 @@ async fn each_kind_of_tampering_is_named_and_verify_fails() {
     // 5. A digest dropped.
     let dropped = digests[6].clone();
     let dropped_seq = 7;
-    store
-        .client()
-        .delete_item()
-        .table_name(store.table())
-        .set_key(Some(hsm_audit::store::dynamodb::items::key_item(
-            &trail_pk(CLUSTER),
-            &text(&dropped, "sk"),
-        )))
-        .send()
-        .await
-        .expect("delete digest");
+    delete(store, &text(&dropped, "sk")).await;
 
     // 6. A digest re-signed with another KMS key.
     let other_key = signing_key(&signed.kms).await;

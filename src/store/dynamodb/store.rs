@@ -208,7 +208,7 @@ impl DynamoStore {
             ledger: crate::testkit::WriteLedger::default(),
             lease_wait: Duration::from_secs(45),
             lease_ttl: super::lease::DEFAULT_TTL,
-            chain_wait: Duration::from_secs(15),
+            chain_wait: Duration::from_secs(10),
             signer: DigestSigner::Unsigned,
             anchoring: None,
             publisher: None,
