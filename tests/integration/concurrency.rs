@@ -66,8 +66,11 @@ async fn twenty_concurrent_deliveries_on_one_cluster_all_succeed_first_time() {
                 let store = DynamoStore::new(client(), table);
                 let config = config_for(&store);
                 let asked = Instant::now();
+                // The template's function timeout.
+                let deadline = asked + Duration::from_secs(60);
                 let result =
-                    serve_invocation(event, &format!("burst-{index}"), &store, &config).await;
+                    serve_invocation(event, &format!("burst-{index}"), deadline, &store, &config)
+                        .await;
                 let counts = store.counts();
                 let requests = (counts.total(), counts.retries.load(Ordering::Relaxed));
                 (index, result.map(|_| ()), asked.elapsed(), requests)

@@ -10,7 +10,7 @@ pub mod retries;
 mod store;
 mod table;
 
-pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper};
+pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper, waiting_until};
 pub use store::{DynamoStore, RequestCounts, connect};
 pub(crate) use store::{request_error, request_failed};
 pub use table::{TableSchema, TableSetup, create_table};

@@ -12,6 +12,7 @@ use std::time::Duration;
 mod packed;
 
 use self::packed::{Packed, pack, unpack};
+use super::dynamodb::items::pending::{HandedOver, pending_item};
 use super::dynamodb::items::{self, Item};
 use super::heads_from_items;
 use super::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
@@ -120,6 +121,40 @@ impl MemoryStore {
         self.items
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What the DynamoDB store spends to take a lease: it reads the item, then claims it.
+    fn book_claim(&self) {
+        self.count("GetItem", 1);
+        self.count("PutItem", 1);
+        let mut book = self.book();
+        book.read_units += 1.0;
+        book.write_units += 1;
+    }
+
+    /// …and to release it.
+    fn book_release(&self) {
+        self.count("PutItem", 1);
+        self.book().write_units += 1;
+    }
+
+    /// The cluster's lease if no one holds it.
+    fn try_lock(&self, cluster: &str) -> Option<ClusterLease> {
+        let taken = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cluster.to_owned());
+        if !taken {
+            return None;
+        }
+        self.book_claim();
+        Some(ClusterLease {
+            cluster: cluster.to_owned(),
+            owner: "memory".to_owned(),
+            version: 0,
+            keeper: None,
+        })
     }
 
     fn put(&self, item: Item) {
@@ -246,6 +281,9 @@ impl AuditStore for MemoryStore {
         cluster: &str,
         entries: &[TrailEntry],
     ) -> Result<TrailOutcome, StoreError> {
+        // The DynamoDB store takes and releases the chain lease around the write.
+        self.book_claim();
+        self.book_release();
         let pk = items::trail_pk(cluster);
         let identities: std::collections::BTreeSet<String> = entries
             .iter()
@@ -317,33 +355,48 @@ impl AuditStore for MemoryStore {
 
     async fn lock_cluster(&self, cluster: &str) -> Result<ClusterLease, StoreError> {
         loop {
-            let taken = self
-                .leases
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(cluster.to_owned());
-            if taken {
-                // The DynamoDB store reads the lease item, then claims it.
-                self.count("GetItem", 1);
-                self.count("PutItem", 1);
-                let mut book = self.book();
-                book.read_units += 1.0;
-                book.write_units += 1;
-                drop(book);
-                return Ok(ClusterLease {
-                    cluster: cluster.to_owned(),
-                    owner: "memory".to_owned(),
-                    version: 0,
-                    keeper: None,
-                });
+            if let Some(lease) = self.try_lock(cluster) {
+                return Ok(lease);
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
+    async fn lock_unless_derived(
+        &self,
+        cluster: &str,
+        id: &str,
+    ) -> Result<Option<ClusterLease>, StoreError> {
+        loop {
+            if let Some(lease) = self.try_lock(cluster) {
+                return Ok(Some(lease));
+            }
+            if !self.is_pending(cluster, id).await? {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn hand_over(&self, cluster: &str, batch: &HandedOver) -> Result<(), StoreError> {
+        let item = pending_item(cluster, batch)?;
+        self.book_writes(std::slice::from_ref(&item), 0);
+        self.put(item);
+        Ok(())
+    }
+
+    async fn settle(&self, cluster: &str, ids: &[String]) -> Result<(), StoreError> {
+        let pk = items::state_pk(cluster);
+        self.book_writes(&[], ids.len());
+        let mut map = self.guard();
+        for id in ids {
+            map.remove(&(pk.clone(), id.clone()));
+        }
+        Ok(())
+    }
+
     async fn unlock_cluster(&self, lease: &ClusterLease) -> Result<(), StoreError> {
-        self.count("PutItem", 1);
-        self.book().write_units += 1;
+        self.book_release();
         self.leases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -460,7 +513,7 @@ impl AuditStore for MemoryStore {
         ];
         let mut map = self.guard();
         let before = map.len();
-        map.retain(|(pk, sk), _| !pks.contains(pk) || sk == items::LEASE_SK);
+        map.retain(|(pk, sk), _| !pks.contains(pk) || items::kept_by_rebuild(sk));
         Ok(before - map.len())
     }
 
