@@ -18,7 +18,6 @@ use crate::incremental::{
 use crate::model::bounds::Unstorable;
 use crate::model::{AuditRecord, LogSource, StreamId, Timestamp, TrailEntry, bounds};
 use crate::parse::{RecordError, parse_message};
-use crate::store::dynamodb::items::pending::HandedOver;
 use crate::store::dynamodb::items::{self, state};
 use crate::store::{AuditStore, ClusterLease, StoreError};
 
@@ -373,9 +372,7 @@ pub async fn derive_clusters<S: AuditStore>(
 ) -> Result<(), StoreError> {
     for (cluster, batch) in std::mem::take(&mut report.pending) {
         match derive_cluster(store, config, &cluster, batch).await {
-            Ok(Some(derived)) => report.add_derivation(&cluster, &derived),
-            // Another invocation derived the batch, and reports what that found.
-            Ok(None) => {}
+            Ok(derived) => report.add_derivation(&cluster, &derived),
             Err(error) => failed(&cluster, error)?,
         }
     }
@@ -482,24 +479,6 @@ pub struct Rederived {
 }
 
 impl Rederived {
-    /// Adds what a later derivation changed.
-    fn merge(&mut self, later: Rederived) {
-        self.steps += later.steps;
-        self.replays += later.replays;
-        self.replayed += later.replayed;
-        self.put += later.put;
-        self.deleted += later.deleted;
-        self.unchanged += later.unchanged;
-        for (kind, count) in later.new_alerts {
-            *self.new_alerts.entry(kind).or_default() += count;
-        }
-        // Gaps are a level: the later derivation's stands.
-        self.open_gaps = later.open_gaps;
-        self.late += later.late;
-        self.beyond_horizon += later.beyond_horizon;
-        self.held += later.held;
-    }
-
     fn add(&mut self, write: &StepWrite, prepared: &PreparedCounts) {
         self.steps += 1;
         self.replays += usize::from(prepared.replay);
@@ -547,115 +526,19 @@ impl PreparedCounts {
     }
 }
 
-/// The most entries a batch hands over: its item stays far below DynamoDB's 400 KB. A
-/// larger batch (a bulk `ingest`) waits for the lease and derives itself.
-const MAX_HANDED_OVER: usize = 4_000;
-/// What one step takes of the batches handed over: at most this many batches…
-const HANDED_OVER_PER_STEP: usize = 64;
-/// …bringing at most this many entries (more when the first alone brings more).
-const ENTRIES_PER_STEP: usize = 20_000;
-/// Steps a lease holder takes over what others handed over before it lets the lease go.
-const HANDED_OVER_ROUNDS: usize = 4;
-
 /// Folds what `batch` brought into the cluster's views, under the cluster's lease
 /// ([`crate::incremental`] says how, and what it reads).
-///
-/// Deliveries of one cluster at once do not take the lease in turn, one step each: each
-/// hands its batch over (`items::pending`), and whoever holds the lease derives every
-/// batch waiting in one step, in time order, and removes them once it is committed. An
-/// invocation whose batch another derived returns `None` (that one reports it); a
-/// holder cut off leaves the batches for the next. So a burst costs a few steps instead
-/// of one per delivery (README "Concurrent deliveries on one cluster").
 pub async fn derive_cluster<S: AuditStore>(
     store: &S,
     config: &Config,
     cluster: &str,
     batch: ClusterBatch,
-) -> Result<Option<Rederived>, StoreError> {
-    if batch.entries.len() > MAX_HANDED_OVER {
-        let lease = store.lock_cluster(cluster).await?;
-        let result = derive_steps(store, config, &lease, batch, false).await;
-        let released = store.unlock_cluster(&lease).await;
-        let derived = result?;
-        return released.map(|()| Some(derived));
-    }
-    let handed = HandedOver {
-        id: HandedOver::new_id(Timestamp::now()),
-        entries: batch
-            .entries
-            .iter()
-            .map(|entry| items::identity_sk(&entry.identity()))
-            .collect(),
-        fresh: batch.fresh.iter().cloned().collect(),
-        conflicts: batch.conflicts.clone(),
-    };
-    store.hand_over(cluster, &handed).await?;
-    let Some(lease) = store.lock_unless_derived(cluster, &handed.id).await? else {
-        return Ok(None);
-    };
-    let result = derive_handed_over(store, config, &lease, Some((handed.id, batch))).await;
+) -> Result<Rederived, StoreError> {
+    let lease = store.lock_cluster(cluster).await?;
+    let result = derive_steps(store, config, &lease, batch, false).await;
     let released = store.unlock_cluster(&lease).await;
     let derived = result?;
     released.map(|()| derived)
-}
-
-/// Derives the batches handed over for the lease's cluster, a step at a time, removing
-/// each step's batches once it is committed; `None` when none was waiting (a holder
-/// before took them all). The holder's own batch (`own`: its id and entries) is taken
-/// from memory; the others' entries are read from the trail by key.
-async fn derive_handed_over<S: AuditStore>(
-    store: &S,
-    config: &Config,
-    lease: &ClusterLease,
-    mut own: Option<(String, ClusterBatch)>,
-) -> Result<Option<Rederived>, StoreError> {
-    let cluster = lease.cluster.as_str();
-    let mut derived: Option<Rederived> = None;
-    for _ in 0..HANDED_OVER_ROUNDS {
-        let waiting = store.handed_over(cluster, HANDED_OVER_PER_STEP).await?;
-        if waiting.is_empty() {
-            break;
-        }
-        let mut batch = ClusterBatch::default();
-        let mut keys = BTreeSet::new();
-        let mut ids = Vec::new();
-        let mut conflicts = Vec::new();
-        for handed in waiting {
-            let taken = keys.len() + batch.entries.len();
-            if !ids.is_empty() && taken + handed.entries.len() > ENTRIES_PER_STEP {
-                break;
-            }
-            match own.take_if(|(id, _)| *id == handed.id) {
-                Some((_, mine)) => {
-                    batch.entries.extend(mine.entries);
-                    batch.fresh.extend(mine.fresh);
-                    conflicts.extend(mine.conflicts);
-                }
-                None => {
-                    keys.extend(handed.entries);
-                    batch.fresh.extend(handed.fresh);
-                    conflicts.extend(handed.conflicts);
-                }
-            }
-            ids.push(handed.id);
-        }
-        // A record refused by two deliveries is one conflict.
-        for conflict in conflicts {
-            if !batch.conflicts.contains(&conflict) {
-                batch.conflicts.push(conflict);
-            }
-        }
-        if !keys.is_empty() {
-            let keys: Vec<String> = keys.into_iter().collect();
-            batch.entries.extend(items::trail_entries(
-                store.trail_items(cluster, &keys).await?,
-            )?);
-        }
-        let step = derive_steps(store, config, lease, batch, false).await?;
-        derived.get_or_insert_with(Rederived::default).merge(step);
-        store.settle(cluster, &ids).await?;
-    }
-    Ok(derived)
 }
 
 /// Rebuilds a cluster's views from its whole trail, for a change of the derivation's

@@ -17,7 +17,6 @@ use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::TrailEntry;
 use crate::store::dynamodb::items::Item;
-use crate::store::dynamodb::items::pending::{HandedOver, PENDING_PREFIX, pending_from_item};
 
 /// An error kept as its cause: what a failure came from, for whoever must flatten it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -157,42 +156,6 @@ pub trait AuditStore {
     async fn lock_cluster(&self, cluster: &str) -> Result<ClusterLease, StoreError>;
 
     async fn unlock_cluster(&self, lease: &ClusterLease) -> Result<(), StoreError>;
-
-    /// Waits for the cluster's lease like [`AuditStore::lock_cluster`], unless the batch
-    /// handed over as `id` is derived by another holder first (then `None`).
-    async fn lock_unless_derived(
-        &self,
-        cluster: &str,
-        id: &str,
-    ) -> Result<Option<ClusterLease>, StoreError>;
-
-    /// Leaves a stored batch for whoever derives the cluster next.
-    async fn hand_over(&self, cluster: &str, batch: &HandedOver) -> Result<(), StoreError>;
-
-    /// Removes handed-over batches once a committed step derived them.
-    async fn settle(&self, cluster: &str, ids: &[String]) -> Result<(), StoreError>;
-
-    /// The batches waiting to be derived, oldest first, at most `limit`.
-    async fn handed_over(
-        &self,
-        cluster: &str,
-        limit: usize,
-    ) -> Result<Vec<HandedOver>, StoreError> {
-        let high = format!("{PENDING_PREFIX}~");
-        self.state_range(cluster, PENDING_PREFIX, &high, false, Some(limit))
-            .await?
-            .iter()
-            .map(pending_from_item)
-            .collect()
-    }
-
-    /// Whether the handed-over batch `id` still waits to be derived.
-    async fn is_pending(&self, cluster: &str, id: &str) -> Result<bool, StoreError> {
-        Ok(!self
-            .state_range(cluster, id, id, false, Some(1))
-            .await?
-            .is_empty())
-    }
 
     /// Where the cluster's derivation stands; the default for a cluster never derived.
     async fn load_checkpoint(&self, cluster: &str) -> Result<Checkpoint, StoreError>;

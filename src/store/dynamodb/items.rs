@@ -43,7 +43,6 @@ use crate::model::{
 use crate::store::{BoxError, StoreError};
 
 mod later;
-pub mod pending;
 mod quorum;
 pub mod state;
 
@@ -64,13 +63,6 @@ pub const LEASE_SK: &str = "LEASE";
 /// The chain lease's item, beside the derivation lease's (`store::dynamodb::lease`).
 pub const CHAIN_LEASE_SK: &str = "LEASE#CHAIN";
 pub const ANCHOR_SK: &str = "ANCHOR";
-
-/// Whether a cluster's rebuild (`rederive`) keeps an item of its `CLUSTER#` or `STATE#`
-/// partition: the leases, and the batches handed over, which may hold records stored
-/// after the rebuild read the trail.
-pub fn kept_by_rebuild(sk: &str) -> bool {
-    sk.starts_with(LEASE_SK) || sk.starts_with(pending::PENDING_PREFIX)
-}
 
 /// The longest key part. DynamoDB refuses sort keys over 1,024 bytes (partition keys over
 /// 2,048); a user name or stream name from hostile input must stay data, not become a

@@ -57,12 +57,6 @@ pub(super) fn poll_interval() -> Duration {
     Duration::from_millis(fastrand::u64(150..=300))
 }
 
-/// Between two looks of an invocation whose batch is handed over: the holder derives it,
-/// so the waiter only learns it later; a look is two requests.
-pub(super) fn handed_over_poll_interval() -> Duration {
-    Duration::from_millis(fastrand::u64(400..=800))
-}
-
 tokio::task_local! {
     /// When the invocation running in this task must have stopped waiting for leases.
     static DEADLINE: Instant;

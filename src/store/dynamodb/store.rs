@@ -21,7 +21,6 @@ use crate::digest::{self, ChainHead, kms::DigestSigner};
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, TailRead, TailStart};
 use crate::model::{Timestamp, TrailEntry};
-use crate::store::dynamodb::items::pending::{HandedOver, pending_item};
 use crate::store::dynamodb::items::{self, Item};
 use crate::store::{
     AuditStore, ClusterLease, RecordPosition, RequestFailed, StoreError, TrailOutcome,
@@ -471,49 +470,6 @@ impl AuditStore for DynamoStore {
         self.release_lease(lease).await
     }
 
-    async fn lock_unless_derived(
-        &self,
-        cluster: &str,
-        id: &str,
-    ) -> Result<Option<ClusterLease>, StoreError> {
-        let started = std::time::Instant::now();
-        let wait = super::lease::within_deadline(self.lease_wait);
-        loop {
-            match self
-                .claim_lease(cluster, LeaseKind::Derivation, Duration::ZERO)
-                .await
-            {
-                Ok(lease) => return Ok(Some(lease)),
-                Err(StoreError::LeaseTimeout { .. }) => {}
-                Err(error) => return Err(error),
-            }
-            if !self.is_pending(cluster, id).await? {
-                return Ok(None);
-            }
-            if started.elapsed() >= wait {
-                return Err(StoreError::LeaseTimeout {
-                    cluster: cluster.to_owned(),
-                    waited_ms: started.elapsed().as_millis(),
-                });
-            }
-            tokio::time::sleep(super::lease::handed_over_poll_interval()).await;
-        }
-    }
-
-    async fn hand_over(&self, cluster: &str, batch: &HandedOver) -> Result<(), StoreError> {
-        let item = pending_item(cluster, batch)?;
-        self.account(std::slice::from_ref(&item));
-        self.put_all(vec![item]).await.map(|_| ())
-    }
-
-    async fn settle(&self, cluster: &str, ids: &[String]) -> Result<(), StoreError> {
-        let pk = items::state_pk(cluster);
-        self.account_deletes(ids.len());
-        self.delete_all(ids.iter().map(|id| items::key_item(&pk, id)).collect())
-            .await
-            .map(|_| ())
-    }
-
     async fn load_checkpoint(&self, cluster: &str) -> Result<Checkpoint, StoreError> {
         let found = self
             .query_partition(
@@ -649,7 +605,7 @@ impl AuditStore for DynamoStore {
                     .await?;
                 let keys: Vec<Item> = page
                     .iter()
-                    .filter(|item| !items::kept_by_rebuild(&items::sort_key(item)))
+                    .filter(|item| !items::sort_key(item).starts_with(items::LEASE_SK))
                     .map(items::key_attributes)
                     .collect();
                 cleared += self.delete_all(keys).await?;

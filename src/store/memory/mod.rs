@@ -12,7 +12,6 @@ use std::time::Duration;
 mod packed;
 
 use self::packed::{Packed, pack, unpack};
-use super::dynamodb::items::pending::{HandedOver, pending_item};
 use super::dynamodb::items::{self, Item};
 use super::heads_from_items;
 use super::{AuditStore, ClusterLease, RecordPosition, StoreError, TrailOutcome};
@@ -362,39 +361,6 @@ impl AuditStore for MemoryStore {
         }
     }
 
-    async fn lock_unless_derived(
-        &self,
-        cluster: &str,
-        id: &str,
-    ) -> Result<Option<ClusterLease>, StoreError> {
-        loop {
-            if let Some(lease) = self.try_lock(cluster) {
-                return Ok(Some(lease));
-            }
-            if !self.is_pending(cluster, id).await? {
-                return Ok(None);
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-
-    async fn hand_over(&self, cluster: &str, batch: &HandedOver) -> Result<(), StoreError> {
-        let item = pending_item(cluster, batch)?;
-        self.book_writes(std::slice::from_ref(&item), 0);
-        self.put(item);
-        Ok(())
-    }
-
-    async fn settle(&self, cluster: &str, ids: &[String]) -> Result<(), StoreError> {
-        let pk = items::state_pk(cluster);
-        self.book_writes(&[], ids.len());
-        let mut map = self.guard();
-        for id in ids {
-            map.remove(&(pk.clone(), id.clone()));
-        }
-        Ok(())
-    }
-
     async fn unlock_cluster(&self, lease: &ClusterLease) -> Result<(), StoreError> {
         self.book_release();
         self.leases
@@ -513,7 +479,7 @@ impl AuditStore for MemoryStore {
         ];
         let mut map = self.guard();
         let before = map.len();
-        map.retain(|(pk, sk), _| !pks.contains(pk) || items::kept_by_rebuild(sk));
+        map.retain(|(pk, sk), _| !pks.contains(pk) || sk == items::LEASE_SK);
         Ok(before - map.len())
     }
 
