@@ -539,6 +539,33 @@ async fn deleting_the_newest_digests_with_their_records_is_named_truncated_by_th
         }]
     );
 
+    // The new head rewritten to match (this chain is unsigned): its body hashes to its
+    // stored hash and links to nothing after it, so only its anchor can tell.
+    let rewritten_seq = anchors
+        .iter()
+        .map(|anchor| anchor.seq)
+        .filter(|seq| *seq < last - 2)
+        .max()
+        .expect("an earlier anchor");
+    let (digests, _) = trail_items(&store).await;
+    let mut rewritten = digests[rewritten_seq as usize - 1].clone();
+    let body = text(&rewritten, "body").replace("\"sealed\"", "\"sealed\" ");
+    rewritten.insert(
+        "sha256".to_owned(),
+        AttributeValue::S(hex::encode(digest::sha256(body.as_bytes()))),
+    );
+    rewritten.insert("body".to_owned(), AttributeValue::S(body));
+    put(&store, rewritten).await;
+    let report = verify_with_anchors(&store, &anchoring).await;
+    assert_eq!(report.findings.len(), 2, "{:#?}", report.findings);
+    assert!(matches!(report.findings[0], Finding::Truncated { .. }));
+    assert!(
+        matches!(&report.findings[1], Finding::DigestAltered { digest, reason }
+            if *digest == rewritten_seq && reason.contains("differs from the anchor")),
+        "{:#?}",
+        report.findings
+    );
+
     // The CLI, as a script runs it: exit 3, the finding with its range in the JSON.
     let output = cli_with_env(
         &[
@@ -563,7 +590,8 @@ async fn deleting_the_newest_digests_with_their_records_is_named_truncated_by_th
     assert_eq!(printed["findings"][0]["kind"], "truncated");
     assert_eq!(printed["findings"][0]["first"], last - 2);
     assert_eq!(printed["findings"][0]["last"], last);
-    assert_eq!(printed["findings"].as_array().map(Vec::len), Some(1));
+    assert_eq!(printed["findings"][1]["kind"], "digest_altered");
+    assert_eq!(printed["findings"].as_array().map(Vec::len), Some(2));
     // Without the anchors the CLI, like the table, sees nothing.
     let unanchored = cli(
         &["verify", "--cluster", CLUSTER, "--output", "json"],

@@ -9,13 +9,12 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use tracing::warn;
 
 use super::lease::LeaseKind;
 use super::queries::SortKey;
 use crate::decode::Quarantined;
-use aws_sdk_dynamodb::types::AttributeValue;
-use tracing::warn;
-
 use crate::digest::anchor::{Anchor, Anchoring};
 use crate::digest::{self, ChainHead, kms::DigestSigner};
 use crate::domain::Conflict;
@@ -181,7 +180,7 @@ pub async fn connect() -> Client {
 }
 
 /// How long one DynamoDB request may take. Without a bound, a request that hangs (a
-/// dead connection, an overloaded endpoint) holds the invocation until Lambda's 60 s
+/// dead connection, an overloaded endpoint) holds the invocation until Lambda's 120 s
 /// timeout kills it, which is reported as a timeout, not as the failing dependency it is;
 /// bounded, the attempt is retried and, if the table stays unreachable, the invocation
 /// fails as `Retryable` in time. A healthy request takes milliseconds; a full page of a
