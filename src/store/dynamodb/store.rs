@@ -205,9 +205,11 @@ impl DynamoStore {
             counts: Arc::default(),
             #[cfg(any(test, feature = "testkit"))]
             ledger: crate::testkit::WriteLedger::default(),
-            lease_wait: Duration::from_secs(45),
+            // Both bounded, in the function, by the invocation's deadline as well
+            // (`lease::waiting_until`): these are the CLI's.
+            lease_wait: Duration::from_secs(110),
             lease_ttl: super::lease::DEFAULT_TTL,
-            chain_wait: Duration::from_secs(30),
+            chain_wait: Duration::from_secs(60),
             signer: DigestSigner::Unsigned,
             anchoring: None,
             publisher: None,
