@@ -635,7 +635,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     ));
                 }
                 (true, Some(anchoring)) => {
-                    Some(anchoring.read(&cluster).await.map_err(processing)?)
+                    let anchors = anchoring.read(&cluster).await.map_err(processing)?;
+                    // A mistyped group reads as no anchors: say so, or it passes for a check.
+                    if anchors.is_empty() {
+                        eprintln!(
+                            "warning: no anchors of {cluster} in log group {}",
+                            anchoring.log_group()
+                        );
+                    }
+                    Some(anchors)
                 }
             };
             let public_key = match (public_key, kms_key_id) {
