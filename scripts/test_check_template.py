@@ -425,7 +425,8 @@ class CheckTemplateTest(unittest.TestCase):
 
     def test_duration_alarm_threshold_must_be_near_the_timeout(self):
         t = self.mutated()
-        t["Resources"]["FunctionDurationAlarm"]["Properties"]["Threshold"] = 60000
+        timeout_ms = 1000 * t["Resources"]["IngestFunction"]["Properties"]["Timeout"]
+        t["Resources"]["FunctionDurationAlarm"]["Properties"]["Threshold"] = timeout_ms
         self.assertTrue(any("not near the timeout" in p for p in check_template.check(t, self.schema)))
 
     def test_dashboard_is_required(self):

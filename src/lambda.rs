@@ -4,6 +4,7 @@
 //! by the event's shape; each is answered in the shape its source expects.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
@@ -16,6 +17,7 @@ use crate::errors::one_line;
 use crate::pipeline::{
     Report, derive_clusters, ingest, parse_decoded, stop_at_first, store_decoded,
 };
+use crate::store::dynamodb::waiting_until;
 use crate::store::{AuditStore, StoreError};
 
 /// Why an invocation failed. Bad input never is a reason (it is quarantined and the
@@ -268,11 +270,28 @@ async fn process_firehose<S: AuditStore>(
     })
 }
 
+/// How long before the function's deadline an invocation stops waiting for a lease: what
+/// it still does after the wait (a derivation step, the release) must fit in it.
+pub const AFTER_WAITS: Duration = Duration::from_secs(10);
+
+/// The instant an invocation must be done by, from the runtime's deadline (milliseconds
+/// since the epoch).
+pub fn deadline_of(deadline_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        });
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
 /// One invocation as the runtime sees it: the event decoded, a span naming its sources,
-/// the delivery processed, one summary log line and the EMF metrics lines.
+/// the delivery processed, one summary log line and the EMF metrics lines. Waits for
+/// the cluster's leases end [`AFTER_WAITS`] before `deadline` (the function's timeout).
 pub async fn serve_invocation<S: AuditStore>(
     event: Value,
     request_id: &str,
+    deadline: Instant,
     store: &S,
     config: &Config,
 ) -> Result<Response, HandlerError> {
@@ -288,7 +307,10 @@ pub async fn serve_invocation<S: AuditStore>(
         log_streams = tracing::field::Empty,
     );
     let retries_before = crate::store::dynamodb::retries::sdk_retries();
-    let result = process_delivery(delivery, store, config)
+    let waits_end = deadline
+        .checked_sub(AFTER_WAITS)
+        .unwrap_or_else(Instant::now);
+    let result = waiting_until(waits_end, process_delivery(delivery, store, config))
         .instrument(span.clone())
         .await;
     let retries = crate::store::dynamodb::retries::sdk_retries().saturating_sub(retries_before);

@@ -16,8 +16,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::digest::anchor::Anchor;
 use crate::digest::signature::PublicKey;
-use crate::digest::verify::{ChainCheck, DigestList, Finding, RecordTally, missing_records};
+use crate::digest::verify::{
+    ChainCheck, DigestList, Finding, RecordTally, missing_records, numbered_elsewhere,
+};
 use crate::digest::{self, DIGEST_PREFIX, DigestBody, StoredDigest, sha256};
 use crate::model::Timestamp;
 use crate::store::dynamodb::items::{self, Item};
@@ -39,6 +42,9 @@ pub struct VerifyOptions {
     pub to: Option<Timestamp>,
     /// Digests exported by `hsm-audit digests`, trusted over the table's.
     pub exported: Option<PathBuf>,
+    /// Chain heads published outside the table (`digest::anchor`), oldest first: the
+    /// table's chain must reach the newest and hold each under its number.
+    pub anchors: Option<Vec<Anchor>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,6 +56,8 @@ pub struct VerifyReport {
     pub records: u64,
     /// Whether signatures were checked (a public key was given).
     pub signatures_checked: bool,
+    /// Anchors the chain was checked against (`verify --anchors`).
+    pub anchors_checked: u64,
     pub findings: Vec<Finding>,
     /// Findings past the first [`MAX_FINDINGS`], counted only.
     pub findings_omitted: u64,
@@ -119,13 +127,7 @@ fn read_exported(path: &Path) -> Result<StoredDigest, VerifyError> {
 /// table may have been tampered with).
 fn table_digest(item: &Item) -> Result<StoredDigest, Finding> {
     digest::stored_digest(item).map_err(|error| Finding::DigestAltered {
-        digest: u64::from_str_radix(
-            items::sort_key(item)
-                .strip_prefix(DIGEST_PREFIX)
-                .unwrap_or_default(),
-            16,
-        )
-        .unwrap_or_default(),
+        digest: digest::seq_of_key(&items::sort_key(item)).unwrap_or_default(),
         reason: error.to_string(),
     })
 }
@@ -139,12 +141,27 @@ struct Verifier<'a, S> {
     /// the table's digests are compared with these, not by reading the files again.
     exported_hashes: HashMap<u64, String>,
     lists: HashMap<u64, Option<Arc<DigestList>>>,
+    /// Anchored digest number → the hash of the table's digest under it.
+    anchored_hashes: HashMap<u64, Option<String>>,
+    /// The highest digest number in the table.
+    table_last: u64,
     chain: ChainCheck,
     tally: RecordTally,
     findings: Findings,
 }
 
 impl<S: AuditStore> Verifier<'_, S> {
+    /// The body of the table's digest `seq`, read by key, when there is a readable one.
+    async fn table_body(&self, seq: u64) -> Result<Option<String>, VerifyError> {
+        Ok(self
+            .store
+            .trail_items(self.cluster, &[digest::digest_sk(seq)])
+            .await?
+            .first()
+            .and_then(|item| digest::stored_digest(item).ok())
+            .map(|stored| stored.body))
+    }
+
     /// What digest `seq` lists: from the export when it has it, else from the table.
     async fn list(&mut self, seq: u64) -> Result<Option<Arc<DigestList>>, VerifyError> {
         if let Some(list) = self.lists.get(&seq) {
@@ -152,17 +169,11 @@ impl<S: AuditStore> Verifier<'_, S> {
         }
         let body = match self.exported.get(&seq) {
             Some(path) => Some(read_exported(path)?.body),
-            None => self
-                .store
-                .trail_items(self.cluster, &[digest::digest_sk(seq)])
-                .await?
-                .first()
-                .and_then(|item| digest::stored_digest(item).ok())
-                .map(|stored| stored.body),
+            None => self.table_body(seq).await?,
         };
         let list = body
             .and_then(|body| serde_json::from_str::<DigestBody>(&body).ok())
-            .map(|body| Arc::new(DigestList::of(&body)));
+            .map(|body| Arc::new(DigestList::of(seq, &body)));
         if self.lists.len() >= CACHED_LISTS {
             self.lists.clear();
         }
@@ -170,33 +181,113 @@ impl<S: AuditStore> Verifier<'_, S> {
         Ok(list)
     }
 
-    fn check_digest(&mut self, digest: &StoredDigest) {
+    /// Keeps what the anchor check needs of a digest of the table.
+    fn note_table_digest(&mut self, digest: &StoredDigest) {
+        self.table_last = self.table_last.max(digest.seq);
+        if let Some(hash) = self.anchored_hashes.get_mut(&digest.seq) {
+            *hash = Some(hex::encode(sha256(digest.body.as_bytes())));
+        }
+    }
+
+    /// The chain against its anchors: a chain that ends before the newest anchored number
+    /// was truncated; an anchored number whose digest hashes otherwise holds another
+    /// digest than the one anchored (unless that digest is named already). A number the
+    /// chain lacks in its middle is the chain check's `missing_digests`.
+    fn against_anchors(&self) -> Vec<Finding> {
+        let Some(anchors) = &self.options.anchors else {
+            return Vec::new();
+        };
+        let mut findings = Vec::new();
+        if let Some(newest) = anchors.iter().max_by_key(|anchor| anchor.seq)
+            && newest.seq > self.table_last
+        {
+            findings.push(Finding::Truncated {
+                first: self.table_last + 1,
+                last: newest.seq,
+                anchored: newest.anchored,
+            });
+        }
+        let named: std::collections::HashSet<u64> = self
+            .findings
+            .kept
+            .iter()
+            .filter_map(Finding::digest)
+            .collect();
+        let mut differing: Vec<&Anchor> = anchors
+            .iter()
+            .filter(|anchor| {
+                matches!(self.anchored_hashes.get(&anchor.seq),
+                    Some(Some(hash)) if *hash != anchor.sha256)
+            })
+            .filter(|anchor| !named.contains(&anchor.seq))
+            .collect();
+        differing.sort_by_key(|anchor| anchor.seq);
+        differing.dedup_by_key(|anchor| anchor.seq);
+        findings.extend(differing.into_iter().map(|anchor| Finding::DigestAltered {
+            digest: anchor.seq,
+            reason: format!("it differs from the anchor published {}", anchor.anchored),
+        }));
+        findings
+    }
+
+    /// The digest whose body `digest` holds byte for byte when that body names another
+    /// number: read from the export when it has it, else from the table.
+    async fn copy_of(&self, digest: &StoredDigest) -> Result<Option<u64>, VerifyError> {
+        let Some(named) = numbered_elsewhere(digest) else {
+            return Ok(None);
+        };
+        let hash = hex::encode(sha256(digest.body.as_bytes()));
+        let original = match self.exported_hashes.get(&named) {
+            Some(exported) => Some(exported.clone()),
+            None => self
+                .table_body(named)
+                .await?
+                .map(|body| hex::encode(sha256(body.as_bytes()))),
+        };
+        Ok((original == Some(hash)).then_some(named))
+    }
+
+    async fn check_digest(&mut self, digest: &StoredDigest) -> Result<(), VerifyError> {
+        let copy_of = self.copy_of(digest).await?;
         let mut found = Vec::new();
-        if let Some(body) = self.chain.check(digest, &mut found) {
-            self.tally.listed(body.seq, body.records.len());
+        if let Some(body) = self.chain.check(digest, copy_of, &mut found) {
+            self.tally.listed(digest.seq, body.records.len());
         }
         for finding in found {
             self.findings.push(finding);
         }
+        Ok(())
     }
 
     /// A digest of the table when digests were exported: the copy decides.
-    fn compare_with_export(&mut self, digest: &StoredDigest, exported_max: u64) {
+    async fn compare_with_export(
+        &mut self,
+        digest: &StoredDigest,
+        exported_max: u64,
+    ) -> Result<(), VerifyError> {
         match self.exported_hashes.get(&digest.seq) {
             Some(exported) => {
                 if *exported != hex::encode(sha256(digest.body.as_bytes())) {
-                    self.findings.push(Finding::DigestAltered {
-                        digest: digest.seq,
-                        reason: "it differs from the exported copy".to_owned(),
-                    });
+                    let finding = match self.copy_of(digest).await? {
+                        Some(of) => Finding::Replayed {
+                            digest: digest.seq,
+                            of,
+                        },
+                        None => Finding::DigestAltered {
+                            digest: digest.seq,
+                            reason: "it differs from the exported copy".to_owned(),
+                        },
+                    };
+                    self.findings.push(finding);
                 }
             }
             None if digest.seq <= exported_max => self.findings.push(Finding::DigestAltered {
                 digest: digest.seq,
                 reason: "the export does not have it".to_owned(),
             }),
-            None => self.check_digest(digest),
+            None => self.check_digest(digest).await?,
         }
+        Ok(())
     }
 
     async fn check_records(&mut self, records: Vec<Item>) -> Result<(), VerifyError> {
@@ -237,6 +328,13 @@ pub async fn verify_trail<S: AuditStore>(
         exported,
         exported_hashes: HashMap::new(),
         lists: HashMap::new(),
+        anchored_hashes: options
+            .anchors
+            .iter()
+            .flatten()
+            .map(|anchor| (anchor.seq, None))
+            .collect(),
+        table_last: 0,
         chain: ChainCheck::new(options.public_key.clone()),
         tally: RecordTally::default(),
         findings: Findings {
@@ -247,7 +345,7 @@ pub async fn verify_trail<S: AuditStore>(
     let exported_paths: Vec<PathBuf> = verifier.exported.values().cloned().collect();
     for path in exported_paths {
         let digest = read_exported(&path)?;
-        verifier.check_digest(&digest);
+        verifier.check_digest(&digest).await?;
         verifier
             .exported_hashes
             .insert(digest.seq, hex::encode(sha256(digest.body.as_bytes())));
@@ -260,11 +358,15 @@ pub async fn verify_trail<S: AuditStore>(
         for item in page {
             if digest::is_digest(&item) {
                 match table_digest(&item) {
-                    Ok(stored) if options.exported.is_some() => {
-                        in_table.push(stored.seq);
-                        verifier.compare_with_export(&stored, exported_max);
+                    Ok(stored) => {
+                        verifier.note_table_digest(&stored);
+                        if options.exported.is_some() {
+                            in_table.push(stored.seq);
+                            verifier.compare_with_export(&stored, exported_max).await?;
+                        } else {
+                            verifier.check_digest(&stored).await?;
+                        }
                     }
-                    Ok(stored) => verifier.check_digest(&stored),
                     Err(finding) => verifier.findings.push(finding),
                 }
             } else if items::is_trail_record(&item) {
@@ -292,6 +394,9 @@ pub async fn verify_trail<S: AuditStore>(
             });
         }
     }
+    for finding in verifier.against_anchors() {
+        verifier.findings.push(finding);
+    }
     for seq in verifier.tally.short() {
         let Some(list) = verifier.list(seq).await? else {
             continue;
@@ -313,6 +418,10 @@ pub async fn verify_trail<S: AuditStore>(
         digests: verifier.chain.checked,
         records: verifier.tally.records,
         signatures_checked: options.public_key.is_some(),
+        anchors_checked: options
+            .anchors
+            .as_ref()
+            .map_or(0, |anchors| anchors.len() as u64),
         findings: findings.kept,
         findings_omitted: findings.omitted,
     })

@@ -5,8 +5,9 @@
 #![recursion_limit = "256"]
 
 use hsm_audit::config::{Config, Logging};
+use hsm_audit::digest::anchor::Anchoring;
 use hsm_audit::digest::kms::DigestSigner;
-use hsm_audit::lambda::serve_invocation;
+use hsm_audit::lambda::{deadline_of, serve_invocation};
 use hsm_audit::publish::Publisher;
 use hsm_audit::store::dynamodb::{DynamoStore, connect};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
@@ -22,10 +23,19 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(None)?;
     let store = DynamoStore::new(connect().await, &config.table_name)
         .with_signer(DigestSigner::from_env().await)
+        .with_anchoring(Anchoring::from_env().await?)
         .with_publisher(Publisher::from_env().await);
     let (store, config) = (&store, &config);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        serve_invocation(event.payload, &event.context.request_id, store, config).await
+        let deadline = deadline_of(event.context.deadline);
+        serve_invocation(
+            event.payload,
+            &event.context.request_id,
+            deadline,
+            store,
+            config,
+        )
+        .await
     }))
     .await
 }

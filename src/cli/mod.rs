@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::decode::RawTextSource;
+use crate::digest::anchor::Anchoring;
 use crate::digest::kms::{DigestSigner, kms_client, public_key as kms_public_key};
 use crate::digest::signature::PublicKey;
 use crate::domain::AlertKind;
@@ -260,6 +261,10 @@ enum Command {
         /// checked on them, and the table's digests must equal them.
         #[arg(long, value_name = "DIR")]
         digests: Option<PathBuf>,
+        /// Check the chain against the heads anchored in `ANCHOR_LOG_GROUP` (CloudWatch
+        /// Logs): a chain that ends before the newest anchor is `truncated`.
+        #[arg(long)]
+        anchors: bool,
     },
     /// The cluster's trail and alerts as OCSF 1.7 events for a SIEM or Security Lake, one
     /// folder per class: Authentication, Account Change, Entity Management (key
@@ -575,8 +580,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     check_window(&cli.command)?;
     let config = Config::from_env(cli.table.clone())
         .map_err(|error| Failure::Usage(format!("{error} (or pass --table)")))?;
+    let anchoring = Anchoring::from_env()
+        .await
+        .map_err(|error| Failure::Usage(error.to_string()))?;
     let store = DynamoStore::new(connect().await, &config.table_name)
         .with_signer(DigestSigner::from_env().await)
+        .with_anchoring(anchoring.clone())
         .with_publisher(crate::publish::Publisher::from_env().await);
     if let Some(cluster) = cluster_of(&cli.command) {
         require_cluster(&store, cluster).await?;
@@ -824,7 +833,28 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             public_key,
             kms_key_id,
             digests,
+            anchors,
         } => {
+            let anchors = match (anchors, &anchoring) {
+                (false, _) => None,
+                (true, None) => {
+                    return Err(Failure::Usage(
+                        "--anchors needs ANCHOR_LOG_GROUP, the log group the function anchors to"
+                            .to_owned(),
+                    ));
+                }
+                (true, Some(anchoring)) => {
+                    let anchors = anchoring.read(&cluster).await.map_err(processing)?;
+                    // A mistyped group reads as no anchors: say so, or it passes for a check.
+                    if anchors.is_empty() {
+                        eprintln!(
+                            "warning: no anchors of {cluster} in log group {}",
+                            anchoring.log_group()
+                        );
+                    }
+                    Some(anchors)
+                }
+            };
             let public_key = match (public_key, kms_key_id) {
                 (Some(path), _) => {
                     let bytes = std::fs::read(&path)
@@ -848,6 +878,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 from,
                 to,
                 exported: digests,
+                anchors,
             };
             let bar = ProgressBar::new_spinner();
             bar.set_message(format!("verifying {cluster}"));

@@ -650,10 +650,15 @@ pub(super) fn verify_text(report: &crate::verify::VerifyReport) -> String {
     line(
         &mut text,
         format_args!(
-            "{}: {} digests, {} records, {signatures}: {}",
+            "{}: {} digests, {} records, {signatures}{}: {}",
             report.cluster,
             report.digests,
             report.records,
+            if report.anchors_checked > 0 {
+                format!(", {} anchors checked", report.anchors_checked)
+            } else {
+                String::new()
+            },
             if report.clean {
                 "the trail is as its digests say"
             } else {

@@ -17,6 +17,7 @@
 //! `docs/tamper-evidence.md` states the canonical form, the chaining rule and the threat
 //! model.
 
+pub mod anchor;
 pub mod canonical;
 pub mod kms;
 pub mod signature;
@@ -228,8 +229,15 @@ pub fn is_digest(item: &Item) -> bool {
     items::sort_key(item).starts_with(DIGEST_PREFIX)
 }
 
-/// A digest item read back. Only a missing `body` or `seq` makes it unreadable; whether
-/// what it holds is right is [`verify`]'s question.
+/// The number a digest's sort key gives it (`DIGEST#<16 hex digits>`).
+pub fn seq_of_key(sk: &str) -> Option<u64> {
+    u64::from_str_radix(sk.strip_prefix(DIGEST_PREFIX)?, 16).ok()
+}
+
+/// A digest item read back, numbered by its key: the place it holds in the chain, which a
+/// copied item's `seq` attribute and body would misname. Only a missing `body` or a key
+/// that is no digest number makes it unreadable; whether what it holds is right is
+/// [`verify`]'s question.
 pub fn stored_digest(item: &Item) -> Result<StoredDigest, StoreError> {
     let text = |name: &str| item.get(name).and_then(|value| value.as_s().ok()).cloned();
     let corrupt = |message: &str| StoreError::Corrupt {
@@ -237,11 +245,8 @@ pub fn stored_digest(item: &Item) -> Result<StoredDigest, StoreError> {
         source: message.into(),
     };
     Ok(StoredDigest {
-        seq: item
-            .get("seq")
-            .and_then(|value| value.as_n().ok())
-            .and_then(|number| number.parse().ok())
-            .ok_or_else(|| corrupt("digest without a readable seq"))?,
+        seq: seq_of_key(&items::sort_key(item))
+            .ok_or_else(|| corrupt("digest key without a readable number"))?,
         body: text("body").ok_or_else(|| corrupt("digest without a body"))?,
         sha256: text("sha256").unwrap_or_default(),
         signature: text("signature"),

@@ -27,8 +27,18 @@ pub enum Finding {
     DigestAltered { digest: u64, reason: String },
     /// A digest whose `previous` is not the hash of the digest before it.
     BrokenLink { digest: u64 },
+    /// Digest `digest` holds, verbatim, the body of digest `of`: a copy put in its place
+    /// (whatever was there is gone, so the link after it is not reported again).
+    Replayed { digest: u64, of: u64 },
     /// Digest numbers absent from the chain (dropped digests).
     MissingDigests { first: u64, last: u64 },
+    /// The chain ends before digest `last`, which was anchored outside the table at
+    /// `anchored`: digests `first` to `last`, and the records they listed, are gone.
+    Truncated {
+        first: u64,
+        last: u64,
+        anchored: Timestamp,
+    },
     /// A digest whose signature does not verify with the given public key.
     BadSignature { digest: u64 },
     /// A digest without a signature, when a public key was given.
@@ -36,6 +46,22 @@ pub enum Finding {
 }
 
 impl Finding {
+    /// The digest a finding about a digest names.
+    pub fn digest(&self) -> Option<u64> {
+        match self {
+            Finding::DigestAltered { digest, .. }
+            | Finding::BrokenLink { digest }
+            | Finding::Replayed { digest, .. }
+            | Finding::BadSignature { digest }
+            | Finding::Unsigned { digest } => Some(*digest),
+            Finding::Modified { .. }
+            | Finding::Deleted { .. }
+            | Finding::Added { .. }
+            | Finding::MissingDigests { .. }
+            | Finding::Truncated { .. } => None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Finding::Modified { sk, digest } => {
@@ -54,6 +80,9 @@ impl Finding {
             Finding::DigestAltered { digest, reason } => {
                 format!("digest {digest} altered: {reason}")
             }
+            Finding::Replayed { digest, of } => {
+                format!("replayed: digest {digest} is a copy of digest {of}")
+            }
             Finding::BrokenLink { digest } => format!(
                 "broken link: digest {digest} does not carry the hash of digest {}",
                 digest.saturating_sub(1)
@@ -64,6 +93,14 @@ impl Finding {
             Finding::MissingDigests { first, last } => {
                 format!("missing digests: {first} to {last}")
             }
+            Finding::Truncated {
+                first,
+                last,
+                anchored,
+            } => format!(
+                "truncated: the chain ends before digest {first}; digests {first} to {last} \
+                 (anchored {anchored}) and the records they listed are gone"
+            ),
             Finding::BadSignature { digest } => {
                 format!("bad signature: digest {digest} is not signed by the given key")
             }
@@ -77,6 +114,9 @@ impl Finding {
 pub struct ChainCheck {
     key: Option<PublicKey>,
     last: Option<(u64, String)>,
+    /// The last digest checked was a copy of another: the next link, made to what the
+    /// copy replaced, is not a finding of its own.
+    last_replaced: bool,
     pub checked: u64,
 }
 
@@ -85,6 +125,7 @@ impl ChainCheck {
         Self {
             key,
             last: None,
+            last_replaced: false,
             checked: 0,
         }
     }
@@ -94,10 +135,13 @@ impl ChainCheck {
         self.last.as_ref().map_or(0, |(seq, _)| *seq)
     }
 
-    /// Checks the next digest; its body when it can be read.
+    /// Checks the next digest; its body when it can be read. `copy_of`: the number of
+    /// another digest whose body this one's is, byte for byte (the caller looks it up when
+    /// [`numbered_elsewhere`] says the body names another number).
     pub fn check(
         &mut self,
         digest: &StoredDigest,
+        copy_of: Option<u64>,
         findings: &mut Vec<Finding>,
     ) -> Option<DigestBody> {
         self.checked += 1;
@@ -113,9 +157,12 @@ impl ChainCheck {
         let body = match serde_json::from_str::<DigestBody>(&digest.body) {
             Ok(body) if body.seq == seq => Some(body),
             Ok(body) => {
-                findings.push(Finding::DigestAltered {
-                    digest: seq,
-                    reason: format!("its body is numbered {}", body.seq),
+                findings.push(match copy_of {
+                    Some(of) => Finding::Replayed { digest: seq, of },
+                    None => Finding::DigestAltered {
+                        digest: seq,
+                        reason: format!("its body is numbered {}", body.seq),
+                    },
                 });
                 None
             }
@@ -135,9 +182,11 @@ impl ChainCheck {
             });
         } else if let Some(body) = &body
             && body.previous != last_hash
+            && !self.last_replaced
         {
             findings.push(Finding::BrokenLink { digest: seq });
         }
+        self.last_replaced = copy_of.is_some();
         if let Some(key) = &self.key {
             match digest.signature.as_deref().map(|text| {
                 base64::engine::general_purpose::STANDARD
@@ -156,6 +205,19 @@ impl ChainCheck {
     }
 }
 
+/// The number a digest's body names when it is not the number the digest is stored
+/// under: a copy of that digest, or a body edited.
+pub fn numbered_elsewhere(digest: &StoredDigest) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Numbered {
+        seq: u64,
+    }
+    serde_json::from_str::<Numbered>(&digest.body)
+        .ok()
+        .map(|body| body.seq)
+        .filter(|seq| *seq != digest.seq)
+}
+
 /// What one digest lists: sort key → record hash, and its time range.
 #[derive(Debug, Clone)]
 pub struct DigestList {
@@ -166,9 +228,10 @@ pub struct DigestList {
 }
 
 impl DigestList {
-    pub fn of(body: &DigestBody) -> Self {
+    /// The list of the digest stored as number `seq` (which its body may misname).
+    pub fn of(seq: u64, body: &DigestBody) -> Self {
         Self {
-            seq: body.seq,
+            seq,
             records: body
                 .records
                 .iter()
@@ -304,7 +367,7 @@ mod tests {
         let mut chain = ChainCheck::new(key);
         let mut findings = Vec::new();
         for digest in digests {
-            chain.check(digest, &mut findings);
+            chain.check(digest, None, &mut findings);
         }
         findings
     }
@@ -365,11 +428,59 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_copied_under_another_number_is_named_replayed_once() {
+        let (digests, _) = chain();
+        let stored: Vec<StoredDigest> = digests.iter().map(|d| stored(d, None)).collect();
+        let check = |chain: &[StoredDigest]| {
+            let mut check = ChainCheck::new(None);
+            let mut findings = Vec::new();
+            for digest in chain {
+                let copy_of = numbered_elsewhere(digest);
+                check.check(digest, copy_of, &mut findings);
+            }
+            findings
+        };
+        // Digest 1 copied as a new digest 4.
+        let mut appended = stored.clone();
+        appended.push(StoredDigest {
+            seq: 4,
+            ..stored[0].clone()
+        });
+        assert_eq!(numbered_elsewhere(&appended[3]), Some(1));
+        assert_eq!(check(&appended), [Finding::Replayed { digest: 4, of: 1 }]);
+        // Digest 1 copied over digest 2: digest 3's link to what was there is not a
+        // second finding.
+        let mut replaced = stored.clone();
+        replaced[1] = StoredDigest {
+            seq: 2,
+            ..stored[0].clone()
+        };
+        assert_eq!(check(&replaced), [Finding::Replayed { digest: 2, of: 1 }]);
+        // A body renumbered by hand is no copy of anything.
+        let mut renumbered = stored.clone();
+        renumbered[2].body = renumbered[2].body.replace("\"seq\":3", "\"seq\":1");
+        renumbered[2].sha256 = hex::encode(sha256(renumbered[2].body.as_bytes()));
+        let mut check = ChainCheck::new(None);
+        let mut findings = Vec::new();
+        for digest in &renumbered {
+            check.check(digest, None, &mut findings);
+        }
+        assert_eq!(
+            findings,
+            [Finding::DigestAltered {
+                digest: 3,
+                reason: "its body is numbered 1".to_owned()
+            }]
+        );
+        assert_eq!(numbered_elsewhere(&stored[2]), None);
+    }
+
+    #[test]
     fn records_are_tallied_against_the_digest_they_name() {
         let (digests, records) = chain();
         let lists: Vec<DigestList> = digests
             .iter()
-            .map(|d| DigestList::of(&serde_json::from_str(&d.body).expect("body")))
+            .map(|d| DigestList::of(d.seq, &serde_json::from_str(&d.body).expect("body")))
             .collect();
         let list_of = |item: &Item| {
             super::super::digest_seq_of(item).and_then(|seq| lists.get(seq as usize - 1))

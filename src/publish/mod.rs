@@ -91,6 +91,23 @@ pub struct Published {
     pub skipped: usize,
 }
 
+/// The AWS configuration of requests beside the table's (alert sinks, anchors): a few
+/// quick attempts, so that a slow sink or log group holds the invocation seconds, not
+/// its timeout.
+pub(crate) async fn side_request_config() -> aws_config::SdkConfig {
+    aws_config::from_env()
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(15))
+                .build(),
+        )
+        .load()
+        .await
+}
+
 impl Publisher {
     /// The publisher `ALERT_EVENT_BUS` (a bus name or ARN) and `SECURITY_HUB_FINDINGS`
     /// (`true`) ask for, or none.
@@ -104,17 +121,7 @@ impl Publisher {
         if bus.is_none() && !findings {
             return None;
         }
-        let config = aws_config::from_env()
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .operation_attempt_timeout(Duration::from_secs(5))
-                    .operation_timeout(Duration::from_secs(15))
-                    .build(),
-            )
-            .load()
-            .await;
+        let config = side_request_config().await;
         let mut publisher = Self::default();
         if let Some(bus) = bus {
             publisher = publisher.with_events(aws_sdk_eventbridge::Client::new(&config), bus);

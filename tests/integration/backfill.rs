@@ -7,21 +7,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use crate::common::*;
-use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use hsm_audit::decode::{MessageType, decode_awslogs_data};
 use hsm_audit::lambda::ingest_event;
 use serde_json::json;
-
-fn logs_client() -> aws_sdk_cloudwatchlogs::Client {
-    let config = aws_sdk_cloudwatchlogs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .build();
-    aws_sdk_cloudwatchlogs::Client::from_conf(config)
-}
 
 /// Puts the messages of every sample data payload into `log_group`, stream by stream.
 /// Timestamps are recent ones (CloudWatch Logs refuses events older than 14 days); the

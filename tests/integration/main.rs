@@ -8,6 +8,7 @@ mod common;
 mod backfill;
 mod certificates;
 mod cli;
+mod concurrency;
 mod console_queries;
 mod domain_scenarios;
 mod fault_injection;

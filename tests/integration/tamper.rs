@@ -3,10 +3,12 @@
 //! way a table writer could — and `verify` names each finding.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use base64::Engine;
+use hsm_audit::digest::anchor::Anchoring;
 use hsm_audit::digest::kms::{DigestSigner, public_key};
 use hsm_audit::digest::signature::PublicKey;
 use hsm_audit::digest::verify::Finding;
@@ -192,17 +194,7 @@ async fn each_kind_of_tampering_is_named_and_verify_fails() {
     // 2. A record deleted.
     let deleted = record_in(3);
     let deleted_sk = text(&deleted, "sk");
-    store
-        .client()
-        .delete_item()
-        .table_name(store.table())
-        .set_key(Some(hsm_audit::store::dynamodb::items::key_item(
-            &trail_pk(CLUSTER),
-            &deleted_sk,
-        )))
-        .send()
-        .await
-        .expect("delete");
+    delete(store, &deleted_sk).await;
 
     // 3. A forged record with a plausible identity: the next sequence number of an HSM,
     //    naming a real digest.
@@ -231,17 +223,7 @@ async fn each_kind_of_tampering_is_named_and_verify_fails() {
     // 5. A digest dropped.
     let dropped = digests[6].clone();
     let dropped_seq = 7;
-    store
-        .client()
-        .delete_item()
-        .table_name(store.table())
-        .set_key(Some(hsm_audit::store::dynamodb::items::key_item(
-            &trail_pk(CLUSTER),
-            &text(&dropped, "sk"),
-        )))
-        .send()
-        .await
-        .expect("delete digest");
+    delete(store, &text(&dropped, "sk")).await;
 
     // 6. A digest re-signed with another KMS key.
     let other_key = signing_key(&signed.kms).await;
@@ -465,4 +447,208 @@ async fn the_cli_verify_exits_3_and_names_the_edited_record() {
         "{}",
         String::from_utf8_lossy(&before.stdout)
     );
+}
+
+/// A table whose every write anchors its chain head in a log group of the local server's
+/// CloudWatch Logs (interval 0), holding the sample events.
+async fn anchored_trail(label: &str) -> (DynamoStore, Anchoring) {
+    let group = format!("/hsm-audit/test-anchors-{:08x}", fastrand::u32(..));
+    logs_client()
+        .create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .expect("create the anchor log group");
+    let anchoring = Anchoring::new(logs_client(), group, Duration::ZERO);
+    let store = fresh_store(label)
+        .await
+        .with_anchoring(Some(anchoring.clone()));
+    let config = config_for(&store);
+    for (name, event) in sample_events() {
+        ingest_event(event, &store, &config)
+            .await
+            .unwrap_or_else(|error| panic!("{name}: {error:?}"));
+    }
+    (store, anchoring)
+}
+
+async fn verify_with_anchors(store: &DynamoStore, anchoring: &Anchoring) -> VerifyReport {
+    let options = VerifyOptions {
+        anchors: Some(anchoring.read(CLUSTER).await.expect("read anchors")),
+        ..VerifyOptions::default()
+    };
+    verify_trail(store, CLUSTER, &options, |_| {})
+        .await
+        .expect("verify runs")
+}
+
+async fn delete(store: &DynamoStore, sk: &str) {
+    store
+        .client()
+        .delete_item()
+        .table_name(store.table())
+        .set_key(Some(hsm_audit::store::dynamodb::items::key_item(
+            &trail_pk(CLUSTER),
+            sk,
+        )))
+        .send()
+        .await
+        .expect("delete");
+}
+
+#[tokio::test]
+async fn deleting_the_newest_digests_with_their_records_is_named_truncated_by_the_anchors() {
+    let (store, anchoring) = anchored_trail("verify-anchors").await;
+    let clean = verify_with_anchors(&store, &anchoring).await;
+    assert!(clean.clean, "{:?}", clean.findings);
+    let anchors = anchoring.read(CLUSTER).await.expect("anchors");
+    let (digests, records) = trail_items(&store).await;
+    let last = digests.len() as u64;
+    assert_eq!(clean.digests, last);
+    assert_eq!(clean.anchors_checked, anchors.len() as u64);
+    assert_eq!(
+        anchors.last().map(|anchor| anchor.seq),
+        Some(last),
+        "every write anchored its head"
+    );
+
+    // The newest three digests, and every record they listed.
+    let gone = (last - 2)..=last;
+    for record in &records {
+        if digest::digest_seq_of(record).is_some_and(|seq| gone.contains(&seq)) {
+            delete(&store, &text(record, "sk")).await;
+        }
+    }
+    for seq in gone.clone() {
+        delete(&store, &digest::digest_sk(seq)).await;
+    }
+
+    // The table alone cannot tell: what is left is a whole, shorter chain.
+    let alone = verify_trail(&store, CLUSTER, &VerifyOptions::default(), |_| {})
+        .await
+        .expect("verify runs");
+    assert!(alone.clean, "{:?}", alone.findings);
+
+    let report = verify_with_anchors(&store, &anchoring).await;
+    assert_eq!(
+        report.findings,
+        [Finding::Truncated {
+            first: last - 2,
+            last,
+            anchored: anchors.last().expect("an anchor").anchored,
+        }]
+    );
+
+    // The new head rewritten to match (this chain is unsigned): its body hashes to its
+    // stored hash and links to nothing after it, so only its anchor can tell.
+    let rewritten_seq = anchors
+        .iter()
+        .map(|anchor| anchor.seq)
+        .filter(|seq| *seq < last - 2)
+        .max()
+        .expect("an earlier anchor");
+    let (digests, _) = trail_items(&store).await;
+    let mut rewritten = digests[rewritten_seq as usize - 1].clone();
+    let body = text(&rewritten, "body").replace("\"sealed\"", "\"sealed\" ");
+    rewritten.insert(
+        "sha256".to_owned(),
+        AttributeValue::S(hex::encode(digest::sha256(body.as_bytes()))),
+    );
+    rewritten.insert("body".to_owned(), AttributeValue::S(body));
+    put(&store, rewritten).await;
+    let report = verify_with_anchors(&store, &anchoring).await;
+    assert_eq!(report.findings.len(), 2, "{:#?}", report.findings);
+    assert!(matches!(report.findings[0], Finding::Truncated { .. }));
+    assert!(
+        matches!(&report.findings[1], Finding::DigestAltered { digest, reason }
+            if *digest == rewritten_seq && reason.contains("differs from the anchor")),
+        "{:#?}",
+        report.findings
+    );
+
+    // The CLI, as a script runs it: exit 3, the finding with its range in the JSON.
+    let output = cli_with_env(
+        &[
+            "verify",
+            "--cluster",
+            CLUSTER,
+            "--anchors",
+            "--output",
+            "json",
+        ],
+        store.table(),
+        &endpoint(),
+        &[("ANCHOR_LOG_GROUP", anchoring.log_group())],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(printed["findings"][0]["kind"], "truncated");
+    assert_eq!(printed["findings"][0]["first"], last - 2);
+    assert_eq!(printed["findings"][0]["last"], last);
+    assert_eq!(printed["findings"][1]["kind"], "digest_altered");
+    assert_eq!(printed["findings"].as_array().map(Vec::len), Some(2));
+    // Without the anchors the CLI, like the table, sees nothing.
+    let unanchored = cli(
+        &["verify", "--cluster", CLUSTER, "--output", "json"],
+        store.table(),
+        &endpoint(),
+    );
+    assert_eq!(unanchored.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_digest_copied_under_another_number_is_named_replayed_and_nothing_else() {
+    let signed = signed_trail("verify-replay", false).await;
+    let store = &signed.store;
+    let (digests, records) = trail_items(store).await;
+    let last = digests.len() as u64;
+    let dir = std::env::temp_dir().join(format!("hsm-audit-replay-{:08x}", fastrand::u32(..)));
+    export_digests(store, CLUSTER, &dir).await.expect("export");
+
+    // Digest 2 copied, signature and all, as a new digest after the last.
+    let mut appended = digests[1].clone();
+    appended.insert(
+        "sk".to_owned(),
+        AttributeValue::S(digest::digest_sk(last + 1)),
+    );
+    put(store, appended).await;
+    let report = verify(&signed, None).await;
+    assert_eq!(
+        report.findings,
+        [Finding::Replayed {
+            digest: last + 1,
+            of: 2
+        }]
+    );
+
+    // Digest 2 copied over digest 5: named once as what it is; the records digest 5
+    // listed are vouched for by nothing now, and nothing is called missing.
+    delete(store, &digest::digest_sk(last + 1)).await;
+    let mut replaced = digests[1].clone();
+    replaced.insert("sk".to_owned(), AttributeValue::S(digest::digest_sk(5)));
+    put(store, replaced).await;
+    let orphans: Vec<Finding> = records
+        .iter()
+        .filter(|record| digest::digest_seq_of(record) == Some(5))
+        .map(|record| Finding::Added {
+            sk: text(record, "sk"),
+            digest: Some(5),
+        })
+        .collect();
+    assert!(!orphans.is_empty());
+    let mut expected = vec![Finding::Replayed { digest: 5, of: 2 }];
+    expected.extend(orphans);
+    assert_eq!(verify(&signed, None).await.findings, expected);
+    // Against the export: a replay, not a missing digest; the export's digest 5 still
+    // vouches for its records.
+    assert_eq!(
+        verify(&signed, Some(dir.clone())).await.findings,
+        [Finding::Replayed { digest: 5, of: 2 }]
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

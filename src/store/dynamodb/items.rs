@@ -61,6 +61,9 @@ pub use crate::store::Item;
 
 pub const QUARANTINE_PK: &str = "QUARANTINE";
 pub const LEASE_SK: &str = "LEASE";
+/// The chain lease's item, beside the derivation lease's (`store::dynamodb::lease`).
+pub const CHAIN_LEASE_SK: &str = "LEASE#CHAIN";
+pub const ANCHOR_SK: &str = "ANCHOR";
 
 pub fn trail_pk(cluster: &str) -> String {
     format!("TRAIL#{}", key_part(cluster))
@@ -82,6 +85,24 @@ pub fn key_item(pk: &str, sk: &str) -> Item {
         ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
         ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
     ])
+}
+
+/// When the cluster's chain head was last anchored outside the table
+/// (`digest::anchor`): the slot a writer takes, with a condition, to publish the next.
+pub fn anchor_item(cluster: &str, head: &crate::digest::ChainHead, at: Timestamp) -> Item {
+    let mut item = key_item(&state_pk(cluster), ANCHOR_SK);
+    item.insert(
+        "item_type".to_owned(),
+        AttributeValue::S("anchor".to_owned()),
+    );
+    item.insert(
+        "anchored_at_ms".to_owned(),
+        AttributeValue::N((at.micros() / 1_000).to_string()),
+    );
+    item.insert("anchored_at".to_owned(), AttributeValue::S(at.to_string()));
+    item.insert("seq".to_owned(), AttributeValue::N(head.seq.to_string()));
+    item.insert("sha256".to_owned(), AttributeValue::S(head.hash.clone()));
+    item
 }
 
 pub fn session_prefix(user: Option<&str>) -> String {

@@ -15,6 +15,10 @@
 //! - **Fair waiting.** Every waiter polls at the same short jittered interval: a
 //!   waiter that has waited long never backs off to seconds while newcomers poll every
 //!   few milliseconds, which starved waiters when four invocations shared a cluster.
+//! - **Two per cluster.** The derivation lease (`LEASE`) is held for a derivation; the
+//!   chain lease (`LEASE#CHAIN`) only while records and their digests are written, so that
+//!   writers of one cluster take digest numbers one after another instead of each sending
+//!   its transaction to lose the race for the next number (README "Concurrency").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +35,46 @@ use crate::store::{ClusterLease, StoreError};
 /// How long a claim or a renewal holds the lease. Renewed every third of it.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
 
-/// Between two looks at a busy lease: short, and the same for every waiter.
-fn poll_interval() -> Duration {
-    Duration::from_millis(fastrand::u64(80..=160))
+/// Which of a cluster's leases: the item's sort key in the cluster's partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseKind {
+    Derivation,
+    Chain,
+}
+
+impl LeaseKind {
+    fn sort_key(self) -> &'static str {
+        match self {
+            LeaseKind::Derivation => items::LEASE_SK,
+            LeaseKind::Chain => items::CHAIN_LEASE_SK,
+        }
+    }
+}
+
+/// Between two looks at a busy lease: short, and the same for every waiter. Not shorter:
+/// twenty waiters of a burst look this often between them, and each look is a request the
+/// table serves beside the holder's.
+pub(super) fn poll_interval() -> Duration {
+    Duration::from_millis(fastrand::u64(150..=300))
+}
+
+tokio::task_local! {
+    /// When the invocation running in this task must have stopped waiting for leases.
+    static DEADLINE: Instant;
+}
+
+/// Runs `work` with every wait for a lease ending by `deadline` at the latest: the
+/// function's timeout less the time its work after a wait takes, so that a wait that
+/// runs out fails the invocation as `Retryable` before Lambda kills it.
+pub async fn waiting_until<F: std::future::Future>(deadline: Instant, work: F) -> F::Output {
+    DEADLINE.scope(deadline, work).await
+}
+
+/// `wait`, or less when the task's deadline comes sooner.
+pub(super) fn within_deadline(wait: Duration) -> Duration {
+    DEADLINE
+        .try_with(|deadline| wait.min(deadline.saturating_duration_since(Instant::now())))
+        .unwrap_or(wait)
 }
 
 pub(super) fn now_millis() -> u64 {
@@ -82,10 +123,11 @@ struct LeaseTable {
     client: Client,
     table: String,
     counts: Arc<RequestCounts>,
+    kind: LeaseKind,
 }
 
 impl LeaseTable {
-    fn key(cluster: &str) -> Item {
+    fn key(&self, cluster: &str) -> Item {
         Item::from([
             (
                 "pk".to_owned(),
@@ -93,7 +135,7 @@ impl LeaseTable {
             ),
             (
                 "sk".to_owned(),
-                AttributeValue::S(items::LEASE_SK.to_owned()),
+                AttributeValue::S(self.kind.sort_key().to_owned()),
             ),
         ])
     }
@@ -104,7 +146,7 @@ impl LeaseTable {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(cluster)))
+            .set_key(Some(self.key(cluster)))
             .consistent_read(true)
             .send()
             .await
@@ -126,7 +168,7 @@ impl LeaseTable {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(Self::key(cluster)))
+            .set_item(Some(self.key(cluster)))
             .item("item_type", AttributeValue::S("lease".to_owned()))
             .item(
                 "expires_at_ms",
@@ -181,6 +223,7 @@ fn ttl_millis(ttl: Duration) -> u64 {
 pub struct LeaseKeeper {
     renewal: tokio::task::AbortHandle,
     lost: Arc<AtomicBool>,
+    kind: LeaseKind,
 }
 
 impl LeaseKeeper {
@@ -196,16 +239,24 @@ impl Drop for LeaseKeeper {
 }
 
 impl DynamoStore {
-    fn lease_table(&self) -> LeaseTable {
+    fn lease_table(&self, kind: LeaseKind) -> LeaseTable {
         LeaseTable {
             client: self.client.clone(),
             table: self.table.clone(),
             counts: Arc::clone(&self.counts),
+            kind,
         }
     }
 
-    pub(super) async fn claim_lease(&self, cluster: &str) -> Result<ClusterLease, StoreError> {
-        let table = self.lease_table();
+    /// Waits up to `wait` for the cluster's lease of `kind`.
+    pub(super) async fn claim_lease(
+        &self,
+        cluster: &str,
+        kind: LeaseKind,
+        wait: Duration,
+    ) -> Result<ClusterLease, StoreError> {
+        let table = self.lease_table(kind);
+        let wait = within_deadline(wait);
         let owner = format!("{:016x}", fastrand::u64(..));
         let started = Instant::now();
         loop {
@@ -215,7 +266,7 @@ impl DynamoStore {
                 && held.owner.as_deref() == Some(owner.as_str())
             {
                 // Our claim landed though its answer was lost.
-                return Ok(self.keep(cluster, owner, held.version));
+                return Ok(self.keep(table, cluster, owner, held.version));
             }
             let free = current
                 .as_ref()
@@ -232,13 +283,13 @@ impl DynamoStore {
                     .write_if(cluster, read, &next, "PutItem (lease)")
                     .await?
                 {
-                    return Ok(self.keep(cluster, owner, version));
+                    return Ok(self.keep(table, cluster, owner, version));
                 }
                 // Someone else's claim won, or ours landed and the SDK's retry of it
                 // found the new version: the next read tells which.
                 continue;
             }
-            if started.elapsed() >= self.lease_wait {
+            if started.elapsed() >= wait {
                 return Err(StoreError::LeaseTimeout {
                     cluster: cluster.to_owned(),
                     waited_ms: started.elapsed().as_millis(),
@@ -249,8 +300,8 @@ impl DynamoStore {
     }
 
     /// Starts renewing the lease we just took.
-    fn keep(&self, cluster: &str, owner: String, version: u64) -> ClusterLease {
-        let table = self.lease_table();
+    fn keep(&self, table: LeaseTable, cluster: &str, owner: String, version: u64) -> ClusterLease {
+        let kind = table.kind;
         let lost = Arc::new(AtomicBool::new(false));
         let ttl = self.lease_ttl;
         let renewal = {
@@ -278,13 +329,19 @@ impl DynamoStore {
             cluster: cluster.to_owned(),
             owner,
             version,
-            keeper: Some(Arc::new(LeaseKeeper { renewal, lost })),
+            keeper: Some(Arc::new(LeaseKeeper {
+                renewal,
+                lost,
+                kind,
+            })),
         }
     }
 
     pub(super) async fn release_lease(&self, lease: &ClusterLease) -> Result<(), StoreError> {
+        let mut kind = LeaseKind::Derivation;
         if let Some(keeper) = &lease.keeper {
             keeper.renewal.abort();
+            kind = keeper.kind;
         }
         let next = LeaseItem {
             owner: None,
@@ -293,7 +350,7 @@ impl DynamoStore {
         };
         // A failed condition means the lease ran out and someone took it over: theirs
         // to release, not ours.
-        self.lease_table()
+        self.lease_table(kind)
             .write_if(
                 &lease.cluster,
                 Some(lease.version),
@@ -332,7 +389,7 @@ mod tests {
         for _ in 0..100 {
             let interval = poll_interval();
             assert!(
-                interval >= Duration::from_millis(80) && interval <= Duration::from_millis(160)
+                interval >= Duration::from_millis(150) && interval <= Duration::from_millis(300)
             );
         }
     }

@@ -11,7 +11,7 @@ pub mod retries;
 mod store;
 mod table;
 
-pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper};
+pub use lease::{DEFAULT_TTL as DEFAULT_LEASE_TTL, LeaseKeeper, waiting_until};
 pub(crate) use request::{request_error, request_failed};
 pub use store::{DynamoStore, RequestCounts, connect};
 pub use table::{TableSchema, TableSetup, create_table};

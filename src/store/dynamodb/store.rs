@@ -9,9 +9,12 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
+use tracing::warn;
 
+use super::lease::LeaseKind;
 use super::queries::SortKey;
 use crate::decode::Quarantined;
+use crate::digest::anchor::{Anchor, Anchoring};
 use crate::digest::{self, ChainHead, kms::DigestSigner};
 use crate::domain::Conflict;
 use crate::incremental::{Checkpoint, ObjectCarry, StepWrite, Streams, TailRead, TailStart};
@@ -77,7 +80,11 @@ pub struct DynamoStore {
     pub(super) ledger: crate::testkit::WriteLedger,
     pub(super) lease_wait: Duration,
     pub(super) lease_ttl: Duration,
+    /// How long a writer waits for the chain lease before writing without it.
+    pub(super) chain_wait: Duration,
     signer: DigestSigner,
+    /// Where the chain head is anchored outside the table; none: it is not.
+    anchoring: Option<Anchoring>,
     /// Where new alerts are sent (`crate::publish`); none: no outbox.
     pub(super) publisher: Option<Arc<crate::publish::Publisher>>,
 }
@@ -102,7 +109,7 @@ pub async fn connect() -> Client {
 }
 
 /// How long one DynamoDB request may take. Without a bound, a request that hangs (a
-/// dead connection, an overloaded endpoint) holds the invocation until Lambda's 60 s
+/// dead connection, an overloaded endpoint) holds the invocation until Lambda's 120 s
 /// timeout kills it, which is reported as a timeout, not as the failing dependency it is;
 /// bounded, the attempt is retried and, if the table stays unreachable, the invocation
 /// fails as `Retryable` in time. A healthy request takes milliseconds; a full page of a
@@ -127,9 +134,13 @@ impl DynamoStore {
             counts: Arc::default(),
             #[cfg(any(test, feature = "testkit"))]
             ledger: crate::testkit::WriteLedger::default(),
-            lease_wait: Duration::from_secs(45),
+            // Both bounded, in the function, by the invocation's deadline as well
+            // (`lease::waiting_until`): these are the CLI's.
+            lease_wait: Duration::from_secs(110),
             lease_ttl: super::lease::DEFAULT_TTL,
+            chain_wait: Duration::from_secs(60),
             signer: DigestSigner::Unsigned,
+            anchoring: None,
             publisher: None,
         }
     }
@@ -138,6 +149,51 @@ impl DynamoStore {
     pub fn with_signer(mut self, signer: DigestSigner) -> Self {
         self.signer = signer;
         self
+    }
+
+    /// Anchors each cluster's chain head outside the table (`digest::anchor`).
+    pub fn with_anchoring(mut self, anchoring: Option<Anchoring>) -> Self {
+        self.anchoring = anchoring;
+        self
+    }
+
+    /// Publishes `head` as the cluster's anchor when the last one is an interval old:
+    /// the slot is taken in the table with a condition, so one writer publishes it. A
+    /// failure is logged, not the delivery's: its records are stored and digested.
+    async fn anchor(&self, cluster: &str, head: &ChainHead) {
+        let Some(anchoring) = &self.anchoring else {
+            return;
+        };
+        let now = Timestamp::now();
+        let due_ms = super::lease::now_millis()
+            .saturating_sub(u64::try_from(anchoring.interval.as_millis()).unwrap_or(u64::MAX));
+        self.counts.count_single_item();
+        let claimed = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(items::anchor_item(cluster, head, now)))
+            .condition_expression("attribute_not_exists(pk) OR anchored_at_ms <= :due")
+            .expression_attribute_values(":due", AttributeValue::N(due_ms.to_string()))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => {}
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                return;
+            }
+            Err(error) => {
+                warn!(%cluster, error = %crate::errors::one_line(&error), "the chain head was not anchored: its slot could not be taken");
+                return;
+            }
+        }
+        if let Err(error) = anchoring.publish(&Anchor::of(cluster, head, now)).await {
+            warn!(%cluster, seq = head.seq, error = %crate::errors::one_line(&error), "the chain head was not anchored");
+        }
     }
 
     /// The last digest of the cluster's chain: one query, newest first, one item.
@@ -199,12 +255,16 @@ impl DynamoStore {
     }
 }
 
-impl AuditStore for DynamoStore {
-    async fn append_trail(
+impl DynamoStore {
+    /// Writes the new entries with their digests ([`AuditStore::append_trail`]). Every
+    /// digest number is taken with a condition, so this stays correct without the chain
+    /// lease; the lease only spares concurrent writers from losing that race.
+    /// Also returns the chain head after the last digest it wrote, if it wrote one.
+    async fn append_chained(
         &self,
         cluster: &str,
         entries: &[TrailEntry],
-    ) -> Result<TrailOutcome, StoreError> {
+    ) -> Result<(TrailOutcome, Option<ChainHead>), StoreError> {
         // Identity sort key → digest stored by another writer. A new record is written only
         // if its identity is absent (a condition, in one transaction per chunk, with the
         // chunk's digest): whoever loses the race reads what won and records a conflict,
@@ -212,6 +272,7 @@ impl AuditStore for DynamoStore {
         let mut stored_by_others: HashMap<String, String> = HashMap::new();
         let mut written: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut head = self.chain_head(cluster).await?;
+        let mut written_head = None;
         let mut stalls = 0;
         'rounds: loop {
             let (fresh, _) = crate::store::classify_entries(entries, &stored_by_others);
@@ -233,6 +294,7 @@ impl AuditStore for DynamoStore {
                 if settled.lost.is_empty() {
                     written.extend(settled.written.into_iter().filter(|key| *key != digest_key));
                     head = sealed.head();
+                    written_head = Some(head.clone());
                     continue;
                 }
                 stalls += 1;
@@ -282,6 +344,37 @@ impl AuditStore for DynamoStore {
         for chunk in Self::transaction_chunks(conflicts, 0) {
             self.put_new_chunk(chunk).await?;
         }
+        Ok((outcome, written_head))
+    }
+}
+
+impl AuditStore for DynamoStore {
+    async fn append_trail(
+        &self,
+        cluster: &str,
+        entries: &[TrailEntry],
+    ) -> Result<TrailOutcome, StoreError> {
+        // One writer at a time extends the chain. A chain lease not had in time (a holder
+        // writing a bulk ingest) is no reason to fail: the numbers' conditions keep the
+        // chain whole, and the writer races as it would without a lease.
+        let chain = match self
+            .claim_lease(cluster, LeaseKind::Chain, self.chain_wait)
+            .await
+        {
+            Ok(lease) => Some(lease),
+            Err(StoreError::LeaseTimeout { .. }) => None,
+            Err(error) => return Err(error),
+        };
+        let appended = self.append_chained(cluster, entries).await;
+        let released = match &chain {
+            Some(lease) => self.release_lease(lease).await,
+            None => Ok(()),
+        };
+        let (outcome, head) = appended?;
+        released?;
+        if let Some(head) = head {
+            self.anchor(cluster, &head).await;
+        }
         Ok(outcome)
     }
 
@@ -299,7 +392,8 @@ impl AuditStore for DynamoStore {
     }
 
     async fn lock_cluster(&self, cluster: &str) -> Result<ClusterLease, StoreError> {
-        self.claim_lease(cluster).await
+        self.claim_lease(cluster, LeaseKind::Derivation, self.lease_wait)
+            .await
     }
 
     async fn unlock_cluster(&self, lease: &ClusterLease) -> Result<(), StoreError> {
@@ -447,7 +541,7 @@ impl AuditStore for DynamoStore {
                     .await?;
                 let keys: Vec<Item> = page
                     .iter()
-                    .filter(|item| items::sort_key(item) != items::LEASE_SK)
+                    .filter(|item| !items::sort_key(item).starts_with(items::LEASE_SK))
                     .map(items::key_attributes)
                     .collect();
                 cleared += self.delete_all(keys).await?;

@@ -122,6 +122,40 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// What the DynamoDB store spends to take a lease: it reads the item, then claims it.
+    fn book_claim(&self) {
+        self.count("GetItem", 1);
+        self.count("PutItem", 1);
+        let mut book = self.book();
+        book.read_units += 1.0;
+        book.write_units += 1;
+    }
+
+    /// …and to release it.
+    fn book_release(&self) {
+        self.count("PutItem", 1);
+        self.book().write_units += 1;
+    }
+
+    /// The cluster's lease if no one holds it.
+    fn try_lock(&self, cluster: &str) -> Option<ClusterLease> {
+        let taken = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cluster.to_owned());
+        if !taken {
+            return None;
+        }
+        self.book_claim();
+        Some(ClusterLease {
+            cluster: cluster.to_owned(),
+            owner: "memory".to_owned(),
+            version: 0,
+            keeper: None,
+        })
+    }
+
     fn put(&self, item: Item) {
         let packed = pack(&item);
         self.guard().insert(key_of(&item), packed);
@@ -246,6 +280,9 @@ impl AuditStore for MemoryStore {
         cluster: &str,
         entries: &[TrailEntry],
     ) -> Result<TrailOutcome, StoreError> {
+        // The DynamoDB store takes and releases the chain lease around the write.
+        self.book_claim();
+        self.book_release();
         let pk = items::trail_pk(cluster);
         let identities: std::collections::BTreeSet<String> = entries
             .iter()
@@ -317,33 +354,15 @@ impl AuditStore for MemoryStore {
 
     async fn lock_cluster(&self, cluster: &str) -> Result<ClusterLease, StoreError> {
         loop {
-            let taken = self
-                .leases
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(cluster.to_owned());
-            if taken {
-                // The DynamoDB store reads the lease item, then claims it.
-                self.count("GetItem", 1);
-                self.count("PutItem", 1);
-                let mut book = self.book();
-                book.read_units += 1.0;
-                book.write_units += 1;
-                drop(book);
-                return Ok(ClusterLease {
-                    cluster: cluster.to_owned(),
-                    owner: "memory".to_owned(),
-                    version: 0,
-                    keeper: None,
-                });
+            if let Some(lease) = self.try_lock(cluster) {
+                return Ok(lease);
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
     async fn unlock_cluster(&self, lease: &ClusterLease) -> Result<(), StoreError> {
-        self.count("PutItem", 1);
-        self.book().write_units += 1;
+        self.book_release();
         self.leases
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -47,6 +47,18 @@ pub fn client() -> Client {
     Client::from_conf(local_config(&endpoint()).build())
 }
 
+/// A CloudWatch Logs client of the local server.
+pub fn logs_client() -> aws_sdk_cloudwatchlogs::Client {
+    use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    aws_sdk_cloudwatchlogs::Client::from_conf(config)
+}
+
 /// A client of `endpoint` with a small retry budget and short timeouts, so that fault
 /// tests finish quickly, and a retry token bucket of its own (`label`), so that tests
 /// running in parallel do not drain each other's.
@@ -225,7 +237,13 @@ pub fn assert_same_state(actual: &[Item], expected: &[Item], context: &str) {
 
 /// Runs the `hsm-audit` binary against `table` at `endpoint`.
 pub fn cli(args: &[&str], table: &str, endpoint: &str) -> Output {
+    cli_with_env(args, table, endpoint, &[])
+}
+
+/// [`cli`] with more environment variables set.
+pub fn cli_with_env(args: &[&str], table: &str, endpoint: &str, vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hsm-audit"))
+        .envs(vars.iter().copied())
         .args(args)
         .current_dir(repo_path(""))
         .env("TABLE_NAME", table)
