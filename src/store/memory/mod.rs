@@ -264,6 +264,19 @@ impl MemoryStore {
             .map(|(_, item)| unpack(item))
     }
 
+    /// The items of `pk` under these sort keys, in that order (those that exist), billed
+    /// as a `BatchGetItem`.
+    fn get_keys(&self, pk: &str, sks: &[String]) -> Vec<Item> {
+        let found: Vec<Item> = {
+            let map = self.guard();
+            sks.iter()
+                .filter_map(|sk| map.get(&(pk.to_owned(), sk.clone())).map(unpack))
+                .collect()
+        };
+        self.book_gets(sks.len(), &found);
+        found
+    }
+
     /// Items of `pk` whose sort key starts with `prefix`, in order.
     fn range(&self, pk: &str, prefix: &str) -> Vec<Item> {
         self.guard()
@@ -585,15 +598,7 @@ impl AuditStore for MemoryStore {
     }
 
     async fn view_items(&self, cluster: &str, sks: &[String]) -> Result<Vec<Item>, StoreError> {
-        let pk = items::cluster_pk(cluster);
-        let found: Vec<Item> = {
-            let map = self.guard();
-            sks.iter()
-                .filter_map(|sk| map.get(&(pk.clone(), sk.clone())).map(unpack))
-                .collect()
-        };
-        self.book_gets(sks.len(), &found);
-        Ok(found)
+        Ok(self.get_keys(&items::cluster_pk(cluster), sks))
     }
 
     async fn log_event_ids(
@@ -653,15 +658,7 @@ impl AuditStore for MemoryStore {
     }
 
     async fn trail_items(&self, cluster: &str, sks: &[String]) -> Result<Vec<Item>, StoreError> {
-        let pk = items::trail_pk(cluster);
-        let found: Vec<Item> = {
-            let map = self.guard();
-            sks.iter()
-                .filter_map(|sk| map.get(&(pk.clone(), sk.clone())).map(unpack))
-                .collect()
-        };
-        self.book_gets(sks.len(), &found);
-        Ok(found)
+        Ok(self.get_keys(&items::trail_pk(cluster), sks))
     }
 
     async fn conflicts(&self, cluster: &str) -> Result<Vec<Conflict>, StoreError> {
