@@ -96,8 +96,8 @@ pub enum Removal {
     Kept,
     /// Derived from records: a replay over them removes it when it no longer derives it.
     Rederived,
-    /// Derived from what is open (gaps, reboots, growing bursts): any later step that
-    /// no longer derives it removes it.
+    /// Derived from what is open (growing bursts): any later step that no longer
+    /// derives it removes it.
     Provisional,
     /// Removed by the step (kept in its log, so that a replay after a crash removes it
     /// too).
@@ -506,9 +506,15 @@ pub fn resume_of(
 }
 
 impl Prepared {
-    /// The carries of the objects the step's records name.
+    /// The carries of the objects the step's records name, and of the ended streams its
+    /// base holds (taken in for records of theirs, folded or only counted).
     pub fn object_names(&self) -> Vec<String> {
-        ObjectCarry::names(&entity_ids(&self.fold))
+        let mut ids = entity_ids(&self.fold);
+        let integrity = &self.base.carry.integrity;
+        ids.streams.extend(integrity.ended_keys());
+        ids.streams
+            .retain(|(hsm, boot)| !integrity.is_latest(hsm, *boot));
+        ObjectCarry::names(&ids)
     }
 }
 

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use integrity::{Carry as IntegrityCarry, StreamCarry, StreamKey};
 pub use keys::KeyCarry;
 
 use crate::model::{Opcode, RecordIdentity, Timestamp, TrailEntry};
@@ -543,6 +544,8 @@ pub struct EntityCarries {
     pub keys: BTreeMap<u64, KeyCarry>,
     pub certificates: BTreeMap<u64, KeyGeneration>,
     pub luna_objects: BTreeMap<String, KeyGeneration>,
+    /// Streams a later boot of their HSM ended.
+    pub streams: BTreeMap<StreamKey, StreamCarry>,
 }
 
 /// The objects whose carries a set of records needs.
@@ -551,12 +554,16 @@ pub struct EntityIds {
     pub keys: BTreeSet<u64>,
     pub certificates: BTreeSet<u64>,
     pub luna_objects: BTreeSet<String>,
+    /// The (hsm, boot) streams of the CloudHSM records: an ended one is an object.
+    pub streams: BTreeSet<StreamKey>,
 }
 
 pub fn entity_ids<'a>(entries: impl IntoIterator<Item = &'a TrailEntry>) -> EntityIds {
     let mut ids = EntityIds::default();
     for entry in entries {
         if let Some(record) = entry.cloudhsm() {
+            ids.streams
+                .insert((entry.stream().hsm.to_string(), record.reboot_counter));
             for handle in [record.key_handle, record.public_key_handle]
                 .into_iter()
                 .flatten()
@@ -579,14 +586,18 @@ pub fn entity_ids<'a>(entries: impl IntoIterator<Item = &'a TrailEntry>) -> Enti
 pub struct Folded {
     /// Sessions the step knows (carried and new) with the events of its records; keys its
     /// records touch with those records' events; their failed logins and the carried
-    /// recent ones; alerts of its records, of open bursts, and of every stream's gaps and
-    /// reboots; every stream's summary.
+    /// recent ones; alerts of its records, of open bursts, and of the gaps and reboots
+    /// its records made; the summaries of the streams they changed.
     pub derived: Derived,
     pub carry: Carry,
     /// The touched objects' carries as of the settle point.
     pub entities: EntityCarries,
     /// Brute-force alerts (user, time) of bursts that may still grow: not final yet.
     pub open_bursts: BTreeSet<(String, Timestamp)>,
+    /// Gap and reboot alerts stored before that the step's records make untrue.
+    pub retracted: Vec<Alert>,
+    /// Sequence gaps open in the cluster's trail after the step.
+    pub open_gaps: u64,
 }
 
 /// Which of the sessions a carry knows a fold gives back.
@@ -654,9 +665,14 @@ pub fn fold(
     alerts.extend(abandoned);
     alerts.extend(luna.alerts);
     alerts.extend(certificate_alerts);
-    let (streams, integrity_alerts, integrity_carry) =
-        integrity::derive(&recs, conflicts, &carry.integrity, settle_before);
-    alerts.extend(integrity_alerts);
+    let integrity = integrity::derive(
+        &recs,
+        conflicts,
+        &carry.integrity,
+        entities.streams.values(),
+        settle_before,
+    );
+    alerts.extend(integrity.alerts);
     let (sensitive_alerts, earliest) =
         sensitive::derive(&recs, &actors, &names, &carry.earliest, settle_before);
     alerts.extend(sensitive_alerts);
@@ -671,7 +687,7 @@ pub fn fold(
             keys,
             failed_logins: flagged.logins,
             alerts,
-            streams,
+            streams: integrity.streams,
             quorum,
         },
         carry: Carry {
@@ -679,7 +695,7 @@ pub fn fold(
             quorum: quorum_carry,
             sessions: sessions_carry,
             logins: flagged.carry,
-            integrity: integrity_carry,
+            integrity: integrity.carry,
             earliest,
             luna_sessions: luna.carry,
         },
@@ -687,8 +703,15 @@ pub fn fold(
             keys: key_carries,
             certificates: certificate_carries,
             luna_objects: luna.settled_objects,
+            streams: integrity
+                .ended
+                .into_iter()
+                .map(|stream| (stream.key(), stream))
+                .collect(),
         },
         open_bursts: flagged.open_bursts.into_iter().collect(),
+        retracted: integrity.retracted,
+        open_gaps: integrity.open_gaps,
     }
 }
 

@@ -1,11 +1,11 @@
-//! The carries of keys, certificates and Luna objects, each kept under an item of its
-//! own (`OBJ#<object>`) and read only when a batch names the object.
+//! The carries of keys, certificates, Luna objects and ended streams, each kept under an
+//! item of its own (`OBJ#<object>`) and read only when a batch names the object.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{EntityCarries, EntityIds, KeyGeneration};
+use crate::domain::{EntityCarries, EntityIds, KeyGeneration, StreamCarry};
 
 /// The carry of one object, as stored under `OBJ#<object>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +14,8 @@ pub enum ObjectCarry {
     Key(crate::domain::KeyCarry),
     Certificate(KeyGeneration),
     Luna(KeyGeneration),
+    /// An (hsm, boot) stream a later boot ended: read again only for a late record of it.
+    Stream(StreamCarry),
 }
 
 impl ObjectCarry {
@@ -28,6 +30,11 @@ impl ObjectCarry {
                     .map(|handle| format!("CERT#{handle}")),
             )
             .chain(ids.luna_objects.iter().map(|id| format!("LUNA#{id}")))
+            .chain(
+                ids.streams
+                    .iter()
+                    .map(|(hsm, boot)| StreamCarry::object_name(hsm, *boot)),
+            )
             .collect()
     }
 
@@ -49,6 +56,9 @@ impl ObjectCarry {
                         carries.luna_objects.insert(id, generation);
                     }
                 }
+                ObjectCarry::Stream(stream) => {
+                    carries.streams.insert(stream.key(), stream);
+                }
             }
         }
         carries
@@ -67,6 +77,12 @@ impl ObjectCarry {
         }
         for (id, generation) in carries.luna_objects {
             out.insert(format!("LUNA#{id}"), ObjectCarry::Luna(generation));
+        }
+        for ((hsm, boot), stream) in carries.streams {
+            out.insert(
+                StreamCarry::object_name(&hsm, boot),
+                ObjectCarry::Stream(stream),
+            );
         }
         out
     }

@@ -58,7 +58,10 @@ impl Previous {
                     Removal::Rederived => after,
                     Removal::Provisional => true,
                 };
-                if *removal != Removal::Deleted {
+                // A view a later step deleted has no digest: derived again, it is written.
+                if *removal == Removal::Deleted {
+                    previous.digests.remove(sk);
+                } else {
                     previous.digests.insert(sk.clone(), digest.clone());
                 }
                 if removable {
@@ -204,6 +207,7 @@ pub fn plan_write<T: Clone + Default, E>(
     // What the step leaves stored: each later fold's views over the earlier's, whose
     // views of what was open then it derives anew.
     let mut stored: BTreeMap<String, (LaidOut<T>, Removal)> = BTreeMap::new();
+    let mut retracted: BTreeSet<String> = BTreeSet::new();
     let mut at_start = objects.at_start.clone();
     let mut carry = None;
     let last = parts.len().saturating_sub(1);
@@ -215,15 +219,18 @@ pub fn plan_write<T: Clone + Default, E>(
                 alerts: evidence.clone(),
                 ..Default::default()
             })?);
-            write.open_gaps = part
-                .folded
-                .derived
-                .alerts
-                .iter()
-                .filter(|alert| alert.kind == AlertKind::SequenceGap)
-                .count();
+            write.open_gaps = usize::try_from(part.folded.open_gaps).unwrap_or(usize::MAX);
         }
         stored.retain(|_, (_, removal)| *removal != Removal::Provisional);
+        // What the fold's records made untrue goes before what it derives: a gap alert
+        // retracted and derived again under the same key stays.
+        for view in lay_out(&Derived {
+            alerts: part.folded.retracted.clone(),
+            ..Default::default()
+        })? {
+            stored.remove(&view.sk);
+            retracted.insert(view.sk);
+        }
         let mut logged = Written::new();
         for view in views {
             let removal = removal(&view.of, part.point, &part.folded);
@@ -286,7 +293,7 @@ pub fn plan_write<T: Clone + Default, E>(
         }
     }
     if let Some(log) = write.logs.last_mut() {
-        for sk in &previous.removable {
+        for sk in previous.removable.union(&retracted) {
             if !stored.contains_key(sk) {
                 write.deletes.push(sk.clone());
                 log.written
@@ -332,15 +339,16 @@ pub fn plan_write<T: Clone + Default, E>(
 }
 
 /// What may remove a view later: evidence of a delivery never; views of what is open
-/// (gaps, reboots, a brute-force burst that may still grow) any later step; every
-/// other view a replay over its records.
+/// (a brute-force burst that may still grow) any later step; every other view a replay
+/// over its records, or the step whose records retract it (gaps, reboots).
 fn removal(view: &ViewOf, point: Timestamp, folded: &Folded) -> Removal {
     match view {
         ViewOf::Alert { kind, time, user } => match kind {
             AlertKind::ConflictingDuplicate | AlertKind::LateRecord | AlertKind::ClockSkew => {
                 Removal::Kept
             }
-            AlertKind::SequenceGap | AlertKind::Reboot => Removal::Provisional,
+            // Removed by the step whose records fill the gap or move the stream's start.
+            AlertKind::SequenceGap | AlertKind::Reboot => Removal::Rederived,
             AlertKind::BruteForce
                 if user
                     .as_ref()

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Config;
-use crate::domain::{Conflict, Derived, Emit, fold};
+use crate::domain::{Conflict, Derived, Emit, StreamCarry, StreamKey, fold};
 use crate::incremental::{
     Arrivals, Checkpoint, FoldPart, Late, ObjectCarry, Objects, Prepared, Previous, Stale, Start,
     StepWrite, due_held, may_start_from_nothing, objects_as_of, plan_write, prepare_in_order,
@@ -188,6 +188,14 @@ async fn derive_steps<S: AuditStore>(
         } else {
             items::trail_entries(store.trail_items(cluster, &due_keys).await?)?
         };
+        take_in_ended_streams(
+            store,
+            cluster,
+            &mut head.carry.integrity,
+            stream_keys(batch.entries.iter().chain(&due)),
+            &[],
+        )
+        .await?;
         let arrivals = Arrivals::sort(&head, &batch.entries, &batch.fresh, due, now, config);
         let (prepared, objects, previous, stale) = match crate::incremental::start(&head, &arrivals)
         {
@@ -296,6 +304,7 @@ fn fold_parts(
         carries
             .luna_objects
             .extend(folded.entities.luna_objects.clone());
+        carries.streams.extend(folded.entities.streams.clone());
         parts.push(FoldPart { point: end, folded });
     }
     parts
@@ -404,6 +413,90 @@ async fn earliest_state<S: AuditStore>(
     Ok(head.clone())
 }
 
+/// The (hsm, boot) streams of the CloudHSM records among `entries`.
+fn stream_keys<'a>(entries: impl IntoIterator<Item = &'a TrailEntry>) -> BTreeSet<StreamKey> {
+    entries
+        .into_iter()
+        .filter_map(|entry| {
+            let record = entry.cloudhsm()?;
+            Some((entry.stream().hsm.to_string(), record.reboot_counter))
+        })
+        .collect()
+}
+
+/// Takes into `integrity` the ended streams among `named` that it does not hold, as they
+/// stood where `versions` (the object versions stored after a replay's start, oldest
+/// first; none for the head) put them: a record of an old boot is then known as folded,
+/// or folded onto what its stream held, like any other.
+async fn take_in_ended_streams<S: AuditStore>(
+    store: &S,
+    cluster: &str,
+    integrity: &mut crate::domain::IntegrityCarry,
+    named: BTreeSet<StreamKey>,
+    versions: &[(String, Option<ObjectCarry>)],
+) -> Result<(), StoreError> {
+    let names: Vec<String> = integrity
+        .not_held(&named)
+        .iter()
+        .map(|(hsm, boot)| StreamCarry::object_name(hsm, *boot))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let heads: BTreeMap<String, ObjectCarry> = store
+        .load_objects(cluster, &names)
+        .await?
+        .into_iter()
+        .collect();
+    let wanted: BTreeSet<&String> = names.iter().collect();
+    let versions: Vec<(String, Option<ObjectCarry>)> = versions
+        .iter()
+        .filter(|(name, _)| wanted.contains(name))
+        .cloned()
+        .collect();
+    let streams: Vec<StreamCarry> = objects_as_of(&heads, &versions)
+        .into_values()
+        .filter_map(|carry| match carry {
+            Some(ObjectCarry::Stream(stream)) => Some(stream),
+            _ => None,
+        })
+        .collect();
+    integrity.take_ended(&streams);
+    Ok(())
+}
+
+/// The object versions stored after `base_point` (the states objects had before the
+/// steps since changed them), oldest first, with their sort keys; what the head names as
+/// garbage apart.
+async fn object_versions_after<S: AuditStore>(
+    store: &S,
+    cluster: &str,
+    head: &Checkpoint,
+    base_point: Option<Timestamp>,
+) -> Result<Vec<(String, (String, Option<ObjectCarry>))>, StoreError> {
+    let low = match base_point {
+        Some(point) => format!(
+            "{}{}",
+            state::VERSION_PREFIX,
+            state::point_key(Timestamp(point.micros().saturating_add(1)))
+        ),
+        None => state::VERSION_PREFIX.to_owned(),
+    };
+    let found = store
+        .state_range(
+            cluster,
+            StateRange::all(&low, &format!("{}~", state::VERSION_PREFIX)),
+        )
+        .await?;
+    let garbage: BTreeSet<&String> = head.garbage.iter().collect();
+    found
+        .iter()
+        .map(|item| (items::sort_key(item), item))
+        .filter(|(sk, _)| !garbage.contains(sk))
+        .map(|(sk, item)| Ok((sk, state::object_from_item(item)?)))
+        .collect()
+}
+
 /// Prepares a replay from the latest state at or before `from`: reads the trail after
 /// it, the objects as they stood then, and what the steps since wrote.
 #[allow(clippy::too_many_arguments)]
@@ -449,6 +542,21 @@ async fn replay<S: AuditStore>(
             beyond.extend(old);
             tail.entries = rest;
         }
+        let mut base = base;
+        let named = stream_keys(
+            tail.entries
+                .iter()
+                .chain(&arrivals.present)
+                .chain(&arrivals.future)
+                .chain(&arrivals.unsure),
+        );
+        if !base.carry.integrity.not_held(&named).is_empty() && base.point.is_some() {
+            let versions = object_versions_after(store, cluster, head, base.point).await?;
+            let versions: Vec<(String, Option<ObjectCarry>)> =
+                versions.into_iter().map(|(_, version)| version).collect();
+            take_in_ended_streams(store, cluster, &mut base.carry.integrity, named, &versions)
+                .await?;
+        }
         match prepare_replay(head, base, tail, &arrivals, beyond.clone(), now, config) {
             Ok(prepared) => break prepared,
             Err(earlier) => from = Some(from.map_or(earlier, |from| from.min(earlier))),
@@ -466,28 +574,15 @@ async fn replay<S: AuditStore>(
         .await?
         .into_iter()
         .collect();
-    let version_items = store
-        .state_range(
-            cluster,
-            StateRange::all(
-                &after(
-                    state::VERSION_PREFIX,
-                    base_point.map(|point| Timestamp(point.micros().saturating_add(1))),
-                ),
-                &format!("{}~", state::VERSION_PREFIX),
-            ),
-        )
-        .await?;
+    let mut stale = Stale::default();
+    let mut versions = Vec::new();
+    for (sk, version) in object_versions_after(store, cluster, head, base_point).await? {
+        versions.push(version);
+        stale.state.push(sk);
+    }
     // What the head names as garbage is not current, whether or not it is deleted yet.
     let pending: BTreeSet<&String> = head.garbage.iter().collect();
     let current = |item: &items::Item| !pending.contains(&items::sort_key(item));
-    let version_items: Vec<items::Item> = version_items.into_iter().filter(current).collect();
-    let mut stale = Stale::default();
-    let mut versions = Vec::with_capacity(version_items.len());
-    for item in &version_items {
-        versions.push(state::object_from_item(item)?);
-        stale.state.push(items::sort_key(item));
-    }
     // From nothing, no object has a carry yet (what their heads hold is what is replayed).
     let at_start = if base_point.is_some() {
         objects_as_of(&heads, &versions)

@@ -20,7 +20,7 @@ use hsm_audit::pipeline::{parse_decoded, rederive};
 use hsm_audit::store::AuditStore;
 use hsm_audit::store::dynamodb::items::{cluster_pk, derived_items, sort_key};
 use hsm_audit::store::memory::MemoryStore;
-use hsm_audit::testkit::workload::{WorkloadSpec, generate};
+use hsm_audit::testkit::workload::{WorkloadSpec, generate, user_record};
 use proptest::prelude::*;
 
 use crate::common::*;
@@ -98,6 +98,47 @@ fn luna(micros: i64, actor: &str, action: &str, status: &str, ouid: Option<&str>
     .to_string()
 }
 
+/// Each HSM reboots every this many records in the workload: its streams end, later
+/// boots' payloads overtake earlier ones, and a late payload fills the gap an earlier
+/// boot showed (what keeps ended streams out of the head must still be exact).
+const RECORDS_PER_BOOT: u64 = 7;
+
+/// The same payload with each HSM rebooting every `records` records: sequence number
+/// `n` becomes `n % records` of boot `boot + n / records`.
+fn rebooted(event: &serde_json::Value, records: u64) -> serde_json::Value {
+    let data = event["awslogs"]["data"].as_str().unwrap_or_default();
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&unpack(data)).expect("the workload's payload is JSON");
+    let hex_after = |message: &str, label: &str| {
+        let value = message.split(label).nth(1)?.lines().next()?.trim();
+        u64::from_str_radix(value.strip_prefix("0x")?, 16).ok()
+    };
+    if let Some(events) = body["logEvents"].as_array_mut() {
+        for event in events {
+            let message = event["message"].as_str().unwrap_or_default().to_owned();
+            let (Some(seq), Some(boot)) = (
+                hex_after(&message, "Sequence No :"),
+                hex_after(&message, "Reboot counter :"),
+            ) else {
+                continue;
+            };
+            event["message"] = message
+                .replacen(
+                    &format!("Sequence No : {seq:#x}"),
+                    &format!("Sequence No : {:#x}", seq % records),
+                    1,
+                )
+                .replacen(
+                    &format!("Reboot counter : {boot:#x}"),
+                    &format!("Reboot counter : {:#x}", boot + seq / records),
+                    1,
+                )
+                .into();
+        }
+    }
+    serde_json::json!({"awslogs": {"data": b64(&gzip(body.to_string().as_bytes()))}})
+}
+
 /// A cluster's history: the benchmark's CloudHSM workload, and certificate-storage and
 /// Luna records over the same hours, each stream cut into payloads in its own order.
 fn workload(seed: u64, records: usize) -> Vec<Payload> {
@@ -115,12 +156,13 @@ fn workload(seed: u64, records: usize) -> Vec<Payload> {
     let mut payloads: Vec<Payload> = generate(&spec)
         .into_iter()
         .map(|generated| {
-            let parsed = parse_decoded(decode_event(&generated.event, 1 << 24).into_decoded());
+            let event = rebooted(&generated.event, RECORDS_PER_BOOT);
+            let parsed = parse_decoded(decode_event(&event, 1 << 24).into_decoded());
             let times: Vec<i64> = parsed.records().map(|e| e.record.time().micros()).collect();
             Payload {
                 first_micros: times.iter().copied().min().unwrap_or_default(),
                 last_micros: times.iter().copied().max().unwrap_or_default(),
-                event: generated.event,
+                event,
             }
         })
         .collect();
@@ -824,4 +866,67 @@ async fn crash_schedules_once_found_wrong_leave_the_reference_views() {
             panic!("{delivery:?}, crashes {crashes:?}: {found}");
         }
     }
+}
+
+/// One HSM's payload per boot: records `seqs` of `boot`, a second apart from `at`.
+fn boot_payload(boot: u32, seqs: &[u64], at: i64) -> Payload {
+    let messages = seqs
+        .iter()
+        .map(|seq| {
+            let time = at + *seq as i64 * 1_000_000;
+            let message = user_record(time, boot, *seq, "CN_FIPS_RAND", 0x7, 0x2a, "app_user");
+            (time, message)
+        })
+        .collect();
+    payload("hsm-reboots", messages, u64::from(boot) * 100)
+}
+
+/// An HSM that rebooted forty times keeps one stream in the head; a redelivered payload
+/// of an ended boot is known as stored and folded (no replay), and a late record that
+/// fills an ended boot's gap is folded onto that stream, its gap alert gone — through the
+/// local DynamoDB, with the views `derive` computes after each.
+#[tokio::test]
+async fn ended_streams_leave_the_head_and_are_read_back_when_a_record_names_them() {
+    let store = fresh_store("reboots").await;
+    let config = config(store.table(), 60);
+    let hour = 3_600_000_000;
+    let start = 1_735_689_600_000_000;
+    let mut payloads: Vec<Payload> = (1..=40u32)
+        .map(|boot| {
+            let seqs: &[u64] = if boot == 5 { &[0, 2] } else { &[0, 1, 2] };
+            boot_payload(boot, seqs, start + i64::from(boot) * hour)
+        })
+        .collect();
+    deliver(&store, &payloads, &config).await;
+    let head = store.load_checkpoint(CLUSTER).await.expect("head");
+    assert!(head.carry.integrity.holds("hsm-reboots", 40, 2));
+    assert!(
+        !head.carry.integrity.holds("hsm-reboots", 5, 0),
+        "an ended stream is not in the head"
+    );
+    let views = views_of(&scan_all(&store).await, CLUSTER);
+    assert_eq!(alerts_of(&views, "reboot"), 39);
+    assert_eq!(alerts_of(&views, "sequence_gap"), 1);
+
+    let again = ingest_event(payloads[4].event.clone(), &store, &config)
+        .await
+        .expect("redelivery");
+    let again = &again.by_cluster[CLUSTER];
+    assert_eq!((again.duplicates, again.replayed), (2, 0), "{again:?}");
+
+    let fill = boot_payload(5, &[1], start + 5 * hour);
+    let filled = ingest_event(fill.event.clone(), &store, &config)
+        .await
+        .expect("the late record");
+    assert_eq!(filled.by_cluster[CLUSTER].open_gaps, Some(0));
+    payloads.push(fill);
+    let views = views_of(&scan_all(&store).await, CLUSTER);
+    assert_eq!(alerts_of(&views, "sequence_gap"), 0);
+    assert_eq!(
+        differences(
+            &derived_views(views),
+            &reference(&payloads, &config)[CLUSTER]
+        ),
+        Vec::<String>::new()
+    );
 }
