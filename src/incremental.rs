@@ -513,7 +513,7 @@ impl Prepared {
         let integrity = &self.base.carry.integrity;
         ids.streams.extend(integrity.ended_keys());
         ids.streams
-            .retain(|(hsm, boot)| !integrity.is_latest(hsm, *boot));
+            .retain(|(hsm, boot)| integrity.may_have_ended(hsm, *boot));
         ObjectCarry::names(&ids)
     }
 }

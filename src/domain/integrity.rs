@@ -252,10 +252,11 @@ impl Carry {
             .max()
     }
 
-    /// Whether the stream is its HSM's latest boot here: the one the carry keeps.
-    pub fn is_latest(&self, hsm: &str, boot: u32) -> bool {
+    /// Whether a stream of that boot may have ended: only a boot before its HSM's latest
+    /// has (a later boot, or an HSM not seen, has no stream to read back).
+    pub fn may_have_ended(&self, hsm: &str, boot: u32) -> bool {
         self.last_position(hsm)
-            .is_some_and(|(latest, _)| latest == boot)
+            .is_some_and(|(latest, _)| boot < latest)
     }
 
     /// The streams held that are not their HSM's latest boot: ended ones taken in.
@@ -266,15 +267,16 @@ impl Carry {
             .map(|pair| pair[0].key())
     }
 
-    /// Of the streams named, those not held: an ended stream's object carry is read for
-    /// them (a new boot has none yet).
-    pub fn not_held<'a>(
+    /// Of the streams named, the ended ones not held, whose object carries are read back.
+    pub fn ended_not_held<'a>(
         &self,
         streams: impl IntoIterator<Item = &'a StreamKey>,
     ) -> BTreeSet<StreamKey> {
         streams
             .into_iter()
-            .filter(|(hsm, boot)| self.position(hsm, *boot).is_err())
+            .filter(|(hsm, boot)| {
+                self.position(hsm, *boot).is_err() && self.may_have_ended(hsm, *boot)
+            })
             .cloned()
             .collect()
     }
@@ -632,7 +634,7 @@ mod tests {
                 .filter_map(|entry| {
                     let (hsm, boot, _) = entry.identity().into_parts();
                     let boot = boot?;
-                    (!carry.is_latest(&hsm, boot))
+                    (carry.may_have_ended(&hsm, boot))
                         .then(|| objects.get(&(hsm, boot)))
                         .flatten()
                 })

@@ -436,7 +436,7 @@ async fn take_in_ended_streams<S: AuditStore>(
     versions: &[(String, Option<ObjectCarry>)],
 ) -> Result<(), StoreError> {
     let names: Vec<String> = integrity
-        .not_held(&named)
+        .ended_not_held(&named)
         .iter()
         .map(|(hsm, boot)| StreamCarry::object_name(hsm, *boot))
         .collect();
@@ -550,7 +550,7 @@ async fn replay<S: AuditStore>(
                 .chain(&arrivals.future)
                 .chain(&arrivals.unsure),
         );
-        if !base.carry.integrity.not_held(&named).is_empty() && base.point.is_some() {
+        if !base.carry.integrity.ended_not_held(&named).is_empty() && base.point.is_some() {
             let versions = object_versions_after(store, cluster, head, base.point).await?;
             let versions: Vec<(String, Option<ObjectCarry>)> =
                 versions.into_iter().map(|(_, version)| version).collect();
