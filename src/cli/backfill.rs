@@ -262,12 +262,6 @@ async fn write_checkpoint(
         ),
     ]);
     store
-        .client()
-        .put_item()
-        .table_name(store.table())
-        .set_item(Some(item))
-        .send()
+        .put_unconditionally(item, "PutItem (backfill checkpoint)")
         .await
-        .map(|_| ())
-        .map_err(|error| request_error("PutItem (backfill checkpoint)", error))
 }
