@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::Failure;
+use super::failure::Failure;
 use crate::domain::AlertKind;
 use crate::model::Timestamp;
 use crate::store::window::{Paging, Window};

@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::args::{InputArgs, InputFormat, Output};
-use super::{Failure, files, processing, render};
+use super::failure::{Failure, processing};
+use super::{files, render};
 use crate::config::Config;
 use crate::decode::RawTextSource;
 use crate::pipeline::{Report, derive_clusters, parse_decoded, stop_at_first, store_parsed};

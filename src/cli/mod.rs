@@ -5,6 +5,7 @@ mod args;
 pub mod backfill;
 mod clusters;
 pub mod export;
+mod failure;
 mod files;
 mod input;
 mod render;
@@ -25,12 +26,12 @@ use crate::digest::signature::PublicKey;
 use crate::domain::AlertKind;
 use crate::model::Timestamp;
 use crate::pipeline::rederive;
-use crate::store::BoxError;
 use crate::store::dynamodb::items::ViewRow;
 use crate::store::dynamodb::{DynamoStore, connect, create_table};
 use crate::store::window::{self, Continuation, KeyOf, Paging};
 use crate::verify::{VerifyOptions, export_digests, verify_trail};
 use args::{Cli, Command, ExportFormat, Output, Scope};
+use failure::{Failure, processing, written};
 
 /// Names where a page stopped, on standard error (standard output stays the listing).
 fn continuation(stopped: Continuation) {
@@ -60,17 +61,6 @@ async fn require_cluster(store: &DynamoStore, cluster: &str) -> Result<(), Failu
         "no cluster {cluster} in table {}; clusters: {known}",
         store.table()
     )))
-}
-
-/// Failures, by exit code. A processing failure keeps its type and causes up to here,
-/// where it is printed as its chain of causes on one line, and the SDK's whole report
-/// of a failed request only when asked for (`-v`, `RUST_LOG`): one line is what a
-/// person acts on.
-enum Failure {
-    Usage(String),
-    Processing(BoxError),
-    /// `verify` found the trail not as its digests say (the report is printed).
-    Unverified,
 }
 
 pub fn main() -> ExitCode {
@@ -106,21 +96,6 @@ pub fn main() -> ExitCode {
         }
         Err(Failure::Unverified) => ExitCode::from(3),
     }
-}
-
-fn processing(error: impl Into<BoxError>) -> Failure {
-    Failure::Processing(error.into())
-}
-
-impl From<crate::store::StoreError> for Failure {
-    fn from(error: crate::store::StoreError) -> Self {
-        processing(error)
-    }
-}
-
-/// Standard output could not be written (a closed pipe, a full disk).
-fn written(error: std::io::Error) -> Failure {
-    processing(format!("cannot write the output: {error}"))
 }
 
 fn format_of(output: Output) -> stream::Format {

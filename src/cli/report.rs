@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::args::{ReportData, ReportFormat};
-use super::{Failure, processing};
+use super::failure::{Failure, processing};
 use crate::store::dynamodb::DynamoStore;
 
 /// What `report --output json` prints.
