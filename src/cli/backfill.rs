@@ -63,7 +63,7 @@ pub async fn backfill(
     request: &Request,
 ) -> Result<Report, BackfillError> {
     let streams = log_streams(logs, &request.log_group).await?;
-    let bar = super::progress(streams.len(), "backfill", "streams");
+    let bar = super::input::progress(streams.len(), "backfill", "streams");
     let mut report = Report::default();
     for stream in &streams {
         bar.set_message(stream.clone());
@@ -262,12 +262,6 @@ async fn write_checkpoint(
         ),
     ]);
     store
-        .client()
-        .put_item()
-        .table_name(store.table())
-        .set_item(Some(item))
-        .send()
+        .put_unconditionally(item, "PutItem (backfill checkpoint)")
         .await
-        .map(|_| ())
-        .map_err(|error| request_error("PutItem (backfill checkpoint)", error))
 }

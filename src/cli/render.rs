@@ -556,7 +556,7 @@ pub(super) fn quarantine_table(items: &[Quarantined]) -> String {
     )
 }
 
-pub(super) fn ingest_text(summary: &super::IngestSummary) -> String {
+pub(super) fn ingest_text(summary: &super::input::IngestSummary) -> String {
     let mut out = report_text(&summary.report);
     for item in &summary.quarantine {
         line(
@@ -610,7 +610,7 @@ pub(super) fn parse_text(
     out
 }
 
-pub(super) fn report_summary_text(summary: &super::ReportSummary) -> String {
+pub(super) fn report_summary_text(summary: &super::report::ReportSummary) -> String {
     let mut out = format!("wrote {} ({})", summary.out.display(), summary.format);
     if let Some(rows) = summary.rows {
         let _ = write!(out, ": {rows} rows");

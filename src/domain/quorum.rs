@@ -316,30 +316,22 @@ mod tests {
     }
 
     fn officer_session() -> Vec<TrailEntry> {
+        // Every command in admin's session (handle 0x101).
+        let command = |seq, micros, opcode| rec("a", 1, seq, micros, opcode).handle(0x101);
+        let approval = |seq, micros, officer| {
+            command(seq, micros, Opcode::ApproveToken).user(officer, "CN_CRYPTO_OFFICER")
+        };
         vec![
             login("a", 0, 10, 0x100, "admin").build(),
-            rec("a", 1, 1, 20, Opcode::GetToken).handle(0x101).build(),
-            rec("a", 1, 2, 30, Opcode::ApproveToken)
-                .handle(0x101)
-                .user("carol", "CN_CRYPTO_OFFICER")
-                .build(),
-            rec("a", 1, 3, 40, Opcode::ApproveToken)
-                .handle(0x101)
-                .user("dave", "CN_CRYPTO_OFFICER")
-                .fail(1, "denied")
-                .build(),
-            rec("a", 1, 4, 50, Opcode::ApproveToken)
-                .handle(0x101)
-                .user("erin", "CN_CRYPTO_OFFICER")
-                .build(),
-            rec("a", 1, 5, 60, Opcode::CreateUser)
-                .handle(0x101)
+            command(1, 20, Opcode::GetToken).build(),
+            approval(2, 30, "carol").build(),
+            approval(3, 40, "dave").fail(1, "denied").build(),
+            approval(4, 50, "erin").build(),
+            command(5, 60, Opcode::CreateUser)
                 .user("frank", "CN_CRYPTO_USER")
                 .build(),
-            rec("a", 1, 6, 70, Opcode::DeleteToken)
-                .handle(0x101)
-                .build(),
-            rec("a", 1, 7, 80, Opcode::FipsRand).handle(0x101).build(),
+            command(6, 70, Opcode::DeleteToken).build(),
+            command(7, 80, Opcode::FipsRand).build(),
         ]
     }
 

@@ -111,7 +111,12 @@ mod tests {
     use super::*;
     use crate::domain::records::prepare;
     use crate::model::TrailEntry;
-    use crate::testkit::rec;
+    use crate::testkit::{Builder, rec};
+
+    /// `opcode` run on hsm a, boot 1, by `user` of `user_type`.
+    fn by(user: &str, user_type: &str, seq: u64, micros: i64, opcode: Opcode) -> Builder {
+        rec("a", 1, seq, micros, opcode).user(user, user_type)
+    }
 
     fn run(entries: &[TrailEntry]) -> Vec<Alert> {
         let recs = prepare(entries);
@@ -129,12 +134,8 @@ mod tests {
     #[test]
     fn given_password_changes_when_derived_then_only_officers_alert() {
         let alerts = run(&[
-            rec("a", 1, 1, 10, Opcode::ChangePswd)
-                .user("admin", "CN_CRYPTO_PRE_OFFICER")
-                .build(),
-            rec("a", 1, 2, 20, Opcode::ChangePswd)
-                .user("bob", "CN_CRYPTO_USER")
-                .build(),
+            by("admin", "CN_CRYPTO_PRE_OFFICER", 1, 10, Opcode::ChangePswd).build(),
+            by("bob", "CN_CRYPTO_USER", 2, 20, Opcode::ChangePswd).build(),
         ]);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].detail.as_deref(), Some("admin"));
@@ -183,12 +184,10 @@ mod tests {
     #[test]
     fn given_an_officer_changing_a_users_password_when_derived_then_the_targets_type_decides() {
         let alerts = run(&[
-            rec("a", 1, 1, 10, Opcode::ChangePswd)
-                .user("admin", "CN_CRYPTO_OFFICER")
+            by("admin", "CN_CRYPTO_OFFICER", 1, 10, Opcode::ChangePswd)
                 .target("bob", "CN_CRYPTO_USER", "7")
                 .build(),
-            rec("a", 1, 2, 20, Opcode::ChangePswd)
-                .user("bob", "CN_CRYPTO_USER")
+            by("bob", "CN_CRYPTO_USER", 2, 20, Opcode::ChangePswd)
                 .target("admin", "CN_CRYPTO_OFFICER", "2")
                 .build(),
         ]);
@@ -200,17 +199,13 @@ mod tests {
     #[test]
     fn given_user_management_in_the_later_layout_when_derived_then_details_name_the_target() {
         let alerts = run(&[
-            rec("a", 1, 1, 10, Opcode::CreateCo)
-                .user("admin", "CN_CRYPTO_OFFICER")
+            by("admin", "CN_CRYPTO_OFFICER", 1, 10, Opcode::CreateCo)
                 .target("carol", "CN_CRYPTO_OFFICER", "8")
                 .build(),
-            rec("a", 1, 2, 20, Opcode::DeleteUser)
-                .user("admin", "CN_CRYPTO_OFFICER")
+            by("admin", "CN_CRYPTO_OFFICER", 2, 20, Opcode::DeleteUser)
                 .later(|later| later.target_user_id = Some("8".into()))
                 .build(),
-            rec("a", 1, 3, 30, Opcode::SetMValue)
-                .user("admin", "CN_CRYPTO_OFFICER")
-                .build(),
+            by("admin", "CN_CRYPTO_OFFICER", 3, 30, Opcode::SetMValue).build(),
         ]);
         let details: Vec<_> = alerts.iter().map(|a| a.detail.as_deref()).collect();
         assert_eq!(details, vec![Some("carol"), Some("carol"), None]);

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use super::{Bar, InventoryRow, MICROS_PER_DAY, Report, SessionRow, StreamRow, state_name};
+use super::{Bar, InventoryRow, MICROS_PER_DAY, Report, Rows, SessionRow, StreamRow, state_name};
 use crate::domain::{AlertKind, FailedLogin};
 use crate::model::Timestamp;
 
@@ -443,7 +443,8 @@ fn stream_row(stream: &StreamRow, out: &mut impl Write) -> io::Result<()> {
 }
 
 /// "Showing the first N of M" when a table holds fewer rows than were counted.
-fn cut_note(shown: usize, total: usize, whole: &str) -> String {
+fn cut_note<T>(list: &Rows<T>, whole: &str) -> String {
+    let (shown, total) = (list.rows.len(), list.total);
     if shown < total {
         format!("<p class=\"note cut\">This file lists the first {shown} of {total}; {whole}.</p>")
     } else {
@@ -480,8 +481,7 @@ fn inventory(report: &Report, out: &mut impl Write) -> io::Result<()> {
         named(&report.keys_past_names, report.keys_past_period),
         report.keys_exported,
         cut_note(
-            report.keys.rows.len(),
-            report.keys.total,
+            &report.keys,
             "every key is in <code>hsm-audit report --format csv</code>"
         )
     )?;
@@ -660,8 +660,7 @@ fn sessions(report: &Report, out: &mut impl Write) -> io::Result<()> {
          <th>#</th><th>User</th><th>Type</th><th>Login</th><th>End</th><th>Ended by</th><th>Origin HSM</th>\
          <th>Mirrored on</th><th>Commands</th></tr></thead><tbody>",
         cut_note(
-            report.sessions.rows.len(),
-            report.sessions.total,
+            &report.sessions,
             "every session is in <code>hsm-audit sessions --cluster … --output json</code>"
         )
     )?;
@@ -896,8 +895,7 @@ fn failed_logins(report: &Report, out: &mut impl Write) -> io::Result<()> {
         "{}<table id=\"failed-list\" class=\"paged\"><thead><tr><th>Time</th><th>HSM</th><th>Seq / event</th>\
          <th>User</th><th>User type</th><th>Response</th><th>Brute force</th></tr></thead><tbody>",
         cut_note(
-            report.failed_logins.rows.len(),
-            report.failed_logins.total,
+            &report.failed_logins,
             "every one is in <code>hsm-audit failed-logins --output json</code>"
         )
     )?;
@@ -952,8 +950,7 @@ fn alerts(report: &Report, out: &mut impl Write) -> io::Result<()> {
         count(report.alerts.total, "alert", "alerts"),
         listed(&kinds),
         cut_note(
-            report.alerts.rows.len(),
-            report.alerts.total,
+            &report.alerts,
             "every alert is in <code>hsm-audit report --format csv --data alerts</code>"
         )
     )?;

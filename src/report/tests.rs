@@ -25,6 +25,14 @@ fn at(seconds: i64) -> i64 {
     DAY0 + seconds * SECOND
 }
 
+/// A crypto user's logout, the end of [`login`]'s session on `handle`.
+fn logout(hsm: &str, seq: u64, micros: i64, handle: u64, user: &str) -> TrailEntry {
+    rec(hsm, 1, seq, micros, Opcode::Logout)
+        .handle(handle)
+        .user(user, "CN_CRYPTO_USER")
+        .build()
+}
+
 /// Two HSMs: alice logs in on both (mirrored), creates key 7 and destroys it, creates
 /// key 9 and exports it; bob fails to log in; hsm-b's stream misses 0x6..0x8 and hsm-a
 /// reboots.
@@ -32,30 +40,20 @@ fn scenario() -> Vec<TrailEntry> {
     let mut entries = vec![
         login("hsm-a", 1, at(10), 5, "alice").build(),
         login("hsm-b", 1, at(11), 5, "alice").build(),
-        rec("hsm-a", 1, 2, at(20), Opcode::GenerateKey)
-            .handle(5)
-            .key(7)
-            .build(),
-        rec("hsm-a", 1, 3, at(30), Opcode::GenerateKey)
-            .handle(5)
-            .key(9)
-            .build(),
-        rec("hsm-a", 1, 4, at(40), Opcode::WrapKey)
-            .handle(5)
-            .key(9)
-            .build(),
-        rec("hsm-a", 1, 5, at(50), Opcode::DestroyObject)
-            .handle(5)
-            .key(7)
-            .build(),
-        rec("hsm-a", 1, 6, at(60), Opcode::Logout)
-            .handle(5)
-            .user("alice", "CN_CRYPTO_USER")
-            .build(),
-        rec("hsm-b", 1, 2, at(61), Opcode::Logout)
-            .handle(5)
-            .user("alice", "CN_CRYPTO_USER")
-            .build(),
+    ];
+    // alice's commands on hsm-a, in her session's handle.
+    for (seq, seconds, opcode, key) in [
+        (2, 20, Opcode::GenerateKey, 7),
+        (3, 30, Opcode::GenerateKey, 9),
+        (4, 40, Opcode::WrapKey, 9),
+        (5, 50, Opcode::DestroyObject, 7),
+    ] {
+        let command = rec("hsm-a", 1, seq, at(seconds), opcode).handle(5);
+        entries.push(command.key(key).build());
+    }
+    entries.extend([
+        logout("hsm-a", 6, at(60), 5, "alice"),
+        logout("hsm-b", 2, at(61), 5, "alice"),
         rec("hsm-b", 1, 9, at(200), Opcode::Login)
             .handle(6)
             .user("bob", "CN_CRYPTO_USER")
@@ -66,7 +64,7 @@ fn scenario() -> Vec<TrailEntry> {
             .user("carol", "CN_CRYPTO_USER")
             .boot(2)
             .build(),
-    ];
+    ]);
     // The records of hsm-b between 2 and 9 never arrive.
     entries.retain(|entry| entry.cloudhsm().is_some());
     entries
@@ -290,12 +288,7 @@ async fn given_many_sessions_when_past_the_bar_limit_then_lanes_show_coverage() 
     for n in 0..30u64 {
         let time = at(n as i64 * 100);
         entries.push(login("hsm-a", 2 * n, time, n, "app").build());
-        entries.push(
-            rec("hsm-a", 1, 2 * n + 1, time + 10 * SECOND, Opcode::Logout)
-                .handle(n)
-                .user("app", "CN_CRYPTO_USER")
-                .build(),
-        );
+        entries.push(logout("hsm-a", 2 * n + 1, time + 10 * SECOND, n, "app"));
     }
     let store = stored(entries).await;
     let limits = Limits {
@@ -514,14 +507,8 @@ async fn given_overlapping_sessions_of_one_user_when_drawn_then_each_has_a_lane(
     let entries = vec![
         login("hsm-a", 1, at(10), 5, "alice").build(),
         login("hsm-b", 1, at(100), 6, "alice").build(),
-        rec("hsm-a", 1, 2, at(200), Opcode::Logout)
-            .handle(5)
-            .user("alice", "CN_CRYPTO_USER")
-            .build(),
-        rec("hsm-b", 1, 2, at(300), Opcode::Logout)
-            .handle(6)
-            .user("alice", "CN_CRYPTO_USER")
-            .build(),
+        logout("hsm-a", 2, at(200), 5, "alice"),
+        logout("hsm-b", 2, at(300), 6, "alice"),
         login("hsm-a", 3, at(400), 7, "alice").build(),
     ];
     let store = stored(entries).await;

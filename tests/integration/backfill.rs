@@ -4,7 +4,6 @@
 //! changes nothing.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use crate::common::*;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
@@ -106,28 +105,8 @@ async fn subscription_events(
 }
 
 fn run_backfill(table: &str, log_group: &str) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_hsm-audit"))
-        .args([
-            "backfill",
-            "--output",
-            "json",
-            "--table",
-            table,
-            "--log-group",
-            log_group,
-        ])
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .expect("run hsm-audit backfill");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the report as JSON")
+    let args = ["backfill", "--output", "json", "--log-group", log_group];
+    json_of(&cli(&args, table, &endpoint()))
 }
 
 fn is_checkpoint(item: &Item) -> bool {

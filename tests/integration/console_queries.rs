@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use crate::common::*;
 use aws_sdk_dynamodb::types::AttributeValue;
+use hsm_audit::domain::{ClusterSession, KeyGeneration};
 use hsm_audit::lambda::ingest_event;
 use hsm_audit::store::dynamodb::DynamoStore;
 use hsm_audit::store::dynamodb::items;
@@ -284,6 +285,87 @@ fn json(value: &impl serde::Serialize) -> Value {
     serde_json::to_value(value).expect("domain objects serialize")
 }
 
+fn item_type_is(statement: &Statement, wanted: &str) {
+    for (name, value) in &statement.filters {
+        if name == "item_type" {
+            assert_eq!(value, wanted, "{statement:?}: item_type of another family");
+        }
+    }
+}
+
+fn sort_keys<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<String> {
+    items.into_iter().map(|item| text(item, "sk")).collect()
+}
+
+/// A family whose heads (sessions, keys) each stand before their events' items: a
+/// statement asks for the heads or for the events by `item_type`.
+struct HeadsAndEvents<T> {
+    head_type: &'static str,
+    event_type: &'static str,
+    head_sk: fn(&T) -> String,
+    event_sks: fn(&T) -> Vec<String>,
+}
+
+const SESSIONS: HeadsAndEvents<ClusterSession> = HeadsAndEvents {
+    head_type: "session",
+    event_type: "session_event",
+    head_sk: items::session_sk,
+    event_sks: |session| {
+        let sk = |event| items::session_event_sk(session, event);
+        session.events.iter().map(sk).collect()
+    },
+};
+
+const KEYS: HeadsAndEvents<KeyGeneration> = HeadsAndEvents {
+    head_type: "key",
+    event_type: "key_event",
+    head_sk: items::key_sk,
+    event_sks: |key| {
+        key.events
+            .iter()
+            .map(|event| items::key_event_sk(key, event))
+            .collect()
+    },
+};
+
+impl<T: serde::Serialize> HeadsAndEvents<T> {
+    /// The sort keys of the heads (or their events) that pass the statement's filters and
+    /// its range, and those of the items of that type the `Query` returned.
+    fn expected_and_found(
+        &self,
+        statement: &Statement,
+        heads: &[T],
+        in_range: &impl Fn(&str) -> bool,
+        found: &[Item],
+    ) -> (Vec<String>, Vec<String>) {
+        let events = wants(statement, self.event_type);
+        if !events {
+            item_type_is(statement, self.head_type);
+        }
+        let expected = heads
+            .iter()
+            .filter(|head| passes(statement, &json(head)))
+            .flat_map(|head| {
+                if events {
+                    (self.event_sks)(head)
+                } else {
+                    vec![(self.head_sk)(head)]
+                }
+            })
+            .filter(|key| in_range(key))
+            .collect();
+        let wanted = if events {
+            self.event_type
+        } else {
+            self.head_type
+        };
+        let found = found
+            .iter()
+            .filter(|item| text(item, "item_type") == wanted);
+        (expected, sort_keys(found))
+    }
+}
+
 /// What the store's own queries say the statement must return, as sorted identities,
 /// and the same identities of the items the `Query` returned.
 async fn expected_and_found(
@@ -304,83 +386,20 @@ async fn expected_and_found(
         result.1.sort();
         return result;
     }
-    let item_type = |wanted: &str| {
-        for (name, value) in &statement.filters {
-            if name == "item_type" {
-                assert_eq!(value, wanted, "{statement:?}: item_type of another family");
-            }
-        }
-    };
-    let by_sk = |items: &[Item]| {
-        items
-            .iter()
-            .map(|item| text(item, "sk"))
-            .collect::<Vec<_>>()
-    };
+    let item_type = |wanted: &str| item_type_is(statement, wanted);
     let mut result: (Vec<String>, Vec<String>) = match sk.as_ref().map(KeyCondition::family) {
         // A session's or key's events are items after its own: the statement asks for one
         // or the other by `item_type`.
         Some("SESSION") => {
-            let events = wants(statement, "session_event");
-            if !events {
-                item_type("session");
-            }
             let sessions = store
                 .sessions(&cluster, None, None, None)
                 .await
                 .expect("sessions");
-            let expected = sessions
-                .iter()
-                .filter(|s| passes(statement, &json(s)))
-                .flat_map(|session| {
-                    if events {
-                        session
-                            .events
-                            .iter()
-                            .map(|event| items::session_event_sk(session, event))
-                            .collect()
-                    } else {
-                        vec![items::session_sk(session)]
-                    }
-                })
-                .filter(|key| in_range(key.as_str()))
-                .collect();
-            let wanted = if events { "session_event" } else { "session" };
-            let found: Vec<Item> = found
-                .iter()
-                .filter(|item| text(item, "item_type") == wanted)
-                .cloned()
-                .collect();
-            (expected, by_sk(&found))
+            SESSIONS.expected_and_found(statement, &sessions, &in_range, found)
         }
         Some("KEY") => {
-            let events = wants(statement, "key_event");
-            if !events {
-                item_type("key");
-            }
             let keys = store.keys(&cluster, None).await.expect("keys");
-            let expected = keys
-                .iter()
-                .filter(|k| passes(statement, &json(k)))
-                .flat_map(|key| {
-                    if events {
-                        key.events
-                            .iter()
-                            .map(|event| items::key_event_sk(key, event))
-                            .collect()
-                    } else {
-                        vec![items::key_sk(key)]
-                    }
-                })
-                .filter(|key| in_range(key.as_str()))
-                .collect();
-            let wanted = if events { "key_event" } else { "key" };
-            let found: Vec<Item> = found
-                .iter()
-                .filter(|item| text(item, "item_type") == wanted)
-                .cloned()
-                .collect();
-            (expected, by_sk(&found))
+            KEYS.expected_and_found(statement, &keys, &in_range, found)
         }
         Some("HSM") => {
             item_type("audit_record");
@@ -390,7 +409,7 @@ async fn expected_and_found(
                 .map(|entry| items::identity_sk(&entry.identity()))
                 .filter(|key| in_range(key.as_str()))
                 .collect();
-            (expected, by_sk(found))
+            (expected, sort_keys(found))
         }
         // The store does not expose these items' sort keys; the key's readable stem (the
         // part a range in a console query names) and the user identify them.

@@ -19,6 +19,25 @@ fn rec(hsm: &str, boot: u32, seq: u64, usecs: i64, opcode: &str, handle: u64) ->
     testkit::rec(hsm, boot, seq, usecs, Opcode::from_name(opcode)).handle(handle)
 }
 
+/// A session of the vendor's examples: the HSM, reboot counter and session handle its
+/// commands carry.
+struct Session(&'static str, u32, u64);
+
+/// testuser's sessions of the seeds "generate and synchronize a key" and "export a key".
+const TESTUSER_ON_ABCDE: Session = Session(ABCDE, 0x107, 0xc008004);
+const TESTUSER_ON_ZYXWV: Session = Session(ZYXWV, 0x107, 0x7004003);
+
+impl Session {
+    fn rec(&self, seq: u64, usecs: i64, opcode: &str) -> Builder {
+        rec(self.0, self.1, seq, usecs, opcode, self.2)
+    }
+
+    /// A command on the key `key` that logs no public key (handle 0).
+    fn on_key(&self, seq: u64, usecs: i64, opcode: &str, key: u64) -> TrailEntry {
+        self.rec(seq, usecs, opcode).key(key).public(0).build()
+    }
+}
+
 fn run(entries: &[TrailEntry]) -> Derived {
     derive(entries, &[], &DeriveConfig::default())
 }
@@ -73,44 +92,20 @@ fn users_example_on(hsm: &str) -> Vec<TrailEntry> {
 
 /// Seed "create and delete a key pair", reboot counter 0xe8.
 fn key_pair_example() -> Vec<TrailEntry> {
+    let session = Session(ABCDE, 0xe8, 0x2014004);
     vec![
         rec(ABCDE, 0xe8, 0x28, 1513206544648952, "CN_LOGIN", 0x2014005)
             .user("crypto_user", "CN_CRYPTO_USER")
             .build(),
-        rec(
-            ABCDE,
-            0xe8,
-            0x29,
-            1513206544761594,
-            "CN_GENERATE_KEY_PAIR",
-            0x2014004,
-        )
-        .key(131079)
-        .public(131078)
-        .build(),
-        rec(
-            ABCDE,
-            0xe8,
-            0x2a,
-            1513206544813977,
-            "CN_DESTROY_OBJECT",
-            0x2014004,
-        )
-        .key(131078)
-        .public(0)
-        .build(),
-        rec(
-            ABCDE,
-            0xe8,
-            0x2b,
-            1513206544815530,
-            "CN_DESTROY_OBJECT",
-            0x2014004,
-        )
-        .key(131079)
-        .public(0)
-        .build(),
-        rec(ABCDE, 0xe8, 0x2c, 1513206544817222, "CN_LOGOUT", 0x2014004)
+        session
+            .rec(0x29, 1513206544761594, "CN_GENERATE_KEY_PAIR")
+            .key(131079)
+            .public(131078)
+            .build(),
+        session.on_key(0x2a, 1513206544813977, "CN_DESTROY_OBJECT", 131078),
+        session.on_key(0x2b, 1513206544815530, "CN_DESTROY_OBJECT", 131079),
+        session
+            .rec(0x2c, 1513206544817222, "CN_LOGOUT")
             .user("crypto_user", "CN_CRYPTO_USER")
             .build(),
     ]
@@ -123,42 +118,22 @@ fn sync_example() -> Vec<TrailEntry> {
         rec(ABCDE, 0x107, 0x0, 1516754363172777, "CN_LOGIN", 0xc008002)
             .user("testuser", "CN_CRYPTO_USER")
             .build(),
-        rec(
-            ABCDE,
-            0x107,
-            0x1,
-            1516754370328334,
-            "CN_GENERATE_KEY",
-            0xc008004,
-        )
-        .key(262152)
-        .public(0)
-        .build(),
-        rec(
-            ABCDE,
-            0x107,
+        TESTUSER_ON_ABCDE.on_key(0x1, 1516754370328334, "CN_GENERATE_KEY", 262152),
+        TESTUSER_ON_ABCDE.on_key(
             0x2,
             1516754370330956,
             "CN_EXTRACT_MASKED_OBJECT_USER",
-            0xc008004,
-        )
-        .key(262152)
-        .public(0)
-        .build(),
+            262152,
+        ),
         rec(ZYXWV, 0x107, 0xd, 1516754363199740, "CN_LOGIN", 0x7004004)
             .user("testuser", "CN_CRYPTO_USER")
             .build(),
-        rec(
-            ZYXWV,
-            0x107,
+        TESTUSER_ON_ZYXWV.on_key(
             0xe,
             1516754370408950,
             "CN_INSERT_MASKED_OBJECT_USER",
-            0x7004003,
-        )
-        .key(262152)
-        .public(0)
-        .build(),
+            262152,
+        ),
     ]
 }
 
@@ -168,72 +143,12 @@ fn export_import_example() -> Vec<TrailEntry> {
         rec(ZYXWV, 0x107, 0x26, 1516822942695884, "CN_LOGIN", 0x7004004)
             .user("testuser", "CN_CRYPTO_USER")
             .build(),
-        rec(
-            ZYXWV,
-            0x107,
-            0x27,
-            1516823472860123,
-            "CN_WRAP_KEY",
-            0x7004003,
-        )
-        .key(7)
-        .public(0)
-        .build(),
-        rec(
-            ZYXWV,
-            0x107,
-            0x28,
-            1516823472905257,
-            "CN_NIST_AES_WRAP",
-            0x7004003,
-        )
-        .key(6)
-        .public(0)
-        .build(),
-        rec(
-            ZYXWV,
-            0x107,
-            0x29,
-            1516823903170518,
-            "CN_NIST_AES_WRAP",
-            0x7004003,
-        )
-        .key(6)
-        .public(0)
-        .build(),
-        rec(
-            ZYXWV,
-            0x107,
-            0x2a,
-            1516823903200711,
-            "CN_UNWRAP_KEY",
-            0x7004003,
-        )
-        .key(11)
-        .public(0)
-        .build(),
-        rec(
-            ZYXWV,
-            0x107,
-            0x2b,
-            1516823903203350,
-            "CN_EXTRACT_MASKED_OBJECT_USER",
-            0x7004003,
-        )
-        .key(11)
-        .public(0)
-        .build(),
-        rec(
-            ABCDE,
-            0x107,
-            0xb,
-            1516823903286793,
-            "CN_INSERT_MASKED_OBJECT_USER",
-            0xc008004,
-        )
-        .key(11)
-        .public(0)
-        .build(),
+        TESTUSER_ON_ZYXWV.on_key(0x27, 1516823472860123, "CN_WRAP_KEY", 7),
+        TESTUSER_ON_ZYXWV.on_key(0x28, 1516823472905257, "CN_NIST_AES_WRAP", 6),
+        TESTUSER_ON_ZYXWV.on_key(0x29, 1516823903170518, "CN_NIST_AES_WRAP", 6),
+        TESTUSER_ON_ZYXWV.on_key(0x2a, 1516823903200711, "CN_UNWRAP_KEY", 11),
+        TESTUSER_ON_ZYXWV.on_key(0x2b, 1516823903203350, "CN_EXTRACT_MASKED_OBJECT_USER", 11),
+        TESTUSER_ON_ABCDE.on_key(0xb, 1516823903286793, "CN_INSERT_MASKED_OBJECT_USER", 11),
     ]
 }
 
@@ -554,32 +469,8 @@ fn given_five_failures_in_six_minutes_when_derived_then_no_brute_force() {
 #[test]
 fn given_a_handle_reused_after_destruction_when_derived_then_generation_two() {
     let mut entries = sync_example();
-    entries.push(
-        rec(
-            ABCDE,
-            0x107,
-            0x3,
-            1516754371000000,
-            "CN_DESTROY_OBJECT",
-            0xc008004,
-        )
-        .key(262152)
-        .public(0)
-        .build(),
-    );
-    entries.push(
-        rec(
-            ABCDE,
-            0x107,
-            0x4,
-            1516754380000000,
-            "CN_CREATE_OBJECT",
-            0xc008004,
-        )
-        .key(262152)
-        .public(0)
-        .build(),
-    );
+    entries.push(TESTUSER_ON_ABCDE.on_key(0x3, 1516754371000000, "CN_DESTROY_OBJECT", 262152));
+    entries.push(TESTUSER_ON_ABCDE.on_key(0x4, 1516754380000000, "CN_CREATE_OBJECT", 262152));
     let derived = run(&entries);
     assert_eq!(key(&derived, 262152, 1).state, KeyState::Destroyed);
     let second = key(&derived, 262152, 2);
@@ -647,19 +538,12 @@ fn given_a_mirror_that_never_sees_the_logout_when_a_command_follows_there_then_i
             .build(),
     );
     // Shares the mirror login's handle prefix, so only the cut keeps it out of the session.
-    entries.push(
-        rec(
-            ZYXWV,
-            0x107,
-            0xf,
-            1516754400000000,
-            "CN_GENERATE_KEY",
-            0x7004005,
-        )
-        .key(262160)
-        .public(0)
-        .build(),
-    );
+    entries.push(Session(ZYXWV, 0x107, 0x7004005).on_key(
+        0xf,
+        1516754400000000,
+        "CN_GENERATE_KEY",
+        262160,
+    ));
     let derived = run(&entries);
     assert_eq!(derived.sessions.len(), 1);
     let session = &derived.sessions[0];

@@ -541,15 +541,8 @@ async fn a_payload_quarantined_whole_is_recoverable_in_full() {
     let quarantined = store.quarantined().await.expect("quarantine");
     assert_eq!(quarantined.len(), 1);
     assert!(quarantined[0].raw_truncated);
-    let exported = std::process::Command::new(env!("CARGO_BIN_EXE_hsm-audit"))
-        .args(["quarantine", "--export", &quarantined[0].raw_sha256])
-        .env("TABLE_NAME", store.table())
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .expect("run hsm-audit");
+    let export = ["quarantine", "--export", &quarantined[0].raw_sha256];
+    let exported = cli(&export, store.table(), &endpoint());
     assert!(
         exported.status.success(),
         "{}",

@@ -3,8 +3,6 @@
 //! lands, store failures reported per record from the first failing one on, and a record
 //! whose write a retry cannot fix quarantined instead of holding the shard.
 
-use std::process::Command;
-
 use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::*;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
@@ -339,15 +337,12 @@ async fn the_cli_ingests_a_kinesis_event_file() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("kinesis-event.json");
     std::fs::write(&file, kinesis_event(&sample_data()).to_string()).expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_hsm-audit"))
-        .args(["ingest", "--output", "json", "--table", store.table()])
-        .arg(&file)
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .expect("run hsm-audit");
+    let file = file.to_str().expect("a UTF-8 temporary path");
+    let output = cli(
+        &["ingest", "--output", "json", file],
+        store.table(),
+        &endpoint(),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         output.status.success(),

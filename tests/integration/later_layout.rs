@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::Path;
 
-use hsm_audit::domain::{AlertKind, DeriveConfig, Derived, derive};
-use hsm_audit::model::{AuditRecord, LogSource, TrailEntry};
+use hsm_audit::domain::{AlertKind, DeriveConfig, Derived, KeyState, derive};
+use hsm_audit::model::{AuditRecord, LogSource, Opcode, TrailEntry};
 use hsm_audit::parse::parse_cloudhsm_record;
 
 const HSM: &str = "hsm-later";
@@ -117,25 +117,29 @@ fn given_time_information_while_a_user_is_logged_in_when_derived_then_it_is_no_a
 #[test]
 fn given_keys_derived_generated_tombstoned_and_destroyed_when_derived_then_both_lifecycles_end() {
     let derived = run(&fixtures(&["10-", "11-", "14-", "15-", "16-"]));
-    let summary: Vec<String> = derived
+    let summary: Vec<_> = derived
         .keys
         .iter()
         .map(|key| {
-            format!(
-                "{} gen {} {:?} by {:?} {:?}",
-                key.handle,
-                key.generation,
-                key.state,
-                key.created_opcode.as_ref().map(|o| o.as_str()),
-                key.created_by.as_deref(),
-            )
+            let created = (key.created_opcode.clone(), key.created_by.as_deref());
+            (key.handle, key.generation, key.state, created)
         })
         .collect();
     assert_eq!(
         summary,
         vec![
-            r#"262150 gen 1 Destroyed by Some("CN_GENERATE_KEY") Some("bob")"#,
-            r#"262160 gen 1 Tombstoned by Some("CN_DERIVE_KEY") Some("bob")"#,
+            (
+                262150,
+                1,
+                KeyState::Destroyed,
+                (Some(Opcode::GenerateKey), Some("bob"))
+            ),
+            (
+                262160,
+                1,
+                KeyState::Tombstoned,
+                (Some(Opcode::DeriveKey), Some("bob"))
+            ),
         ]
     );
 }

@@ -7,6 +7,7 @@ use crate::common::*;
 use hsm_audit::domain::{AlertKind, ClusterSession, KeyGeneration};
 use hsm_audit::lambda::ingest_event;
 use hsm_audit::model::Timestamp;
+use hsm_audit::store::StoreError;
 use hsm_audit::store::dynamodb::DynamoStore;
 use hsm_audit::store::dynamodb::items::ViewRow;
 use hsm_audit::store::window::{self, Collected, KeyOf, Paging, Window};
@@ -257,6 +258,14 @@ async fn paged<T: PartialEq + Clone>(
     }
 }
 
+/// A reader's `out` that keeps every row.
+fn push_to(rows: &mut Vec<ViewRow>) -> impl FnMut(ViewRow) -> Result<(), StoreError> + '_ {
+    |row| {
+        rows.push(row);
+        Ok(())
+    }
+}
+
 fn collected(rows: &[ViewRow]) -> Collected {
     let mut found = Collected::default();
     for row in rows {
@@ -287,19 +296,10 @@ async fn one_users_sessions_and_one_keys_generations_read_in_pages_are_the_whole
     let (joined, pages) = paged(
         7,
         async |paging, rows| {
-            window::user_sessions(
-                &store,
-                CLUSTER,
-                &user,
-                Window::default(),
-                &paging,
-                &mut |row| {
-                    rows.push(row);
-                    Ok::<_, hsm_audit::store::StoreError>(())
-                },
-            )
-            .await
-            .expect("a page")
+            let out = &mut push_to(rows);
+            window::user_sessions(&store, CLUSTER, &user, Window::default(), &paging, out)
+                .await
+                .expect("a page")
         },
         |rows| collected(rows).sessions,
         |last: &mut ClusterSession, next| {
@@ -327,15 +327,13 @@ async fn one_users_sessions_and_one_keys_generations_read_in_pages_are_the_whole
     let (joined, _) = paged(
         3,
         async |paging, rows| {
+            let out = &mut push_to(rows);
             window::key_generations(
                 &store,
                 CLUSTER,
                 &KeyOf::Handle(busiest.handle),
                 &paging,
-                &mut |row| {
-                    rows.push(row);
-                    Ok::<_, hsm_audit::store::StoreError>(())
-                },
+                out,
             )
             .await
             .expect("a page")

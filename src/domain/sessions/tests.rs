@@ -9,6 +9,14 @@ use crate::testkit::{login, rec};
 
 const MS: i64 = 1_000;
 
+/// A key generated in boot 1 under session handle `handle`.
+fn generate_key(hsm: &str, seq: u64, micros: i64, handle: u64, key: u64) -> TrailEntry {
+    rec(hsm, 1, seq, micros, Opcode::GenerateKey)
+        .handle(handle)
+        .key(key)
+        .build()
+}
+
 fn run(entries: &[TrailEntry]) -> (SessionView, Vec<(String, u64)>) {
     let recs = prepare(entries);
     let ids = recs.iter().map(|r| (r.hsm.to_owned(), r.seq())).collect();
@@ -235,14 +243,8 @@ fn given_two_open_sessions_when_a_command_matches_neither_handle_then_it_stays_u
     let entries = vec![
         login("a", 0, 1_000, 0x100, "u1").build(),
         login("a", 1, 2_000, 0x200, "u2").build(),
-        rec("a", 1, 2, 3_000, Opcode::GenerateKey)
-            .handle(0x300)
-            .key(9)
-            .build(),
-        rec("a", 1, 3, 4_000, Opcode::GenerateKey)
-            .handle(0x204)
-            .key(10)
-            .build(),
+        generate_key("a", 2, 3_000, 0x300, 9),
+        generate_key("a", 3, 4_000, 0x204, 10),
     ];
     let view = run(&entries);
     assert_eq!(actor_of(&view, "a", 2), None);
@@ -253,10 +255,7 @@ fn given_two_open_sessions_when_a_command_matches_neither_handle_then_it_stays_u
 fn given_one_open_session_when_a_command_matches_no_handle_then_it_goes_to_that_session() {
     let entries = vec![
         login("a", 0, 1_000, 0x100, "u1").build(),
-        rec("a", 1, 1, 3_000, Opcode::GenerateKey)
-            .handle(0x300)
-            .key(9)
-            .build(),
+        generate_key("a", 1, 3_000, 0x300, 9),
     ];
     assert_eq!(actor_of(&run(&entries), "a", 1).as_deref(), Some("u1"));
 }
@@ -300,10 +299,7 @@ fn given_the_origin_logs_out_when_a_mirror_runs_a_command_later_then_the_mirror_
             .handle(0x101)
             .user("u1", "CN_CRYPTO_USER")
             .build(),
-        rec("b", 1, 1, 3_000 * MS, Opcode::GenerateKey)
-            .handle(0x501)
-            .key(5)
-            .build(),
+        generate_key("b", 1, 3_000 * MS, 0x501, 5),
     ];
     let view = run(&entries);
     let session = &view.0.sessions[0];

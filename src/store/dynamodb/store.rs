@@ -221,6 +221,24 @@ impl DynamoStore {
         &self.client
     }
 
+    /// Writes `item` whole, over any item of its key, with no condition: for what no
+    /// other writer contends for (a backfill checkpoint). `operation` names the request
+    /// in its error.
+    pub async fn put_unconditionally(
+        &self,
+        item: Item,
+        operation: &'static str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|error| super::request_error(operation, error))
+    }
+
     pub fn table(&self) -> &str {
         &self.table
     }

@@ -25,15 +25,11 @@ const MAX_TRAIL_RAW_BYTES: usize = 16 * 1024;
 /// An audit record as it reads in the console: every field flat, times in ISO-8601.
 #[derive(Debug, Serialize, Deserialize)]
 struct TrailItem {
-    pk: String,
-    sk: String,
-    item_type: String,
-    cluster: Arc<str>,
+    #[serde(flatten)]
+    delivery: Delivery,
     hsm: Arc<str>,
     reboot_counter: u32,
     sequence_no: u64,
-    time: Timestamp,
-    usecs: i64,
     command_type: Cow<'static, str>,
     command_type_code: Option<u64>,
     opcode: Opcode,
@@ -49,22 +45,66 @@ struct TrailItem {
     user_type_code: Option<u64>,
     key_handle: Option<u64>,
     public_key_handle: Option<u64>,
+    #[serde(flatten)]
+    later: LaterTrailFields,
+}
+
+/// What a trail item holds whatever its source: its key, its time, the delivery it came
+/// in, its content digest and the original message.
+#[derive(Debug, Serialize, Deserialize)]
+struct Delivery {
+    pk: String,
+    sk: String,
+    item_type: String,
+    cluster: Arc<str>,
+    time: Timestamp,
+    usecs: i64,
     log_group: Arc<str>,
     log_event_id: String,
     log_event_time: Timestamp,
     content_sha256: String,
     raw: String,
     raw_truncated: bool,
-    #[serde(flatten)]
-    later: LaterTrailFields,
 }
 
-fn cut_raw(raw: &str) -> (String, bool) {
-    let mut cut = raw.len().min(MAX_TRAIL_RAW_BYTES);
-    while !raw.is_char_boundary(cut) {
-        cut -= 1;
+impl Delivery {
+    fn of(entry: &TrailEntry, item_type: &str, content_sha256: String) -> Self {
+        let mut cut = entry.raw.len().min(MAX_TRAIL_RAW_BYTES);
+        while !entry.raw.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let time = entry.record.time();
+        Delivery {
+            pk: trail_pk(&entry.stream().cluster),
+            sk: identity_sk(&entry.identity()),
+            item_type: item_type.to_owned(),
+            cluster: entry.stream().cluster.clone(),
+            time,
+            usecs: time.micros(),
+            log_group: Arc::clone(&entry.source.log_group),
+            log_event_id: entry.log_event_id.clone(),
+            log_event_time: entry.log_event_time,
+            content_sha256,
+            raw: entry.raw[..cut].to_owned(),
+            raw_truncated: cut < entry.raw.len(),
+        }
     }
-    (raw[..cut].to_owned(), cut < raw.len())
+
+    fn into_entry(self, hsm: Arc<str>, record: AuditRecord) -> TrailEntry {
+        TrailEntry {
+            source: Arc::new(LogSource {
+                stream: StreamId {
+                    cluster: self.cluster,
+                    hsm,
+                },
+                log_group: self.log_group,
+            }),
+            record,
+            log_event_id: self.log_event_id,
+            log_event_time: self.log_event_time,
+            raw: self.raw,
+        }
+    }
 }
 
 pub fn trail_item(entry: &TrailEntry) -> Result<Item, StoreError> {
@@ -89,17 +129,11 @@ fn cloudhsm_item(
     record: &HsmRecord,
     content_sha256: String,
 ) -> Result<Item, StoreError> {
-    let (raw, raw_truncated) = cut_raw(&entry.raw);
     let item = TrailItem {
-        pk: trail_pk(&entry.stream().cluster),
-        sk: identity_sk(&entry.identity()),
-        item_type: "audit_record".to_owned(),
-        cluster: entry.stream().cluster.clone(),
+        delivery: Delivery::of(entry, "audit_record", content_sha256),
         hsm: entry.stream().hsm.clone(),
         reboot_counter: record.reboot_counter,
         sequence_no: record.sequence_no,
-        time: record.time,
-        usecs: record.time.micros(),
         command_type: record.command_type.name.clone(),
         command_type_code: record.command_type.code,
         opcode: record.opcode.clone(),
@@ -115,38 +149,22 @@ fn cloudhsm_item(
         user_type_code: record.user_type.as_ref().and_then(|label| label.code),
         key_handle: record.key_handle,
         public_key_handle: record.public_key_handle,
-        log_group: Arc::clone(&entry.source.log_group),
-        log_event_id: entry.log_event_id.clone(),
-        log_event_time: entry.log_event_time,
-        content_sha256,
-        raw,
-        raw_truncated,
         later: LaterTrailFields::of(record.later()),
     };
-    to_clean_item(&item, &item.sk)
+    to_clean_item(&item, &item.delivery.sk)
 }
 
 /// A certificate-storage record as it reads in the console.
 #[derive(Debug, Serialize, Deserialize)]
 struct CertificateItem {
-    pk: String,
-    sk: String,
-    item_type: String,
-    cluster: Arc<str>,
+    #[serde(flatten)]
+    delivery: Delivery,
     log_stream: Arc<str>,
-    time: Timestamp,
-    usecs: i64,
     object_handle: Option<u64>,
     op_code: String,
     response: String,
     success: bool,
     attributes: Option<Vec<String>>,
-    log_group: Arc<str>,
-    log_event_id: String,
-    log_event_time: Timestamp,
-    content_sha256: String,
-    raw: String,
-    raw_truncated: bool,
 }
 
 fn certificate_item(
@@ -154,40 +172,24 @@ fn certificate_item(
     record: &CertificateRecord,
     content_sha256: String,
 ) -> Result<Item, StoreError> {
-    let (raw, raw_truncated) = cut_raw(&entry.raw);
     let item = CertificateItem {
-        pk: trail_pk(&entry.stream().cluster),
-        sk: identity_sk(&entry.identity()),
-        item_type: "certificate_record".to_owned(),
-        cluster: entry.stream().cluster.clone(),
+        delivery: Delivery::of(entry, "certificate_record", content_sha256),
         log_stream: entry.stream().hsm.clone(),
-        time: record.time,
-        usecs: record.time.micros(),
         object_handle: record.object_handle,
         op_code: record.op_code.clone(),
         response: record.response.clone(),
         success: record.succeeded(),
         attributes: record.attributes.clone(),
-        log_group: Arc::clone(&entry.source.log_group),
-        log_event_id: entry.log_event_id.clone(),
-        log_event_time: entry.log_event_time,
-        content_sha256,
-        raw,
-        raw_truncated,
     };
-    to_clean_item(&item, &item.sk)
+    to_clean_item(&item, &item.delivery.sk)
 }
 
 /// A Luna record as it reads in the console: every field flat, `meta` unfolded.
 #[derive(Debug, Serialize, Deserialize)]
 struct LunaItem {
-    pk: String,
-    sk: String,
-    item_type: String,
-    cluster: Arc<str>,
+    #[serde(flatten)]
+    delivery: Delivery,
     log_stream: Arc<str>,
-    time: Timestamp,
-    usecs: i64,
     action: String,
     status: String,
     success: bool,
@@ -203,12 +205,6 @@ struct LunaItem {
     #[serde(default)]
     object_ids: Vec<String>,
     record_id: Option<String>,
-    log_group: Arc<str>,
-    log_event_id: String,
-    log_event_time: Timestamp,
-    content_sha256: String,
-    raw: String,
-    raw_truncated: bool,
 }
 
 const LUNA_ITEM_TYPE: &str = "luna_record";
@@ -218,16 +214,10 @@ fn luna_item(
     record: &LunaRecord,
     content_sha256: String,
 ) -> Result<Item, StoreError> {
-    let (raw, raw_truncated) = cut_raw(&entry.raw);
     let record = record.clone();
     let item = LunaItem {
-        pk: trail_pk(&entry.stream().cluster),
-        sk: identity_sk(&entry.identity()),
-        item_type: LUNA_ITEM_TYPE.to_owned(),
-        cluster: entry.stream().cluster.clone(),
+        delivery: Delivery::of(entry, LUNA_ITEM_TYPE, content_sha256),
         log_stream: entry.stream().hsm.clone(),
-        time: record.time,
-        usecs: record.time.micros(),
         success: record.succeeded(),
         action: record.action,
         status: record.status,
@@ -241,45 +231,28 @@ fn luna_item(
         role: record.role,
         object_ids: record.object_ids,
         record_id: record.record_id,
-        log_group: Arc::clone(&entry.source.log_group),
-        log_event_id: entry.log_event_id.clone(),
-        log_event_time: entry.log_event_time,
-        content_sha256,
-        raw,
-        raw_truncated,
     };
-    to_clean_item(&item, &item.sk)
+    to_clean_item(&item, &item.delivery.sk)
 }
 
 fn luna_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
     let item: LunaItem = read_item(item)?;
-    Ok(TrailEntry {
-        source: Arc::new(LogSource {
-            stream: StreamId {
-                cluster: item.cluster,
-                hsm: item.log_stream,
-            },
-            log_group: item.log_group,
-        }),
-        record: AuditRecord::Luna(LunaRecord {
-            time: item.time,
-            action: item.action,
-            status: item.status,
-            source: item.source,
-            resource_id: item.resource_id,
-            actor_id: item.actor_id,
-            tenant_id: item.tenant_id,
-            partition_id: item.partition_id,
-            hsm_id: item.hsm_id,
-            client_ip: item.client_ip,
-            role: item.role,
-            object_ids: item.object_ids,
-            record_id: item.record_id,
-        }),
-        log_event_id: item.log_event_id,
-        log_event_time: item.log_event_time,
-        raw: item.raw,
-    })
+    let record = AuditRecord::Luna(LunaRecord {
+        time: item.delivery.time,
+        action: item.action,
+        status: item.status,
+        source: item.source,
+        resource_id: item.resource_id,
+        actor_id: item.actor_id,
+        tenant_id: item.tenant_id,
+        partition_id: item.partition_id,
+        hsm_id: item.hsm_id,
+        client_ip: item.client_ip,
+        role: item.role,
+        object_ids: item.object_ids,
+        record_id: item.record_id,
+    });
+    Ok(item.delivery.into_entry(item.log_stream, record))
 }
 
 pub fn is_trail_record(item: &Item) -> bool {
@@ -320,67 +293,45 @@ pub fn trail_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
         return luna_entry_from_item(item);
     }
     let item: TrailItem = read_item(item)?;
-    Ok(TrailEntry {
-        source: Arc::new(LogSource {
-            stream: StreamId {
-                cluster: item.cluster,
-                hsm: item.hsm,
-            },
-            log_group: item.log_group,
+    let record = AuditRecord::CloudHsm(HsmRecord {
+        time: item.delivery.time,
+        sequence_no: item.sequence_no,
+        reboot_counter: item.reboot_counter,
+        command_type: Labeled {
+            name: shared_name(item.command_type),
+            code: item.command_type_code,
+        },
+        opcode: item.opcode,
+        opcode_code: item.opcode_code,
+        session_handle: item.session_handle,
+        response_code: item.response_code,
+        response_text: shared_name(item.response),
+        log_type: Labeled {
+            name: shared_name(item.log_type),
+            code: item.log_type_code,
+        },
+        user_name: item.user_name,
+        user_type: item.user_type.map(|name| Labeled {
+            name: shared_name(name),
+            code: item.user_type_code,
         }),
-        record: AuditRecord::CloudHsm(HsmRecord {
-            time: item.time,
-            sequence_no: item.sequence_no,
-            reboot_counter: item.reboot_counter,
-            command_type: Labeled {
-                name: shared_name(item.command_type),
-                code: item.command_type_code,
-            },
-            opcode: item.opcode,
-            opcode_code: item.opcode_code,
-            session_handle: item.session_handle,
-            response_code: item.response_code,
-            response_text: shared_name(item.response),
-            log_type: Labeled {
-                name: shared_name(item.log_type),
-                code: item.log_type_code,
-            },
-            user_name: item.user_name,
-            user_type: item.user_type.map(|name| Labeled {
-                name: shared_name(name),
-                code: item.user_type_code,
-            }),
-            key_handle: item.key_handle,
-            public_key_handle: item.public_key_handle,
-            later: item.later.into_record().boxed(),
-        }),
-        log_event_id: item.log_event_id,
-        log_event_time: item.log_event_time,
-        raw: item.raw,
-    })
+        key_handle: item.key_handle,
+        public_key_handle: item.public_key_handle,
+        later: item.later.into_record().boxed(),
+    });
+    Ok(item.delivery.into_entry(item.hsm, record))
 }
 
 fn certificate_entry_from_item(item: Item) -> Result<TrailEntry, StoreError> {
     let item: CertificateItem = read_item(item)?;
-    Ok(TrailEntry {
-        source: Arc::new(LogSource {
-            stream: StreamId {
-                cluster: item.cluster,
-                hsm: item.log_stream,
-            },
-            log_group: item.log_group,
-        }),
-        record: AuditRecord::Certificate(CertificateRecord {
-            time: item.time,
-            object_handle: item.object_handle,
-            op_code: item.op_code,
-            response: item.response,
-            attributes: item.attributes,
-        }),
-        log_event_id: item.log_event_id,
-        log_event_time: item.log_event_time,
-        raw: item.raw,
-    })
+    let record = AuditRecord::Certificate(CertificateRecord {
+        time: item.delivery.time,
+        object_handle: item.object_handle,
+        op_code: item.op_code,
+        response: item.response,
+        attributes: item.attributes,
+    });
+    Ok(item.delivery.into_entry(item.log_stream, record))
 }
 
 /// The stored content digest of a trail item, for telling duplicates from conflicts.
