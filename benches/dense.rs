@@ -90,6 +90,8 @@ impl Meter for Proxy {
 
 struct Probe {
     records: usize,
+    /// Records the invocation's replays folded again (its own among them).
+    replayed: usize,
     ledger: Cost,
     heap_peak: usize,
     time: Duration,
@@ -290,7 +292,12 @@ fn run<S: AuditStore>(
         history += payload.records;
         deliveries += 1;
         late += report.by_cluster.values().map(|c| c.late).sum::<usize>();
-        replays += usize::from(report.by_cluster.values().any(|c| c.replayed > 0));
+        let replayed = report
+            .by_cluster
+            .values()
+            .map(|c| c.replayed)
+            .sum::<usize>();
+        replays += usize::from(replayed > 0);
         let budget = 5 * payload.records as u64 + 300;
         // The trail items the delivery's own write reads back are the batch's: the
         // budget is about what the derivation reads beyond them.
@@ -302,6 +309,7 @@ fn run<S: AuditStore>(
         if let Some((_, probes)) = probing.as_mut() {
             probes.push(Probe {
                 records: payload.records,
+                replayed,
                 ledger,
                 heap_peak,
                 time,
@@ -355,6 +363,9 @@ fn rederive_of(
 
 struct Mean {
     records: f64,
+    /// Probes that replayed.
+    replays: usize,
+    replayed: f64,
     requests: f64,
     read_units: f64,
     write_units: f64,
@@ -368,6 +379,8 @@ fn mean(probes: &[Probe]) -> Mean {
     let sum = |f: &dyn Fn(&Probe) -> f64| probes.iter().map(f).sum::<f64>() / n;
     Mean {
         records: sum(&|p| p.records as f64),
+        replays: probes.iter().filter(|p| p.replayed > 0).count(),
+        replayed: sum(&|p| p.replayed as f64),
         requests: sum(&|p| p.ledger.requests as f64),
         read_units: sum(&|p| p.ledger.read_units),
         write_units: sum(&|p| p.ledger.write_units as f64),
@@ -375,6 +388,32 @@ fn mean(probes: &[Probe]) -> Mean {
         heap_mib: probes.iter().map(|p| p.heap_peak).max().unwrap_or(0) as f64 / 1_048_576.0,
         time_ms: sum(&|p| p.time.as_secs_f64() * 1e3),
     }
+}
+
+/// Each figure of `to` against `from`: requests, read and write units, items read, heap
+/// peak and time.
+fn ratios(from: &Mean, to: &Mean) -> [(&'static str, f64); 6] {
+    let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { 1.0 };
+    [
+        ("requests", ratio(from.requests, to.requests)),
+        ("read units", ratio(from.read_units, to.read_units)),
+        ("write units", ratio(from.write_units, to.write_units)),
+        ("items read", ratio(from.items_read, to.items_read)),
+        ("heap peak", ratio(from.heap_mib, to.heap_mib)),
+        ("time", ratio(from.time_ms, to.time_ms)),
+    ]
+}
+
+fn worst(figures: &[(&str, f64)]) -> f64 {
+    figures.iter().map(|(_, r)| *r).fold(0.0, f64::max)
+}
+
+fn listed(figures: &[(&str, f64)]) -> String {
+    figures
+        .iter()
+        .map(|(name, r)| format!("{name} {r:.2}x"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Prints a curve and whether its targets hold.
@@ -389,8 +428,17 @@ fn report(curve: &Curve, per_payload: usize, elapsed: Duration) -> bool {
         curve.late
     );
     println!(
-        "{:>9} {:>7} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
-        "history", "batch", "requests", "read RU", "write WU", "items read", "heap MiB", "time ms"
+        "{:>9} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
+        "history",
+        "batch",
+        "replays",
+        "replayed",
+        "requests",
+        "read RU",
+        "write WU",
+        "items read",
+        "heap MiB",
+        "time ms"
     );
     let means: Vec<(usize, Mean)> = curve
         .at
@@ -399,9 +447,11 @@ fn report(curve: &Curve, per_payload: usize, elapsed: Duration) -> bool {
         .collect();
     for (history, m) in &means {
         println!(
-            "{:>9} {:>7.0} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.2} {:>9.1}",
+            "{:>9} {:>7.0} {:>5}/{PROBES} {:>8.0} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.2} {:>9.1}",
             history,
             m.records,
+            m.replays,
+            m.replayed,
             m.requests,
             m.read_units,
             m.write_units,
@@ -413,30 +463,42 @@ fn report(curve: &Curve, per_payload: usize, elapsed: Duration) -> bool {
     let (Some((h0, first)), Some((h1, last))) = (means.first(), means.last()) else {
         return false;
     };
-    let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { 1.0 };
-    let figures = [
-        ("requests", ratio(first.requests, last.requests)),
-        ("read units", ratio(first.read_units, last.read_units)),
-        ("write units", ratio(first.write_units, last.write_units)),
-        ("items read", ratio(first.items_read, last.items_read)),
-        ("heap peak", ratio(first.heap_mib, last.heap_mib)),
-        ("time", ratio(first.time_ms, last.time_ms)),
-    ];
-    let worst = figures.iter().map(|(_, r)| *r).fold(0.0, f64::max);
-    let ok = worst <= 1.5 && curve.over_budget == 0 && curve.late == 0 && last.heap_mib <= 64.0;
-    let text: Vec<String> = figures
-        .iter()
-        .map(|(name, r)| format!("{name} {r:.2}x"))
-        .collect();
+    let figures = ratios(first, last);
+    let ok = worst(&figures) <= 1.5
+        && curve.over_budget == 0
+        && curve.late == 0
+        && last.heap_mib <= 64.0;
     println!(
         "history {h0} -> {h1}: {}; items read at most {:.2} x the batch, {} of {} over 5 x batch + 300; {} late — {}",
-        text.join(", "),
+        listed(&figures),
         curve.worst_items_ratio,
         curve.over_budget,
         curve.deliveries,
         curve.late,
         if ok { "HOLDS" } else { "MISSED" }
     );
+    // Interleaved HSMs replay their neighbours' payloads: at the first point the history
+    // may not hold them yet, and its probes replay less than they ever will again. The
+    // figures are then also given from the first point whose probes replay at least two
+    // thirds as many records as the last point's (within the 1.5x of the targets).
+    if let Some((hs, steady)) = means
+        .iter()
+        .find(|(_, m)| m.replayed * 1.5 >= last.replayed)
+        .filter(|(history, _)| history != h0)
+    {
+        let figures = ratios(steady, last);
+        println!(
+            "not steady at {h0} (its probes replay {:.0} records, {:.0} at {h1}); from the first steady point, history {hs} -> {h1}: {} — {}",
+            first.replayed,
+            last.replayed,
+            listed(&figures),
+            if worst(&figures) <= 1.5 {
+                "HOLDS"
+            } else {
+                "MISSED"
+            }
+        );
+    }
     ok
 }
 
