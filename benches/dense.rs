@@ -24,69 +24,18 @@ use hsm_audit::config::Config;
 use hsm_audit::lambda::ingest_event;
 use hsm_audit::store::AuditStore;
 use hsm_audit::store::memory::MemoryStore;
+use hsm_audit::testkit::bench::{self, Cost, Meter, Proxy};
+use hsm_audit::testkit::payload_body;
 use hsm_audit::testkit::workload::{WorkloadSpec, generate};
 
 #[path = "common/counting.rs"]
 mod counting;
-#[path = "common/proxy.rs"]
-mod proxy;
-
-use proxy::Proxy;
 
 #[global_allocator]
 static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// Invocations measured at each history point.
 const PROBES: usize = 5;
-
-/// What one invocation cost, as DynamoDB would bill it.
-#[derive(Debug, Clone, Default)]
-struct Cost {
-    requests: u64,
-    read_units: f64,
-    write_units: u64,
-    items_read: u64,
-}
-
-/// Where the costs are counted: the in-memory store's ledger, or a counting proxy in
-/// front of a local server (`scripts/counting_proxy.py`).
-trait Meter {
-    fn reset(&self);
-    fn cost(&self) -> Cost;
-}
-
-impl Meter for MemoryStore {
-    fn reset(&self) {
-        self.reset_ledger();
-    }
-
-    fn cost(&self) -> Cost {
-        let ledger = self.ledger();
-        Cost {
-            requests: ledger.total_requests(),
-            read_units: ledger.read_units,
-            write_units: ledger.write_units,
-            items_read: ledger.items_read,
-        }
-    }
-}
-
-impl Meter for Proxy {
-    fn reset(&self) {
-        Proxy::reset(self);
-    }
-
-    fn cost(&self) -> Cost {
-        let [requests, items_read, read_units, write_units] =
-            self.totals(["requests", "items", "read_units", "write_units"]);
-        Cost {
-            requests: requests as u64,
-            read_units,
-            write_units: write_units as u64,
-            items_read: items_read as u64,
-        }
-    }
-}
 
 struct Probe {
     records: usize,
@@ -97,24 +46,6 @@ struct Probe {
     time: Duration,
 }
 
-fn points(measuring: bool) -> Vec<usize> {
-    std::env::var("BENCH_DENSE_POINTS")
-        .ok()
-        .map(|points| {
-            points
-                .split(',')
-                .filter_map(|point| point.trim().parse().ok())
-                .collect()
-        })
-        .unwrap_or_else(|| {
-            if measuring {
-                vec![1_000, 10_000, 100_000, 250_000]
-            } else {
-                vec![1_000, 3_000]
-            }
-        })
-}
-
 /// Records a second of a generated workload.
 fn rate(spec: &WorkloadSpec) -> f64 {
     let payloads = generate(spec);
@@ -122,13 +53,7 @@ fn rate(spec: &WorkloadSpec) -> f64 {
     let mut last = i64::MIN;
     let mut records = 0;
     for payload in &payloads {
-        let data = payload
-            .event
-            .pointer("/awslogs/data")
-            .and_then(|data| data.as_str())
-            .unwrap_or_default();
-        let body: serde_json::Value =
-            serde_json::from_slice(&hsm_audit::testkit::unpack(data)).expect("json");
+        let body = payload_body(&payload.event);
         for event in body["logEvents"].as_array().into_iter().flatten() {
             let time = event["timestamp"].as_i64().unwrap_or_default();
             first = first.min(time);
@@ -543,7 +468,14 @@ fn on_server(port: u16, points: &[usize], runtime: &tokio::runtime::Runtime) -> 
 
 fn main() {
     let measuring = std::env::args().any(|arg| arg == "--bench");
-    let points = points(measuring);
+    let points = bench::points(
+        "BENCH_DENSE_POINTS",
+        if measuring {
+            &[1_000, 10_000, 100_000, 250_000]
+        } else {
+            &[1_000, 3_000]
+        },
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -584,15 +516,7 @@ fn main() {
         .ok()
         .and_then(|port| port.parse().ok())
     {
-        let points: Vec<usize> = std::env::var("BENCH_DENSE_SERVER_POINTS")
-            .ok()
-            .map(|points| {
-                points
-                    .split(',')
-                    .filter_map(|p| p.trim().parse().ok())
-                    .collect()
-            })
-            .unwrap_or_else(|| vec![1_000, 10_000, 30_000]);
+        let points = bench::points("BENCH_DENSE_SERVER_POINTS", &[1_000, 10_000, 30_000]);
         println!(
             "\n== on the local server, through the counting proxy (scripts/counting_proxy.py)"
         );
