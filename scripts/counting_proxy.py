@@ -306,8 +306,8 @@ def emulated_transaction(upstream: Upstream, headers, request: dict):
 
 class Proxy(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # A client's request can wait for the acknowledgement of its previous answer's last
-    # segment: with Nagle's algorithm, the delayed acknowledgement's 40 ms.
+    # An answer longer than a segment ends in a short one, which Nagle's algorithm holds
+    # until the client acknowledges the rest: its delayed acknowledgement, 40 ms.
     disable_nagle_algorithm = True
     target = ""
     emulate_transactions = False
@@ -325,8 +325,7 @@ class Proxy(BaseHTTPRequestHandler):
         pass
 
     def reply(self, status: int, body: bytes, headers=()) -> None:
-        """The answer in one write: headers and body in separate segments would each wait
-        on the client's acknowledgement."""
+        """The answer in one write (one system call, no short segment of headers alone)."""
         reason = self.responses.get(status, ("",))[0]
         lines = [f"HTTP/1.1 {status} {reason}"]
         lines += [f"{name}: {value}" for name, value in headers]
