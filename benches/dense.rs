@@ -480,15 +480,16 @@ fn on_server(port: u16, points: &[usize], runtime: &tokio::runtime::Runtime) -> 
                 runtime,
             );
             held &= report(&curve, per_payload, started.elapsed());
-            // dynalite holds every table in its heap: a 250k-record curve's is 2–3 GiB.
-            // Deleting one that large outlasts the client's timeout, and its retry finds
-            // the table gone.
+            // dynalite holds every table in its heap (a 250k-record curve's: 2–3 GiB); the
+            // next curve runs beside less of it. Deleting one that large can outlast the
+            // client's timeout (and its retry find the table gone): dynalite goes on with
+            // it all the same.
             if let Err(error) = runtime.block_on(client.delete_table().table_name(&table).send())
                 && !error
                     .as_service_error()
                     .is_some_and(|error| error.is_resource_not_found_exception())
             {
-                panic!("the bench's table {table} not deleted: {error:?}");
+                println!("(the table {table} is not deleted yet: {error})");
             }
         }
     }
