@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use hsm_audit::config::Config;
 use hsm_audit::lambda::ingest_event;
 use hsm_audit::store::memory::{Ledger, MemoryStore};
-use hsm_audit::testkit::unpack;
 use hsm_audit::testkit::workload::{GeneratedPayload, WorkloadSpec, generate};
+use hsm_audit::testkit::{bench, payload_body};
 use hsm_audit::verify::{VerifyOptions, verify_trail};
 
 #[path = "common/counting.rs"]
@@ -35,36 +35,12 @@ struct Probe {
     time: Duration,
 }
 
-fn points(measuring: bool) -> Vec<usize> {
-    std::env::var("BENCH_HISTORY_POINTS")
-        .ok()
-        .map(|points| {
-            points
-                .split(',')
-                .filter_map(|point| point.trim().parse().ok())
-                .collect()
-        })
-        .unwrap_or_else(|| {
-            if measuring {
-                vec![1_000, 10_000, 100_000, 1_000_000]
-            } else {
-                vec![1_000, 4_000]
-            }
-        })
-}
-
 /// The log events of several payloads of one stream as one payload.
 fn merged(parts: &[&GeneratedPayload]) -> serde_json::Value {
     let mut events = Vec::new();
     let mut body = serde_json::Value::Null;
     for part in parts {
-        let data = part
-            .event
-            .pointer("/awslogs/data")
-            .and_then(|data| data.as_str())
-            .unwrap_or_default();
-        let inflated = unpack(data);
-        let mut payload: serde_json::Value = serde_json::from_slice(&inflated).expect("json");
+        let mut payload = payload_body(&part.event);
         if let Some(list) = payload
             .get_mut("logEvents")
             .and_then(|list| list.as_array_mut())
@@ -79,7 +55,14 @@ fn merged(parts: &[&GeneratedPayload]) -> serde_json::Value {
 
 fn main() {
     let measuring = std::env::args().any(|arg| arg == "--bench");
-    let points = points(measuring);
+    let points = bench::points(
+        "BENCH_HISTORY_POINTS",
+        if measuring {
+            &[1_000, 10_000, 100_000, 1_000_000]
+        } else {
+            &[1_000, 4_000]
+        },
+    );
     let last = points.iter().copied().max().unwrap_or(1_000);
     let spec = WorkloadSpec {
         records: last + 20_000,

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use hsm_audit::config::Config;
 use hsm_audit::lambda::ingest_event;
 use hsm_audit::store::memory::MemoryStore;
-use hsm_audit::testkit::awslogs_event;
+use hsm_audit::testkit::bench::{Cost, Meter};
 use hsm_audit::testkit::workload::user_record;
+use hsm_audit::testkit::{awslogs_event, log_event, subscription_payload};
 
 #[path = "common/counting.rs"]
 mod counting;
@@ -47,17 +48,10 @@ impl Stream {
                 let message = user_record(*time, self.boot, self.seq, opcode, *code, *handle, user);
                 self.seq += 1;
                 self.event_id += 1;
-                serde_json::json!({"id": format!("{:056}", self.event_id), "timestamp": time / 1000, "message": message})
+                log_event(self.event_id, time / 1000, &message)
             })
             .collect();
-        let payload = serde_json::json!({
-            "messageType": "DATA_MESSAGE",
-            "owner": "123456789012",
-            "logGroup": format!("/aws/cloudhsm/{CLUSTER}"),
-            "logStream": HSM,
-            "subscriptionFilters": ["hsm-audit"],
-            "logEvents": events,
-        });
+        let payload = subscription_payload(&format!("/aws/cloudhsm/{CLUSTER}"), HSM, events);
         awslogs_event(payload.to_string().as_bytes())
     }
 
@@ -76,11 +70,9 @@ fn small_delivery(at: i64) -> Vec<(i64, (&'static str, u32), u64, String)> {
     ]
 }
 
-struct Cost {
-    requests: u64,
-    read_units: f64,
-    write_units: u64,
-    items_read: u64,
+/// One measured delivery.
+struct Probe {
+    ledger: Cost,
     heap_peak: usize,
     time: Duration,
 }
@@ -101,19 +93,15 @@ fn measure(
     config: &Config,
     event: serde_json::Value,
     runtime: &tokio::runtime::Runtime,
-) -> Cost {
-    store.reset_ledger();
+) -> Probe {
+    store.reset();
     let before = counting::start();
     let clock = Instant::now();
     deliver(store, config, event, runtime);
     let time = clock.elapsed();
     let heap_peak = counting::peak_since(before);
-    let ledger = store.ledger();
-    Cost {
-        requests: ledger.total_requests(),
-        read_units: ledger.read_units,
-        write_units: ledger.write_units,
-        items_read: ledger.items_read,
+    Probe {
+        ledger: store.cost(),
         heap_peak,
         time,
     }
@@ -123,7 +111,11 @@ fn measure(
 /// own, as applications that crash without logging out leave them) never log out, two
 /// days before `at`, then a record at `at - 2 min` that lets the horizon act and one at
 /// `at - 1 min`: the small delivery at `at`.
-fn with_open_sessions(sessions: usize, config: &Config, runtime: &tokio::runtime::Runtime) -> Cost {
+fn with_open_sessions(
+    sessions: usize,
+    config: &Config,
+    runtime: &tokio::runtime::Runtime,
+) -> Probe {
     let store = MemoryStore::new();
     let mut stream = Stream {
         boot: 1,
@@ -155,7 +147,7 @@ fn with_open_sessions(sessions: usize, config: &Config, runtime: &tokio::runtime
 }
 
 /// A cluster whose HSM rebooted `boots` times, a record each boot.
-fn with_streams(boots: usize, config: &Config, runtime: &tokio::runtime::Runtime) -> Cost {
+fn with_streams(boots: usize, config: &Config, runtime: &tokio::runtime::Runtime) -> Probe {
     let store = MemoryStore::new();
     let mut stream = Stream {
         boot: 1,
@@ -176,13 +168,17 @@ fn with_streams(boots: usize, config: &Config, runtime: &tokio::runtime::Runtime
     measure(&store, config, stream.payload(&small_delivery(at)), runtime)
 }
 
-fn row(name: &str, cost: &Cost, fresh: &Cost) -> bool {
+fn row(name: &str, probe: &Probe, fresh: &Probe) -> bool {
+    let cost = &probe.ledger;
     let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
     let ratios = [
-        ratio(cost.read_units, fresh.read_units),
-        ratio(cost.write_units as f64, fresh.write_units as f64),
-        ratio(cost.items_read as f64, fresh.items_read.max(1) as f64),
-        ratio(cost.heap_peak as f64, fresh.heap_peak as f64),
+        ratio(cost.read_units, fresh.ledger.read_units),
+        ratio(cost.write_units as f64, fresh.ledger.write_units as f64),
+        ratio(
+            cost.items_read as f64,
+            fresh.ledger.items_read.max(1) as f64,
+        ),
+        ratio(probe.heap_peak as f64, fresh.heap_peak as f64),
     ];
     let holds = ratios.iter().all(|&r| r <= 1.5);
     println!(
@@ -191,8 +187,8 @@ fn row(name: &str, cost: &Cost, fresh: &Cost) -> bool {
         cost.read_units,
         cost.write_units,
         cost.items_read,
-        cost.heap_peak as f64 / 1_048_576.0,
-        cost.time.as_secs_f64() * 1e3,
+        probe.heap_peak as f64 / 1_048_576.0,
+        probe.time.as_secs_f64() * 1e3,
         ratios[0],
         ratios[1],
         ratios[2],

@@ -30,69 +30,15 @@ use hsm_audit::store::dynamodb::DynamoStore;
 use hsm_audit::store::memory::MemoryStore;
 use hsm_audit::store::window::{self, Window};
 use hsm_audit::store::{AuditStore, StoreError};
+use hsm_audit::testkit::bench::{self, Cost, Meter, Proxy};
+use hsm_audit::testkit::payload_body;
 use hsm_audit::testkit::workload::{GeneratedPayload, WorkloadSpec, generate};
-
-#[path = "common/proxy.rs"]
-mod proxy;
-
-use proxy::Proxy;
 
 const HOUR_MICROS: i64 = 3_600_000_000;
 
-/// What a read cost, as DynamoDB would bill it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Read {
-    items: f64,
-    requests: f64,
-    read_units: f64,
-}
-
-/// Where reads are counted: the in-memory store's ledger, or the counting proxy.
-trait Meter {
-    fn reset(&self);
-    fn read(&self) -> Read;
-}
-
-impl Meter for MemoryStore {
-    fn reset(&self) {
-        self.reset_ledger();
-    }
-
-    fn read(&self) -> Read {
-        let ledger = self.ledger();
-        Read {
-            items: ledger.items_read as f64,
-            requests: ledger.total_requests() as f64,
-            read_units: ledger.read_units,
-        }
-    }
-}
-
-impl Meter for Proxy {
-    fn reset(&self) {
-        Proxy::reset(self);
-    }
-
-    fn read(&self) -> Read {
-        let [items, requests, read_units] = self.totals(["items", "requests", "read_units"]);
-        Read {
-            items,
-            requests,
-            read_units,
-        }
-    }
-}
-
 /// The first and last record time of a payload, in microseconds.
 fn span_of(payload: &GeneratedPayload) -> (i64, i64) {
-    let data = payload
-        .event
-        .pointer("/awslogs/data")
-        .and_then(|data| data.as_str())
-        .unwrap_or_default();
-    let body: serde_json::Value =
-        serde_json::from_slice(&hsm_audit::testkit::unpack(data)).expect("json");
-    body["logEvents"]
+    payload_body(&payload.event)["logEvents"]
         .as_array()
         .into_iter()
         .flatten()
@@ -106,7 +52,7 @@ fn span_of(payload: &GeneratedPayload) -> (i64, i64) {
 struct Measured {
     name: &'static str,
     returned: usize,
-    read: Read,
+    read: Cost,
 }
 
 impl Measured {
@@ -126,7 +72,7 @@ where
     Measured {
         name,
         returned,
-        read: meter.read(),
+        read: meter.cost(),
     }
 }
 
@@ -215,13 +161,13 @@ fn report(history: usize, window: Window, measured: &[Measured]) -> bool {
     );
     let mut held = true;
     for m in measured {
-        let holds = m.read.items <= m.budget();
+        let holds = m.read.items_read as f64 <= m.budget();
         held &= holds;
         println!(
-            "{:<34} {:>9} {:>10.0} {:>9.0} {:>9.1} {:>12.0} {:>8}",
+            "{:<34} {:>9} {:>10} {:>9} {:>9.1} {:>12.0} {:>8}",
             m.name,
             m.returned,
-            m.read.items,
+            m.read.items_read,
             m.read.requests,
             m.read.read_units,
             m.budget(),
@@ -229,24 +175,6 @@ fn report(history: usize, window: Window, measured: &[Measured]) -> bool {
         );
     }
     held
-}
-
-fn points(measuring: bool) -> Vec<usize> {
-    std::env::var("BENCH_WINDOWS_POINTS")
-        .ok()
-        .map(|points| {
-            points
-                .split(',')
-                .filter_map(|point| point.trim().parse().ok())
-                .collect()
-        })
-        .unwrap_or_else(|| {
-            if measuring {
-                vec![30_000, 250_000]
-            } else {
-                vec![3_000]
-            }
-        })
 }
 
 /// The one hour in the middle of what was ingested.
@@ -321,7 +249,14 @@ struct Server {
 
 fn main() {
     let measuring = std::env::args().any(|arg| arg == "--bench");
-    let points = points(measuring);
+    let points = bench::points(
+        "BENCH_WINDOWS_POINTS",
+        if measuring {
+            &[30_000, 250_000]
+        } else {
+            &[3_000]
+        },
+    );
     let last = points.iter().copied().max().unwrap_or(3_000);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

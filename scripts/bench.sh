@@ -25,7 +25,8 @@ cargo bench --bench history
 echo
 echo "== busy clusters: 3 HSMs at ~150 records/s, 1 HSM at ~600, to 250k records; a payload two hours late; rederive (cargo bench --bench dense)"
 # The server curves run on dynalite (npm; moto's Query time grows with the partition), behind
-# the counting proxy, which answers dynalite's missing TransactWriteItems itself.
+# the counting proxy, which answers dynalite's missing TransactWriteItems itself. The four to
+# 250k took 22–50 min on 2 shared cores (docs/performance.md); BENCH_DENSE_SERVER_POINTS shortens them.
 (cd scripts/dynalite && npm ci --no-audit --no-fund --silent)
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # A fresh dynalite (in memory) behind a fresh counting proxy: DYNALITE_PORT, PROXY_PORT.

@@ -30,10 +30,12 @@ writes a key at a time, which a benchmark's single invoker is; the units counted
 transaction's, as DynamoDB would bill it.
 """
 
+import http.client
 import json
 import sys
 import threading
-import urllib.request
+import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
@@ -198,24 +200,62 @@ def account(operation: str, request: dict, response: dict) -> None:
             totals[field] = totals.get(field, 0) + written
 
 
-def call(target: str, headers, operation: str, request: dict):
-    """One request to the server, under the client's headers (dynalite checks that a
-    signature is there, not what it signs): (status, payload, headers)."""
-    forwarded = urllib.request.Request(
-        target + "/", data=json.dumps(request).encode(), method="POST"
-    )
-    for name, value in headers:
-        if name.lower() not in ("host", "content-length", "connection", "x-amz-target"):
-            forwarded.add_header(name, value)
-    forwarded.add_header("X-Amz-Target", "DynamoDB_20120810." + operation)
-    try:
-        with urllib.request.urlopen(forwarded, timeout=120) as answer:
-            return answer.status, answer.read(), answer.getheaders()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(), error.headers.items()
+class Upstream:
+    """One kept-alive connection to the server, for one client connection: a connection
+    opened per forwarded request cost more than dynalite's answer to most of them."""
+
+    # Below Node's default keep-alive timeout (5 s): an idle connection the server may
+    # have closed is not reused.
+    IDLE_SECONDS = 4.0
+
+    def __init__(self, target: str):
+        parsed = urllib.parse.urlsplit(target)
+        self.host, self.port = parsed.hostname, parsed.port
+        self.connection = None
+        self.used = 0.0
+
+    def forward(self, path: str, body: bytes, headers):
+        """(status, payload, headers) of the request, under the client's headers (dynalite
+        checks that a signature is there, not what it signs)."""
+        kept = {
+            name: value
+            for name, value in headers
+            if name.lower() not in ("host", "content-length", "connection")
+        }
+        if self.connection is not None and time.monotonic() - self.used > self.IDLE_SECONDS:
+            self.connection.close()
+            self.connection = None
+        reused = self.connection is not None
+        try:
+            return self.exchange(path, body, kept)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # Closed by the server between two requests: it never read this one.
+            if not reused:
+                raise
+            return self.exchange(path, body, kept)
+
+    def exchange(self, path: str, body: bytes, headers: dict):
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        try:
+            self.connection.request("POST", path, body, headers)
+            answer = self.connection.getresponse()
+            payload = answer.read()
+        except Exception:
+            self.connection.close()
+            self.connection = None
+            raise
+        self.used = time.monotonic()
+        return answer.status, payload, answer.getheaders()
+
+    def call(self, headers, operation: str, request: dict):
+        """One request of `operation` to the server: (status, payload, headers)."""
+        headers = [(n, v) for n, v in headers if n.lower() != "x-amz-target"]
+        headers.append(("X-Amz-Target", "DynamoDB_20120810." + operation))
+        return self.forward("/", json.dumps(request).encode(), headers)
 
 
-def emulated_transaction(target: str, headers, request: dict):
+def emulated_transaction(upstream: Upstream, headers, request: dict):
     """A `TransactWriteItems` of conditional puts, as `BatchGetItem`s of their keys, then
     `BatchWriteItem`s of the puts: a few requests where one per item made a transaction
     of a hundred items take half a second."""
@@ -228,7 +268,7 @@ def emulated_transaction(target: str, headers, request: dict):
         for at in range(0, len(keys), 100):
             asking = {table: {"Keys": keys[at : at + 100], "ConsistentRead": True}}
             while asking:
-                status, payload, _ = call(target, headers, "BatchGetItem", {"RequestItems": asking})
+                status, payload, _ = upstream.call(headers, "BatchGetItem", {"RequestItems": asking})
                 if status != 200:
                     return status, payload, json_type
                 answer = json.loads(payload)
@@ -257,7 +297,7 @@ def emulated_transaction(target: str, headers, request: dict):
         for at in range(0, len(writes), 25):
             writing = {table: writes[at : at + 25]}
             while writing:
-                status, payload, _ = call(target, headers, "BatchWriteItem", {"RequestItems": writing})
+                status, payload, _ = upstream.call(headers, "BatchWriteItem", {"RequestItems": writing})
                 if status != 200:
                     return status, payload, json_type
                 writing = json.loads(payload).get("UnprocessedItems") or None
@@ -266,22 +306,31 @@ def emulated_transaction(target: str, headers, request: dict):
 
 class Proxy(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # The headers and the body go out in two writes: with Nagle's algorithm the body
-    # waits for the client's delayed acknowledgement of the headers, 40 ms a request.
+    # An answer longer than a segment ends in a short one, which Nagle's algorithm holds
+    # until the client acknowledges the rest: its delayed acknowledgement, 40 ms.
     disable_nagle_algorithm = True
     target = ""
     emulate_transactions = False
+
+    def setup(self):
+        super().setup()
+        self.upstream = Upstream(self.target)
+
+    def finish(self):
+        super().finish()
+        if self.upstream.connection is not None:
+            self.upstream.connection.close()
 
     def log_message(self, *args):  # quiet: the bench prints what matters
         pass
 
     def reply(self, status: int, body: bytes, headers=()) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        """The answer in one write (one system call, no short segment of headers alone)."""
+        reason = self.responses.get(status, ("",))[0]
+        lines = [f"HTTP/1.1 {status} {reason}"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        lines.append(f"Content-Length: {len(body)}")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
     def do_GET(self):
         with LOCK:
@@ -299,18 +348,10 @@ class Proxy(BaseHTTPRequestHandler):
         operation = (self.headers.get("X-Amz-Target") or "").split(".")[-1]
         if operation == "TransactWriteItems" and self.emulate_transactions:
             status, payload, headers = emulated_transaction(
-                self.target, self.headers.items(), json.loads(body)
+                self.upstream, self.headers.items(), json.loads(body)
             )
         else:
-            forwarded = urllib.request.Request(self.target + self.path, data=body, method="POST")
-            for name, value in self.headers.items():
-                if name.lower() not in ("host", "content-length", "connection"):
-                    forwarded.add_header(name, value)
-            try:
-                with urllib.request.urlopen(forwarded, timeout=120) as answer:
-                    status, payload, headers = answer.status, answer.read(), answer.getheaders()
-            except urllib.error.HTTPError as error:
-                status, payload, headers = error.code, error.read(), error.headers.items()
+            status, payload, headers = self.upstream.forward(self.path, body, self.headers.items())
         try:
             account(operation, json.loads(body or b"{}"), json.loads(payload or b"{}"))
         except (ValueError, KeyError, StopIteration):

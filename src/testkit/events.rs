@@ -39,6 +39,33 @@ pub fn awslogs_event(payload: &[u8]) -> Value {
     json!({"awslogs": {"data": b64(&gzip(payload))}})
 }
 
+/// The payload inside an `{"awslogs": {"data": …}}` event, as JSON.
+pub fn payload_body(event: &Value) -> Value {
+    let data = event
+        .pointer("/awslogs/data")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    serde_json::from_slice(&unpack(data)).expect("json")
+}
+
+/// A subscription's payload before compression: `events` of one stream.
+pub fn subscription_payload(log_group: &str, log_stream: &str, events: Vec<Value>) -> Value {
+    json!({
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": log_group,
+        "logStream": log_stream,
+        "subscriptionFilters": ["hsm-audit"],
+        "logEvents": events,
+    })
+}
+
+/// A log event as a subscription carries it: the id CloudWatch Logs gives it (56 digits),
+/// its time in milliseconds.
+pub fn log_event(id: u64, millis: i64, message: &str) -> Value {
+    json!({"id": format!("{id:056}"), "timestamp": millis, "message": message})
+}
+
 /// A CloudWatch Logs subscription event for `messages` of one stream; event ids are
 /// derived from `id_base` and the position.
 pub fn subscription_event(
@@ -54,14 +81,7 @@ pub fn subscription_event(
             json!({"id": format!("{}", id_base + index as u64), "timestamp": 1_516_067_329_824i64, "message": message})
         })
         .collect();
-    let payload = json!({
-        "messageType": "DATA_MESSAGE",
-        "owner": "123456789012",
-        "logGroup": log_group,
-        "logStream": log_stream,
-        "subscriptionFilters": ["hsm-audit"],
-        "logEvents": events,
-    });
+    let payload = subscription_payload(log_group, log_stream, events);
     awslogs_event(payload.to_string().as_bytes())
 }
 

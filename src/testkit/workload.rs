@@ -8,7 +8,7 @@
 //!
 //! Deterministic for a seed, so two runs of a benchmark measure the same input.
 
-use super::events::{b64, gzip};
+use super::events::{b64, gzip, log_event, subscription_payload};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +162,21 @@ impl Simulation {
         }
     }
 
+    /// Logs a record on `hsm` at the current time.
+    fn log(
+        &mut self,
+        hsm: usize,
+        (opcode, code): (&str, u32),
+        handle: u64,
+        response: &str,
+        tail: &str,
+    ) {
+        let time = self.now_micros;
+        self.emit(hsm, |seq| {
+            render(REBOOT, time, seq, opcode, code, handle, response, tail)
+        });
+    }
+
     fn tick(&mut self, max_millis: u64) {
         let micros = self.rng.u64(1..=max_millis.max(1)) * 1000 / self.spec.speedup.max(1);
         self.now_micros += i64::try_from(micros.max(1)).unwrap_or(1000);
@@ -176,17 +191,14 @@ impl Simulation {
             .iter()
             .map(|(time, message)| {
                 self.event_id += 1;
-                serde_json::json!({"id": format!("{:056}", self.event_id), "timestamp": time / 1000, "message": message})
+                log_event(self.event_id, time / 1000, message)
             })
             .collect();
-        let payload = serde_json::json!({
-            "messageType": "DATA_MESSAGE",
-            "owner": "123456789012",
-            "logGroup": format!("/aws/cloudhsm/{}", self.spec.cluster),
-            "logStream": self.hsms[hsm].id,
-            "subscriptionFilters": ["hsm-audit"],
-            "logEvents": events,
-        });
+        let payload = subscription_payload(
+            &format!("/aws/cloudhsm/{}", self.spec.cluster),
+            &self.hsms[hsm].id,
+            events,
+        );
         let json = payload.to_string();
         let compressed = gzip(json.as_bytes());
         let data = b64(&compressed);
@@ -224,30 +236,15 @@ impl Simulation {
                     user_tail("nobody", user_type),
                 )
             };
-            let time = self.now_micros;
-            self.emit(origin, |seq| {
-                render(
-                    REBOOT,
-                    time,
-                    seq,
-                    "CN_LOGIN",
-                    0xd,
-                    handle | 2,
-                    response,
-                    &tail,
-                )
-            });
+            self.log(origin, ("CN_LOGIN", 0xd), handle | 2, response, &tail);
             self.tick(2000);
             return;
         }
         for offset in 0..self.hsms.len() {
             let hsm = (origin + offset) % self.hsms.len();
             let handle = handle_of(&self.hsms[hsm]) | 2;
-            let time = self.now_micros;
             let tail = user_tail(&user, user_type);
-            self.emit(hsm, |seq| {
-                render(REBOOT, time, seq, "CN_LOGIN", 0xd, handle, OK, &tail)
-            });
+            self.log(hsm, ("CN_LOGIN", 0xd), handle, OK, &tail);
             self.tick(30);
         }
         let command_handle = handle_of(&self.hsms[origin]) | 4;
@@ -256,24 +253,11 @@ impl Simulation {
             self.command(origin, command_handle, officer, &user);
         }
         self.tick(3000);
-        let time = self.now_micros;
         let tail = user_tail(&user, user_type);
-        self.emit(origin, |seq| {
-            render(
-                REBOOT,
-                time,
-                seq,
-                "CN_LOGOUT",
-                0xe,
-                command_handle,
-                OK,
-                &tail,
-            )
-        });
+        self.log(origin, ("CN_LOGOUT", 0xe), command_handle, OK, &tail);
     }
 
     fn command(&mut self, origin: usize, handle: u64, officer: bool, user: &str) {
-        let time = self.now_micros;
         match self.rng.u8(..10) {
             0..=2 => {
                 let key = self.generate_key(origin, handle);
@@ -281,18 +265,13 @@ impl Simulation {
             }
             3 => {
                 let (private, public) = (self.new_key(), self.new_key());
-                self.emit(origin, |seq| {
-                    render(
-                        REBOOT,
-                        time,
-                        seq,
-                        "CN_GENERATE_KEY_PAIR",
-                        0x19,
-                        handle,
-                        OK,
-                        &key_tail(private, public),
-                    )
-                });
+                self.log(
+                    origin,
+                    ("CN_GENERATE_KEY_PAIR", 0x19),
+                    handle,
+                    OK,
+                    &key_tail(private, public),
+                );
                 self.synchronise(origin, handle, private);
             }
             4 | 5 if !self.live_keys.is_empty() => {
@@ -302,56 +281,35 @@ impl Simulation {
                 } else {
                     ("CN_NIST_AES_WRAP", 0x1e)
                 };
-                self.emit(origin, |seq| {
-                    render(
-                        REBOOT,
-                        time,
-                        seq,
-                        opcode,
-                        code,
-                        handle,
-                        OK,
-                        &key_tail(key, 0),
-                    )
-                });
+                self.log(origin, (opcode, code), handle, OK, &key_tail(key, 0));
             }
             6 if !self.live_keys.is_empty() => {
                 let key = self
                     .live_keys
                     .swap_remove(self.rng.usize(..self.live_keys.len()));
                 for hsm in 0..self.hsms.len() {
-                    let time = self.now_micros;
                     let handle = if hsm == origin {
                         handle
                     } else {
                         self.hsms[hsm].handle_base | 3
                     };
-                    self.emit(hsm, |seq| {
-                        render(
-                            REBOOT,
-                            time,
-                            seq,
-                            "CN_DESTROY_OBJECT",
-                            0x11,
-                            handle,
-                            OK,
-                            &key_tail(key, 0),
-                        )
-                    });
+                    self.log(
+                        hsm,
+                        ("CN_DESTROY_OBJECT", 0x11),
+                        handle,
+                        OK,
+                        &key_tail(key, 0),
+                    );
                 }
             }
             7 if officer => {
                 let target = format!("cu-{:03}", self.rng.usize(..self.spec.users.max(1)));
                 let tail = user_tail(&target, "CN_CRYPTO_USER");
-                self.emit(origin, |seq| {
-                    render(REBOOT, time, seq, "CN_CREATE_USER", 0x3, handle, OK, &tail)
-                });
+                self.log(origin, ("CN_CREATE_USER", 0x3), handle, OK, &tail);
             }
             _ => {
                 let tail = format!("Log type : MINIMAL_LOG_ENTRY (0)\nUser Name : {user}");
-                self.emit(origin, |seq| {
-                    render(REBOOT, time, seq, "CN_FIPS_RAND", 0x7, handle, OK, &tail)
-                });
+                self.log(origin, ("CN_FIPS_RAND", 0x7), handle, OK, &tail);
             }
         }
     }
@@ -361,11 +319,8 @@ impl Simulation {
     fn app_login(&mut self) -> Vec<u64> {
         let tail = user_tail(APP_USER, "CN_CRYPTO_USER");
         for hsm in 0..self.hsms.len() {
-            let time = self.now_micros;
             let handle = self.hsms[hsm].handle_base | 2;
-            self.emit(hsm, |seq| {
-                render(REBOOT, time, seq, "CN_LOGIN", 0xd, handle, OK, &tail)
-            });
+            self.log(hsm, ("CN_LOGIN", 0xd), handle, OK, &tail);
             self.tick(30);
         }
         let handle = self.hsms[0].handle_base | 4;
@@ -384,37 +339,19 @@ impl Simulation {
     fn app_command(&mut self, keys: &[u64]) {
         let key = keys[self.rng.usize(..keys.len())];
         let handle = self.hsms[0].handle_base | 4;
-        let time = self.now_micros;
-        self.emit(0, |seq| {
-            render(
-                REBOOT,
-                time,
-                seq,
-                "CN_NIST_AES_WRAP",
-                0x1e,
-                handle,
-                OK,
-                &key_tail(key, 0),
-            )
-        });
+        self.log(0, ("CN_NIST_AES_WRAP", 0x1e), handle, OK, &key_tail(key, 0));
     }
 
     /// A key generated now on `origin`, in session `handle`.
     fn generate_key(&mut self, origin: usize, handle: u64) -> u64 {
         let key = self.new_key();
-        let time = self.now_micros;
-        self.emit(origin, |seq| {
-            render(
-                REBOOT,
-                time,
-                seq,
-                "CN_GENERATE_KEY",
-                0x17,
-                handle,
-                OK,
-                &key_tail(key, 0),
-            )
-        });
+        self.log(
+            origin,
+            ("CN_GENERATE_KEY", 0x17),
+            handle,
+            OK,
+            &key_tail(key, 0),
+        );
         key
     }
 
@@ -427,36 +364,24 @@ impl Simulation {
     /// The client synchronises a new key: extracted on the origin, inserted elsewhere.
     fn synchronise(&mut self, origin: usize, handle: u64, key: u64) {
         self.tick(5);
-        let time = self.now_micros;
-        self.emit(origin, |seq| {
-            render(
-                REBOOT,
-                time,
-                seq,
-                "CN_EXTRACT_MASKED_OBJECT_USER",
-                0xf0,
-                handle,
-                OK,
-                &key_tail(key, 0),
-            )
-        });
+        self.log(
+            origin,
+            ("CN_EXTRACT_MASKED_OBJECT_USER", 0xf0),
+            handle,
+            OK,
+            &key_tail(key, 0),
+        );
         for offset in 1..self.hsms.len() {
             let hsm = (origin + offset) % self.hsms.len();
             self.tick(40);
-            let time = self.now_micros;
             let handle = self.hsms[hsm].handle_base | 3;
-            self.emit(hsm, |seq| {
-                render(
-                    REBOOT,
-                    time,
-                    seq,
-                    "CN_INSERT_MASKED_OBJECT_USER",
-                    0xf1,
-                    handle,
-                    OK,
-                    &key_tail(key, 0),
-                )
-            });
+            self.log(
+                hsm,
+                ("CN_INSERT_MASKED_OBJECT_USER", 0xf1),
+                handle,
+                OK,
+                &key_tail(key, 0),
+            );
         }
     }
 }
