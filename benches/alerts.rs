@@ -7,29 +7,18 @@
 
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_eventbridge::config::{Credentials, SharedCredentialsProvider};
-use aws_sdk_eventbridge::types::Target;
-use aws_sdk_sqs::types::QueueAttributeName;
 use hsm_audit::config::Config;
 use hsm_audit::lambda::ingest_event;
 use hsm_audit::publish::Publisher;
 use hsm_audit::store::dynamodb::{DynamoStore, create_table};
 use hsm_audit::testkit::subscription_event;
 
+#[path = "../tests/integration/common/bus.rs"]
+mod bus;
+use bus::{bus_to_queue, sdk_config};
+
 #[global_allocator]
 static ALLOCATOR: hsm_audit::Allocator = hsm_audit::Allocator;
-
-fn sdk_config(endpoint: &str) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "bench", "bench", None, None, "bench",
-        )))
-        .build()
-}
 
 fn delete_user(seq: u64) -> String {
     let micros = 1_516_737_503_451_420 + seq as i64 * 1_000_000;
@@ -39,59 +28,6 @@ fn delete_user(seq: u64) -> String {
          Response : 0:HSM Return: SUCCESS\nLog type : MGMT_USER_DETAILS_LOG (2)\nUser Name : alice\n\
          User Type : CN_CRYPTO_OFFICER (2)\n"
     )
-}
-
-/// A bus of its own with a rule sending hsm-audit events to a new queue: the queue's URL.
-async fn bus_to_queue(config: &SdkConfig, name: &str) -> String {
-    let events = aws_sdk_eventbridge::Client::new(config);
-    let sqs = aws_sdk_sqs::Client::new(config);
-    events
-        .create_event_bus()
-        .name(name)
-        .send()
-        .await
-        .expect("bus");
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .expect("queue")
-        .queue_url
-        .expect("queue url");
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes
-        .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("queue arn");
-    events
-        .put_rule()
-        .name("alerts")
-        .event_bus_name(name)
-        .event_pattern(r#"{"source": ["hsm-audit"]}"#)
-        .send()
-        .await
-        .expect("rule");
-    events
-        .put_targets()
-        .rule("alerts")
-        .event_bus_name(name)
-        .targets(
-            Target::builder()
-                .id("queue")
-                .arn(arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect("target");
-    url
 }
 
 fn summary(label: &str, mut times: Vec<Duration>) {

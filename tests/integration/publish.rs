@@ -6,11 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_eventbridge::config::{Credentials, SharedCredentialsProvider};
-use aws_sdk_eventbridge::types::Target;
 use aws_sdk_securityhub::types::{AwsSecurityFinding, SeverityLabel};
-use aws_sdk_sqs::types::QueueAttributeName;
 use hsm_audit::alerts::StoredAlert;
 use hsm_audit::domain::{Alert, AlertKind};
 use hsm_audit::lambda::ingest_event;
@@ -22,24 +18,9 @@ use hsm_audit::store::window::ViewOrder;
 use hsm_audit::testkit::subscription_event;
 use serde_json::Value;
 
+use crate::common::bus::{bus_to_queue, sdk_config};
 use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::{Item, client, config_for, endpoint, fresh_store, sample_events, scan_all};
-
-/// The local server's configuration, for any service's client.
-fn sdk_config(endpoint: &str) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "hsm-audit-tests",
-        )))
-        .build()
-}
 
 fn events_client(endpoint: &str) -> aws_sdk_eventbridge::Client {
     aws_sdk_eventbridge::Client::new(&sdk_config(endpoint))
@@ -99,55 +80,10 @@ struct LocalBus {
 
 impl LocalBus {
     async fn create(label: &str) -> Self {
-        let events = events_client(&endpoint());
-        let sqs = aws_sdk_sqs::Client::new(&sdk_config(&endpoint()));
+        let config = sdk_config(&endpoint());
+        let sqs = aws_sdk_sqs::Client::new(&config);
         let name = format!("hsm-audit-test-{label}-{:08x}", fastrand::u32(..));
-        events
-            .create_event_bus()
-            .name(&name)
-            .send()
-            .await
-            .expect("create the bus");
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(&name)
-            .send()
-            .await
-            .expect("create the queue")
-            .queue_url
-            .expect("queue url");
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes
-            .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("queue arn");
-        events
-            .put_rule()
-            .name("hsm-audit-alerts")
-            .event_bus_name(&name)
-            .event_pattern(r#"{"source": ["hsm-audit"]}"#)
-            .send()
-            .await
-            .expect("put the rule");
-        events
-            .put_targets()
-            .rule("hsm-audit-alerts")
-            .event_bus_name(&name)
-            .targets(
-                Target::builder()
-                    .id("queue")
-                    .arn(queue_arn)
-                    .build()
-                    .expect("target"),
-            )
-            .send()
-            .await
-            .expect("put the target");
+        let queue_url = bus_to_queue(&config, &name).await;
         Self {
             name,
             sqs,

@@ -2,6 +2,7 @@
 //! `make test` starts, and builders of Lambda events.
 #![allow(dead_code)]
 
+pub mod bus;
 pub mod fault_proxy;
 
 use std::collections::HashMap;
