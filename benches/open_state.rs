@@ -4,17 +4,23 @@
 //! sessions never logged out (left behind a day before: the session horizon has passed,
 //! then once more with the horizon off, as a cluster before it was) and 1,000 (HSM, reboot)
 //! streams. Costs are the in-memory store's ledger, which counts what DynamoDB would be
-//! sent and bill (a test holds it to what the DynamoDB store sends); heap by a counting
-//! allocator.
+//! sent and bill (a test holds it to what the DynamoDB store sends), and — with
+//! `BENCH_OPEN_STATE_PROXY_PORT`, as `make bench` runs it — the same cases again on the
+//! local server through the counting proxy (`scripts/counting_proxy.py`), a table each;
+//! heap by a counting allocator.
 //!
 //! Run: `cargo bench --bench open_state` (part of `make bench`).
 
 use std::time::{Duration, Instant};
 
+use tokio::runtime::Runtime;
+
 use hsm_audit::config::Config;
 use hsm_audit::lambda::ingest_event;
+use hsm_audit::store::AuditStore;
+use hsm_audit::store::dynamodb::{DynamoStore, create_table};
 use hsm_audit::store::memory::MemoryStore;
-use hsm_audit::testkit::bench::{Cost, Meter};
+use hsm_audit::testkit::bench::{Cost, Meter, Proxy};
 use hsm_audit::testkit::workload::user_record;
 use hsm_audit::testkit::{awslogs_event, log_event, subscription_payload};
 
@@ -41,6 +47,15 @@ struct Stream {
 }
 
 impl Stream {
+    /// The HSM's stream at its first boot.
+    fn new() -> Self {
+        Stream {
+            boot: 1,
+            seq: 0,
+            event_id: 0,
+        }
+    }
+
     fn payload(&mut self, records: &[(i64, (&str, u32), u64, String)]) -> serde_json::Value {
         let events: Vec<serde_json::Value> = records
             .iter()
@@ -77,95 +92,161 @@ struct Probe {
     time: Duration,
 }
 
-fn deliver(
-    store: &MemoryStore,
-    config: &Config,
-    event: serde_json::Value,
-    runtime: &tokio::runtime::Runtime,
-) {
-    runtime
-        .block_on(ingest_event(event, store, config))
-        .expect("delivery");
+/// Where the cases run: a fresh store for each (`fresh`, given the case's name and
+/// whether the session horizon is on), and what counts what it is sent.
+struct Place<'p, S> {
+    fresh: &'p dyn Fn(&str, bool) -> (S, Config),
+    meter: for<'a> fn(&'a S, &'a Proxy) -> &'a dyn Meter,
+    proxy: Proxy,
 }
 
-fn measure(
-    store: &MemoryStore,
-    config: &Config,
-    event: serde_json::Value,
-    runtime: &tokio::runtime::Runtime,
-) -> Probe {
-    store.reset();
-    let before = counting::start();
-    let clock = Instant::now();
-    deliver(store, config, event, runtime);
-    let time = clock.elapsed();
-    let heap_peak = counting::peak_since(before);
-    Probe {
-        ledger: store.cost(),
-        heap_peak,
-        time,
+impl<S: AuditStore> Place<'_, S> {
+    fn deliver(&self, store: &S, config: &Config, event: serde_json::Value, runtime: &Runtime) {
+        runtime
+            .block_on(ingest_event(event, store, config))
+            .expect("delivery");
     }
-}
 
-/// A cluster whose `sessions` logins (of 20 application users, each under a handle of its
-/// own, as applications that crash without logging out leave them) never log out, two
-/// days before `at`, then a record at `at - 2 min` that lets the horizon act and one at
-/// `at - 1 min`: the small delivery at `at`.
-fn with_open_sessions(
-    sessions: usize,
-    config: &Config,
-    runtime: &tokio::runtime::Runtime,
-) -> Probe {
-    let store = MemoryStore::new();
-    let mut stream = Stream {
-        boot: 1,
-        seq: 0,
-        event_id: 0,
-    };
-    let logins: Vec<_> = (0..sessions)
-        .map(|index| {
-            let time = START + index as i64 * 1_000;
-            (
-                time,
-                LOGIN,
-                0x10_0000 + (index as u64) * 16,
-                format!("app-{:02}", index % 20),
-            )
-        })
-        .collect();
-    for chunk in logins.chunks(1_000) {
-        deliver(&store, config, stream.payload(chunk), runtime);
+    fn measure(
+        &self,
+        store: &S,
+        config: &Config,
+        event: serde_json::Value,
+        runtime: &Runtime,
+    ) -> Probe {
+        let meter = (self.meter)(store, &self.proxy);
+        meter.reset();
+        let before = counting::start();
+        let clock = Instant::now();
+        self.deliver(store, config, event, runtime);
+        let time = clock.elapsed();
+        let heap_peak = counting::peak_since(before);
+        Probe {
+            ledger: meter.cost(),
+            heap_peak,
+            time,
+        }
     }
-    let at = START + 2 * DAY;
-    // The step that abandons them writes an alert for each; the one after it is
-    // measured, as every later one would be.
-    for before in [120_000_000, 60_000_000] {
-        let keeper = vec![(at - before, COMMAND, 0x1, "keeper".to_owned())];
-        deliver(&store, config, stream.payload(&keeper), runtime);
-    }
-    measure(&store, config, stream.payload(&small_delivery(at)), runtime)
-}
 
-/// A cluster whose HSM rebooted `boots` times, a record each boot.
-fn with_streams(boots: usize, config: &Config, runtime: &tokio::runtime::Runtime) -> Probe {
-    let store = MemoryStore::new();
-    let mut stream = Stream {
-        boot: 1,
-        seq: 0,
-        event_id: 0,
-    };
-    for boot in 0..boots {
-        let time = START + boot as i64 * 60_000_000;
-        deliver(
+    /// A fresh cluster: the small delivery alone.
+    fn fresh_cluster(&self, runtime: &Runtime) -> Probe {
+        let (store, config) = (self.fresh)("fresh", true);
+        let mut stream = Stream::new();
+        self.measure(
             &store,
-            config,
-            stream.payload(&[(time, COMMAND, 0x1, "ops".to_owned())]),
+            &config,
+            stream.payload(&small_delivery(START + 2 * DAY)),
             runtime,
-        );
-        stream.reboot();
+        )
     }
-    let at = START + boots as i64 * 60_000_000 + DAY;
-    measure(&store, config, stream.payload(&small_delivery(at)), runtime)
+
+    /// A cluster whose `sessions` logins (of 20 application users, each under a handle of
+    /// its own, as applications that crash without logging out leave them) never log out,
+    /// two days before `at`, then a record at `at - 2 min` that lets the horizon act and
+    /// one at `at - 1 min`: the small delivery at `at`.
+    fn with_open_sessions(&self, sessions: usize, horizon: bool, runtime: &Runtime) -> Probe {
+        let (store, config) = (self.fresh)(&format!("sessions-{sessions}"), horizon);
+        let mut stream = Stream::new();
+        let logins: Vec<_> = (0..sessions)
+            .map(|index| {
+                let time = START + index as i64 * 1_000;
+                (
+                    time,
+                    LOGIN,
+                    0x10_0000 + (index as u64) * 16,
+                    format!("app-{:02}", index % 20),
+                )
+            })
+            .collect();
+        for chunk in logins.chunks(1_000) {
+            self.deliver(&store, &config, stream.payload(chunk), runtime);
+        }
+        let at = START + 2 * DAY;
+        // The step that abandons them writes an alert for each; the one after it is
+        // measured, as every later one would be.
+        for before in [120_000_000, 60_000_000] {
+            let keeper = vec![(at - before, COMMAND, 0x1, "keeper".to_owned())];
+            self.deliver(&store, &config, stream.payload(&keeper), runtime);
+        }
+        self.measure(
+            &store,
+            &config,
+            stream.payload(&small_delivery(at)),
+            runtime,
+        )
+    }
+
+    /// A cluster whose HSM rebooted `boots` times, a record each boot.
+    fn with_streams(&self, boots: usize, runtime: &Runtime) -> Probe {
+        let (store, config) = (self.fresh)(&format!("boots-{boots}"), true);
+        let mut stream = Stream::new();
+        for boot in 0..boots {
+            let time = START + boot as i64 * 60_000_000;
+            self.deliver(
+                &store,
+                &config,
+                stream.payload(&[(time, COMMAND, 0x1, "ops".to_owned())]),
+                runtime,
+            );
+            stream.reboot();
+        }
+        let at = START + boots as i64 * 60_000_000 + DAY;
+        self.measure(
+            &store,
+            &config,
+            stream.payload(&small_delivery(at)),
+            runtime,
+        )
+    }
+
+    /// Every case, a row each against the fresh cluster; whether every target holds. The
+    /// horizon-off rows show what the horizon saves (they are not targets) and run where
+    /// `horizon_off` asks.
+    fn cases(
+        &self,
+        sessions: &[usize],
+        boots: usize,
+        horizon_off: bool,
+        runtime: &Runtime,
+    ) -> bool {
+        header();
+        let fresh = self.fresh_cluster(runtime);
+        row("nothing before it", &fresh, &fresh);
+        let mut held = true;
+        for &count in sessions {
+            held &= row(
+                &format!("{count} sessions never logged out"),
+                &self.with_open_sessions(count, true, runtime),
+                &fresh,
+            );
+            if horizon_off {
+                row(
+                    "… with SESSION_HORIZON_SECONDS=0",
+                    &self.with_open_sessions(count, false, runtime),
+                    &fresh,
+                );
+            }
+        }
+        held &= row(
+            &format!("{boots} (HSM, reboot) streams"),
+            &self.with_streams(boots, runtime),
+            &fresh,
+        );
+        held
+    }
+}
+
+fn header() {
+    println!(
+        "{:<44} {:>8} {:>9} {:>9} {:>10} {:>9} {:>8}",
+        "a 3-record delivery on a cluster with",
+        "requests",
+        "read RU",
+        "write WU",
+        "items read",
+        "heap MiB",
+        "ms"
+    );
 }
 
 fn row(name: &str, probe: &Probe, fresh: &Probe) -> bool {
@@ -198,65 +279,54 @@ fn row(name: &str, probe: &Probe, fresh: &Probe) -> bool {
     holds
 }
 
+fn config(table: &str, horizon: bool) -> Config {
+    Config::from_lookup(Some(table.to_owned()), |name| {
+        (name == "SESSION_HORIZON_SECONDS" && !horizon).then(|| "0".to_owned())
+    })
+    .expect("config")
+}
+
 fn main() {
     let measuring = std::env::args().any(|arg| arg == "--bench");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let config = Config::from_lookup(Some("bench".into()), |_| None).expect("config");
-    let no_horizon = Config::from_lookup(Some("bench".into()), |name| {
-        (name == "SESSION_HORIZON_SECONDS").then(|| "0".to_owned())
-    })
-    .expect("config");
     let (sessions, boots) = if measuring {
         (vec![5_000, 50_000], 1_000)
     } else {
         (vec![500], 50)
     };
-    println!(
-        "{:<44} {:>8} {:>9} {:>9} {:>10} {:>9} {:>8}",
-        "a 3-record delivery on a cluster with",
-        "requests",
-        "read RU",
-        "write WU",
-        "items read",
-        "heap MiB",
-        "ms"
-    );
-    let fresh = {
-        let store = MemoryStore::new();
-        let mut stream = Stream {
-            boot: 1,
-            seq: 0,
-            event_id: 0,
-        };
-        measure(
-            &store,
-            &config,
-            stream.payload(&small_delivery(START + 2 * DAY)),
-            &runtime,
-        )
+    let in_memory = Place {
+        fresh: &|_, horizon| (MemoryStore::new(), config("bench", horizon)),
+        meter: |store, _| store,
+        proxy: Proxy { port: 0 },
     };
-    row("nothing before it", &fresh, &fresh);
-    let mut held = true;
-    for &count in &sessions {
-        held &= row(
-            &format!("{count} sessions never logged out"),
-            &with_open_sessions(count, &config, &runtime),
-            &fresh,
-        );
-        row(
-            "… with SESSION_HORIZON_SECONDS=0",
-            &with_open_sessions(count, &no_horizon, &runtime),
-            &fresh,
-        );
+    println!("== in memory (the ledger counts what DynamoDB would be sent and bill)");
+    let mut held = in_memory.cases(&sessions, boots, true, &runtime);
+    if let Some(port) = std::env::var("BENCH_OPEN_STATE_PROXY_PORT")
+        .ok()
+        .and_then(|port| port.parse().ok())
+    {
+        let client = runtime.block_on(hsm_audit::store::dynamodb::connect());
+        let fresh = |case: &str, horizon: bool| {
+            let table = format!("hsm-audit-open-{case}-{horizon}-{}", std::process::id());
+            runtime
+                .block_on(create_table(&client, &table))
+                .expect("the bench's table");
+            (
+                DynamoStore::new(client.clone(), table.clone()),
+                config(&table, horizon),
+            )
+        };
+        let on_server = Place {
+            fresh: &fresh,
+            meter: |_, proxy| proxy,
+            proxy: Proxy { port },
+        };
+        println!("\n== on the local server, through the counting proxy");
+        held &= on_server.cases(&sessions, boots, false, &runtime);
     }
-    held &= row(
-        &format!("{boots} (HSM, reboot) streams"),
-        &with_streams(boots, &config, &runtime),
-        &fresh,
-    );
     println!(
         "\nopen state: {}",
         if held {

@@ -53,8 +53,11 @@ AWS_ENDPOINT_URL="http://127.0.0.1:$PROXY_PORT" BENCH_DENSE_PROXY_PORT="$PROXY_P
 stop_server
 
 echo
-echo "== open state: a 3-record delivery with 5,000 and 50,000 sessions never logged out, and 1,000 reboots (cargo bench --bench open_state)"
-cargo bench --bench open_state
+echo "== open state: a 3-record delivery with 5,000 and 50,000 sessions never logged out, and 1,000 reboots, in memory and on the server (cargo bench --bench open_state)"
+start_server
+AWS_ENDPOINT_URL="http://127.0.0.1:$PROXY_PORT" BENCH_OPEN_STATE_PROXY_PORT="$PROXY_PORT" \
+    cargo bench --bench open_state
+stop_server
 
 echo
 echo "== hsm-audit report of 100,000 keys and 50,000 sessions, read page by page (cargo bench --bench report)"
