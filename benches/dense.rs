@@ -35,7 +35,7 @@ mod counting;
 static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// Invocations measured at each history point.
-const PROBES: usize = 5;
+const PROBES: usize = 10;
 
 struct Probe {
     records: usize,
