@@ -47,6 +47,10 @@
 //!   `store::dynamodb::lease`); a holder that lost it does not commit.
 //! - *Reference.* [`crate::domain::derive`] is the fold of everything at once from an
 //!   empty carry; the property tests compare the stored views after any delivery with it.
+//!
+//! About 900 lines in one file on purpose: the design above and the state it describes
+//! (the head, what arrived, how a step starts and what it folds) read together; what a
+//! step writes and the object carries are in `incremental/`.
 
 use std::collections::{BTreeMap, BTreeSet};
 

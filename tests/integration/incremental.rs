@@ -6,6 +6,9 @@
 //! by item, through the function's entry point and the real store, with no `rederive`.
 //! What arrives later than the allowed lateness keeps its `late_record` alert.
 //!
+//! Over 900 lines in one file: every case shares the workload, the deliveries and the
+//! reference above, which no other test file needs.
+//!
 //! Cases: `HSM_AUDIT_EQUIVALENCE_CASES` (default 24 through the local DynamoDB and 256
 //! through the in-memory store, which holds the same items); `make equivalence` runs many
 //! more.
