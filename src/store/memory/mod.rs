@@ -255,12 +255,14 @@ impl MemoryStore {
         book.items_read += found.len() as u64;
     }
 
-    /// The last item of `pk` whose sort key starts with `prefix`.
+    /// The last item of `pk` whose sort key starts with `prefix`: read from the end, as
+    /// DynamoDB's reverse `Query` does, not by walking every item under the prefix (the
+    /// trail's digests grow with the history).
     fn last_in(&self, pk: &str, prefix: &str) -> Option<Item> {
+        let past_prefix = format!("{prefix}{}", char::MAX);
         self.guard()
-            .range((pk.to_owned(), prefix.to_owned())..)
-            .take_while(|((p, sk), _)| p == pk && sk.starts_with(prefix))
-            .last()
+            .range((pk.to_owned(), prefix.to_owned())..(pk.to_owned(), past_prefix))
+            .next_back()
             .map(|(_, item)| unpack(item))
     }
 
